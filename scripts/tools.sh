@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs the pinned real components Spillway's lab and tests use:
+#   - Nomad, built from the Go module proxy and cached outside the clone;
+#   - Prometheus and Alertmanager, from Debian's packages (as root).
+# Idempotent: a second run with a warm cache takes seconds.
+set -euo pipefail
+
+NOMAD_VERSION="${NOMAD_VERSION:-1.11.0}"
+# The api module version pinned by Nomad v1.11.0's go.mod (replaced by ./api there).
+NOMAD_API_VERSION="${NOMAD_API_VERSION:-v0.0.0-20251112085157-4f01f1455f20}"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/spillway/tools"
+NOMAD_DIR="$CACHE_ROOT/nomad-$NOMAD_VERSION"
+NOMAD_BIN="$NOMAD_DIR/nomad"
+
+log() { printf '==> %s\n' "$*"; }
+
+install_nomad() {
+  if [[ -x "$NOMAD_BIN" ]] && "$NOMAD_BIN" version 2>/dev/null | grep -q "Nomad v$NOMAD_VERSION"; then
+    log "nomad v$NOMAD_VERSION: cached at $NOMAD_BIN"
+    return
+  fi
+  log "nomad v$NOMAD_VERSION: building from the Go module proxy (about 7 minutes the first time)"
+  local src api work
+  src="$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/nomad@v$NOMAD_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  api="$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/nomad/api@$NOMAD_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  if [[ -z "$src" || -z "$api" ]]; then
+    echo "tools: could not download github.com/hashicorp/nomad@v$NOMAD_VERSION from the Go module proxy" >&2
+    exit 1
+  fi
+  work="$(mktemp -d "${TMPDIR:-/tmp}/spillway-nomad-build.XXXXXX")"
+  trap 'rm -rf "$work"' RETURN
+  cp -r "$src" "$work/nomad"
+  chmod -R u+w "$work/nomad"
+  rm -rf "$work/nomad/api"
+  cp -r "$api" "$work/nomad/api"
+  chmod -R u+w "$work/nomad/api"
+  mkdir -p "$NOMAD_DIR"
+  # Progress: go build is silent for minutes, so print a heartbeat.
+  ( while sleep 30; do log "nomad: still building ($(date +%T))"; done ) &
+  local beat=$!
+  if ! (cd "$work/nomad" && GOFLAGS=-mod=mod go build -trimpath -o "$NOMAD_BIN.tmp" .); then
+    kill "$beat" 2>/dev/null || true
+    echo "tools: building nomad failed" >&2
+    exit 1
+  fi
+  kill "$beat" 2>/dev/null || true
+  mv "$NOMAD_BIN.tmp" "$NOMAD_BIN"
+  log "nomad v$NOMAD_VERSION: built at $NOMAD_BIN"
+}
+
+install_debian() {
+  local missing=()
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    log "prometheus, alertmanager: installed"
+    return
+  fi
+  if [[ "$(id -u)" != 0 ]]; then
+    echo "tools: missing ${missing[*]}: run 'sudo apt-get install -y ${missing[*]}'" >&2
+    return
+  fi
+  log "installing ${missing[*]} from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # --no-install-recommends keeps node-exporter and friends out; policy-rc.d stops
+  # the packages from starting system daemons we do not want.
+  local rc=/usr/sbin/policy-rc.d created=0
+  if [[ ! -e $rc ]]; then printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"; created=1; fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ $created == 1 ]]; then rm -f "$rc"; fi
+  log "installed ${missing[*]}"
+}
+
+case "${1:-all}" in
+  nomad) install_nomad ;;
+  debian) install_debian ;;
+  all) install_debian; install_nomad ;;
+  *) echo "usage: $0 [all|nomad|debian]" >&2; exit 2 ;;
+esac
