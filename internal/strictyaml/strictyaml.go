@@ -110,8 +110,9 @@ type Position struct {
 type Positions struct {
 	File string
 	// Doc is where the document starts.
-	Doc   Position
-	paths map[string]Position
+	Doc    Position
+	paths  map[string]Position
+	failed map[string]bool
 }
 
 // Of returns the position of path, or of its nearest ancestor that has one,
@@ -142,6 +143,25 @@ func (p *Positions) Has(path string) bool {
 	}
 	_, ok := p.paths[path]
 	return ok
+}
+
+// Failed reports whether decoding reported an error at path or at one of
+// its ancestors, so validation can skip a value that never decoded instead
+// of reporting it twice.
+func (p *Positions) Failed(path string) bool {
+	if p == nil || len(p.failed) == 0 {
+		return false
+	}
+	for {
+		if p.failed[path] {
+			return true
+		}
+		cut := strings.LastIndexAny(path, ".[")
+		if cut <= 0 {
+			return false
+		}
+		path = path[:cut]
+	}
 }
 
 // Paths returns every decoded path, sorted.
@@ -265,6 +285,10 @@ type decoder struct {
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	if d.pos.failed == nil {
+		d.pos.failed = map[string]bool{}
+	}
+	d.pos.failed[path] = true
 	d.errs = append(d.errs, &Error{File: d.pos.File, Line: n.Line, Column: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 

@@ -176,3 +176,28 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestFailed(t *testing.T) {
+	src := "name: web\ncount: many\ninner:\n  timeout: soon\n  address: ok\n"
+	var got sample
+	pos, err := Decode("f.yaml", []byte(src), &got)
+	if err == nil {
+		t.Fatal("expected errors")
+	}
+	for path, want := range map[string]bool{
+		"count":         true,
+		"inner.timeout": true,
+		"inner.address": false,
+		"inner":         false,
+		"name":          false,
+		"items[0].x":    false,
+	} {
+		if got := pos.Failed(path); got != want {
+			t.Errorf("Failed(%q) = %v, want %v", path, got, want)
+		}
+	}
+	var nilPos *Positions
+	if nilPos.Failed("x") {
+		t.Error("nil Positions reports a failure")
+	}
+}

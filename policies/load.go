@@ -1,0 +1,195 @@
+package policies
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spillwayhq/spillway/internal/strictyaml"
+)
+
+// Set is an immutable, fully validated collection of policies. It is safe
+// for concurrent use; none of its policies may be modified.
+type Set struct {
+	policies []*Policy
+	byName   map[string]*Policy
+	files    []string
+	hash     string
+}
+
+// Policies returns the policies in file and document order. The slice is a
+// copy; the policies are shared and read-only.
+func (s *Set) Policies() []*Policy {
+	if s == nil {
+		return nil
+	}
+	return append([]*Policy(nil), s.policies...)
+}
+
+// Get returns the policy with the given name.
+func (s *Set) Get(name string) (*Policy, bool) {
+	if s == nil {
+		return nil, false
+	}
+	p, ok := s.byName[name]
+	return p, ok
+}
+
+// Len is the number of policies.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.policies)
+}
+
+// ForTarget returns the policies that scale the task group t.
+func (s *Set) ForTarget(t Target) []*Policy {
+	var out []*Policy
+	for _, p := range s.Policies() {
+		if p.Target == t {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Files are the files the set was loaded from.
+func (s *Set) Files() []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string(nil), s.files...)
+}
+
+// Hash is a SHA-256 over the names and contents of the loaded files, for
+// a "config hash" metric and to skip no-op reloads.
+func (s *Set) Hash() string {
+	if s == nil {
+		return ""
+	}
+	return s.hash
+}
+
+// LoadDir loads every *.yaml and *.yml file directly in dir (not in
+// subdirectories), in name order. An empty directory gives an empty set.
+// See [LoadFiles] for the error contract.
+func LoadDir(dir string) (*Set, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, strictyaml.Errors{{File: dir, Msg: fmt.Sprintf("reading policy directory: %s", unwrapPathError(err))}}
+	}
+	var files []string
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if ext := filepath.Ext(e.Name()); ext == ".yaml" || ext == ".yml" {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	return LoadFiles(files...)
+}
+
+// LoadFiles reads, decodes and validates the files, each holding one or
+// more ScalingPolicy documents. It returns the complete set, or a
+// [strictyaml.Errors] holding every problem in every file, each formatted
+// "file:line:column: field.path: message" and sorted by file and line. It
+// never returns a partial set: on error the caller keeps what it had.
+func LoadFiles(paths ...string) (*Set, error) {
+	var errs strictyaml.Errors
+	h := sha256.New()
+	set := &Set{byName: map[string]*Policy{}}
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, &strictyaml.Error{File: path, Msg: fmt.Sprintf("reading policy file: %s", unwrapPathError(err))})
+			continue
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
+		h.Write(data)
+		ps, err := Parse(path, data)
+		errs = append(errs, strictyaml.AsErrors(path, err)...)
+		set.policies = append(set.policies, ps...)
+		set.files = append(set.files, path)
+	}
+	errs = append(errs, validateSet(set.policies)...)
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	for _, p := range set.policies {
+		set.byName[p.Name] = p
+	}
+	set.hash = hex.EncodeToString(h.Sum(nil))
+	return set, nil
+}
+
+// Parse decodes and validates the policy documents in data, name being the
+// file name used in errors. It checks each policy on its own; checks across
+// policies (unique names and targets) happen in [LoadFiles]. On error it
+// returns the policies that decoded along with every error.
+func Parse(name string, data []byte) ([]*Policy, error) {
+	var (
+		out  []*Policy
+		errs strictyaml.Errors
+	)
+	err := strictyaml.DecodeAll(name, data, func(root *yaml.Node) (any, error) {
+		if root.Kind != yaml.MappingNode {
+			return nil, &strictyaml.Error{File: name, Line: root.Line, Column: root.Column, Msg: "expected a ScalingPolicy mapping"}
+		}
+		return &Policy{}, nil
+	}, func(v any, pos *strictyaml.Positions) {
+		p := v.(*Policy)
+		p.pos = pos
+		errs = append(errs, p.validate()...)
+		out = append(out, p)
+	})
+	errs = append(errs, strictyaml.AsErrors(name, err)...)
+	if len(out) == 0 && len(errs) == 0 {
+		errs = append(errs, &strictyaml.Error{File: name, Msg: "no ScalingPolicy documents in file"})
+	}
+	return out, errs.Err()
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// validateSet checks rules across policies: unique names. Several
+// policies may target the same task group (for example a diurnal policy and
+// a gala schedule kept in separate files); their decisions combine with
+// [CombineDecisions], the same safest-wins rule as checks.
+func validateSet(ps []*Policy) strictyaml.Errors {
+	var errs strictyaml.Errors
+	names := map[string]*Policy{}
+	sorted := append([]*Policy(nil), ps...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if sorted[i].File() != sorted[j].File() {
+			return sorted[i].File() < sorted[j].File()
+		}
+		return sorted[i].Line() < sorted[j].Line()
+	})
+	for _, p := range sorted {
+		if p.Name == "" {
+			continue
+		}
+		if first, ok := names[p.Name]; ok {
+			errs = append(errs, p.pos.Errorf("name", "duplicate policy name %q, first defined at %s:%d", p.Name, first.File(), first.pos.Of("name").Line))
+			continue
+		}
+		names[p.Name] = p
+	}
+	return errs
+}
