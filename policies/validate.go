@@ -146,7 +146,7 @@ func (v *validator) onError(path string, o *OnCheckError, p *Policy, maxOK bool)
 			v.errorf(path+".action", "is required: %q or %q", OnErrorHold, OnErrorFixed)
 		}
 		o.Action = OnErrorHold
-		if v.pos.Has(path+".count") {
+		if v.pos.Has(path + ".count") {
 			v.errorf(path+".count", "only allowed with action %q", OnErrorFixed)
 		}
 	case OnErrorHold:
