@@ -1,0 +1,691 @@
+// Package cloudsim owns Spillway's wire-level cloud simulator: one HTTP
+// server that speaks the EC2 Query protocol and the Alibaba Cloud ECS RPC
+// protocol closely enough for the unmodified aws-sdk-go-v2 and
+// alibaba-cloud-sdk-go clients, verifying SigV4 and HMAC-SHA1 signatures
+// against configured keys. It simulates instance lifecycles on an injectable
+// clock, capacity per offering, quotas, token-bucket throttling, random 5xx
+// answers and spot interruptions, deterministically under a seed. A test API
+// beside the cloud APIs inspects instances, sets capacity and injects faults,
+// and Go hooks run when an instance boots or terminates (the lab starts and
+// stops Nomad client agents from them).
+package cloudsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// InstanceEvent describes an instance to the boot and terminate hooks.
+type InstanceEvent struct {
+	InstanceID string
+	// Provider is CloudAWS ("aws") or CloudAlicloud ("alicloud").
+	Provider     string
+	Region       string
+	Zone         string
+	InstanceType string
+	CapacityType string
+	PrivateIP    string
+	Tags         map[string]string
+	// UserData is the decoded (not base64) user data.
+	UserData []byte
+	// Booted reports, to the terminate hook, whether the boot hook ran.
+	Booted bool
+}
+
+// Hook is called when an instance boots or starts terminating. Hooks run
+// outside the simulator's lock, one at a time, on the goroutine that moved
+// the clock (Advance, a request, or the wall-clock ticker); a hook that does
+// slow work should start it in the background.
+type Hook func(ctx context.Context, ev InstanceEvent)
+
+// FaultKind names an injectable fault.
+type FaultKind string
+
+// Fault kinds.
+const (
+	// FaultThrottle answers with the cloud's throttling error without acting.
+	FaultThrottle FaultKind = "throttle"
+	// FaultServerError answers 503 without acting.
+	FaultServerError FaultKind = "server-error"
+	// FaultServerErrorAfterCommit carries the request out, then answers 500,
+	// as when a response is lost: clients retry with the same client token.
+	FaultServerErrorAfterCommit FaultKind = "server-error-after-commit"
+)
+
+// Fault is injected into the next Count requests of Action ("" for any) on
+// Cloud ("" for both).
+type Fault struct {
+	Cloud  string    `json:"cloud"`
+	Action string    `json:"action"`
+	Kind   FaultKind `json:"kind"`
+	Count  int       `json:"count"`
+}
+
+// Instance is the simulator's view of an instance.
+type Instance struct {
+	ID           string            `json:"id"`
+	Cloud        string            `json:"cloud"`
+	Account      string            `json:"account"`
+	Region       string            `json:"region"`
+	Zone         string            `json:"zone"`
+	Subnet       string            `json:"subnet,omitempty"`
+	InstanceType string            `json:"instanceType"`
+	CapacityType string            `json:"capacityType"`
+	ImageID      string            `json:"imageId,omitempty"`
+	State        string            `json:"state"`
+	StateReason  string            `json:"stateReason,omitempty"`
+	Tags         map[string]string `json:"tags"`
+	UserData     []byte            `json:"userData,omitempty"`
+	ClientToken  string            `json:"clientToken,omitempty"`
+	PrivateIP    string            `json:"privateIp"`
+	LaunchTime   time.Time         `json:"launchTime"`
+	Reservation  string            `json:"reservation,omitempty"`
+	Booted       bool              `json:"booted"`
+
+	runningAt  time.Time
+	bootAt     time.Time
+	goneAt     time.Time // EC2: terminated at; ECS: unused
+	releasedAt time.Time // EC2: removed from view at
+	seq        int
+}
+
+// Lifecycle states.
+const (
+	ec2Pending      = "pending"
+	ec2Running      = "running"
+	ec2ShuttingDown = "shutting-down"
+	ec2Terminated   = "terminated"
+
+	ecsPending  = "Pending"
+	ecsStarting = "Starting"
+	ecsRunning  = "Running"
+	ecsStopped  = "Stopped"
+)
+
+// Option configures a Simulator.
+type Option func(*Simulator)
+
+// WithClock sets the clock. The default is the wall clock, on which the
+// simulator also ticks itself in the background; with any other clock,
+// call Advance (FakeClock) or Step to move lifecycles on.
+func WithClock(c Clock) Option { return func(s *Simulator) { s.clock = c } }
+
+// WithBootHook sets the hook called when an instance has booted.
+func WithBootHook(h Hook) Option { return func(s *Simulator) { s.bootHook = h } }
+
+// WithTerminateHook sets the hook called when an instance starts
+// terminating (EC2 shutting-down, ECS deletion, spot interruption).
+func WithTerminateHook(h Hook) Option { return func(s *Simulator) { s.terminateHook = h } }
+
+// WithLogger sets the logger. The default discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Simulator) { s.log = l } }
+
+// Simulator is the simulated clouds. Create it with New, serve it with
+// Start (or mount Handler yourself), and drive it with the methods below or
+// the test API under /_cloudsim/.
+type Simulator struct {
+	cfg           Config
+	clock         Clock
+	log           *slog.Logger
+	bootHook      Hook
+	terminateHook Hook
+
+	hookMu sync.Mutex // serialises hook calls
+
+	mu        sync.Mutex
+	rng       *rand.Rand
+	seq       int
+	instances map[string]*Instance
+	capacity  map[string]*int // offering key → remaining; nil entry = unlimited
+	offerings map[string]OfferingConfig
+	templates map[string]LaunchTemplate
+	tokens    map[string]idempotentResult
+	faults    []*Fault
+	buckets   map[string]*bucket
+	errorRate float64
+
+	srv      *http.Server
+	ln       net.Listener
+	stopTick chan struct{}
+	wg       sync.WaitGroup
+}
+
+type idempotentResult struct {
+	paramsHash string
+	status     int
+	body       []byte
+}
+
+// New returns a Simulator for cfg. Defaults are applied to cfg.
+func New(cfg Config, opts ...Option) (*Simulator, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid cloudsim config: %w", err)
+	}
+	s := &Simulator{
+		cfg:       cfg,
+		clock:     realClock{},
+		log:       slog.New(slog.DiscardHandler),
+		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x5eed)),
+		instances: map[string]*Instance{},
+		capacity:  map[string]*int{},
+		offerings: map[string]OfferingConfig{},
+		templates: map[string]LaunchTemplate{},
+		tokens:    map[string]idempotentResult{},
+		buckets:   map[string]*bucket{},
+		errorRate: *cfg.ErrorRate,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	for cloud, cc := range map[string]CloudConfig{CloudAWS: cfg.AWS, CloudAlicloud: cfg.Alicloud} {
+		for _, o := range cc.Offerings {
+			key := offeringKey(cloud, o.Zone, o.InstanceType, o.CapacityType)
+			s.offerings[key] = o
+			if o.Capacity != nil {
+				n := *o.Capacity
+				s.capacity[key] = &n
+			}
+		}
+	}
+	for _, lt := range cfg.AWS.LaunchTemplates {
+		s.putTemplateLocked(lt)
+	}
+	return s, nil
+}
+
+// Config returns the effective configuration, defaults applied.
+func (s *Simulator) Config() Config { return s.cfg }
+
+// Handler returns the HTTP handler serving both cloud APIs and the test API.
+func (s *Simulator) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Start listens on addr (for example "127.0.0.1:0") and serves in the
+// background until Close. On the wall clock it also ticks lifecycles every
+// 100ms.
+func (s *Simulator) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening for cloudsim: %w", err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("cloudsim server stopped", "err", err)
+		}
+	}()
+	if _, ok := s.clock.(realClock); ok {
+		s.stopTick = make(chan struct{})
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-s.stopTick:
+					return
+				case <-t.C:
+					s.Step()
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// Close stops the server started by Start.
+func (s *Simulator) Close() error {
+	var err error
+	if s.stopTick != nil {
+		close(s.stopTick)
+	}
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = s.srv.Shutdown(ctx)
+	}
+	s.wg.Wait()
+	return err
+}
+
+// Addr returns the listening address ("127.0.0.1:PORT") after Start.
+func (s *Simulator) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// URL returns the base URL ("http://127.0.0.1:PORT") after Start. Point
+// the EC2 client's BaseEndpoint at it, and the ECS client's Domain at Addr.
+func (s *Simulator) URL() string { return "http://" + s.Addr() }
+
+// Advance moves a FakeClock forward by d and steps lifecycles. It panics
+// when the simulator runs on another clock.
+func (s *Simulator) Advance(d time.Duration) {
+	fc, ok := s.clock.(*FakeClock)
+	if !ok {
+		panic("cloudsim: Advance needs a FakeClock")
+	}
+	fc.Advance(d)
+	s.Step()
+}
+
+// Now returns the simulator's time.
+func (s *Simulator) Now() time.Time { return s.clock.Now() }
+
+// scaled scales a simulated latency by the time scale.
+func (s *Simulator) scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * s.cfg.TimeScale)
+}
+
+// Step moves every instance's lifecycle up to the clock's now and runs the
+// hooks that became due.
+func (s *Simulator) Step() {
+	s.mu.Lock()
+	var boots, terms []InstanceEvent
+	now := s.clock.Now()
+	for _, id := range s.sortedIDsLocked() {
+		in := s.instances[id]
+		switch in.State {
+		case ecsPending:
+			if !now.Before(in.runningAt.Add(-(in.runningAt.Sub(in.LaunchTime) / 2))) {
+				in.State = ecsStarting
+			}
+		}
+		switch in.State {
+		case ec2Pending, ecsStarting:
+			if !now.Before(in.runningAt) {
+				if in.Cloud == CloudAWS {
+					in.State = ec2Running
+				} else {
+					in.State = ecsRunning
+				}
+			}
+		}
+		if (in.State == ec2Running || in.State == ecsRunning) && !in.Booted && !now.Before(in.bootAt) {
+			in.Booted = true
+			boots = append(boots, in.event())
+		}
+		if in.State == ec2ShuttingDown && !now.Before(in.goneAt) {
+			in.State = ec2Terminated
+		}
+		if in.State == ec2Terminated && !now.Before(in.releasedAt) {
+			delete(s.instances, id)
+		}
+	}
+	_ = terms
+	s.mu.Unlock()
+	s.runHooks(s.bootHook, boots)
+}
+
+func (s *Simulator) runHooks(h Hook, evs []InstanceEvent) {
+	if h == nil || len(evs) == 0 {
+		return
+	}
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	for _, ev := range evs {
+		h(context.Background(), ev)
+	}
+}
+
+func (in *Instance) event() InstanceEvent {
+	return InstanceEvent{
+		InstanceID:   in.ID,
+		Provider:     in.Cloud,
+		Region:       in.Region,
+		Zone:         in.Zone,
+		InstanceType: in.InstanceType,
+		CapacityType: in.CapacityType,
+		PrivateIP:    in.PrivateIP,
+		Tags:         copyTags(in.Tags),
+		UserData:     slices.Clone(in.UserData),
+		Booted:       in.Booted,
+	}
+}
+
+func copyTags(t map[string]string) map[string]string {
+	out := make(map[string]string, len(t))
+	for k, v := range t {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *Simulator) sortedIDsLocked() []string {
+	ids := make([]string, 0, len(s.instances))
+	for id := range s.instances {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return s.instances[ids[i]].seq < s.instances[ids[j]].seq })
+	return ids
+}
+
+// Instances returns a snapshot of the instances of cloud ("" for both), in
+// launch order, terminated EC2 instances still retained included.
+func (s *Simulator) Instances(cloud string) []Instance {
+	s.Step()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Instance
+	for _, id := range s.sortedIDsLocked() {
+		in := s.instances[id]
+		if cloud == "" || in.Cloud == cloud {
+			c := *in
+			c.Tags = copyTags(in.Tags)
+			c.UserData = slices.Clone(in.UserData)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// SetCapacity sets how many more instances an offering can launch; a
+// negative n makes it unlimited. The offering need not be configured: a new
+// one is added at price 0.
+func (s *Simulator) SetCapacity(cloud, zone, instanceType, capacityType string, n int) error {
+	if cloud != CloudAWS && cloud != CloudAlicloud {
+		return fmt.Errorf("unknown cloud %q", cloud)
+	}
+	if capacityType != Spot && capacityType != OnDemand {
+		return fmt.Errorf("capacity type must be %q or %q, not %q", Spot, OnDemand, capacityType)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := offeringKey(cloud, zone, instanceType, capacityType)
+	if _, ok := s.offerings[key]; !ok {
+		s.offerings[key] = OfferingConfig{InstanceType: instanceType, Zone: zone, CapacityType: capacityType}
+	}
+	if n < 0 {
+		delete(s.capacity, key)
+		return nil
+	}
+	s.capacity[key] = &n
+	return nil
+}
+
+// Capacity returns the remaining capacity of an offering, -1 if unlimited.
+func (s *Simulator) Capacity(cloud, zone, instanceType, capacityType string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.capacity[offeringKey(cloud, zone, instanceType, capacityType)]; c != nil {
+		return *c
+	}
+	return -1
+}
+
+// SetErrorRate sets the probability of a random 5xx answer.
+func (s *Simulator) SetErrorRate(rate float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errorRate = rate
+}
+
+// InjectFault adds a fault for the next f.Count matching requests.
+func (s *Simulator) InjectFault(f Fault) error {
+	switch f.Kind {
+	case FaultThrottle, FaultServerError, FaultServerErrorAfterCommit:
+	default:
+		return fmt.Errorf("unknown fault kind %q", f.Kind)
+	}
+	if f.Count <= 0 {
+		f.Count = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+	return nil
+}
+
+// PutLaunchTemplate adds or replaces an EC2 launch template.
+func (s *Simulator) PutLaunchTemplate(lt LaunchTemplate) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putTemplateLocked(lt)
+}
+
+func (s *Simulator) putTemplateLocked(lt LaunchTemplate) {
+	if lt.ID != "" {
+		s.templates["id:"+lt.ID] = lt
+	}
+	if lt.Name != "" {
+		s.templates["name:"+lt.Name] = lt
+	}
+}
+
+// takeFault returns the kind of the first fault matching cloud and action,
+// consuming one count of it.
+func (s *Simulator) takeFaultLocked(cloud, action string) FaultKind {
+	for i, f := range s.faults {
+		if (f.Cloud == "" || f.Cloud == cloud) && (f.Action == "" || f.Action == action) {
+			f.Count--
+			if f.Count <= 0 {
+				s.faults = slices.Delete(s.faults, i, i+1)
+			}
+			return f.Kind
+		}
+	}
+	return ""
+}
+
+// Terminate terminates (EC2) or deletes (ECS) an instance out of band, as
+// the cloud or its owner might. It returns false if there is no such live
+// instance.
+func (s *Simulator) Terminate(id string) bool {
+	s.mu.Lock()
+	in, ok := s.instances[id]
+	if !ok || in.State == ec2Terminated || in.State == ec2ShuttingDown {
+		s.mu.Unlock()
+		return false
+	}
+	ev := s.terminateLocked(in, "User initiated")
+	s.mu.Unlock()
+	s.runHooks(s.terminateHook, []InstanceEvent{ev})
+	return true
+}
+
+// InterruptSpot interrupts a spot instance: EC2 terminates it with the
+// Server.SpotInstanceTermination reason, ECS releases it.
+func (s *Simulator) InterruptSpot(id string) error {
+	s.mu.Lock()
+	in, ok := s.instances[id]
+	if !ok || in.State == ec2Terminated || in.State == ec2ShuttingDown {
+		s.mu.Unlock()
+		return fmt.Errorf("no live instance %s", id)
+	}
+	if in.CapacityType != Spot {
+		s.mu.Unlock()
+		return fmt.Errorf("instance %s is not a spot instance", id)
+	}
+	ev := s.terminateLocked(in, "Server.SpotInstanceTermination: Spot instance termination")
+	s.mu.Unlock()
+	s.runHooks(s.terminateHook, []InstanceEvent{ev})
+	return nil
+}
+
+// terminateLocked starts terminating in and returns its terminate event.
+func (s *Simulator) terminateLocked(in *Instance, reason string) InstanceEvent {
+	if c := s.capacity[offeringKey(in.Cloud, in.Zone, in.InstanceType, in.CapacityType)]; c != nil {
+		*c++
+	}
+	now := s.clock.Now()
+	ev := in.event()
+	if in.Cloud == CloudAWS {
+		in.State = ec2ShuttingDown
+		in.StateReason = reason
+		in.goneAt = now.Add(s.scaled(s.cfg.Latency.ShuttingDown))
+		in.releasedAt = in.goneAt.Add(s.cfg.Latency.TerminatedRetention)
+	} else {
+		delete(s.instances, in.ID)
+	}
+	return ev
+}
+
+// liveCountLocked counts the account's instances that count against quota.
+func (s *Simulator) liveCountLocked(cloud, account string) int {
+	n := 0
+	for _, in := range s.instances {
+		if in.Cloud == cloud && in.Account == account && in.State != ec2Terminated && in.State != ec2ShuttingDown {
+			n++
+		}
+	}
+	return n
+}
+
+// availableLocked returns how many instances of an offering can launch now,
+// and whether the offering exists at all.
+func (s *Simulator) availableLocked(cloud, zone, instanceType, capacityType string, want int) (int, bool) {
+	key := offeringKey(cloud, zone, instanceType, capacityType)
+	if _, ok := s.offerings[key]; !ok {
+		return 0, false
+	}
+	if c := s.capacity[key]; c != nil && *c < want {
+		return *c, true
+	}
+	return want, true
+}
+
+type launchSpec struct {
+	cloud, account, region, zone, subnet, instanceType, capacityType, imageID, token, reservation string
+	tags                                                                                          map[string]string
+	userData                                                                                      []byte
+}
+
+// launchLocked creates n instances of spec, consuming capacity.
+func (s *Simulator) launchLocked(spec launchSpec, n int) []*Instance {
+	now := s.clock.Now()
+	key := offeringKey(spec.cloud, spec.zone, spec.instanceType, spec.capacityType)
+	if c := s.capacity[key]; c != nil {
+		*c -= n
+	}
+	out := make([]*Instance, 0, n)
+	for range n {
+		s.seq++
+		pending := s.cfg.Latency.PendingMin
+		if span := s.cfg.Latency.PendingMax - s.cfg.Latency.PendingMin; span > 0 {
+			pending += time.Duration(s.rng.Int64N(int64(span)))
+		}
+		in := &Instance{
+			ID:           s.instanceIDLocked(spec.cloud),
+			Cloud:        spec.cloud,
+			Account:      spec.account,
+			Region:       spec.region,
+			Zone:         spec.zone,
+			Subnet:       spec.subnet,
+			InstanceType: spec.instanceType,
+			CapacityType: spec.capacityType,
+			ImageID:      spec.imageID,
+			Tags:         copyTags(spec.tags),
+			UserData:     slices.Clone(spec.userData),
+			ClientToken:  spec.token,
+			PrivateIP:    fmt.Sprintf("10.%d.%d.%d", 16+s.seq/65536%16, s.seq/256%256, s.seq%256),
+			LaunchTime:   now,
+			Reservation:  spec.reservation,
+			seq:          s.seq,
+		}
+		in.runningAt = now.Add(s.scaled(pending))
+		in.bootAt = in.runningAt.Add(s.scaled(s.cfg.Latency.Boot))
+		if spec.cloud == CloudAWS {
+			in.State = ec2Pending
+		} else {
+			in.State = ecsPending
+		}
+		s.instances[in.ID] = in
+		out = append(out, in)
+	}
+	return out
+}
+
+const hexDigits = "0123456789abcdef"
+const alnum = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+func (s *Simulator) randomString(alphabet string, n int) string {
+	var b strings.Builder
+	for range n {
+		b.WriteByte(alphabet[s.rng.IntN(len(alphabet))])
+	}
+	return b.String()
+}
+
+func (s *Simulator) instanceIDLocked(cloud string) string {
+	for {
+		var id string
+		if cloud == CloudAWS {
+			id = "i-" + s.randomString(hexDigits, 17)
+		} else {
+			id = "i-" + s.randomString(alnum, 20)
+		}
+		if _, dup := s.instances[id]; !dup {
+			return id
+		}
+	}
+}
+
+func (s *Simulator) requestIDLocked() string {
+	r := s.randomString(hexDigits, 32)
+	return strings.ToUpper(r[:8] + "-" + r[8:12] + "-" + r[12:16] + "-" + r[16:20] + "-" + r[20:])
+}
+
+// bucket is a token bucket on the simulator's clock.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// allowLocked takes n tokens from the bucket name configured by b, and
+// reports whether there were enough.
+func (s *Simulator) allowLocked(name string, b Bucket, n float64) bool {
+	now := s.clock.Now()
+	bk := s.buckets[name]
+	if bk == nil {
+		bk = &bucket{tokens: b.Burst, last: now}
+		s.buckets[name] = bk
+	}
+	if elapsed := now.Sub(bk.last).Seconds(); elapsed > 0 {
+		// Tokens refill on the simulated clock, scaled like every latency.
+		scale := s.cfg.TimeScale
+		if scale <= 0 {
+			scale = 1
+		}
+		bk.tokens = min(b.Burst, bk.tokens+elapsed*b.Rate/scale)
+		bk.last = now
+	}
+	if bk.tokens < n {
+		return false
+	}
+	bk.tokens -= n
+	return true
+}
+
+// sleepAPI waits the simulated API latency of a launch, on the wall clock
+// only: tests on a FakeClock never sleep.
+func (s *Simulator) sleepAPI(ctx context.Context) {
+	if _, ok := s.clock.(realClock); !ok {
+		return
+	}
+	d := s.scaled(s.cfg.Latency.API)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
