@@ -1,0 +1,492 @@
+// Package alicloud owns the Alibaba Cloud ECS implementation of
+// providers.Provider, on alibaba-cloud-sdk-go. It launches with RunInstances
+// (at most 100 per call, MinAmount 1 so partial stock is taken), finds
+// Spillway's instances through ownership tags, deletes with Force, and builds
+// the catalog from DescribeAvailableResource and DescribePrice. The SDK
+// never retries a 400 Throttling answer, so the provider backs off itself.
+package alicloud
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth/credentials"
+	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/ecs"
+
+	"github.com/spillwayhq/spillway/providers"
+)
+
+// Name is the provider name.
+const Name = "alicloud"
+
+// maxPerCall is RunInstances' Amount limit.
+const maxPerCall = 100
+
+// Options configure a Provider.
+type Options struct {
+	// Cluster is the Spillway cluster name written to providers.TagCluster.
+	Cluster string
+	// Region is the ECS region, e.g. cn-hangzhou.
+	Region string
+	// Endpoint, when set, is the host[:port] every request goes to (the
+	// SDK's Domain), e.g. the cloud simulator's address. Empty uses the SDK's
+	// endpoint resolution.
+	Endpoint string
+	// Scheme is "https" (default) or "http".
+	Scheme string
+	// AccessKeyID and AccessKeySecret; when empty, credentials come from the
+	// SDK's default provider chain (environment, profile, instance RAM role).
+	AccessKeyID     string
+	AccessKeySecret string
+	// MaxAttempts per API call on throttling, first try included. Default 5.
+	MaxAttempts int
+	// BaseBackoff and MaxBackoff bound the jittered exponential backoff on
+	// Throttling*. Defaults 200ms and 20s.
+	BaseBackoff time.Duration
+	MaxBackoff  time.Duration
+	// PageSize is DescribeInstances' MaxResults. Default 100.
+	PageSize int
+	// Timeout of one HTTP request. Default 30s.
+	Timeout time.Duration
+}
+
+// Provider is the ECS providers.Provider.
+type Provider struct {
+	ecs  *ecs.Client
+	opts Options
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+// New returns a Provider. It does not call the cloud.
+func New(opts Options) (*Provider, error) {
+	if opts.Cluster == "" || opts.Region == "" {
+		return nil, errors.New("creating alicloud provider: cluster and region are required")
+	}
+	if opts.Scheme == "" {
+		opts.Scheme = "https"
+	}
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 5
+	}
+	if opts.BaseBackoff == 0 {
+		opts.BaseBackoff = 200 * time.Millisecond
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = 20 * time.Second
+	}
+	if opts.PageSize == 0 {
+		opts.PageSize = 100
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	cfg := sdk.NewConfig()
+	cfg.AutoRetry = true // the SDK retries 5xx and timeouts; Spillway retries throttling
+	cfg.MaxRetryTime = 3
+	cfg.Scheme = strings.ToUpper(opts.Scheme)
+	cfg.Timeout = opts.Timeout
+	var client *ecs.Client
+	var err error
+	if opts.AccessKeyID != "" {
+		client, err = ecs.NewClientWithOptions(opts.Region, cfg, credentials.NewAccessKeyCredential(opts.AccessKeyID, opts.AccessKeySecret))
+	} else {
+		client, err = ecs.NewClientWithProvider(opts.Region)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating ecs client: %w", err)
+	}
+	return &Provider{ecs: client, opts: opts}, nil
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return Name }
+
+// request is what every ECS request type shares.
+type request interface {
+	SetDomain(string)
+	SetScheme(string)
+}
+
+func (p *Provider) prepare(r request) {
+	if p.opts.Endpoint != "" {
+		r.SetDomain(p.opts.Endpoint)
+	}
+	r.SetScheme(strings.ToUpper(p.opts.Scheme))
+}
+
+func errorCode(err error) string {
+	var se *sdkerrors.ServerError
+	if errors.As(err, &se) {
+		return se.ErrorCode()
+	}
+	return ""
+}
+
+func isThrottling(code string) bool { return strings.HasPrefix(code, "Throttling") }
+
+func isCapacity(code string) bool {
+	return code == "OperationDenied.NoStock" || code == "Zone.NotOnSale" || code == "InvalidInstanceType.NotSupported" ||
+		code == "OperationDenied.ZoneNotAllowed" || code == "InvalidZoneId.NotSupported"
+}
+
+func isAuth(code string) bool {
+	switch code {
+	case "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive", "SignatureDoesNotMatch", "IncompleteSignature",
+		"InvalidSecurityToken.Expired", "InvalidSecurityToken.Malformed", "Forbidden.RAM", "Forbidden.AccessKeyDisabled":
+		return true
+	}
+	return false
+}
+
+// mapError turns an SDK error into a typed providers error where one fits.
+// Capacity errors are left to the caller, which knows the offering.
+func mapError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sdkerrors.ServerError
+	if errors.As(err, &se) {
+		code := se.ErrorCode()
+		switch {
+		case strings.HasPrefix(code, "QuotaExceed"):
+			return providers.NewQuotaError(err)
+		case isThrottling(code):
+			return providers.NewThrottledError(err, 0)
+		case isAuth(code):
+			return providers.NewAuthError(err)
+		case se.HttpStatus() >= 500:
+			return providers.NewUnavailableError(err)
+		}
+		return err
+	}
+	var ce *sdkerrors.ClientError
+	if errors.As(err, &ce) {
+		return providers.NewUnavailableError(err)
+	}
+	return err
+}
+
+// call runs fn, backing off with jitter while ECS answers Throttling*.
+func (p *Provider) call(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := 0; attempt < p.opts.MaxAttempts; attempt++ {
+		if attempt > 0 {
+			d := p.opts.BaseBackoff << min(attempt-1, 20)
+			if d <= 0 || d > p.opts.MaxBackoff {
+				d = p.opts.MaxBackoff
+			}
+			d = d/2 + rand.N(d/2+1)
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return errors.Join(ctx.Err(), err)
+			case <-t.C:
+			}
+		}
+		if err = fn(); err == nil || !isThrottling(errorCode(err)) {
+			return err
+		}
+	}
+	return err
+}
+
+func spotStrategy(o providers.Offering) string {
+	if o.CapacityType == providers.CapacitySpot {
+		return "SpotAsPriceGo"
+	}
+	return "NoSpot"
+}
+
+// Create implements providers.Provider.
+func (p *Provider) Create(ctx context.Context, claim providers.Claim) ([]providers.Host, error) {
+	hosts, err := p.describe(ctx, map[string]string{providers.TagCluster: p.opts.Cluster, providers.TagClaim: claim.ID}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing hosts of claim %s: %w", claim.ID, err)
+	}
+	tags := providers.OwnershipTags(p.opts.Cluster, claim)
+	var exhausted []providers.Offering
+	var capErr error
+	for _, o := range claim.EffectiveOfferings() {
+		for len(hosts) < claim.Count {
+			need := min(claim.Count-len(hosts), maxPerCall)
+			got, err := p.runInstances(ctx, claim, o, need, len(hosts), tags)
+			hosts = append(hosts, got...)
+			if isCapacity(errorCode(err)) {
+				exhausted = append(exhausted, o)
+				capErr = err
+				break
+			}
+			if err != nil {
+				return hosts, fmt.Errorf("creating hosts for claim %s in pool %s: %w", claim.ID, claim.Pool.Name, mapError(err))
+			}
+			if len(got) < need {
+				exhausted = append(exhausted, o)
+				capErr = fmt.Errorf("RunInstances launched %d of %d on %s", len(got), need, o.Key())
+				break
+			}
+		}
+	}
+	if len(hosts) < claim.Count {
+		if capErr == nil {
+			capErr = errors.New("no offerings to launch on")
+		}
+		return hosts, fmt.Errorf("creating hosts for claim %s in pool %s: got %d of %d: %w", claim.ID, claim.Pool.Name,
+			len(hosts), claim.Count, providers.NewInsufficientCapacityError(capErr, exhausted...))
+	}
+	return hosts, nil
+}
+
+func (p *Provider) runInstances(ctx context.Context, claim providers.Claim, o providers.Offering, need, have int, tags map[string]string) ([]providers.Host, error) {
+	req := ecs.CreateRunInstancesRequest()
+	p.prepare(req)
+	req.RegionId = p.opts.Region
+	req.InstanceType = o.InstanceType
+	req.ImageId = claim.Pool.ImageID
+	req.Amount = requests.NewInteger(need)
+	req.MinAmount = requests.NewInteger(1)
+	req.ClientToken = providers.ClientToken(claim.ID, have, o)
+	req.InstanceChargeType = "PostPaid"
+	req.SpotStrategy = spotStrategy(o)
+	if o.Subnet != "" {
+		req.VSwitchId = o.Subnet
+	}
+	req.ZoneId = o.Zone
+	if len(claim.Pool.UserData) > 0 {
+		req.UserData = base64.StdEncoding.EncodeToString(claim.Pool.UserData)
+	}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	list := make([]ecs.RunInstancesTag, 0, len(keys))
+	for _, k := range keys {
+		list = append(list, ecs.RunInstancesTag{Key: k, Value: tags[k]})
+	}
+	req.Tag = &list
+	var resp *ecs.RunInstancesResponse
+	err := p.call(ctx, func() (err error) {
+		resp, err = p.ecs.RunInstances(req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	hosts := make([]providers.Host, 0, len(resp.InstanceIdSets.InstanceIdSet))
+	for _, id := range resp.InstanceIdSets.InstanceIdSet {
+		hosts = append(hosts, providers.Host{
+			ID:         id,
+			Provider:   Name,
+			Pool:       claim.Pool.Name,
+			Claim:      claim.ID,
+			Offering:   providers.Offering{InstanceType: o.InstanceType, Zone: o.Zone, Subnet: o.Subnet, CapacityType: o.CapacityType},
+			State:      providers.HostPending,
+			LaunchedAt: time.Now(),
+			Tags:       tags,
+		})
+	}
+	return hosts, nil
+}
+
+// describe pages through DescribeInstances filtered by tags or IDs.
+func (p *Provider) describe(ctx context.Context, tags map[string]string, ids []string) ([]providers.Host, error) {
+	var hosts []providers.Host
+	next := ""
+	for {
+		req := ecs.CreateDescribeInstancesRequest()
+		p.prepare(req)
+		req.RegionId = p.opts.Region
+		req.MaxResults = requests.NewInteger(p.opts.PageSize)
+		req.NextToken = next
+		if len(ids) > 0 {
+			raw, _ := json.Marshal(ids)
+			req.InstanceIds = string(raw)
+		}
+		keys := make([]string, 0, len(tags))
+		for k := range tags {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if len(keys) > 0 {
+			list := make([]ecs.DescribeInstancesTag, 0, len(keys))
+			for _, k := range keys {
+				list = append(list, ecs.DescribeInstancesTag{Key: k, Value: tags[k]})
+			}
+			req.Tag = &list
+		}
+		var resp *ecs.DescribeInstancesResponse
+		err := p.call(ctx, func() (err error) {
+			resp, err = p.ecs.DescribeInstances(req)
+			return err
+		})
+		if err != nil {
+			return nil, mapError(err)
+		}
+		for _, in := range resp.Instances.Instance {
+			hosts = append(hosts, toHost(in))
+		}
+		if resp.NextToken == "" || len(resp.Instances.Instance) == 0 {
+			return hosts, nil
+		}
+		next = resp.NextToken
+	}
+}
+
+func toHost(in ecs.Instance) providers.Host {
+	tags := map[string]string{}
+	for _, t := range in.Tags.Tag {
+		tags[t.TagKey] = t.TagValue
+	}
+	h := providers.Host{
+		ID:       in.InstanceId,
+		Provider: Name,
+		Pool:     tags[providers.TagPool],
+		Claim:    tags[providers.TagClaim],
+		Tags:     tags,
+		Offering: providers.Offering{
+			InstanceType: in.InstanceType,
+			Zone:         in.ZoneId,
+			Subnet:       in.VpcAttributes.VSwitchId,
+			CapacityType: providers.CapacityOnDemand,
+		},
+	}
+	if in.SpotStrategy == "SpotAsPriceGo" || in.SpotStrategy == "SpotWithPriceLimit" {
+		h.Offering.CapacityType = providers.CapacitySpot
+	}
+	if ips := in.VpcAttributes.PrivateIpAddress.IpAddress; len(ips) > 0 {
+		h.PrivateIP = ips[0]
+	}
+	for _, layout := range []string{"2006-01-02T15:04Z", "2006-01-02T15:04:05Z"} {
+		if t, err := time.Parse(layout, in.CreationTime); err == nil {
+			h.LaunchedAt = t
+			break
+		}
+	}
+	switch in.Status {
+	case "Pending", "Starting":
+		h.State = providers.HostPending
+	case "Running":
+		h.State = providers.HostRunning
+	case "Stopping":
+		h.State = providers.HostStopping
+	case "Stopped":
+		h.State = providers.HostStopped
+	default:
+		h.State = providers.HostPending
+	}
+	return h
+}
+
+// Get implements providers.Provider.
+func (p *Provider) Get(ctx context.Context, id string) (providers.Host, error) {
+	hosts, err := p.describe(ctx, nil, []string{id})
+	if err != nil {
+		return providers.Host{}, fmt.Errorf("getting host %s: %w", id, err)
+	}
+	for _, h := range hosts {
+		if h.ID == id && h.Tags[providers.TagCluster] == p.opts.Cluster {
+			return h, nil
+		}
+	}
+	return providers.Host{}, providers.NewNotFoundError(id, nil)
+}
+
+// Delete implements providers.Provider. It deletes, with Force, only
+// instances owned by this cluster.
+func (p *Provider) Delete(ctx context.Context, host providers.Host) error {
+	if _, err := p.Get(ctx, host.ID); err != nil {
+		return fmt.Errorf("deleting host %s: %w", host.ID, err)
+	}
+	req := ecs.CreateDeleteInstancesRequest()
+	p.prepare(req)
+	req.RegionId = p.opts.Region
+	req.InstanceId = &[]string{host.ID}
+	req.Force = requests.NewBoolean(true)
+	err := p.call(ctx, func() error {
+		_, err := p.ecs.DeleteInstances(req)
+		return err
+	})
+	if errorCode(err) == "InvalidInstanceId.NotFound" {
+		return providers.NewNotFoundError(host.ID, err)
+	}
+	if err != nil {
+		return fmt.Errorf("deleting host %s: %w", host.ID, mapError(err))
+	}
+	return nil
+}
+
+// List implements providers.Provider.
+func (p *Provider) List(ctx context.Context, pool string) ([]providers.Host, error) {
+	hosts, err := p.describe(ctx, map[string]string{providers.TagCluster: p.opts.Cluster, providers.TagPool: pool}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing hosts of pool %s: %w", pool, err)
+	}
+	return hosts, nil
+}
+
+// Catalog implements providers.Provider: availability from
+// DescribeAvailableResource, prices from DescribePrice.
+func (p *Provider) Catalog(ctx context.Context, pool providers.Pool) ([]providers.Offering, error) {
+	type zoneKey struct{ zone, spot string }
+	stock := map[zoneKey]map[string]bool{}
+	out := slices.Clone(pool.Offerings)
+	for i, o := range out {
+		zk := zoneKey{o.Zone, spotStrategy(o)}
+		if _, done := stock[zk]; !done {
+			req := ecs.CreateDescribeAvailableResourceRequest()
+			p.prepare(req)
+			req.RegionId = p.opts.Region
+			req.DestinationResource = "InstanceType"
+			req.ZoneId = o.Zone
+			req.InstanceChargeType = "PostPaid"
+			req.SpotStrategy = zk.spot
+			var resp *ecs.DescribeAvailableResourceResponse
+			err := p.call(ctx, func() (err error) {
+				resp, err = p.ecs.DescribeAvailableResource(req)
+				return err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("listing available resources of pool %s: %w", pool.Name, mapError(err))
+			}
+			avail := map[string]bool{}
+			for _, z := range resp.AvailableZones.AvailableZone {
+				for _, r := range z.AvailableResources.AvailableResource {
+					for _, s := range r.SupportedResources.SupportedResource {
+						avail[s.Value] = s.Status == "Available"
+					}
+				}
+			}
+			stock[zk] = avail
+		}
+		out[i].Available = stock[zk][o.InstanceType]
+		req := ecs.CreateDescribePriceRequest()
+		p.prepare(req)
+		req.RegionId = p.opts.Region
+		req.ResourceType = "instance"
+		req.InstanceType = o.InstanceType
+		req.ZoneId = o.Zone
+		req.SpotStrategy = zk.spot
+		var resp *ecs.DescribePriceResponse
+		err := p.call(ctx, func() (err error) {
+			resp, err = p.ecs.DescribePrice(req)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pricing %s in pool %s: %w", o.Key(), pool.Name, mapError(err))
+		}
+		out[i].Price = resp.PriceInfo.Price.TradePrice
+	}
+	return out, nil
+}

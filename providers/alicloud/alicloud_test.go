@@ -1,0 +1,103 @@
+package alicloud_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/alicloud"
+	"github.com/spillwayhq/spillway/providers/cloudsim"
+	"github.com/spillwayhq/spillway/providers/providertest"
+)
+
+const (
+	accessKey = "LTAIcloudsimtest"
+	secretKey = "cloudsim-test-secret"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func newSim(t *testing.T, opts ...cloudsim.Option) *cloudsim.Simulator {
+	t.Helper()
+	zero := 0.0
+	cfg := cloudsim.Config{
+		Seed:      7,
+		ErrorRate: &zero,
+		Alicloud: cloudsim.CloudConfig{
+			Region:   "cn-hangzhou",
+			Accounts: []cloudsim.Account{{ID: "1234567890", AccessKeyID: accessKey, SecretAccessKey: secretKey}},
+			Subnets:  map[string]string{"vsw-h": "cn-hangzhou-h"},
+			Offerings: []cloudsim.OfferingConfig{
+				{InstanceType: "ecs.g7.large", Zone: "cn-hangzhou-i", CapacityType: cloudsim.OnDemand, Price: 0.11},
+				{InstanceType: "ecs.c7.large", Zone: "cn-hangzhou-h", CapacityType: cloudsim.Spot, Price: 0.02},
+			},
+		},
+	}
+	sim, err := cloudsim.New(cfg, append([]cloudsim.Option{cloudsim.WithClock(cloudsim.NewFakeClock(t0))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return sim
+}
+
+func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string) *alicloud.Provider {
+	t.Helper()
+	p, err := alicloud.New(alicloud.Options{
+		Cluster:         "test-cluster",
+		Region:          "cn-hangzhou",
+		Endpoint:        sim.Addr(),
+		Scheme:          "http",
+		AccessKeyID:     key,
+		AccessKeySecret: secret,
+		BaseBackoff:     5 * time.Millisecond,
+		MaxBackoff:      50 * time.Millisecond,
+		PageSize:        2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func pool() providers.Pool {
+	return providers.Pool{
+		Name:     "ali-hz",
+		ImageID:  "fcos_x64",
+		UserData: []byte(`{"ignition":{"version":"3.4.0"}}`),
+		Offerings: []providers.Offering{
+			{InstanceType: "ecs.g7.large", Zone: "cn-hangzhou-i", CapacityType: providers.CapacityOnDemand},
+			{InstanceType: "ecs.c7.large", Zone: "cn-hangzhou-h", Subnet: "vsw-h", CapacityType: providers.CapacitySpot},
+		},
+	}
+}
+
+func TestContract(t *testing.T) {
+	providertest.Run(t, func(t *testing.T) *providertest.Env {
+		sim := newSim(t)
+		return &providertest.Env{
+			Pool:              pool(),
+			New:               func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, secretKey) },
+			NewBadCredentials: func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, "wrong-secret") },
+			SetCapacity: func(t *testing.T, o providers.Offering, n int) {
+				if err := sim.SetCapacity(cloudsim.CloudAlicloud, o.Zone, o.InstanceType, string(o.CapacityType), n); err != nil {
+					t.Fatal(err)
+				}
+			},
+			ThrottleNextCreate: func(t *testing.T, n int) {
+				sim.InjectFault(cloudsim.Fault{Cloud: cloudsim.CloudAlicloud, Action: "RunInstances", Kind: cloudsim.FaultThrottle, Count: n})
+			},
+			LoseNextCreateResponse: func(t *testing.T) {
+				sim.InjectFault(cloudsim.Fault{Cloud: cloudsim.CloudAlicloud, Action: "RunInstances", Kind: cloudsim.FaultServerErrorAfterCommit, Count: 1})
+			},
+			TerminateOutOfBand: func(t *testing.T, id string) {
+				if !sim.Terminate(id) {
+					t.Fatalf("simulator has no live instance %s", id)
+				}
+			},
+		}
+	})
+}
