@@ -212,7 +212,7 @@ func Evaluate(p *Policy, in Input) Decision {
 	// Bounds.
 	switch {
 	case d.Desired > p.Max:
-		d.Reason += fmt.Sprintf("; capped at max %d", p.Max)
+		d.Reason += fmt.Sprintf("; limited to max %d", p.Max)
 		d.Desired = p.Max
 	case d.Desired < p.Min:
 		d.Reason += fmt.Sprintf("; raised to min %d", p.Min)

@@ -114,7 +114,7 @@ func (t *TargetValue) vote(in StrategyInput) Vote {
 	if t.Aggregate == AggregateTotal && cur == 0 {
 		desc = fmt.Sprintf("total %s with no instances, target %s per instance", fmtValue(v), fmtValue(t.Target))
 	}
-	if cur > 0 && math.Abs(factor-1) <= t.Tolerance {
+	if cur > 0 && math.Abs(factor-1) <= t.Tolerance+1e-9 { // 110/100 is 1.1000000000000001
 		return Vote{Direction: None, Count: cur, Reason: fmt.Sprintf("%s is within ±%s%% tolerance", desc, fmtValue(t.Tolerance*100))}
 	}
 	var raw float64

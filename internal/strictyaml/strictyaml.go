@@ -279,9 +279,15 @@ type NodeUnmarshaler interface {
 	UnmarshalYAML(*yaml.Node) error
 }
 
+// maxNodes bounds the nodes one document may expand to, aliases included,
+// so a small file of nested aliases ("billion laughs") cannot make decoding
+// take forever.
+const maxNodes = 1 << 20
+
 type decoder struct {
-	pos  *Positions
-	errs Errors
+	pos   *Positions
+	errs  Errors
+	nodes int
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -300,6 +306,13 @@ var (
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	d.nodes++
+	if d.nodes > maxNodes {
+		if d.nodes == maxNodes+1 {
+			d.errorf(n, path, "document expands to more than %d values; too many aliases?", maxNodes)
+		}
+		return
 	}
 	if _, seen := d.pos.paths[path]; !seen && path != "" {
 		d.pos.paths[path] = Position{n.Line, n.Column}

@@ -2,6 +2,7 @@ package strictyaml
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -199,5 +200,42 @@ func TestFailed(t *testing.T) {
 	var nilPos *Positions
 	if nilPos.Failed("x") {
 		t.Error("nil Positions reports a failure")
+	}
+}
+
+func TestAliasExpansionIsBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("anchors:\n  - &l0 {address: a}\n")
+	prev := "l0"
+	for i := 1; i <= 2; i++ {
+		fmt.Fprintf(&b, "  - &l%d [", i)
+		for j := range 200 {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("*" + prev)
+		}
+		b.WriteString("]\n")
+		prev = fmt.Sprintf("l%d", i)
+	}
+	b.WriteString("items: [")
+	for j := range 200 {
+		if j > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("*l2")
+	}
+	b.WriteString("]\n")
+	// items is a list of 200 lists of 200 lists of 200 mappings: 8e6 values.
+	var out struct {
+		Anchors []any       `yaml:"-"`
+		Items   [][][]inner `yaml:"items"`
+	}
+	_, err := Decode("bomb.yaml", []byte(b.String()), &out)
+	if err == nil || !strings.Contains(err.Error(), "too many aliases") {
+		t.Fatalf("got %v, want the expansion limit", err)
+	}
+	if n := len(AsErrors("bomb.yaml", err)); n != 2 {
+		t.Errorf("got %d errors, want the unknown key and the limit:\n%v", n, err)
 	}
 }
