@@ -17,7 +17,8 @@ type Sample struct {
 }
 
 // Reading is the result of running one check's query: the samples, or the
-// error that prevented getting them.
+// error that prevented getting them (a failed query, or data the metric
+// source already found unusable). The error text is shown as the reason.
 type Reading struct {
 	Samples []Sample
 	Err     error
@@ -99,7 +100,7 @@ var (
 // ErrManySeries.
 func (r Reading) Value(now time.Time, staleAfter time.Duration) (Sample, error) {
 	if r.Err != nil {
-		return Sample{}, fmt.Errorf("query failed: %w", r.Err)
+		return Sample{}, r.Err
 	}
 	switch len(r.Samples) {
 	case 0:

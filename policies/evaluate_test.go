@@ -106,7 +106,7 @@ func TestEvaluate(t *testing.T) {
 		{"NaN never scales in", "", Input{Current: 10, Readings: withRate(reading(math.NaN(), now))}, Hold, 10, "rate", "holding", "value is not a number"},
 		{"empty series never scales in", "", Input{Current: 10, Readings: withRate(Reading{})}, Hold, 10, "rate", "never scale in", "no data"},
 		{"check not queried", "", Input{Current: 10, Readings: map[string]Reading{"inflight": reading(1, now)}}, Hold, 10, "rate", "", "not queried"},
-		{"query error holds", "", Input{Current: 10, Readings: withRate(Reading{Err: errors.New("connection refused")})}, Hold, 10, "rate", "", "query failed: connection refused"},
+		{"query error holds", "", Input{Current: 10, Readings: withRate(Reading{Err: errors.New("connection refused")})}, Hold, 10, "rate", "", "connection refused"},
 		{"stale data holds", "", Input{Current: 10, Readings: withRate(reading(100, now.Add(-61*time.Second)))}, Hold, 10, "rate", "", "stale data: newest sample is 1m1s old"},
 		{"exactly stale_after old is fresh", "", Input{Current: 10, Readings: withRate(reading(100, now.Add(-time.Minute)))}, Down, 2, "rate", "", ""},
 		{"sample without timestamp is stale", "", Input{Current: 10, Readings: withRate(Reading{Samples: []Sample{{Value: 1}}})}, Hold, 10, "rate", "", "no timestamp"},
