@@ -83,6 +83,15 @@ func (s *Set) Hash() string {
 // subdirectories), in name order. An empty directory gives an empty set.
 // See [LoadFiles] for the error contract.
 func LoadDir(dir string) (*Set, error) {
+	files, err := Files(dir)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFiles(files...)
+}
+
+// Files lists the policy files LoadDir would load from dir.
+func Files(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, strictyaml.Errors{{File: dir, Msg: fmt.Sprintf("reading policy directory: %s", unwrapPathError(err))}}
@@ -96,7 +105,7 @@ func LoadDir(dir string) (*Set, error) {
 			files = append(files, filepath.Join(dir, e.Name()))
 		}
 	}
-	return LoadFiles(files...)
+	return files, nil
 }
 
 // LoadFiles reads, decodes and validates the files, each holding one or
