@@ -1,0 +1,58 @@
+package evaluate
+
+import (
+	"context"
+	"fmt"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/policies"
+)
+
+// NomadGroups reads task groups through the Nomad HTTP API.
+type NomadGroups struct {
+	client *nomad.Client
+}
+
+var _ Groups = (*NomadGroups)(nil)
+
+// NewNomadGroups reads groups with c.
+func NewNomadGroups(c *nomad.Client) *NomadGroups { return &NomadGroups{client: c} }
+
+// Group implements [Groups] with Jobs().Info: the group's Count and the
+// sum of its tasks' CPU, cores and memory.
+func (n *NomadGroups) Group(ctx context.Context, t policies.Target) (Group, error) {
+	q := (&nomad.QueryOptions{Namespace: t.Namespace}).WithContext(ctx)
+	job, _, err := n.client.Jobs().Info(t.Job, q)
+	if err != nil {
+		return Group{}, fmt.Errorf("reading nomad job %q in namespace %q: %w", t.Job, t.Namespace, err)
+	}
+	if job.Stop != nil && *job.Stop {
+		return Group{}, fmt.Errorf("nomad job %q in namespace %q is stopped", t.Job, t.Namespace)
+	}
+	for _, tg := range job.TaskGroups {
+		if tg.Name == nil || *tg.Name != t.Group {
+			continue
+		}
+		var g Group
+		if tg.Count != nil {
+			g.Count = *tg.Count
+		}
+		for _, task := range tg.Tasks {
+			if r := task.Resources; r != nil {
+				g.CPUMHz += deref(r.CPU)
+				g.Cores += deref(r.Cores)
+				g.MemoryMB += deref(r.MemoryMB)
+			}
+		}
+		return g, nil
+	}
+	return Group{}, fmt.Errorf("nomad job %q in namespace %q has no task group %q", t.Job, t.Namespace, t.Group)
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
