@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spillwayhq/spillway/controlplane/lab"
+)
+
+func newLabCmd() *cobra.Command {
+	opts := lab.DefaultOptions()
+	var (
+		units     string
+		demoCount int
+		serve     bool
+		trace     string
+		speed     float64
+		scale     float64
+	)
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Run the local hybrid-cloud lab until Ctrl-C",
+		Long: `Run the local hybrid-cloud lab on loopback: a Nomad server, Nomad clients
+for each business unit's hosts and the shared pool, Prometheus, Alertmanager,
+the control plane, and the demo service with its load generator playing a
+traffic trace. Ctrl-C stops everything it started.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bus, err := parseUnits(units)
+			if err != nil {
+				return err
+			}
+			opts.BusinessUnits = bus
+			opts.Serve = serve
+			if opts.Spillway, err = os.Executable(); err != nil {
+				return err
+			}
+			if demoCount > 0 {
+				opts.Demo = &lab.DemoOptions{Count: demoCount, BusinessUnit: bus[0].Name, Capacity: 100}
+				if trace != "" {
+					opts.Load = &lab.LoadOptions{Trace: trace, Speed: speed, Scale: scale, Loop: true}
+				}
+			} else {
+				opts.Demo = nil
+			}
+			opts.Progress = cmd.OutOrStdout()
+			start := time.Now()
+			l, err := lab.Start(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				fmt.Fprintln(cmd.OutOrStdout(), "lab: stopping")
+				l.Stop()
+				fmt.Fprintln(cmd.OutOrStdout(), "lab: stopped")
+			}()
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "\nThe lab is up (%s). Ctrl-C stops it.\n\n", time.Since(start).Round(time.Second))
+			if l.SpillwayURL != "" {
+				fmt.Fprintf(out, "  Console and API   %s\n", l.SpillwayURL)
+				fmt.Fprintf(out, "  Metrics           %s/metrics\n", l.SpillwayURL)
+			}
+			fmt.Fprintf(out, "  Nomad UI and API  %s  (NOMAD_ADDR=%s)\n", l.NomadAddr, l.NomadAddr)
+			fmt.Fprintf(out, "  Prometheus        %s\n", l.PrometheusURL)
+			fmt.Fprintf(out, "  Alertmanager      %s\n", l.AlertmanagerURL)
+			fmt.Fprintf(out, "  Logs              %s/logs\n\n", l.Dir)
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Dir, "dir", "", "lab directory (default: a new temporary directory, removed on exit)")
+	f.BoolVar(&opts.KeepDir, "keep", false, "keep the lab directory on exit")
+	f.StringVar(&units, "business-units", "bu-a=3,bu-b=3", "business units and their host counts")
+	f.IntVar(&opts.SharedHosts, "shared-hosts", opts.SharedHosts, "hosts lent to the shared pool")
+	f.BoolVar(&serve, "serve", true, "run the control plane")
+	f.IntVar(&demoCount, "demo", 2, "demo service instances to start with (0: no demo)")
+	f.StringVar(&trace, "trace", "testdata/traces/hot-topic.csv", "traffic trace the load generator plays in a loop (empty: no load)")
+	f.Float64Var(&speed, "speed", 1, "trace seconds played per second")
+	f.Float64Var(&scale, "scale", 1, "multiplier for the trace's request rates")
+	return cmd
+}
+
+// parseUnits reads "bu-a=3,bu-b=3".
+func parseUnits(s string) ([]lab.BusinessUnit, error) {
+	var out []lab.BusinessUnit
+	for _, part := range strings.Split(s, ",") {
+		name, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+		hosts, err := strconv.Atoi(n)
+		if !ok || name == "" || err != nil || hosts < 0 {
+			return nil, fmt.Errorf("--business-units: want name=hosts[,name=hosts...], got %q", part)
+		}
+		out = append(out, lab.BusinessUnit{Name: name, Hosts: hosts})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--business-units: at least one is required")
+	}
+	return out, nil
+}

@@ -1,0 +1,191 @@
+// Package app is the `spillway serve` daemon as a value: New builds it from a
+// configuration, Run serves until its context ends and then shuts down
+// gracefully. cmd/spillway only parses flags; tests embed the app directly.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spillwayhq/spillway/controlplane/buildinfo"
+	"github.com/spillwayhq/spillway/controlplane/config"
+)
+
+// App is a running control plane.
+type App struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	nomad *nomad.Client
+	mux   *http.ServeMux
+	ln    net.Listener
+}
+
+// New builds the daemon from cfg; hash identifies cfg in metrics. It opens no
+// sockets: Listen does.
+func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
+	nc, err := NomadClient(cfg.Nomad)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), nomad: nc, mux: http.NewServeMux()}
+	a.registerMetrics(hash)
+	a.routes()
+	return a, nil
+}
+
+// NomadClient builds a Nomad API client. Unset fields keep Nomad's own
+// defaults, which honour NOMAD_ADDR, NOMAD_TOKEN and the other NOMAD_* variables.
+func NomadClient(c config.Nomad) (*nomad.Client, error) {
+	nc := nomad.DefaultConfig()
+	if c.Address != "" {
+		nc.Address = c.Address
+	}
+	if c.Region != "" {
+		nc.Region = c.Region
+	}
+	if c.Namespace != "" {
+		nc.Namespace = c.Namespace
+	}
+	if c.Token != "" {
+		nc.SecretID = c.Token.Reveal()
+	}
+	client, err := nomad.NewClient(nc)
+	if err != nil {
+		return nil, fmt.Errorf("creating the nomad client for %s: %w", nc.Address, err)
+	}
+	return client, nil
+}
+
+func (a *App) registerMetrics(hash string) {
+	bi := buildinfo.Get()
+	a.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spillway_build_info",
+		Help: "Build information of the running spillway binary; always 1.",
+	}, []string{"version", "revision", "goversion"})
+	info.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
+	reloadOK := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "spillway_config_last_reload_successful",
+		Help: "Whether the last configuration (re)load succeeded (1) or failed (0).",
+	})
+	reloadOK.Set(1)
+	reloadTime := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "spillway_config_last_reload_success_timestamp_seconds",
+		Help: "Time of the last successful configuration (re)load.",
+	})
+	reloadTime.SetToCurrentTime()
+	cfgInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spillway_config_info",
+		Help: "The hash of the configuration in use; always 1.",
+	}, []string{"hash"})
+	cfgInfo.WithLabelValues(hash).Set(1)
+	a.reg.MustRegister(info, reloadOK, reloadTime, cfgInfo)
+}
+
+func (a *App) routes() {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spillway_http_requests_total",
+		Help: "HTTP requests served, by handler and status code.",
+	}, []string{"handler", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "spillway_http_request_duration_seconds",
+		Help:    "Time to serve HTTP requests, by handler.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"handler"})
+	a.reg.MustRegister(requests, duration)
+	handle := func(pattern, name string, h http.Handler) {
+		h = promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": name}), h)
+		h = promhttp.InstrumentHandlerDuration(duration.MustCurryWith(prometheus.Labels{"handler": name}), h)
+		a.mux.Handle(pattern, h)
+	}
+	handle("GET /healthz", "healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	}))
+	handle("GET /readyz", "readyz", http.HandlerFunc(a.readyz))
+	handle("GET /metrics", "metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+}
+
+// readyz answers 200 once the control plane can reach Nomad's leader.
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	// Status().Leader takes no options, so ask the raw endpoint with a deadline.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var leader string
+	_, err := a.nomad.Raw().Query("/v1/status/leader", &leader, new(nomad.QueryOptions).WithContext(ctx))
+	if err != nil || leader == "" {
+		if err == nil {
+			err = errors.New("no leader")
+		}
+		http.Error(w, "not ready: nomad: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Handler is the daemon's HTTP handler.
+func (a *App) Handler() http.Handler { return a.mux }
+
+// Listen opens the configured listener.
+func (a *App) Listen() error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", a.cfg.Listen, err)
+	}
+	a.ln = ln
+	return nil
+}
+
+// Addr is the address the daemon serves on, once listening.
+func (a *App) Addr() string {
+	if a.ln == nil {
+		return a.cfg.Listen
+	}
+	return a.ln.Addr().String()
+}
+
+// Run serves until ctx is done, then drains requests for up to 10 seconds.
+func (a *App) Run(ctx context.Context) error {
+	if a.ln == nil {
+		if err := a.Listen(); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{
+		Handler:           a.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(a.ln) }()
+	a.log.Info("serving", "addr", "http://"+a.Addr(), "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving http: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down http: %w", err)
+	}
+	return nil
+}
+
+func (a *App) nomadAddress() string { return a.nomad.Address() }

@@ -1,0 +1,248 @@
+// Package config owns the daemon's configuration (`spillway serve --config`):
+// its schema and defaults, strict loading and validation, and the layering of
+// a YAML file, SPILLWAY_* environment variables and command-line flags, in
+// that order of precedence, through viper.
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spillwayhq/spillway/internal/strictyaml"
+)
+
+// EnvPrefix prefixes every environment variable that sets a config key:
+// key "nomad.address" is SPILLWAY_NOMAD_ADDRESS.
+const EnvPrefix = "SPILLWAY"
+
+// Config is the daemon's configuration.
+type Config struct {
+	// Listen is the address the API, the console and /metrics are served on.
+	Listen     string     `yaml:"listen"`
+	Log        Log        `yaml:"log"`
+	Nomad      Nomad      `yaml:"nomad"`
+	Prometheus Prometheus `yaml:"prometheus"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Nomad says how to reach the Nomad cluster Spillway scales.
+type Nomad struct {
+	// Address defaults to $NOMAD_ADDR, then http://127.0.0.1:4646.
+	Address   string `yaml:"address"`
+	Region    string `yaml:"region"`
+	Namespace string `yaml:"namespace"`
+	// Token is a Nomad ACL token; it defaults to $NOMAD_TOKEN.
+	Token Secret `yaml:"token"`
+}
+
+// Prometheus says how to reach the Prometheus that holds the traffic metrics.
+type Prometheus struct {
+	Address string        `yaml:"address"`
+	Timeout time.Duration `yaml:"timeout"`
+	// BearerToken authenticates to Prometheus, when it asks for it.
+	BearerToken Secret `yaml:"bearer_token"`
+}
+
+// Default returns the configuration used for every key not set elsewhere.
+func Default() Config {
+	return Config{
+		Listen:     "127.0.0.1:8480",
+		Log:        Log{Level: "info", Format: "text"},
+		Nomad:      Nomad{Namespace: "default"},
+		Prometheus: Prometheus{Address: "http://127.0.0.1:9090", Timeout: 10 * time.Second},
+	}
+}
+
+// Keys lists every config key, dotted.
+func Keys() []string { return strictyaml.Keys(reflect.TypeFor[Config]()) }
+
+// EnvVar returns the environment variable that sets key.
+func EnvVar(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Flag binds a command-line flag to a config key.
+type Flag struct {
+	Key  string
+	Flag *pflag.Flag
+}
+
+// Load reads file (optional: "" means defaults and environment only), then
+// the environment, then the flags that were set on the command line. Every
+// problem is reported at once; file problems carry file:line:column and the
+// key. The returned hash identifies the effective configuration.
+func Load(file string, flags []Flag) (*Config, string, error) {
+	var pos *strictyaml.Positions
+	if file != "" {
+		// The strict pass: unknown keys and wrong types, with positions.
+		var probe Config
+		var err error
+		pos, err = strictyaml.ReadFile(file, &probe)
+		if err != nil {
+			return nil, "", keyErrors(strictyaml.AsErrors(file, err))
+		}
+	}
+
+	v := viper.New()
+	def := Default()
+	for _, k := range Keys() {
+		v.SetDefault(k, lookup(reflect.ValueOf(def), k))
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", file, err)
+		}
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for _, f := range flags {
+		if err := v.BindPFlag(f.Key, f.Flag); err != nil {
+			return nil, "", fmt.Errorf("binding flag --%s: %w", f.Flag.Name, err)
+		}
+	}
+
+	var cfg Config
+	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.TagName = "yaml"
+		dc.ErrorUnused = true
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc())
+	})
+	if err != nil {
+		// The file passed the strict pass, so this comes from the environment or flags.
+		return nil, "", fmt.Errorf("environment or flags: %w", err)
+	}
+
+	if errs := cfg.Validate(pos, file); len(errs) > 0 {
+		return nil, "", keyErrors(errs)
+	}
+	return &cfg, cfg.Hash(), nil
+}
+
+// Validate checks the semantics of the configuration. pos locates keys that
+// came from file; keys set elsewhere are reported by name and source.
+func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Errors {
+	var errs strictyaml.Errors
+	bad := func(key, format string, args ...any) {
+		if pos != nil && pos.Has(key) {
+			errs = append(errs, pos.Errorf(key, format, args...))
+			return
+		}
+		src := EnvVar(key) + " or its flag"
+		if os.Getenv(EnvVar(key)) != "" {
+			src = EnvVar(key)
+		}
+		errs = append(errs, &strictyaml.Error{File: src, Path: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "want host:port, got %q", c.Listen)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", "want one of debug, info, warn, error; got %q", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		bad("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	if c.Nomad.Address != "" {
+		if err := checkURL(c.Nomad.Address); err != nil {
+			bad("nomad.address", "%v", err)
+		}
+	}
+	if err := checkURL(c.Prometheus.Address); err != nil {
+		bad("prometheus.address", "%v", err)
+	}
+	if c.Prometheus.Timeout <= 0 {
+		bad("prometheus.timeout", "must be positive, got %s", c.Prometheus.Timeout)
+	}
+	errs.Sort()
+	return errs
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want an http or https URL, got %q", s)
+	}
+	return nil
+}
+
+// Hash returns a short digest of the effective configuration, secrets
+// included, so a change of token shows as a change of config.
+func (c *Config) Hash() string {
+	b, _ := yaml.Marshal(revealed(*c))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// revealed copies c with the secrets as plain strings, for hashing only.
+func revealed(c Config) map[string]any {
+	out := map[string]any{}
+	for _, k := range Keys() {
+		v := lookup(reflect.ValueOf(c), k)
+		if s, ok := v.(Secret); ok {
+			v = s.Reveal()
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Redacted renders the configuration as YAML with secrets hidden.
+func (c *Config) Redacted() string {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// lookup returns the value at dotted key in a struct value.
+func lookup(v reflect.Value, key string) any {
+	for _, part := range strings.Split(key, ".") {
+		t := v.Type()
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == part {
+				v = v.Field(i)
+				break
+			}
+		}
+	}
+	return v.Interface()
+}
+
+// keyErrors rewrites paths as `key "x.y"`, the way config errors read.
+func keyErrors(errs strictyaml.Errors) error {
+	for _, e := range errs {
+		if e.Path != "" && !strings.HasPrefix(e.Path, "key ") {
+			e.Path = fmt.Sprintf("key %q", e.Path)
+		}
+	}
+	if len(errs) == 0 {
+		return errors.New("invalid configuration")
+	}
+	return errs
+}

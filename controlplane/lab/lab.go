@@ -1,0 +1,427 @@
+// Package lab runs Spillway's local hybrid-cloud lab on loopback: a real
+// Nomad server, Nomad client agents standing in for each business unit's
+// data-centre hosts and for the shared pool, Prometheus, Alertmanager, the
+// control plane, and the demo service with its load generator. `spillway
+// lab` and the end-to-end tests both use it. Every process gets free ports
+// and a directory under the lab's root; Stop kills everything the lab
+// started, and SweepStale cleans up after a lab that was killed outright.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/controlplane/tools"
+)
+
+// BusinessUnit is a tenant of the data centre with its own hosts.
+type BusinessUnit struct {
+	Name  string
+	Hosts int
+}
+
+// Options configures a lab.
+type Options struct {
+	// Dir is the lab's root. Empty means a new temporary directory, removed
+	// by Stop unless KeepDir is set.
+	Dir     string
+	KeepDir bool
+
+	BusinessUnits []BusinessUnit
+	// SharedHosts is how many hosts the business units lend to the shared
+	// pool, taken from them in turn.
+	SharedHosts int
+	// HostCPU (MHz) and HostMemoryMB size every internal host.
+	HostCPU, HostMemoryMB int
+
+	// Spillway is the spillway binary, which runs the control plane, the
+	// demo service and the load generator.
+	Spillway string
+	// Serve starts `spillway serve` against the lab.
+	Serve bool
+	// Demo starts the demo service; nil leaves it out.
+	Demo *DemoOptions
+	// Load starts the load generator once the demo is healthy; nil leaves it out.
+	Load *LoadOptions
+
+	// Progress receives a line per step.
+	Progress io.Writer
+}
+
+// DemoOptions configures the demo service job.
+type DemoOptions struct {
+	// Count is the initial number of instances.
+	Count int
+	// BusinessUnit owns the service; its hosts' node pool runs it.
+	BusinessUnit string
+	// Capacity is the requests per second one instance serves.
+	Capacity float64
+}
+
+// LoadOptions configures the load generator.
+type LoadOptions struct {
+	Trace        string
+	Speed, Scale float64
+	Loop         bool
+}
+
+// DefaultOptions is the lab `make run` starts: two business units of three
+// hosts each, plus two shared-pool hosts, the control plane, and the demo
+// service of business unit bu-a with two instances.
+func DefaultOptions() Options {
+	return Options{
+		BusinessUnits: []BusinessUnit{{Name: "bu-a", Hosts: 3}, {Name: "bu-b", Hosts: 3}},
+		SharedHosts:   2,
+		HostCPU:       2000,
+		HostMemoryMB:  2048,
+		Serve:         true,
+		Demo:          &DemoOptions{Count: 2, BusinessUnit: "bu-a", Capacity: 100},
+	}
+}
+
+type binaries struct{ nomad, prometheus, alertmanager string }
+
+// Lab is a running lab.
+type Lab struct {
+	Dir string
+	// NomadAddr is the Nomad server's HTTP address (http://127.0.0.1:port).
+	NomadAddr string
+	// NomadRPC is the server's RPC address clients join (127.0.0.1:port).
+	NomadRPC        string
+	PrometheusURL   string
+	AlertmanagerURL string
+	// SpillwayURL is the control plane's address, when Serve is set.
+	SpillwayURL string
+	// Hosts are the internal data-centre hosts.
+	Hosts []*Host
+
+	opts      Options
+	bins      binaries
+	servePort int
+	nomad     *nomad.Client
+	tempDir   bool
+	mu        sync.Mutex
+	procs     []*process
+	stopOnce  sync.Once
+	cancel    context.CancelFunc
+}
+
+// Start brings the lab up and waits until it is ready: the Nomad server has
+// a leader, every client is ready, Prometheus and Alertmanager answer, and
+// the control plane and demo service are healthy when asked for. On error
+// everything started so far is stopped.
+func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.HostCPU == 0 {
+		opts.HostCPU = 2000
+	}
+	if opts.HostMemoryMB == 0 {
+		opts.HostMemoryMB = 2048
+	}
+	l := &Lab{opts: opts, Dir: opts.Dir}
+	if err := l.findBinaries(); err != nil {
+		return nil, err
+	}
+	if killed := SweepStale(); len(killed) > 0 {
+		l.progress("cleaned up %d processes left by an earlier lab", len(killed))
+	}
+	if l.Dir == "" {
+		dir, err := os.MkdirTemp("", "spillway-lab-")
+		if err != nil {
+			return nil, err
+		}
+		l.Dir, l.tempDir = dir, true
+	}
+	if l.Dir, err = filepath.Abs(l.Dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(l.Dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, err
+	}
+	becomeSubreaper()
+	defer func() {
+		if err != nil {
+			l.Stop()
+		}
+	}()
+	l.progress("lab directory %s", l.Dir)
+	// The control plane's port is chosen first: Prometheus scrapes it and
+	// Alertmanager sends to it.
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	l.servePort = ports[0]
+
+	if err := l.startNomadServer(ctx); err != nil {
+		return nil, err
+	}
+	// Clients, Prometheus and Alertmanager come up in parallel.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	wg.Add(2)
+	go func() { defer wg.Done(); errs[0] = l.startHosts(ctx) }()
+	go func() {
+		defer wg.Done()
+		// Prometheus is configured with Alertmanager's address.
+		if errs[1] = l.startAlertmanager(ctx); errs[1] == nil {
+			errs[2] = l.startPrometheus(ctx)
+		}
+	}()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// Background work lives until Stop, not until the caller's ctx ends.
+	bg, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go l.followService(bg, DemoService)
+	if opts.Serve {
+		if err := l.startServe(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Demo != nil {
+		if err := l.RunDemo(ctx, *opts.Demo); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Load != nil {
+		if _, err := l.StartLoad(*opts.Load); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Lab) findBinaries() error {
+	var errs []error
+	for _, t := range []struct {
+		tool tools.Tool
+		dst  *string
+	}{{tools.Nomad, &l.bins.nomad}, {tools.Prometheus, &l.bins.prometheus}, {tools.Alertmanager, &l.bins.alertmanager}} {
+		p, err := t.tool.Path()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*t.dst = p
+	}
+	if (l.opts.Serve || l.opts.Demo != nil || l.opts.Load != nil) && l.opts.Spillway == "" {
+		errs = append(errs, errors.New("the lab needs the spillway binary (Options.Spillway) to run the control plane and the demo"))
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Lab) progress(format string, args ...any) {
+	fmt.Fprintf(l.opts.Progress, "lab: "+format+"\n", args...)
+}
+
+// Nomad returns an API client for the lab's Nomad server.
+func (l *Lab) Nomad() *nomad.Client { return l.nomad }
+
+// Stop kills every process the lab started, their descendants included,
+// and removes a temporary lab directory. It is safe to call more than once.
+func (l *Lab) Stop() {
+	l.stopOnce.Do(func() {
+		if l.cancel != nil {
+			l.cancel()
+		}
+		l.mu.Lock()
+		procs := append([]*process(nil), l.procs...)
+		l.mu.Unlock()
+		// Stop in reverse order: load, demo, control plane, then the infrastructure.
+		var wg sync.WaitGroup
+		for i := len(procs) - 1; i >= 0; i-- {
+			wg.Add(1)
+			go func(p *process) { defer wg.Done(); p.stop(5 * time.Second) }(procs[i])
+		}
+		wg.Wait()
+		// Executors and tasks Nomad started live in their own process groups.
+		dir := l.Dir
+		killMarked(func(d string) bool { return d == dir }, 10*time.Second)
+		removeAllocCgroups(dir)
+		unmountUnder(dir)
+		if l.tempDir && !l.opts.KeepDir {
+			_ = os.RemoveAll(l.Dir)
+		}
+	})
+}
+
+// Logs writes the last lines of every process's log, for a failed test.
+func (l *Lab) Logs(w io.Writer, lines int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.procs {
+		fmt.Fprintf(w, "----- %s (%s) -----\n%s\n", p.name, p.logPath, p.tail(lines))
+	}
+}
+
+// freePorts reserves n distinct free TCP ports on loopback.
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// waitFor polls ready until it returns nil, the process dies, or ctx or
+// the timeout ends. It prints a progress line every few seconds.
+func (l *Lab) waitFor(ctx context.Context, what string, timeout time.Duration, procs []*process, ready func(context.Context) error) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lastNote := start
+	var last error
+	for {
+		for _, p := range procs {
+			if dead, err := p.exited(); dead {
+				return fmt.Errorf("%s: %s stopped while starting (%v); its log %s ends with:\n%s", what, p.name, err, p.logPath, p.tail(20))
+			}
+		}
+		if last = ready(ctx); last == nil {
+			l.progress("%s: ready (%s)", what, time.Since(start).Round(100*time.Millisecond))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: not ready after %s: %v", what, time.Since(start).Round(time.Second), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Since(lastNote) >= 5*time.Second {
+			lastNote = time.Now()
+			l.progress("%s: still waiting (%s): %v", what, time.Since(start).Round(time.Second), last)
+		}
+	}
+}
+
+func httpOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func (l *Lab) startNomadServer(ctx context.Context) error {
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	l.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	l.NomadRPC = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	l.progress("nomad server: starting on %s", l.NomadAddr)
+	p, err := l.startAgent(agentConfig{Name: "server", Datacenter: Datacenter, HTTP: ports[0], RPC: ports[1], Serf: ports[2], Server: true})
+	if err != nil {
+		return err
+	}
+	cfg := nomad.DefaultConfig()
+	cfg.Address = l.NomadAddr
+	cfg.SecretID = ""
+	cfg.Region = ""
+	cfg.Namespace = ""
+	if l.nomad, err = nomad.NewClient(cfg); err != nil {
+		return err
+	}
+	return l.waitFor(ctx, "nomad server", 60*time.Second, []*process{p}, func(context.Context) error {
+		leader, err := l.nomad.Status().Leader()
+		if err != nil {
+			return err
+		}
+		if leader == "" {
+			return errors.New("no leader yet")
+		}
+		return nil
+	})
+}
+
+func (l *Lab) startHosts(ctx context.Context) error {
+	type spec struct{ name, bu, pool, tier string }
+	var specs []spec
+	for _, bu := range l.opts.BusinessUnits {
+		for i := 1; i <= bu.Hosts; i++ {
+			specs = append(specs, spec{fmt.Sprintf("%s-%d", bu.Name, i), bu.Name, bu.Name, TierOwn})
+		}
+	}
+	for i := 1; i <= l.opts.SharedHosts && len(l.opts.BusinessUnits) > 0; i++ {
+		lender := l.opts.BusinessUnits[(i-1)%len(l.opts.BusinessUnits)].Name
+		specs = append(specs, spec{fmt.Sprintf("shared-%d", i), lender, SharedPool, TierShared})
+	}
+	if len(specs) == 0 {
+		return nil
+	}
+	l.progress("nomad clients: starting %d internal hosts (%d business units, %d shared)", len(specs), len(l.opts.BusinessUnits), l.opts.SharedHosts)
+	var procs []*process
+	for _, s := range specs {
+		ports, err := freePorts(3)
+		if err != nil {
+			return err
+		}
+		p, err := l.startAgent(agentConfig{
+			Name: s.name, Datacenter: Datacenter, HTTP: ports[0], RPC: ports[1], Serf: ports[2],
+			Servers: l.NomadRPC, NodePool: s.pool, NodeClass: InternalClass,
+			CPU: l.opts.HostCPU, MemoryMB: l.opts.HostMemoryMB,
+			Meta: sortedMeta(map[string]string{MetaBusinessUnit: s.bu, MetaTier: s.tier}),
+		})
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		l.Hosts = append(l.Hosts, &Host{Name: s.name, BusinessUnit: s.bu, NodePool: s.pool, Tier: s.tier,
+			HTTPAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), proc: p})
+	}
+	want := len(specs)
+	return l.waitFor(ctx, "nomad clients", 90*time.Second, procs, func(context.Context) error {
+		nodes, _, err := l.nomad.Nodes().List(nil)
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, n := range nodes {
+			if n.Status == nomad.NodeStatusReady {
+				ready++
+			}
+		}
+		if ready < want {
+			return fmt.Errorf("%d of %d nodes ready", ready, want)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,38 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// startServe runs `spillway serve` against the lab's Nomad and Prometheus.
+func (l *Lab) startServe(ctx context.Context) error {
+	l.SpillwayURL = fmt.Sprintf("http://127.0.0.1:%d", l.servePort)
+	cfg := map[string]any{
+		"listen":     fmt.Sprintf("127.0.0.1:%d", l.servePort),
+		"log":        map[string]any{"level": "info", "format": "text"},
+		"nomad":      map[string]any{"address": l.NomadAddr},
+		"prometheus": map[string]any{"address": l.PrometheusURL},
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(l.Dir, "spillway.yaml")
+	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+		return err
+	}
+	l.progress("control plane: starting on %s", l.SpillwayURL)
+	p, err := l.startProcess("spillway", l.opts.Spillway, []string{"serve", "--config", cfgPath}, nil, nil)
+	if err != nil {
+		return err
+	}
+	return l.waitFor(ctx, "control plane", 30*time.Second, []*process{p}, func(ctx context.Context) error {
+		return httpOK(ctx, l.SpillwayURL+"/readyz")
+	})
+}

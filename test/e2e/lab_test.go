@@ -1,0 +1,112 @@
+// Package e2e holds the end-to-end suites that run on the local lab: real
+// Nomad, Prometheus, Alertmanager and the spillway binary, on loopback.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/spillwayhq/spillway/controlplane/lab"
+	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+)
+
+// TestLabDemoTraffic runs the demo service on the internal hosts, plays a
+// two-step trace, and checks that the lab's Prometheus sees the request
+// rate of each step within 10%.
+func TestLabDemoTraffic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	opts := lab.DefaultOptions()
+	l := labtest.Start(t, opts)
+	ctx := context.Background()
+
+	// The demo runs on business unit bu-a's internal hosts.
+	allocs, _, err := l.Nomad().Jobs().Allocations(lab.DemoJob, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := 0
+	for _, a := range allocs {
+		if a.ClientStatus != nomad.AllocClientStatusRunning {
+			continue
+		}
+		running++
+		node, _, err := l.Nomad().Nodes().Info(a.NodeID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.NodePool != "bu-a" || node.NodeClass != lab.InternalClass || node.Meta[lab.MetaBusinessUnit] != "bu-a" {
+			t.Errorf("allocation %s runs on %s (pool %q, class %q, meta %v), want an internal host of bu-a",
+				a.ID, node.Name, node.NodePool, node.NodeClass, node.Meta)
+		}
+	}
+	if running != opts.Demo.Count {
+		t.Fatalf("%d demo allocations running, want %d", running, opts.Demo.Count)
+	}
+
+	// 50 req/s for 30 s, then 150 req/s for 30 s.
+	trace := filepath.Join(t.TempDir(), "steps.csv")
+	if err := os.WriteFile(trace, []byte("seconds,requests_per_second\n0,50\n30,50\n30.5,150\n60,150\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := l.StartLoad(lab.LoadOptions{Trace: trace}); err != nil {
+		t.Fatal(err)
+	}
+
+	client, err := promapi.NewClient(promapi.Config{Address: l.PrometheusURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := promv1.NewAPI(client)
+	const query = `sum(rate(spillway_demo_requests_total[15s]))`
+	for _, step := range []struct {
+		at   time.Duration
+		want float64
+	}{{27 * time.Second, 50}, {58 * time.Second, 150}} {
+		time.Sleep(time.Until(start.Add(step.at)))
+		got := instant(t, ctx, prom, query)
+		t.Logf("at %s: %s = %.1f (trace: %.0f)", step.at, query, got, step.want)
+		if math.Abs(got-step.want) > 0.10*step.want {
+			t.Errorf("at %s the request rate is %.1f req/s, want %.0f ± 10%%", step.at, got, step.want)
+		}
+	}
+
+	// Prometheus scrapes the control plane too.
+	if up := instant(t, ctx, prom, `up{job="spillway"}`); up != 1 {
+		t.Errorf(`up{job="spillway"} = %v, want 1`, up)
+	}
+
+	dir := l.Dir
+	l.Stop()
+	if pids := lab.Processes(dir); len(pids) > 0 {
+		t.Errorf("processes of the lab still running after Stop: %v", pids)
+	}
+}
+
+func instant(t *testing.T, ctx context.Context, prom promv1.API, q string) float64 {
+	t.Helper()
+	v, warnings, err := prom.Query(ctx, q, time.Now())
+	if err != nil {
+		t.Fatalf("query %s: %v", q, err)
+	}
+	if len(warnings) > 0 {
+		t.Logf("query %s: warnings %v", q, warnings)
+	}
+	vec, ok := v.(model.Vector)
+	if !ok || len(vec) != 1 {
+		t.Fatalf("query %s: want one sample, got %s", q, fmt.Sprint(v))
+	}
+	return float64(vec[0].Value)
+}
