@@ -231,11 +231,13 @@ func (p *Provider) Create(ctx context.Context, claim providers.Claim) ([]provide
 			if err != nil {
 				return hosts, fmt.Errorf("creating hosts for claim %s in pool %s: %w", claim.ID, claim.Pool.Name, mapError(err))
 			}
-			if len(got) < need {
+			if len(got) == 0 {
 				exhausted = append(exhausted, o)
-				capErr = fmt.Errorf("RunInstances launched %d of %d on %s", len(got), need, o.Key())
+				capErr = fmt.Errorf("RunInstances launched none on %s", o.Key())
 				break
 			}
+			// A partial launch goes round again for the rest: the next
+			// answer (NoStock, QuotaExceed.*) says why it was partial.
 		}
 	}
 	if len(hosts) < claim.Count {

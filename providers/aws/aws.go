@@ -299,9 +299,29 @@ func newHost(id string, o providers.Offering, claim providers.Claim, tags map[st
 	}
 }
 
-// runInstances launches on one offering with RunInstances.
+// runInstances launches on one offering with RunInstances. A partial
+// launch goes round again for the rest, so the next answer
+// (InsufficientInstanceCapacity, a quota error) says why it was partial.
 func (p *Provider) runInstances(ctx context.Context, claim providers.Claim, group []providers.Offering, need, have int, tags map[string]string) ([]providers.Host, []providers.Offering, error) {
 	o := group[0]
+	var hosts []providers.Host
+	for len(hosts) < need {
+		got, err := p.runInstancesOnce(ctx, claim, o, need-len(hosts), have+len(hosts), tags)
+		hosts = append(hosts, got...)
+		if slices.Contains(capacityCodes, apiCode(err)) {
+			return hosts, []providers.Offering{o}, err
+		}
+		if err != nil {
+			return hosts, nil, mapError(err)
+		}
+		if len(got) == 0 {
+			return hosts, []providers.Offering{o}, fmt.Errorf("RunInstances launched none on %s", o.Key())
+		}
+	}
+	return hosts, nil, nil
+}
+
+func (p *Provider) runInstancesOnce(ctx context.Context, claim providers.Claim, o providers.Offering, need, have int, tags map[string]string) ([]providers.Host, error) {
 	in := &ec2.RunInstancesInput{
 		MinCount:          aws.Int32(1),
 		MaxCount:          aws.Int32(int32(need)),
@@ -328,12 +348,9 @@ func (p *Provider) runInstances(ctx context.Context, claim providers.Claim, grou
 	}
 	out, err := p.ec2.RunInstances(ctx, in)
 	if err != nil {
-		if slices.Contains(capacityCodes, apiCode(err)) {
-			return nil, []providers.Offering{o}, err
-		}
-		return nil, nil, mapError(err)
+		return nil, err
 	}
-	var hosts []providers.Host
+	hosts := make([]providers.Host, 0, len(out.Instances))
 	for _, inst := range out.Instances {
 		h := newHost(aws.ToString(inst.InstanceId), o, claim, tags)
 		h.PrivateIP = aws.ToString(inst.PrivateIpAddress)
@@ -342,10 +359,7 @@ func (p *Provider) runInstances(ctx context.Context, claim providers.Claim, grou
 		}
 		hosts = append(hosts, h)
 	}
-	if len(hosts) < need {
-		return hosts, []providers.Offering{o}, fmt.Errorf("RunInstances launched %d of %d on %s", len(hosts), need, o.Key())
-	}
-	return hosts, nil, nil
+	return hosts, nil
 }
 
 func launchTemplate(ref string) *types.LaunchTemplateSpecification {

@@ -22,12 +22,9 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func intp(n int) *int { return &n }
 
-// newSim starts a simulator on loopback with a fake clock and no random
-// faults.
-func newSim(t *testing.T, opts ...cloudsim.Option) (*cloudsim.Simulator, *cloudsim.FakeClock) {
-	t.Helper()
+func simConfig() cloudsim.Config {
 	zero := 0.0
-	cfg := cloudsim.Config{
+	return cloudsim.Config{
 		Seed:      42,
 		ErrorRate: &zero,
 		AWS: cloudsim.CloudConfig{
@@ -43,6 +40,16 @@ func newSim(t *testing.T, opts ...cloudsim.Option) (*cloudsim.Simulator, *clouds
 			LaunchTemplates: []cloudsim.LaunchTemplate{{ID: "lt-0123456789abcdef0", Name: "spillway-node", ImageID: "ami-0spillway", UserData: "#!ignition"}},
 		},
 	}
+}
+
+// newSim starts a simulator on loopback with a fake clock and no random
+// faults.
+func newSim(t *testing.T, opts ...cloudsim.Option) (*cloudsim.Simulator, *cloudsim.FakeClock) {
+	return newSimWithConfig(t, simConfig(), opts...)
+}
+
+func newSimWithConfig(t *testing.T, cfg cloudsim.Config, opts ...cloudsim.Option) (*cloudsim.Simulator, *cloudsim.FakeClock) {
+	t.Helper()
 	clock := cloudsim.NewFakeClock(t0)
 	sim, err := cloudsim.New(cfg, append([]cloudsim.Option{cloudsim.WithClock(clock)}, opts...)...)
 	if err != nil {

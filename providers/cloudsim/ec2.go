@@ -209,6 +209,7 @@ func (s *Simulator) account(cloud, id string) (Account, bool) {
 func (s *Simulator) admit(req *apiRequest, class string, th Throttle) (FaultKind, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stats[req.cloud+"/"+req.action]++
 	if f := s.takeFaultLocked(req.cloud, req.action); f != "" {
 		return f, true
 	}

@@ -153,6 +153,10 @@ type Simulator struct {
 	faults    []*Fault
 	buckets   map[string]*bucket
 	errorRate float64
+	stats     map[string]int
+
+	adminOnce sync.Once
+	admin     *http.ServeMux
 
 	srv      *http.Server
 	ln       net.Listener
@@ -184,6 +188,7 @@ func New(cfg Config, opts ...Option) (*Simulator, error) {
 		tokens:    map[string]idempotentResult{},
 		buckets:   map[string]*bucket{},
 		errorRate: *cfg.ErrorRate,
+		stats:     map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -297,7 +302,7 @@ func (s *Simulator) scaled(d time.Duration) time.Duration {
 // hooks that became due.
 func (s *Simulator) Step() {
 	s.mu.Lock()
-	var boots, terms []InstanceEvent
+	var boots []InstanceEvent
 	now := s.clock.Now()
 	for _, id := range s.sortedIDsLocked() {
 		in := s.instances[id]
@@ -328,7 +333,6 @@ func (s *Simulator) Step() {
 			delete(s.instances, id)
 		}
 	}
-	_ = terms
 	s.mu.Unlock()
 	s.runHooks(s.bootHook, boots)
 }
