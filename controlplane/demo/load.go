@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -118,12 +119,11 @@ func (g *Generator) Run(ctx context.Context) (LoadStats, error) {
 			return g.Stats(), nil
 		case now := <-tick.C:
 			el := now.Sub(start)
-			if !g.cfg.Loop && el > end {
-				wg.Wait()
-				g.progress(el)
-				return g.Stats(), nil
+			finished := !g.cfg.Loop && el >= end
+			if finished {
+				el = end // send exactly what the trace asks for, then stop
 			}
-			want := uint64(g.due(el))
+			want := uint64(math.Round(g.due(el)*1e6) / 1e6)
 			targets := g.cfg.Targets()
 			for ; issued < want; issued++ {
 				if len(targets) == 0 {
@@ -145,6 +145,11 @@ func (g *Generator) Run(ctx context.Context) (LoadStats, error) {
 					defer func() { <-sem }()
 					g.hit(ctx, url)
 				}()
+			}
+			if finished {
+				wg.Wait()
+				g.progress(el)
+				return g.Stats(), nil
 			}
 			if now.Sub(lastProgress) >= g.cfg.ProgressEvery {
 				lastProgress = now

@@ -1,0 +1,64 @@
+# Spillway: the two commands a newcomer needs are `make run` and `make test`.
+# Both install what they need first (`make tools`).
+
+GO      ?= go
+BIN     := bin/spillway
+PKG     := github.com/spillwayhq/spillway
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REV     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X $(PKG)/controlplane/buildinfo.Version=$(VERSION) -X $(PKG)/controlplane/buildinfo.Revision=$(REV)
+# Fuzz targets run for this long each in `make test` (and CI).
+FUZZTIME ?= 10s
+
+.PHONY: all build run test unit fuzz bench lint vet fmt fmt-check tools clean
+
+all: build
+
+## build: compile bin/spillway
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/spillway
+
+## run: start the local hybrid-cloud lab with the control plane (Ctrl-C stops it)
+run: tools build
+	./$(BIN) lab
+
+## test: lint, then every test with the race detector, then bounded fuzzing
+test: tools lint unit fuzz
+
+unit:
+	$(GO) test -race -timeout 45m ./...
+
+## fuzz: run every fuzz target for FUZZTIME
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+			echo "fuzz: $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## bench: run the benchmarks
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## lint: go vet and a gofmt check
+lint: vet fmt-check
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+## fmt: format the Go code
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## tools: install the pinned real components (Nomad, Prometheus, Alertmanager)
+tools:
+	@bash scripts/tools.sh
+
+clean:
+	rm -rf bin

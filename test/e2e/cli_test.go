@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spillwayhq/spillway/controlplane/lab"
+	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/controlplane/tools"
+	"github.com/spillwayhq/spillway/controlplane/tools/toolstest"
+)
+
+func TestServeRejectsABadConfig(t *testing.T) {
+	bin := labtest.Spillway(t)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("listen: 127.0.0.1:0\nnomad:\n  adress: http://127.0.0.1:4646\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"serve", "--config", bad}, {"serve", "--check-config", "--config", bad}} {
+		cmd := exec.Command(bin, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("%v: want exit status 1, got %v", args, err)
+		}
+		want := bad + `:3:3: key "nomad.adress": unknown key (did you mean "address"?)`
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("%v: stderr %q lacks %q", args, stderr.String(), want)
+		}
+	}
+}
+
+func TestServeCheckConfigAcceptsTheExample(t *testing.T) {
+	out, err := exec.Command(labtest.Spillway(t), "serve", "--check-config", "--config", "../../examples/spillway.yaml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "configuration is valid") {
+		t.Fatalf("unexpected output: %s", out)
+	}
+}
+
+// TestLabCommandLeavesNothingBehind runs `spillway lab` the way `make run`
+// does, interrupts it with Ctrl-C (SIGINT), and checks that every process
+// it started is gone.
+func TestLabCommandLeavesNothingBehind(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	toolstest.Need(t, tools.All...)
+	dir := filepath.Join(t.TempDir(), "lab")
+	cmd := exec.Command(labtest.Spillway(t), "lab", "--dir", dir, "--demo", "1", "--trace", "../../testdata/traces/hot-topic.csv", "--speed", "10")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	var out strings.Builder
+	up := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		signalled := false
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if !signalled && strings.Contains(sc.Text(), "The lab is up") {
+				signalled = true
+				close(up)
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case <-up:
+	case <-done:
+		t.Fatalf("spillway lab exited before it was up:\n%s\n%s", out.String(), stderr.String())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("spillway lab not up after 3 minutes:\n%s", out.String())
+	}
+	for _, step := range []string{"nomad server: ready", "nomad clients: ready", "prometheus: ready", "alertmanager: ready", "control plane: ready", "job demo: ready", "load generator: playing"} {
+		if !strings.Contains(out.String(), step) {
+			t.Errorf("progress output lacks %q", step)
+		}
+	}
+	if len(lab.Processes(dir)) < 12 {
+		t.Errorf("want the lab's processes running, found %d", len(lab.Processes(dir)))
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { <-done; waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Errorf("spillway lab exited with %v after Ctrl-C:\n%s", err, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("spillway lab did not stop within a minute of Ctrl-C")
+	}
+	if !strings.Contains(out.String(), "lab: stopped") {
+		t.Errorf("output lacks the stop line:\n%s", out.String())
+	}
+	if pids := lab.Processes(dir); len(pids) > 0 {
+		t.Fatalf("processes left behind: %v", pids)
+	}
+	if out, _ := exec.Command("pgrep", "-f", dir).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("pgrep -f %s still finds: %s", dir, out)
+	}
+}
