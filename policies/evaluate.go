@@ -26,8 +26,8 @@ type Reading struct {
 
 // Alert is a firing Alertmanager alert.
 type Alert struct {
-	Name   string
-	Labels map[string]string
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Input is the state a policy is evaluated against.
@@ -258,7 +258,7 @@ func onCheckError(o OnCheckError, current int, err error) Vote {
 		v.Reason = fmt.Sprintf("%s; on_check_error: fixed count %d", err, o.Count)
 		return v
 	}
-	v.Reason = fmt.Sprintf("%s; holding at %d (never scale in on missing data)", err, current)
+	v.Reason = fmt.Sprintf("%s; never scale in on missing data", err)
 	return v
 }
 

@@ -73,6 +73,13 @@ func voteFor(current, count int, reason string) Vote {
 	return Vote{Direction: d, Count: count, Reason: reason}
 }
 
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 func fmtValue(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
 
 func unusable(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
@@ -133,7 +140,7 @@ func (t *TargetValue) vote(in StrategyInput) Vote {
 	if raw > float64(math.MaxInt32) {
 		desired = math.MaxInt32
 	}
-	reason := fmt.Sprintf("%s needs %d instances", desc, desired)
+	reason := fmt.Sprintf("%s needs %d %s", desc, desired, plural(desired, "instance", "instances"))
 	if desired > cur && t.MaxStepUp > 0 && desired-cur > t.MaxStepUp {
 		desired = cur + t.MaxStepUp
 		reason += fmt.Sprintf(", limited by max_step_up %d to %d", t.MaxStepUp, desired)

@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 		newDemoAppCmd(),
 		newDemoLoadCmd(),
 		newPolicyCmd(),
+		newPlanCmd(),
 	)
 	return root
 }
