@@ -124,6 +124,8 @@ func TestParseErrors(t *testing.T) {
 		{"alert bad matcher", validHeader + "alerts: [{alert: A, matchers: ['sev=~\"(\"'], action: '+1'}]\n", []string{"alerts[0].matchers[0]: invalid matcher"}},
 		{"alert no name", validHeader + "alerts: [{action: '+1'}]\n", []string{"alerts[0].alert: is required"}},
 		{"bad duration", validHeader + "deadline: -1m\nchecks: [{name: f, fixed: {count: 1}}]\n", []string{"deadline: must be at least 1s"}},
+		{"undecodable max is reported once", strings.Replace(validHeader, "max: 10", "max: ten", 1) + "checks: [{name: f, fixed: {count: 2}}]\n", []string{`max: expected an integer, got "ten"`}},
+		{"undecodable bound is reported once", validHeader + "checks:\n  - name: q\n    query: up\n    threshold: {bands: [{lower_bound: x, action: '+1'}, {upper_bound: 5, action: '-1'}]}\n", []string{`bands[0].lower_bound: expected a number, got "x"`}},
 		{"two documents, errors in both", validHeader + "checks: [{name: f, fixed: {count: 1}}]\nmax: 3\n---\n" + validHeader + "checks: []\n", []string{
 			`f.yaml:9:1: max: duplicate key`, "f.yaml:18:1: checks: at least one check"}},
 	}

@@ -190,6 +190,8 @@ type Schedule struct {
 	// read in it. Default UTC.
 	TimeZone string   `yaml:"time_zone" json:"time_zone"`
 	Windows  []Window `yaml:"windows" json:"windows"`
+
+	loc *time.Location // loaded once by validation; evaluation does no I/O
 }
 
 // Window is a recurring period of expected load.

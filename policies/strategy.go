@@ -235,13 +235,17 @@ func (s *Schedule) vote(in StrategyInput) Vote {
 // asking for the most instances. A window applies from start-lead_time
 // (inclusive) to start+duration (exclusive).
 func (s *Schedule) Active(now time.Time) (Window, time.Time, bool) {
-	loc := time.UTC
-	if s.TimeZone != "" {
-		l, err := time.LoadLocation(s.TimeZone)
-		if err != nil {
-			return Window{}, time.Time{}, false
+	loc := s.loc
+	if loc == nil {
+		// A Schedule built in code rather than loaded.
+		loc = time.UTC
+		if s.TimeZone != "" {
+			l, err := time.LoadLocation(s.TimeZone)
+			if err != nil {
+				return Window{}, time.Time{}, false
+			}
+			loc = l
 		}
-		loc = l
 	}
 	var (
 		best      Window

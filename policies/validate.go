@@ -71,8 +71,10 @@ func (p *Policy) validate() strictyaml.Errors {
 		v.required("target.group", strings.TrimSpace(p.Target.Group) != "")
 	}
 
-	minOK := v.required("min", has("min"))
-	maxOK := v.required("max", has("max"))
+	// A bound that did not decode is reported once, by the decoder, and
+	// takes no part in checks against other fields.
+	minOK := v.required("min", has("min")) && !p.pos.Failed("min")
+	maxOK := v.required("max", has("max")) && !p.pos.Failed("max")
 	if minOK && p.Min < 0 {
 		v.errorf("min", "must not be negative, got %d", p.Min)
 		minOK = false
@@ -254,6 +256,10 @@ func (v *validator) threshold(path string, th *Threshold) {
 		v.errorf(path+".bands", "at least one band is required")
 		return
 	}
+	decoded := func(i int) bool {
+		bp := fmt.Sprintf("%s.bands[%d]", path, i)
+		return !v.pos.Failed(bp+".lower_bound") && !v.pos.Failed(bp+".upper_bound")
+	}
 	for i, b := range th.Bands {
 		bp := fmt.Sprintf("%s.bands[%d]", path, i)
 		if b.LowerBound == nil && b.UpperBound == nil {
@@ -274,7 +280,7 @@ func (v *validator) threshold(path string, th *Threshold) {
 			v.errorf(bp+".action", "is required")
 		}
 		for j := range i {
-			if bandsOverlap(th.Bands[j], b) {
+			if decoded(i) && decoded(j) && bandsOverlap(th.Bands[j], b) {
 				v.errorf(bp, "overlaps bands[%d]; a value must fall in at most one band", j)
 			}
 		}
@@ -307,6 +313,7 @@ func (v *validator) schedule(path string, s *Schedule, p *Policy, maxOK bool) {
 			loc = l
 		}
 	}
+	s.loc = loc
 	if len(s.Windows) == 0 {
 		v.errorf(path+".windows", "at least one window is required")
 	}

@@ -97,7 +97,21 @@ func IsCardinality(err error) bool {
 // older than staleAfter at at (staleAfter 0 disables the age check), and
 // returns it. It returns [ErrNoData], *[CardinalityError],
 // *[NotNumberError] or *[StaleError].
+//
+// Series that stopped (stale) are ignored when others are fresh, so a
+// series replaced by one with new labels does not count twice.
 func One(samples []Sample, at time.Time, staleAfter time.Duration) (Sample, error) {
+	if len(samples) > 1 && staleAfter > 0 {
+		var fresh []Sample
+		for _, s := range samples {
+			if !s.Time.IsZero() && at.Sub(s.Time) <= staleAfter {
+				fresh = append(fresh, s)
+			}
+		}
+		if len(fresh) > 0 {
+			samples = fresh
+		}
+	}
 	switch len(samples) {
 	case 0:
 		return Sample{}, ErrNoData

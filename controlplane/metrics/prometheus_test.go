@@ -347,6 +347,8 @@ func TestOne(t *testing.T) {
 		{"age check off", []Sample{{Value: 1}}, 0, ""},
 		{"none", nil, time.Minute, "no series"},
 		{"NaN", []Sample{{Value: math.NaN(), Time: at}}, time.Minute, "not a number"},
+		{"a stopped series is ignored next to a fresh one", []Sample{{Labels: map[string]string{"v": "old"}, Value: 1, Time: at.Add(-3 * time.Minute)}, {Labels: map[string]string{"v": "new"}, Value: 2, Time: at}}, time.Minute, ""},
+		{"all stopped: the newest is still stale, and several", []Sample{{Value: 1, Time: at.Add(-3 * time.Minute)}, {Value: 2, Time: at.Add(-2 * time.Minute)}}, time.Minute, "expected one series, got 2"},
 		{"many", []Sample{{Labels: map[string]string{"a": "1"}}, {Labels: map[string]string{"a": "2"}}, {}, {}, {}}, time.Minute, `got 5 ({a="1"}, {a="2"}, {}, and 2 more)`},
 	}
 	for _, tt := range tests {
