@@ -41,8 +41,11 @@ var _ Provider = (*instrumented)(nil)
 // Instrument wraps p so that every call is timed into
 // spillway_provider_call_duration_seconds, every failed call counted in
 // spillway_provider_call_errors_total (both labelled provider, pool,
-// operation) and logged. Several providers may be instrumented into the same
-// registerer; the collectors are shared. A nil logger discards logs.
+// operation) and logged at warn level; successful calls log at debug level.
+// A NotFound from Get or Delete is an answer, not a failure, and is not
+// counted. Several providers may be instrumented into the same registerer;
+// the collectors are shared. A nil registerer skips registration and a nil
+// logger discards logs.
 func Instrument(p Provider, reg prometheus.Registerer, log *slog.Logger) Provider {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

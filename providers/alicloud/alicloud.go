@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth/credentials"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth/credentials/provider"
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/ecs"
@@ -96,13 +98,14 @@ func New(opts Options) (*Provider, error) {
 	cfg.MaxRetryTime = 3
 	cfg.Scheme = strings.ToUpper(opts.Scheme)
 	cfg.Timeout = opts.Timeout
-	var client *ecs.Client
-	var err error
-	if opts.AccessKeyID != "" {
-		client, err = ecs.NewClientWithOptions(opts.Region, cfg, credentials.NewAccessKeyCredential(opts.AccessKeyID, opts.AccessKeySecret))
-	} else {
-		client, err = ecs.NewClientWithProvider(opts.Region)
+	var credential auth.Credential = credentials.NewAccessKeyCredential(opts.AccessKeyID, opts.AccessKeySecret)
+	if opts.AccessKeyID == "" {
+		var err error
+		if credential, err = provider.DefaultChain.Resolve(); err != nil {
+			return nil, fmt.Errorf("resolving alicloud credentials from the default chain: %w", err)
+		}
 	}
+	client, err := ecs.NewClientWithOptions(opts.Region, cfg, credential)
 	if err != nil {
 		return nil, fmt.Errorf("creating ecs client: %w", err)
 	}
@@ -149,6 +152,10 @@ func isAuth(code string) bool {
 	return false
 }
 
+// throttleRetryAfter is the retry-after hint of a Throttled error: the
+// cloud's request buckets refill within about a second.
+const throttleRetryAfter = time.Second
+
 // mapError turns an SDK error into a typed providers error where one fits.
 // Capacity errors are left to the caller, which knows the offering.
 func mapError(err error) error {
@@ -162,7 +169,7 @@ func mapError(err error) error {
 		case strings.HasPrefix(code, "QuotaExceed"):
 			return providers.NewQuotaError(err)
 		case isThrottling(code):
-			return providers.NewThrottledError(err, 0)
+			return providers.NewThrottledError(err, throttleRetryAfter)
 		case isAuth(code):
 			return providers.NewAuthError(err)
 		case se.HttpStatus() >= 500:

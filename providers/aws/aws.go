@@ -149,6 +149,10 @@ func NewRetryer(maxAttempts int, base, maxBackoff time.Duration) aws.Retryer {
 	})
 }
 
+// throttleRetryAfter is the retry-after hint of a Throttled error: the
+// cloud's request buckets refill within about a second.
+const throttleRetryAfter = time.Second
+
 // mapError turns an SDK error into a typed providers error where one fits.
 // Insufficient capacity is left to the caller, which knows the offering.
 func mapError(err error) error {
@@ -162,7 +166,7 @@ func mapError(err error) error {
 		case slices.Contains(quotaCodes, code):
 			return providers.NewQuotaError(err)
 		case slices.Contains(throttleCodes, code):
-			return providers.NewThrottledError(err, 0)
+			return providers.NewThrottledError(err, throttleRetryAfter)
 		case slices.Contains(authCodes, code):
 			return providers.NewAuthError(err)
 		case ae.ErrorFault() == smithy.FaultServer || code == "InternalError" || code == "Unavailable" || code == "ServiceUnavailable":

@@ -374,3 +374,20 @@ func TestConfigIsStrictAndExampleLoads(t *testing.T) {
 		}
 	}
 }
+
+func TestHookMayCallBackIntoSimulator(t *testing.T) {
+	var sim *cloudsim.Simulator
+	seen := 0
+	sim = start(t, testConfig(), cloudsim.WithBootHook(func(_ context.Context, ev cloudsim.InstanceEvent) {
+		seen += len(sim.Instances(ev.Provider)) // re-enters Step
+		sim.Advance(time.Second)
+	}))
+	if _, err := stockEC2(sim, awsKey, awsSecret, 1).RunInstances(context.Background(), &ec2.RunInstancesInput{
+		ImageId: aws.String("ami-1"), InstanceType: types.InstanceTypeM5Large, MinCount: aws.Int32(3), MaxCount: aws.Int32(3)}); err != nil {
+		t.Fatal(err)
+	}
+	sim.Advance(time.Minute)
+	if seen != 9 {
+		t.Fatalf("hooks saw %d instances, want 3 hooks × 3", seen)
+	}
+}

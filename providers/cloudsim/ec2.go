@@ -13,6 +13,9 @@ import (
 )
 
 const ec2Version = "2016-11-15"
+
+// maxLaunch caps one launch request, as EC2's own limits would.
+const maxLaunch = 10000
 const ec2NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 // ec2Error is an EC2 API error: HTTP status, code and message.
@@ -377,7 +380,7 @@ func (s *Simulator) ec2RunInstances(req *apiRequest) (any, *ec2Error) {
 	if e != nil {
 		return nil, e
 	}
-	if minCount < 1 || maxCount < minCount {
+	if minCount < 1 || maxCount < minCount || maxCount > maxLaunch {
 		return nil, ec2Err(400, "InvalidParameterValue", "MinCount (%d) and MaxCount (%d) must be positive, MinCount <= MaxCount", minCount, maxCount)
 	}
 	spec := launchSpec{cloud: CloudAWS, account: req.account.ID, region: req.region,
@@ -540,8 +543,8 @@ func (s *Simulator) ec2CreateFleet(req *apiRequest) (any, *ec2Error) {
 	if e != nil {
 		return nil, e
 	}
-	if total < 1 {
-		return nil, ec2Err(400, "InvalidParameterValue", "TotalTargetCapacity must be positive")
+	if total < 1 || total > maxLaunch {
+		return nil, ec2Err(400, "InvalidParameterValue", "TotalTargetCapacity must be between 1 and %d", maxLaunch)
 	}
 	capType := p.Get("TargetCapacitySpecification.DefaultTargetCapacityType")
 	if capType != Spot && capType != OnDemand {

@@ -43,9 +43,12 @@ type InstanceEvent struct {
 }
 
 // Hook is called when an instance boots or starts terminating. Hooks run
-// outside the simulator's lock, one at a time, on the goroutine that moved
-// the clock (Advance, a request, or the wall-clock ticker); a hook that does
-// slow work should start it in the background.
+// outside the simulator's lock, one at a time and in order, on the goroutine
+// that moved the clock (Advance, a request, or the wall-clock ticker), so
+// Advance returns after the hooks it made due have run, unless another
+// goroutine is running hooks at that moment and runs them instead. A hook
+// may call back into the simulator. A hook that does slow work (starting a
+// Nomad agent) should start it in the background.
 type Hook func(ctx context.Context, ev InstanceEvent)
 
 // FaultKind names an injectable fault.
@@ -140,7 +143,9 @@ type Simulator struct {
 	bootHook      Hook
 	terminateHook Hook
 
-	hookMu sync.Mutex // serialises hook calls
+	hookMu      sync.Mutex // guards hookQueue and dispatching
+	hookQueue   []hookCall
+	dispatching bool
 
 	mu        sync.Mutex
 	rng       *rand.Rand
@@ -337,15 +342,37 @@ func (s *Simulator) Step() {
 	s.runHooks(s.bootHook, boots)
 }
 
+// runHooks queues hook calls and, unless another goroutine is already
+// running hooks, runs the queue. Hooks therefore run one at a time and in
+// order, and a hook may call back into the simulator (even Advance or Step)
+// without deadlocking: what it makes due is queued behind it.
 func (s *Simulator) runHooks(h Hook, evs []InstanceEvent) {
 	if h == nil || len(evs) == 0 {
 		return
 	}
 	s.hookMu.Lock()
-	defer s.hookMu.Unlock()
 	for _, ev := range evs {
-		h(context.Background(), ev)
+		s.hookQueue = append(s.hookQueue, hookCall{h, ev})
 	}
+	if s.dispatching {
+		s.hookMu.Unlock()
+		return
+	}
+	s.dispatching = true
+	for len(s.hookQueue) > 0 {
+		c := s.hookQueue[0]
+		s.hookQueue = s.hookQueue[1:]
+		s.hookMu.Unlock()
+		c.hook(context.Background(), c.ev)
+		s.hookMu.Lock()
+	}
+	s.dispatching = false
+	s.hookMu.Unlock()
+}
+
+type hookCall struct {
+	hook Hook
+	ev   InstanceEvent
 }
 
 func (in *Instance) event() InstanceEvent {
