@@ -156,6 +156,15 @@ func isAuth(code string) bool {
 // cloud's request buckets refill within about a second.
 const throttleRetryAfter = time.Second
 
+// apiError is a one-line rendering of the SDK's multi-line ServerError.
+type apiError struct{ se *sdkerrors.ServerError }
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("ecs: %s: %s (http %d, request id %s)", e.se.ErrorCode(), e.se.Message(), e.se.HttpStatus(), e.se.RequestId())
+}
+
+func (e *apiError) Unwrap() error { return e.se }
+
 // mapError turns an SDK error into a typed providers error where one fits.
 // Capacity errors are left to the caller, which knows the offering.
 func mapError(err error) error {
@@ -165,6 +174,7 @@ func mapError(err error) error {
 	var se *sdkerrors.ServerError
 	if errors.As(err, &se) {
 		code := se.ErrorCode()
+		err = &apiError{se}
 		switch {
 		case strings.HasPrefix(code, "QuotaExceed"):
 			return providers.NewQuotaError(err)
@@ -232,7 +242,7 @@ func (p *Provider) Create(ctx context.Context, claim providers.Claim) ([]provide
 			hosts = append(hosts, got...)
 			if isCapacity(errorCode(err)) {
 				exhausted = append(exhausted, o)
-				capErr = err
+				capErr = mapError(err)
 				break
 			}
 			if err != nil {

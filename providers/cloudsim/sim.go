@@ -284,6 +284,37 @@ func (s *Simulator) Addr() string {
 // the EC2 client's BaseEndpoint at it, and the ECS client's Domain at Addr.
 func (s *Simulator) URL() string { return "http://" + s.Addr() }
 
+// Endpoint returns where a client of cloud should send requests after
+// Start: the base URL for CloudAWS (EC2 BaseEndpoint, aws --endpoint-url),
+// the host:port for CloudAlicloud (the ECS SDK's Domain, scheme http).
+func (s *Simulator) Endpoint(cloud string) string {
+	if cloud == CloudAlicloud {
+		return s.Addr()
+	}
+	return s.URL()
+}
+
+// Credentials returns the first account configured for cloud, whose
+// AccessKeyID and SecretAccessKey a client signs with.
+func (s *Simulator) Credentials(cloud string) (Account, bool) {
+	cc := s.cfg.AWS
+	if cloud == CloudAlicloud {
+		cc = s.cfg.Alicloud
+	}
+	if len(cc.Accounts) == 0 {
+		return Account{}, false
+	}
+	return cc.Accounts[0], true
+}
+
+// Region returns the region simulated for cloud.
+func (s *Simulator) Region(cloud string) string {
+	if cloud == CloudAlicloud {
+		return s.cfg.Alicloud.Region
+	}
+	return s.cfg.AWS.Region
+}
+
 // Advance moves a FakeClock forward by d and steps lifecycles. It panics
 // when the simulator runs on another clock.
 func (s *Simulator) Advance(d time.Duration) {
