@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newDemoLoadCmd(),
 		newPolicyCmd(),
 		newPlanCmd(),
+		newCloudsimCmd(),
 	)
 	return root
 }
