@@ -150,3 +150,27 @@ func TestQuotaIsQuotaError(t *testing.T) {
 		})
 	}
 }
+
+func TestOneFleetSpansOfferingsInPriorityOrder(t *testing.T) {
+	sim, _ := newSim(t)
+	pl := pool(providers.LaunchFleet)
+	a := pl.Offerings[0]
+	b := providers.Offering{InstanceType: "c5.large", Zone: "us-east-1b", CapacityType: providers.CapacityOnDemand}
+	pl.Offerings = []providers.Offering{a, b}
+	sim.SetCapacity(cloudsim.CloudAWS, a.Zone, a.InstanceType, string(a.CapacityType), 2)
+	p := newProvider(t, sim, accessKey, secretKey)
+	hosts, err := p.Create(context.Background(), providers.Claim{ID: "span", Pool: pl, Count: 5})
+	if err != nil || len(hosts) != 5 {
+		t.Fatalf("create: %d hosts, %v", len(hosts), err)
+	}
+	perType := map[string]int{}
+	for _, h := range hosts {
+		perType[h.Offering.InstanceType+"/"+h.Offering.Zone]++
+	}
+	if perType["m5.large/us-east-1a"] != 2 || perType["c5.large/us-east-1b"] != 3 {
+		t.Fatalf("hosts per offering = %v, want 2 on A then 3 on B", perType)
+	}
+	if n := sim.Requests(cloudsim.CloudAWS, "CreateFleet"); n != 1 {
+		t.Fatalf("CreateFleet calls = %d, want 1", n)
+	}
+}
