@@ -480,8 +480,8 @@ func (s *Simulator) template(id, name string) (LaunchTemplate, *ec2Error) {
 
 func (s *Simulator) defaultZoneLocked(cloud, instanceType, capacityType string) string {
 	var zones []string
-	for _, o := range s.offerings {
-		if strings.HasPrefix(offeringKey(cloud, o.Zone, o.InstanceType, o.CapacityType), cloud+"/") && o.InstanceType == instanceType && o.CapacityType == capacityType {
+	for key, o := range s.offerings {
+		if strings.HasPrefix(key, cloud+"/") && o.InstanceType == instanceType && o.CapacityType == capacityType {
 			zones = append(zones, o.Zone)
 		}
 	}
