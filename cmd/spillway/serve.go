@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/spillwayhq/spillway/controlplane/app"
 	"github.com/spillwayhq/spillway/controlplane/config"
+	"github.com/spillwayhq/spillway/policies"
 )
 
 func newServeCmd() *cobra.Command {
@@ -31,6 +34,7 @@ See examples/spillway.yaml for every key.`,
 				{Key: "log.format", Flag: cmd.Flags().Lookup("log-format")},
 				{Key: "nomad.address", Flag: cmd.Flags().Lookup("nomad-address")},
 				{Key: "prometheus.address", Flag: cmd.Flags().Lookup("prometheus-address")},
+				{Key: "policies.dir", Flag: cmd.Flags().Lookup("policies")},
 			}
 			cfg, hash, err := config.Load(file, flags)
 			if err != nil {
@@ -42,7 +46,16 @@ See examples/spillway.yaml for every key.`,
 				if name == "" {
 					name = "(defaults and environment)"
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid (hash %s)\n", name, hash)
+				n := 0
+				if cfg.Policies.Dir != "" {
+					set, err := policies.LoadDir(cfg.Policies.Dir)
+					if err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), err)
+						return exitError{code: 1}
+					}
+					n = set.Len()
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid (hash %s); %d policies\n", name, hash, n)
 				return nil
 			}
 			log := app.NewLogger(cfg.Log, os.Stderr)
@@ -50,6 +63,20 @@ See examples/spillway.yaml for every key.`,
 			if err != nil {
 				return err
 			}
+			// SIGHUP reloads the policies, the same path as POST /v1/reload.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-hup:
+						_, _ = a.Reload(cmd.Context())
+					case <-cmd.Context().Done():
+						return
+					}
+				}
+			}()
 			return a.Run(cmd.Context())
 		},
 	}
@@ -62,5 +89,6 @@ See examples/spillway.yaml for every key.`,
 	f.String("log-format", def.Log.Format, "log format: text or json")
 	f.String("nomad-address", "", "Nomad HTTP address (default $NOMAD_ADDR or http://127.0.0.1:4646)")
 	f.String("prometheus-address", def.Prometheus.Address, "Prometheus HTTP address")
+	f.String("policies", "", "directory of scaling policy files")
 	return cmd
 }

@@ -23,16 +23,18 @@ import (
 
 // App is a running control plane.
 type App struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	reg   *prometheus.Registry
-	nomad *nomad.Client
-	mux   *http.ServeMux
-	ln    net.Listener
+	cfg    *config.Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	nomad  *nomad.Client
+	mux    *http.ServeMux
+	ln     net.Listener
+	reload *reloader
 }
 
-// New builds the daemon from cfg; hash identifies cfg in metrics. It opens no
-// sockets: Listen does.
+// New builds the daemon from cfg; hash identifies cfg in metrics. It loads
+// the policies, and fails if they do not load: a daemon never starts on a
+// broken set. It opens no sockets: Listen does.
 func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	nc, err := NomadClient(cfg.Nomad)
 	if err != nil {
@@ -40,6 +42,10 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	}
 	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), nomad: nc, mux: http.NewServeMux()}
 	a.registerMetrics(hash)
+	a.reload = newReloader(cfg.Policies.Dir, a.reg)
+	if _, err := a.Reload(context.Background()); err != nil {
+		return nil, fmt.Errorf("loading policies from %s:\n%w", cfg.Policies.Dir, err)
+	}
 	a.routes()
 	return a, nil
 }
@@ -78,22 +84,12 @@ func (a *App) registerMetrics(hash string) {
 		Help: "Build information of the running spillway binary; always 1.",
 	}, []string{"version", "revision", "goversion"})
 	info.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
-	reloadOK := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "spillway_config_last_reload_successful",
-		Help: "Whether the last configuration (re)load succeeded (1) or failed (0).",
-	})
-	reloadOK.Set(1)
-	reloadTime := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "spillway_config_last_reload_success_timestamp_seconds",
-		Help: "Time of the last successful configuration (re)load.",
-	})
-	reloadTime.SetToCurrentTime()
 	cfgInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "spillway_config_info",
 		Help: "The hash of the configuration in use; always 1.",
 	}, []string{"hash"})
 	cfgInfo.WithLabelValues(hash).Set(1)
-	a.reg.MustRegister(info, reloadOK, reloadTime, cfgInfo)
+	a.reg.MustRegister(info, cfgInfo)
 }
 
 func (a *App) routes() {
@@ -117,6 +113,7 @@ func (a *App) routes() {
 	}))
 	handle("GET /readyz", "readyz", http.HandlerFunc(a.readyz))
 	handle("GET /metrics", "metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	handle("POST /v1/reload", "reload", http.HandlerFunc(a.handleReload))
 }
 
 // readyz answers 200 once the control plane can reach Nomad's leader.

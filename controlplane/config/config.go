@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -36,6 +37,14 @@ type Config struct {
 	Log        Log        `yaml:"log"`
 	Nomad      Nomad      `yaml:"nomad"`
 	Prometheus Prometheus `yaml:"prometheus"`
+	Policies   Policies   `yaml:"policies"`
+}
+
+// Policies says where the scaling policy files are.
+type Policies struct {
+	// Dir holds the policy files (*.yaml, *.yml). Empty means no policies.
+	// They are loaded at start and again on SIGHUP or POST /v1/reload.
+	Dir string `yaml:"dir"`
 }
 
 // Log configures structured logging.
@@ -94,6 +103,7 @@ type Flag struct {
 // key. The returned hash identifies the effective configuration.
 func Load(file string, flags []Flag) (*Config, string, error) {
 	var pos *strictyaml.Positions
+	var probeDir string
 	if file != "" {
 		// The strict pass: unknown keys and wrong types, with positions.
 		var probe Config
@@ -102,6 +112,7 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 		if err != nil {
 			return nil, "", keyErrors(strictyaml.AsErrors(file, err))
 		}
+		probeDir = probe.Policies.Dir
 	}
 
 	v := viper.New()
@@ -134,6 +145,12 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 	if err != nil {
 		// The file passed the strict pass, so this comes from the environment or flags.
 		return nil, "", fmt.Errorf("environment or flags: %w", err)
+	}
+
+	// Relative paths written in the file are relative to the file, as in
+	// Prometheus's config; from the environment or flags, to the working directory.
+	if file != "" && cfg.Policies.Dir != "" && cfg.Policies.Dir == probeDir && !filepath.IsAbs(cfg.Policies.Dir) {
+		cfg.Policies.Dir = filepath.Join(filepath.Dir(file), cfg.Policies.Dir)
 	}
 
 	if errs := cfg.Validate(pos, file); len(errs) > 0 {
@@ -173,6 +190,11 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 	}
 	if err := checkURL(c.Prometheus.Address); err != nil {
 		bad("prometheus.address", "%v", err)
+	}
+	if c.Policies.Dir != "" {
+		if st, err := os.Stat(c.Policies.Dir); err != nil || !st.IsDir() {
+			bad("policies.dir", "%q is not a directory", c.Policies.Dir)
+		}
 	}
 	if c.Prometheus.Timeout <= 0 {
 		bad("prometheus.timeout", "must be positive, got %s", c.Prometheus.Timeout)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func TestLabCommandLeavesNothingBehind(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
-	var out strings.Builder
+	var out lockedBuffer
 	up := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -125,4 +126,28 @@ func TestLabCommandLeavesNothingBehind(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", dir).Output(); len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("pgrep -f %s still finds: %s", dir, out)
 	}
+}
+
+// lockedBuffer collects output written by one goroutine and read by another.
+// It is an io.Writer, so it can be a command's Stdout or Stderr.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) WriteString(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.WriteString(string(p))
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,0 +1,152 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spillwayhq/spillway/internal/strictyaml"
+	"github.com/spillwayhq/spillway/policies"
+)
+
+// reloader owns the live policy set. Reload does all fallible work (read,
+// decode, validate every file) before it swaps the set atomically, so a bad
+// file never replaces a good set; SIGHUP and POST /v1/reload share it.
+type reloader struct {
+	dir string
+	mu  sync.Mutex // one reload at a time
+	set atomic.Pointer[policies.Set]
+
+	ok       prometheus.Gauge
+	okTime   prometheus.Gauge
+	total    *prometheus.CounterVec
+	count    prometheus.Gauge
+	lastErrs atomic.Pointer[strictyaml.Errors]
+}
+
+func newReloader(dir string, reg prometheus.Registerer) *reloader {
+	r := &reloader{
+		dir: dir,
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_config_last_reload_successful",
+			Help: "Whether the last load of the policies succeeded (1) or failed (0).",
+		}),
+		okTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_config_last_reload_success_timestamp_seconds",
+			Help: "Time of the last successful load of the policies.",
+		}),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_config_reloads_total",
+			Help: "Loads of the policies, by result (success or failure).",
+		}, []string{"result"}),
+		count: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_policies",
+			Help: "Scaling policies in force.",
+		}),
+	}
+	reg.MustRegister(r.ok, r.okTime, r.total, r.count)
+	return r
+}
+
+// ReloadResult says what a reload did.
+type ReloadResult struct {
+	Policies int    `json:"policies"`
+	Hash     string `json:"hash"`
+	Changed  bool   `json:"changed"`
+}
+
+// load reads and validates every policy file and swaps them in only when
+// all of them are good.
+func (r *reloader) load() (ReloadResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next *policies.Set
+	var err error
+	if r.dir == "" {
+		next, err = policies.LoadFiles()
+	} else {
+		next, err = policies.LoadDir(r.dir)
+	}
+	if err != nil {
+		errs := strictyaml.AsErrors(r.dir, err)
+		r.lastErrs.Store(&errs)
+		r.ok.Set(0)
+		r.total.WithLabelValues("failure").Inc()
+		return ReloadResult{Policies: r.set.Load().Len(), Hash: r.set.Load().Hash()}, errs
+	}
+	prev := r.set.Swap(next)
+	r.lastErrs.Store(nil)
+	r.ok.Set(1)
+	r.okTime.SetToCurrentTime()
+	r.total.WithLabelValues("success").Inc()
+	r.count.Set(float64(next.Len()))
+	return ReloadResult{Policies: next.Len(), Hash: next.Hash(), Changed: prev.Hash() != next.Hash()}, nil
+}
+
+// Policies returns the policy set in force.
+func (a *App) Policies() *policies.Set { return a.reload.set.Load() }
+
+// Reload loads the policies again. On error the previous set stays in
+// force and the error lists every problem with its file and line.
+func (a *App) Reload(_ context.Context) (ReloadResult, error) {
+	res, err := a.reload.load()
+	if err != nil {
+		a.log.Error("reload failed; the previous policies stay in force", "dir", a.reload.dir, "policies", res.Policies, "err", err)
+		return res, err
+	}
+	a.log.Info("policies loaded", "dir", a.reload.dir, "policies", res.Policies, "hash", shortHash(res.Hash), "changed", res.Changed)
+	return res, nil
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// apiError is the JSON error body every /v1 endpoint uses.
+type apiError struct {
+	Error apiErrorBody `json:"error"`
+}
+
+type apiErrorBody struct {
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Details []string `json:"details,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// handleReload serves POST /v1/reload.
+func (a *App) handleReload(w http.ResponseWriter, r *http.Request) {
+	res, err := a.Reload(r.Context())
+	if err != nil {
+		var errs strictyaml.Errors
+		details := []string{err.Error()}
+		if errors.As(err, &errs) {
+			details = details[:0]
+			for _, e := range errs {
+				details = append(details, e.Error())
+			}
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, apiError{Error: apiErrorBody{
+			Code:    "invalid_policies",
+			Message: "the policies did not load; the previous policies stay in force",
+			Details: details,
+		}})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
