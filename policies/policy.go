@@ -100,9 +100,14 @@ const (
 // failed: hold the current count (the default), or go to a fixed count.
 // Either way it never scales in: a fixed count below the current count
 // holds.
+//
+// In YAML it is a mapping, {action: fixed, count: 6}, or the shorthand
+// scalar "hold".
 type OnCheckError struct {
 	Action OnErrorAction `yaml:"action" json:"action"`
 	Count  int           `yaml:"count" json:"count,omitempty"`
+
+	set, hasCount bool // what the YAML said, for validation
 }
 
 // Check is one metric query and the strategy that turns its value into a

@@ -144,19 +144,19 @@ func (v *validator) duration(path string, d *time.Duration, def, least time.Dura
 func (v *validator) onError(path string, o *OnCheckError, p *Policy, maxOK bool) {
 	switch o.Action {
 	case "":
-		if v.pos.Has(path) {
+		if o.set {
 			v.errorf(path+".action", "is required: %q or %q", OnErrorHold, OnErrorFixed)
 		}
 		o.Action = OnErrorHold
-		if v.pos.Has(path + ".count") {
+		if o.hasCount {
 			v.errorf(path+".count", "only allowed with action %q", OnErrorFixed)
 		}
 	case OnErrorHold:
-		if v.pos.Has(path + ".count") {
+		if o.hasCount {
 			v.errorf(path+".count", "only allowed with action %q", OnErrorFixed)
 		}
 	case OnErrorFixed:
-		if !v.required(path+".count", v.pos.Has(path+".count")) {
+		if !v.required(path+".count", o.hasCount) {
 			return
 		}
 		if o.Count < 0 {
