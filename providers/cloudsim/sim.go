@@ -342,11 +342,10 @@ func (s *Simulator) Step() {
 	now := s.clock.Now()
 	for _, id := range s.sortedIDsLocked() {
 		in := s.instances[id]
-		switch in.State {
-		case ecsPending:
-			if !now.Before(in.runningAt.Add(-(in.runningAt.Sub(in.LaunchTime) / 2))) {
-				in.State = ecsStarting
-			}
+		// ECS instances spend the first half of their pending time Pending,
+		// the second half Starting.
+		if in.State == ecsPending && !now.Before(in.LaunchTime.Add(in.runningAt.Sub(in.LaunchTime)/2)) {
+			in.State = ecsStarting
 		}
 		switch in.State {
 		case ec2Pending, ecsStarting:
