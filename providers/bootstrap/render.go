@@ -125,14 +125,23 @@ func Render(spec *Spec, claim ClaimInfo) (*Rendered, error) {
 	if claim.Pool == "" || claim.Claim == "" {
 		return nil, errors.New("rendering bootstrap config: pool and claim are required")
 	}
-	if err := spec.Validate(nil, "bootstrap").Err(); err != nil {
-		return nil, fmt.Errorf("rendering bootstrap config for pool %s: invalid spec: %w", claim.Pool, err)
+	if errs := spec.Validate(nil, "bootstrap"); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Path + ": " + e.Msg
+		}
+		return nil, fmt.Errorf("rendering bootstrap config for pool %s: invalid spec: %s", claim.Pool, strings.Join(msgs, "; "))
 	}
 	doc, err := butaneDoc(spec, claim)
 	if err != nil {
 		return nil, fmt.Errorf("rendering bootstrap config for pool %s: %w", claim.Pool, err)
 	}
-	cfg, version, err := translate(spec.OS, doc)
+	// Plain first, so that the user data stays readable in the cloud's
+	// console; gzip-compressed inline files when that is too large.
+	cfg, version, err := translate(spec.OS, doc, false)
+	if err == nil && len(cfg) > limit {
+		cfg, version, err = translate(spec.OS, doc, true)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rendering bootstrap config for pool %s: %w", claim.Pool, err)
 	}
@@ -154,7 +163,7 @@ func Render(spec *Spec, claim ClaimInfo) (*Rendered, error) {
 		Source:       u,
 		Verification: &bVerification{Hash: "sha512-" + hex.EncodeToString(sum[:])},
 	}}}
-	ud, _, err := translate(spec.OS, pointer)
+	ud, _, err := translate(spec.OS, pointer, false)
 	if err != nil {
 		return nil, fmt.Errorf("rendering pointer config for pool %s: %w", claim.Pool, err)
 	}
@@ -173,13 +182,15 @@ func butaneVersion(v Variant) string {
 	return "1.6.0"
 }
 
-// translate runs Butane on doc and returns compact Ignition JSON.
-func translate(v Variant, doc butane) ([]byte, string, error) {
+// translate runs Butane on doc and returns compact Ignition JSON. With
+// compress, Butane gzips inline file contents where that is smaller.
+func translate(v Variant, doc butane, compress bool) ([]byte, string, error) {
 	in, err := json.Marshal(doc) // Butane reads YAML, and JSON is YAML
 	if err != nil {
 		return nil, "", err
 	}
 	opts := common.TranslateBytesOptions{}
+	opts.NoResourceAutoCompression = !compress
 	var (
 		out     []byte
 		version string
@@ -424,7 +435,6 @@ func nomadConfig(spec *Spec, claim ClaimInfo) (string, error) {
 		"data_dir":             nomadDataDir,
 		"bind_addr":            "0.0.0.0",
 		"disable_update_check": true,
-		"leave_on_terminate":   true,
 		"client":               client,
 	}
 	if n.Region != "" {

@@ -12,7 +12,9 @@ package bootstrap
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"regexp"
@@ -20,6 +22,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 )
@@ -69,17 +73,30 @@ const (
 	PrePullDone    = "done"
 )
 
-// Secret is a string that never prints: fmt, JSON, YAML and slog all show
-// "<secret>" instead of the value. Reveal returns it for rendering.
-type Secret string
+// Secret is a string that never prints: fmt (every verb, nested at any
+// depth, even under a bad verb), JSON, YAML, text and slog all show
+// "<secret>" or a pointer instead of the value. Reveal returns it for
+// rendering. It decodes from a YAML string.
+type Secret struct{ v *string }
 
 const redacted = "<secret>"
 
+// NewSecret wraps s.
+func NewSecret(s string) Secret { return Secret{&s} }
+
 // Reveal returns the secret's value.
-func (s Secret) Reveal() string { return string(s) }
+func (s Secret) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
+
+// IsZero reports whether the secret is empty.
+func (s Secret) IsZero() bool { return s.Reveal() == "" }
 
 func (s Secret) String() string {
-	if s == "" {
+	if s.IsZero() {
 		return ""
 	}
 	return redacted
@@ -87,6 +104,9 @@ func (s Secret) String() string {
 
 // GoString keeps %#v from printing the value.
 func (s Secret) GoString() string { return `bootstrap.Secret("` + s.String() + `")` }
+
+// Format prints the redacted form for every verb.
+func (s Secret) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
 
 // LogValue implements slog.LogValuer.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
@@ -99,6 +119,16 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 
 // MarshalText implements encoding.TextMarshaler, for encoders that use it.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalYAML decodes a YAML string (strictyaml and yaml.v3 both call it).
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float") {
+		return errors.New("expected a string")
+	}
+	v := n.Value
+	s.v = &v
+	return nil
+}
 
 // Spec is a pool's host bootstrap settings. Pools embed it as their
 // `bootstrap:` block; see testdata/*.yaml for complete examples.
