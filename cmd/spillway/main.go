@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newPolicyCmd(),
 		newPlanCmd(),
 		newCloudsimCmd(),
+		newPoolCmd(),
 	)
 	return root
 }
