@@ -1,0 +1,148 @@
+package alerts
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillwayhq/spillway/policies"
+)
+
+// A notification as Alertmanager 0.25 sends it.
+const sample = `{
+  "receiver": "spillway",
+  "status": "firing",
+  "alerts": [
+    {
+      "status": "firing",
+      "labels": {"alertname": "DemoHighLatency", "service": "demo", "severity": "page"},
+      "annotations": {"summary": "p95 above 250ms"},
+      "startsAt": "2026-11-22T08:00:00.000Z",
+      "endsAt": "0001-01-01T00:00:00Z",
+      "generatorURL": "http://127.0.0.1:9090/graph",
+      "fingerprint": "a1b2c3d4e5f60718"
+    }
+  ],
+  "groupLabels": {"alertname": "DemoHighLatency", "service": "demo"},
+  "commonLabels": {"alertname": "DemoHighLatency", "service": "demo", "severity": "page"},
+  "commonAnnotations": {"summary": "p95 above 250ms"},
+  "externalURL": "http://127.0.0.1:9093",
+  "version": "4",
+  "groupKey": "{}:{alertname=\"DemoHighLatency\", service=\"demo\"}",
+  "truncatedAlerts": 0
+}`
+
+func TestDecodeAlertmanagerPayload(t *testing.T) {
+	n, err := Decode(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Alerts) != 1 || n.Alerts[0].Name() != "DemoHighLatency" || n.Alerts[0].Fingerprint != "a1b2c3d4e5f60718" ||
+		!n.Alerts[0].StartsAt.Equal(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)) || n.Receiver != "spillway" {
+		t.Fatalf("decoded %+v", n)
+	}
+}
+
+func TestDecodeRejectsBadPayloads(t *testing.T) {
+	for _, c := range []struct{ name, body, want string }{
+		{"empty", "", "the body is empty"},
+		{"syntax", "{\n  \"version\": \"4\",\n  \"alerts\": [,]\n}", "line 3, column 14: malformed JSON"},
+		{"truncated", `{"version": "4", "alerts": [`, "unexpected end of the body"},
+		{"type", "{\"version\": 4}", `line 1, column 14: version: want string, got a JSON number`},
+		{"time", `{"version":"4","status":"firing","alerts":[{"startsAt":"yesterday"}]}`, `bad time "yesterday"`},
+		{"two documents", `{"version":"4"} {}`, "more than one JSON document"},
+		{"fields", `{"version":"3","status":"pending","alerts":[{"status":"x","labels":{}}]}`,
+			`version: want "4" (Alertmanager's webhook payload version), got "3"; status: want firing or resolved, got "pending"; ` +
+				`alerts[0].status: want firing or resolved, got "x"; alerts[0].fingerprint: required: Spillway deduplicates by it; ` +
+				`alerts[0].labels.alertname: required; alerts[0].startsAt: required`},
+		{"no alerts", `{"version":"4","status":"firing","alerts":[]}`, "alerts: want at least one alert"},
+		{"too large", `{"version":"4","x":"` + strings.Repeat("a", MaxPayloadBytes) + `"}`, "larger than"},
+	} {
+		_, err := Decode(strings.NewReader(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+func notification(status string, alerts ...Alert) *Notification {
+	return &Notification{Version: "4", Status: status, Alerts: alerts}
+}
+
+func alert(fp, status string, startsAt time.Time) Alert {
+	return Alert{Status: status, Fingerprint: fp, StartsAt: startsAt, Labels: map[string]string{"alertname": "A" + fp, "service": "demo"}}
+}
+
+func TestStoreDeduplicates(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	s := NewStore(time.Hour)
+	outcomes := func(cs []Change) []Outcome {
+		var out []Outcome
+		for _, c := range cs {
+			out = append(out, c.Outcome)
+		}
+		return out
+	}
+	steps := []struct {
+		at   time.Duration
+		n    *Notification
+		want []Outcome
+	}{
+		{0, notification("firing", alert("1", "firing", t0)), []Outcome{OutcomeNew}},
+		// Alertmanager re-sends the group three times: no new action.
+		{5 * time.Second, notification("firing", alert("1", "firing", t0)), []Outcome{OutcomeRepeat}},
+		{10 * time.Second, notification("firing", alert("1", "firing", t0), alert("2", "firing", t0)), []Outcome{OutcomeRepeat, OutcomeNew}},
+		{15 * time.Second, notification("firing", alert("1", "firing", t0)), []Outcome{OutcomeRepeat}},
+		{20 * time.Second, notification("resolved", alert("1", "resolved", t0)), []Outcome{OutcomeResolved}},
+		{21 * time.Second, notification("resolved", alert("1", "resolved", t0)), []Outcome{OutcomeStaleResolve}},
+		// It fires again later: a new firing, a new action.
+		{time.Minute, notification("firing", alert("1", "firing", t0.Add(time.Minute))), []Outcome{OutcomeNew}},
+	}
+	for i, st := range steps {
+		if got := outcomes(s.Apply(st.n, t0.Add(st.at))); !reflect.DeepEqual(got, st.want) {
+			t.Fatalf("step %d: outcomes %v, want %v", i, got, st.want)
+		}
+	}
+	firing := s.Firing(t0.Add(time.Minute))
+	want := []policies.Alert{{Name: "A1", Labels: map[string]string{"alertname": "A1", "service": "demo"}}, {Name: "A2", Labels: map[string]string{"alertname": "A2", "service": "demo"}}}
+	if !reflect.DeepEqual(firing, want) {
+		t.Fatalf("firing %v, want %v", firing, want)
+	}
+	// Alert 2 was last sent at 10s; past the TTL without a re-send it ends.
+	if got := s.Firing(t0.Add(10*time.Second + time.Hour + time.Second)); len(got) != 1 || got[0].Name != "A1" {
+		t.Fatalf("after the TTL: %v", got)
+	}
+}
+
+func TestPayloadErrorIsTyped(t *testing.T) {
+	_, err := Decode(strings.NewReader(`{"version":"4","status":"firing","alerts":[{}]}`))
+	var pe PayloadErrors
+	if !errors.As(err, &pe) || len(pe) != 4 || pe[0].Field != "alerts[0].status" {
+		t.Fatalf("got %#v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte(`{"version":"4","status":"resolved","alerts":[{"status":"resolved","fingerprint":"x","labels":{"alertname":"a"},"startsAt":"2026-01-01T00:00:00Z"}]}`))
+	f.Add([]byte(`[1,2,3]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := Decode(strings.NewReader(string(data)))
+		if err != nil {
+			if n != nil {
+				t.Fatal("a notification together with an error")
+			}
+			return
+		}
+		// Whatever decodes is safe for the store.
+		s := NewStore(time.Minute)
+		s.Apply(n, time.Now())
+		for _, a := range n.Alerts {
+			if a.Fingerprint == "" || a.Name() == "" {
+				t.Fatalf("accepted an alert without fingerprint or name: %+v", a)
+			}
+		}
+	})
+}

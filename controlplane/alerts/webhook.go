@@ -1,0 +1,181 @@
+// Package alerts owns Spillway's Alertmanager intake: decoding and checking
+// webhook notifications (payload version 4), and the set of alerts firing
+// now, deduplicated by fingerprint so a repeated notification of the same
+// group never counts twice. What an alert makes Spillway do is decided by
+// the policies' alert rules; this package only says what is firing, what is
+// new and what is a repeat.
+package alerts
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// MaxPayloadBytes bounds a notification. Alertmanager's own default limit of
+// alerts per notification is unbounded, but a group large enough to exceed
+// this is a misrouted firehose, not a scaling signal.
+const MaxPayloadBytes = 1 << 20
+
+// Status of an alert or a notification.
+const (
+	StatusFiring   = "firing"
+	StatusResolved = "resolved"
+)
+
+// Notification is Alertmanager's webhook payload, version 4.
+type Notification struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []Alert           `json:"alerts"`
+}
+
+// Alert is one alert of a notification.
+type Alert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// Name is the alert's alertname label.
+func (a Alert) Name() string { return a.Labels["alertname"] }
+
+// PayloadError is a notification Spillway refuses, with where and why.
+type PayloadError struct {
+	// Field is the JSON path, e.g. "alerts[2].fingerprint"; empty for the document.
+	Field string
+	// Line and Column locate a syntax or type error in the body, when known.
+	Line, Column int
+	Msg          string
+}
+
+func (e *PayloadError) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d, column %d: ", e.Line, e.Column)
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// PayloadErrors is every problem found in one notification.
+type PayloadErrors []*PayloadError
+
+func (es PayloadErrors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Decode reads and checks one notification. Unknown fields are allowed,
+// so an Alertmanager upgrade that adds fields keeps working; every field
+// Spillway relies on is checked, and all problems are reported at once.
+func Decode(r io.Reader) (*Notification, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxPayloadBytes+1))
+	if err != nil {
+		return nil, &PayloadError{Msg: fmt.Sprintf("reading the body: %v", err)}
+	}
+	if len(data) > MaxPayloadBytes {
+		return nil, &PayloadError{Msg: fmt.Sprintf("the body is larger than %d bytes", MaxPayloadBytes)}
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &PayloadError{Msg: "the body is empty; want an Alertmanager webhook notification (JSON)"}
+	}
+	var n Notification
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&n); err != nil {
+		return nil, jsonError(data, err)
+	}
+	if dec.More() {
+		return nil, &PayloadError{Msg: "the body holds more than one JSON document"}
+	}
+	if errs := n.check(); len(errs) > 0 {
+		return nil, errs
+	}
+	return &n, nil
+}
+
+func (n *Notification) check() PayloadErrors {
+	var errs PayloadErrors
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &PayloadError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if n.Version != "4" {
+		bad("version", "want \"4\" (Alertmanager's webhook payload version), got %q", n.Version)
+	}
+	if n.Status != StatusFiring && n.Status != StatusResolved {
+		bad("status", "want firing or resolved, got %q", n.Status)
+	}
+	if len(n.Alerts) == 0 {
+		bad("alerts", "want at least one alert")
+	}
+	for i, a := range n.Alerts {
+		at := fmt.Sprintf("alerts[%d]", i)
+		if a.Status != StatusFiring && a.Status != StatusResolved {
+			bad(at+".status", "want firing or resolved, got %q", a.Status)
+		}
+		if a.Fingerprint == "" {
+			bad(at+".fingerprint", "required: Spillway deduplicates by it")
+		}
+		if a.Name() == "" {
+			bad(at+".labels.alertname", "required")
+		}
+		if a.StartsAt.IsZero() {
+			bad(at+".startsAt", "required")
+		}
+	}
+	return errs
+}
+
+// jsonError turns a decoding error into a PayloadError with a line and column.
+func jsonError(data []byte, err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var tim *time.ParseError
+	switch {
+	case errors.As(err, &syn):
+		// Offset counts the offending byte; point at it.
+		line, col := position(data, max(syn.Offset-1, 0))
+		return &PayloadError{Line: line, Column: col, Msg: "malformed JSON: " + syn.Error()}
+	case errors.As(err, &typ):
+		line, col := position(data, typ.Offset)
+		return &PayloadError{Line: line, Column: col, Field: typ.Field, Msg: fmt.Sprintf("want %s, got a JSON %s", typ.Type, typ.Value)}
+	case errors.As(err, &tim):
+		return &PayloadError{Msg: fmt.Sprintf("bad time %q: want RFC 3339", tim.Value)}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		line, col := position(data, int64(len(data)))
+		return &PayloadError{Line: line, Column: col, Msg: "malformed JSON: unexpected end of the body"}
+	}
+	return &PayloadError{Msg: "malformed JSON: " + err.Error()}
+}
+
+// position converts a byte offset into a 1-based line and column.
+func position(data []byte, offset int64) (int, int) {
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
+	}
+	before := data[:offset]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	col := int(offset) - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
