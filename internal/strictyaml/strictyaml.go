@@ -282,7 +282,7 @@ type NodeUnmarshaler interface {
 // maxNodes bounds the nodes one document may expand to, aliases included,
 // so a small file of nested aliases ("billion laughs") cannot make decoding
 // take forever.
-const maxNodes = 1 << 20
+const maxNodes = 1 << 17
 
 type decoder struct {
 	pos   *Positions
