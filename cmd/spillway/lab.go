@@ -64,6 +64,7 @@ traffic trace. Ctrl-C stops everything it started.`,
 			if l.SpillwayURL != "" {
 				fmt.Fprintf(out, "  Console and API   %s\n", l.SpillwayURL)
 				fmt.Fprintf(out, "  Metrics           %s/metrics\n", l.SpillwayURL)
+				fmt.Fprintf(out, "  API token (admin) %s\n", l.APIToken)
 			}
 			fmt.Fprintf(out, "  Nomad UI and API  %s  (NOMAD_ADDR=%s)\n", l.NomadAddr, l.NomadAddr)
 			fmt.Fprintf(out, "  Prometheus        %s\n", l.PrometheusURL)

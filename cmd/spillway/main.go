@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newPlanCmd(),
 		newCloudsimCmd(),
 		newPoolCmd(),
+		newTokenCmd(),
 	)
 	return root
 }

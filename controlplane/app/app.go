@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
 	"github.com/spillwayhq/spillway/controlplane/config"
 )
@@ -30,6 +31,7 @@ type App struct {
 	mux    *http.ServeMux
 	ln     net.Listener
 	reload *reloader
+	auth   *auth.Authenticator
 }
 
 // New builds the daemon from cfg; hash identifies cfg in metrics. It loads
@@ -40,7 +42,14 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), nomad: nc, mux: http.NewServeMux()}
+	authn, err := auth.New(cfg.API.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	if !authn.Configured() {
+		log.Warn("no API tokens are configured: every /v1 route answers 401 (see 'spillway token create')")
+	}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), nomad: nc, mux: http.NewServeMux(), auth: authn}
 	a.registerMetrics(hash)
 	a.reload = newReloader(cfg.Policies.Dir, a.reg)
 	if _, err := a.Reload(context.Background()); err != nil {
@@ -113,7 +122,7 @@ func (a *App) routes() {
 	}))
 	handle("GET /readyz", "readyz", http.HandlerFunc(a.readyz))
 	handle("GET /metrics", "metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	handle("POST /v1/reload", "reload", http.HandlerFunc(a.handleReload))
+	handle("POST /v1/reload", "reload", a.auth.Require(auth.Admin, writeError, http.HandlerFunc(a.handleReload)))
 }
 
 // readyz answers 200 once the control plane can reach Nomad's leader.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 	"github.com/spillwayhq/spillway/policies"
 )
@@ -129,9 +130,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// writeError writes the API's error body.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, apiError{Error: apiErrorBody{Code: code, Message: msg}})
+}
+
 // handleReload serves POST /v1/reload.
 func (a *App) handleReload(w http.ResponseWriter, r *http.Request) {
 	res, err := a.Reload(r.Context())
+	if id, ok := auth.FromContext(r.Context()); ok {
+		a.log.Info("reload requested through the API", "token", id.Name, "ok", err == nil)
+	}
 	if err != nil {
 		var errs strictyaml.Errors
 		details := []string{err.Error()}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/config"
 )
 
@@ -32,6 +33,13 @@ func TestReloadKeepsThePreviousPoliciesOnError(t *testing.T) {
 	copyFile(t, "../../policies/examples/hot-topic.yaml", filepath.Join(dir, "hot-topic.yaml"))
 	cfg := config.Default()
 	cfg.Policies.Dir = dir
+	const adminToken = "admin-secret"
+	cfg.API.Tokens = []auth.Token{{Name: "root", Role: auth.Admin, SHA256: auth.Hash(adminToken)}}
+	post := func(url string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, url, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		return http.DefaultClient.Do(req)
+	}
 	var logs strings.Builder
 	a, err := New(&cfg, "test", slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -52,7 +60,7 @@ func TestReloadKeepsThePreviousPoliciesOnError(t *testing.T) {
 	}
 	srv := httptest.NewServer(a.Handler())
 	defer srv.Close()
-	resp, err := http.Post(srv.URL+"/v1/reload", "application/json", nil)
+	resp, err := post(srv.URL + "/v1/reload")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +89,7 @@ func TestReloadKeepsThePreviousPoliciesOnError(t *testing.T) {
 
 	// Fixed: the next reload succeeds and swaps.
 	copyFile(t, "../../policies/examples/gala.yaml", broken)
-	resp, err = http.Post(srv.URL+"/v1/reload", "application/json", nil)
+	resp, err = post(srv.URL + "/v1/reload")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 )
 
@@ -38,6 +39,13 @@ type Config struct {
 	Nomad      Nomad      `yaml:"nomad"`
 	Prometheus Prometheus `yaml:"prometheus"`
 	Policies   Policies   `yaml:"policies"`
+	API        API        `yaml:"api"`
+}
+
+// API configures the REST API.
+type API struct {
+	// Tokens may call the API. With none, every /v1 route answers 401.
+	Tokens []auth.Token `yaml:"tokens"`
 }
 
 // Policies says where the scaling policy files are.
@@ -103,16 +111,14 @@ type Flag struct {
 // key. The returned hash identifies the effective configuration.
 func Load(file string, flags []Flag) (*Config, string, error) {
 	var pos *strictyaml.Positions
-	var probeDir string
+	var probe Config
 	if file != "" {
 		// The strict pass: unknown keys and wrong types, with positions.
-		var probe Config
 		var err error
 		pos, err = strictyaml.ReadFile(file, &probe)
 		if err != nil {
 			return nil, "", keyErrors(strictyaml.AsErrors(file, err))
 		}
-		probeDir = probe.Policies.Dir
 	}
 
 	v := viper.New()
@@ -121,9 +127,10 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 		v.SetDefault(k, lookup(reflect.ValueOf(def), k))
 	}
 	if file != "" {
-		v.SetConfigFile(file)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		// The file's layer is the strictly decoded, typed values of the keys
+		// the file sets. Letting viper re-read the YAML would re-type them
+		// (a hex digest of digits only becomes a number).
+		if err := v.MergeConfigMap(fileLayer(reflect.ValueOf(probe), pos)); err != nil {
 			return nil, "", fmt.Errorf("%s: %w", file, err)
 		}
 	}
@@ -140,7 +147,7 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.TagName = "yaml"
 		dc.ErrorUnused = true
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc())
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), mapstructure.TextUnmarshallerHookFunc())
 	})
 	if err != nil {
 		// The file passed the strict pass, so this comes from the environment or flags.
@@ -149,7 +156,7 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 
 	// Relative paths written in the file are relative to the file, as in
 	// Prometheus's config; from the environment or flags, to the working directory.
-	if file != "" && cfg.Policies.Dir != "" && cfg.Policies.Dir == probeDir && !filepath.IsAbs(cfg.Policies.Dir) {
+	if file != "" && cfg.Policies.Dir != "" && cfg.Policies.Dir == probe.Policies.Dir && !filepath.IsAbs(cfg.Policies.Dir) {
 		cfg.Policies.Dir = filepath.Join(filepath.Dir(file), cfg.Policies.Dir)
 	}
 
@@ -196,6 +203,20 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 			bad("policies.dir", "%q is not a directory", c.Policies.Dir)
 		}
 	}
+	names := map[string]bool{}
+	for i, t := range c.API.Tokens {
+		key := fmt.Sprintf("api.tokens[%d]", i)
+		if err := t.Validate(); err != nil {
+			for _, e := range strings.Split(err.Error(), "\n") {
+				field, msg, _ := strings.Cut(e, ": ")
+				bad(key+"."+field, "%s", msg)
+			}
+		}
+		if names[t.Name] {
+			bad(key+".name", "%q is used by another token", t.Name)
+		}
+		names[t.Name] = true
+	}
 	if c.Prometheus.Timeout <= 0 {
 		bad("prometheus.timeout", "must be positive, got %s", c.Prometheus.Timeout)
 	}
@@ -239,6 +260,28 @@ func (c *Config) Redacted() string {
 		return err.Error()
 	}
 	return string(b)
+}
+
+// fileLayer builds viper's config layer from the keys the file sets.
+func fileLayer(v reflect.Value, pos *strictyaml.Positions) map[string]any {
+	out := map[string]any{}
+	for _, key := range Keys() {
+		if !pos.Has(key) {
+			continue
+		}
+		parts := strings.Split(key, ".")
+		m := out
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = lookup(v, key)
+	}
+	return out
 }
 
 // lookup returns the value at dotted key in a struct value.

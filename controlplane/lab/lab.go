@@ -56,6 +56,11 @@ type Options struct {
 	// Load starts the load generator once the demo is healthy; nil leaves it out.
 	Load *LoadOptions
 
+	// Cloud runs the cloud simulator in the lab, whose instances boot
+	// their Ignition config into real Nomad clients; nil leaves it out.
+	// See CloudOptions.
+	Cloud *CloudOptions
+
 	// Progress receives a line per step.
 	Progress io.Writer
 }
@@ -104,6 +109,8 @@ type Lab struct {
 	AlertmanagerURL string
 	// SpillwayURL is the control plane's address, when Serve is set.
 	SpillwayURL string
+	// APIToken is an admin token of the lab's control plane.
+	APIToken string
 	// Hosts are the internal data-centre hosts.
 	Hosts []*Host
 
@@ -116,6 +123,7 @@ type Lab struct {
 	procs     []*process
 	stopOnce  sync.Once
 	cancel    context.CancelFunc
+	cloud     *cloudLab
 }
 
 // Start brings the lab up and waits until it is ready: the Nomad server has
@@ -193,6 +201,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	bg, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	go l.followService(bg, DemoService)
+	if opts.Cloud != nil {
+		if err := l.startCloud(bg, *opts.Cloud); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Serve {
 		if err := l.startServe(ctx); err != nil {
 			return nil, err

@@ -8,12 +8,20 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/spillwayhq/spillway/controlplane/auth"
 )
 
 // startServe runs `spillway serve` against the lab's Nomad and Prometheus.
 func (l *Lab) startServe(ctx context.Context) error {
 	l.SpillwayURL = fmt.Sprintf("http://127.0.0.1:%d", l.servePort)
+	token, hash, err := auth.Generate()
+	if err != nil {
+		return err
+	}
+	l.APIToken = token
 	cfg := map[string]any{
+		"api":        map[string]any{"tokens": []map[string]any{{"name": "lab-admin", "role": "admin", "sha256": hash}}},
 		"listen":     fmt.Sprintf("127.0.0.1:%d", l.servePort),
 		"log":        map[string]any{"level": "info", "format": "text"},
 		"nomad":      map[string]any{"address": l.NomadAddr},

@@ -136,7 +136,7 @@ func (p *Prometheus) Query(ctx context.Context, promql string, at time.Time) ([]
 func (p *Prometheus) Instant(ctx context.Context, promql string, at time.Time) ([]Sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	val, warnings, err := p.api.Query(ctx, promql, at, v1.WithTimeout(p.opts.Timeout))
+	val, warnings, _, err := p.api.Query(ctx, promql, at, v1.WithTimeout(p.opts.Timeout))
 	p.warn(promql, warnings)
 	if err != nil {
 		return nil, p.wrap(promql, err)
@@ -173,7 +173,7 @@ type Series struct {
 func (p *Prometheus) QueryRange(ctx context.Context, promql string, r v1.Range) ([]Series, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	val, warnings, err := p.api.QueryRange(ctx, promql, r, v1.WithTimeout(p.opts.Timeout))
+	val, warnings, _, err := p.api.QueryRange(ctx, promql, r, v1.WithTimeout(p.opts.Timeout))
 	p.warn(promql, warnings)
 	if err != nil {
 		return nil, p.wrap(promql, err)

@@ -97,7 +97,7 @@ func TestLabDemoTraffic(t *testing.T) {
 
 func instant(t *testing.T, ctx context.Context, prom promv1.API, q string) float64 {
 	t.Helper()
-	v, warnings, err := prom.Query(ctx, q, time.Now())
+	v, warnings, _, err := prom.Query(ctx, q, time.Now())
 	if err != nil {
 		t.Fatalf("query %s: %v", q, err)
 	}
