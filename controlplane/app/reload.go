@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,19 +13,17 @@ import (
 	"github.com/spillwayhq/spillway/policies"
 )
 
-// reloader owns the live policy set. Reload does all fallible work (read,
-// decode, validate every file) before it swaps the set atomically, so a bad
-// file never replaces a good set; SIGHUP and POST /v1/reload share it.
+// reloader keeps the live policy set (a policies.Store, which validates a
+// whole directory before it swaps) and reports every load in metrics and
+// logs. SIGHUP and POST /v1/reload share it.
 type reloader struct {
-	dir string
-	mu  sync.Mutex // one reload at a time
-	set atomic.Pointer[policies.Set]
+	dir   string
+	store *policies.Store // nil when no policy directory is configured
 
-	ok       prometheus.Gauge
-	okTime   prometheus.Gauge
-	total    *prometheus.CounterVec
-	count    prometheus.Gauge
-	lastErrs atomic.Pointer[strictyaml.Errors]
+	ok     prometheus.Gauge
+	okTime prometheus.Gauge
+	total  *prometheus.CounterVec
+	count  prometheus.Gauge
 }
 
 func newReloader(dir string, reg prometheus.Registerer) *reloader {
@@ -61,36 +57,41 @@ type ReloadResult struct {
 	Changed  bool   `json:"changed"`
 }
 
-// load reads and validates every policy file and swaps them in only when
-// all of them are good.
-func (r *reloader) load() (ReloadResult, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var next *policies.Set
-	var err error
-	if r.dir == "" {
-		next, err = policies.LoadFiles()
-	} else {
-		next, err = policies.LoadDir(r.dir)
+// set is the policy set in force (empty when there is no directory).
+func (r *reloader) set() *policies.Set {
+	if r.store == nil {
+		return nil
 	}
+	return r.store.Set()
+}
+
+// load (re)reads the policy directory; the first call creates the store.
+func (r *reloader) load() (ReloadResult, error) {
+	var changed bool
+	var err error
+	switch {
+	case r.dir == "":
+	case r.store == nil:
+		r.store, err = policies.NewStore(r.dir)
+		changed = err == nil
+	default:
+		changed, err = r.store.Reload()
+	}
+	res := ReloadResult{Policies: r.set().Len(), Hash: r.set().Hash(), Changed: changed}
 	if err != nil {
-		errs := strictyaml.AsErrors(r.dir, err)
-		r.lastErrs.Store(&errs)
 		r.ok.Set(0)
 		r.total.WithLabelValues("failure").Inc()
-		return ReloadResult{Policies: r.set.Load().Len(), Hash: r.set.Load().Hash()}, errs
+		return res, strictyaml.AsErrors(r.dir, err)
 	}
-	prev := r.set.Swap(next)
-	r.lastErrs.Store(nil)
 	r.ok.Set(1)
 	r.okTime.SetToCurrentTime()
 	r.total.WithLabelValues("success").Inc()
-	r.count.Set(float64(next.Len()))
-	return ReloadResult{Policies: next.Len(), Hash: next.Hash(), Changed: prev.Hash() != next.Hash()}, nil
+	r.count.Set(float64(res.Policies))
+	return res, nil
 }
 
 // Policies returns the policy set in force.
-func (a *App) Policies() *policies.Set { return a.reload.set.Load() }
+func (a *App) Policies() *policies.Set { return a.reload.set() }
 
 // Reload loads the policies again. On error the previous set stays in
 // force and the error lists every problem with its file and line.
