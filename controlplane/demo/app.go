@@ -46,6 +46,8 @@ type App struct {
 	inFlight prometheus.Gauge
 	latency  prometheus.Histogram
 	mux      *http.ServeMux
+	// now is the clock admission runs on; tests fix it.
+	now func() time.Time
 }
 
 // NewApp builds an instance.
@@ -74,6 +76,7 @@ func NewApp(cfg AppConfig) (*App, error) {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 		mux: http.NewServeMux(),
+		now: time.Now,
 	}
 	capacity := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "spillway_demo_capacity_requests_per_second",
@@ -98,10 +101,8 @@ func (a *App) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	a.inFlight.Inc()
 	defer a.inFlight.Dec()
-	res := a.limiter.Reserve()
-	wait := res.Delay()
-	if wait > a.cfg.MaxQueue {
-		res.Cancel()
+	wait, ok := a.admit()
+	if !ok {
 		a.requests.WithLabelValues("503").Inc()
 		a.latency.Observe(time.Since(start).Seconds())
 		http.Error(w, "over capacity", http.StatusServiceUnavailable)
@@ -120,6 +121,19 @@ func (a *App) serve(w http.ResponseWriter, r *http.Request) {
 	a.requests.WithLabelValues("200").Inc()
 	a.latency.Observe(time.Since(start).Seconds())
 	fmt.Fprintln(w, "ok")
+}
+
+// admit queues a request for capacity: it returns how long the request
+// waits, or false when the queue is longer than MaxQueue and it is shed.
+func (a *App) admit() (time.Duration, bool) {
+	now := a.now()
+	res := a.limiter.ReserveN(now, 1)
+	wait := res.DelayFrom(now)
+	if wait > a.cfg.MaxQueue {
+		res.CancelAt(now)
+		return 0, false
+	}
+	return wait, true
 }
 
 // Serve runs the instance on addr until ctx ends.
