@@ -1,8 +1,9 @@
 // Package journal owns the control plane's durable record. Its default
 // backend is an embedded SQLite database (pure Go, modernc.org/sqlite) in
 // WAL mode with synchronous=FULL, so an entry is on disk when Append
-// returns. Today it holds the lending ledger ([LedgerStore], which
-// implements pools.LedgerStore); events, decisions and intents will join it.
+// returns. It holds the lending ledger ([LedgerStore], which implements
+// pools.LedgerStore) and the event log ([Events]): alerts, decisions and
+// the scaling they caused.
 package journal
 
 import (
@@ -52,9 +53,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// One writer: SQLite serialises writes anyway, and a single connection
 	// keeps the pragmas and avoids SQLITE_BUSY between our own goroutines.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("creating journal schema in %s: %w", path, err)
+	for _, ddl := range []string{schema, eventsSchema} {
+		if _, err := db.ExecContext(ctx, ddl); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("creating journal schema in %s: %w", path, err)
+		}
 	}
 	return &DB{db: db, path: path}, nil
 }

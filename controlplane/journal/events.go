@@ -1,0 +1,182 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// eventsSchema is the append-only event log: what Spillway saw, decided and
+// did, and why. It answers "why did it scale?".
+const eventsSchema = `
+CREATE TABLE IF NOT EXISTS events (
+	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+	at_ns    INTEGER NOT NULL,
+	kind     TEXT    NOT NULL,
+	subject  TEXT    NOT NULL DEFAULT '',
+	activity TEXT    NOT NULL DEFAULT '',
+	actor    TEXT    NOT NULL DEFAULT '',
+	message  TEXT    NOT NULL,
+	data     TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_subject ON events(subject, seq);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind, seq);
+CREATE INDEX IF NOT EXISTS events_at ON events(at_ns);
+`
+
+// Event kinds. A kind is dotted: queries filter by prefix ("alert" matches
+// "alert.accepted").
+const (
+	KindAlertAccepted = "alert.accepted"
+	KindAlertRepeated = "alert.repeated"
+	KindAlertResolved = "alert.resolved"
+	KindAlertRejected = "alert.rejected"
+	KindAlertIgnored  = "alert.ignored"
+	KindDecision      = "decision"
+	KindScale         = "scale"
+	KindScaleFailed   = "scale.failed"
+	KindReload        = "reload"
+)
+
+// Event is one entry of the event log.
+type Event struct {
+	// Seq orders events; it is assigned on append and is the pagination cursor.
+	Seq  int64     `json:"seq"`
+	Time time.Time `json:"time"`
+	Kind string    `json:"kind"`
+	// Subject is what the event is about: a service ("namespace/job/group"),
+	// a policy, a pool or a host.
+	Subject string `json:"subject,omitempty"`
+	// Activity groups the events of one scale operation.
+	Activity string `json:"activity,omitempty"`
+	// Actor is who caused it: "controller", "alertmanager", or an API token's name.
+	Actor string `json:"actor,omitempty"`
+	// Message says what happened and why, in one sentence.
+	Message string `json:"message"`
+	// Data is the event's details as JSON. It must never hold secrets.
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Filter selects events. Zero fields do not filter.
+type Filter struct {
+	// Kind matches the kind or a dotted prefix of it.
+	Kind     string
+	Subject  string
+	Activity string
+	Since    time.Time
+	Until    time.Time
+	// After is the cursor: only events with a larger Seq.
+	After int64
+	// Limit caps the result (default 100, at most 1000).
+	Limit int
+}
+
+// Events is the event log in a journal database.
+type Events struct{ db *sql.DB }
+
+// Events returns the event log.
+func (d *DB) Events() *Events { return &Events{db: d.db} }
+
+// Append records events durably, in order, in one transaction, and returns
+// them with Seq set.
+func (e *Events) Append(ctx context.Context, evs ...Event) ([]Event, error) {
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("appending events: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	out := make([]Event, len(evs))
+	for i, ev := range evs {
+		if ev.Kind == "" || ev.Message == "" {
+			return nil, fmt.Errorf("appending events: event %d needs a kind and a message", i)
+		}
+		if ev.Time.IsZero() {
+			ev.Time = time.Now()
+		}
+		ev.Time = ev.Time.UTC()
+		res, err := tx.ExecContext(ctx, `INSERT INTO events (at_ns, kind, subject, activity, actor, message, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, ev.Time.UnixNano(), ev.Kind, ev.Subject, ev.Activity, ev.Actor, ev.Message, string(ev.Data))
+		if err != nil {
+			return nil, fmt.Errorf("appending a %s event: %w", ev.Kind, err)
+		}
+		if ev.Seq, err = res.LastInsertId(); err != nil {
+			return nil, fmt.Errorf("appending a %s event: %w", ev.Kind, err)
+		}
+		out[i] = ev
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("committing events: %w", err)
+	}
+	return out, nil
+}
+
+// Query returns the events f selects, oldest first.
+func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
+	var where []string
+	var args []any
+	if f.Kind != "" {
+		where = append(where, "(kind = ? OR kind LIKE ? ESCAPE '\\')")
+		args = append(args, f.Kind, escapeLike(f.Kind)+".%")
+	}
+	if f.Subject != "" {
+		where = append(where, "subject = ?")
+		args = append(args, f.Subject)
+	}
+	if f.Activity != "" {
+		where = append(where, "activity = ?")
+		args = append(args, f.Activity)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "at_ns >= ?")
+		args = append(args, f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "at_ns < ?")
+		args = append(args, f.Until.UnixNano())
+	}
+	if f.After > 0 {
+		where = append(where, "seq > ?")
+		args = append(args, f.After)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	q := "SELECT seq, at_ns, kind, subject, activity, actor, message, data FROM events"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq LIMIT ?"
+	args = append(args, limit)
+	rows, err := e.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var ev Event
+		var atNS int64
+		var data string
+		if err := rows.Scan(&ev.Seq, &atNS, &ev.Kind, &ev.Subject, &ev.Activity, &ev.Actor, &ev.Message, &data); err != nil {
+			return nil, fmt.Errorf("querying events: %w", err)
+		}
+		ev.Time = time.Unix(0, atNS).UTC()
+		if data != "" {
+			ev.Data = json.RawMessage(data)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("querying events: %w", err)
+	}
+	return out, nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
