@@ -23,7 +23,7 @@ run: tools build
 	./$(BIN) lab
 
 ## test: lint, then every test with the race detector, then bounded fuzzing
-test: tools lint unit fuzz
+test: tools lint terraform-fmt-check unit fuzz
 
 unit:
 	$(GO) test -race -timeout 45m ./...
@@ -37,6 +37,15 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+## terraform-fmt-check: terraform fmt -check on terraform/ (skipped, saying so, without terraform)
+.PHONY: terraform-fmt-check
+terraform-fmt-check:
+	@if command -v terraform >/dev/null 2>&1; then \
+		terraform fmt -check -recursive -diff terraform && echo "terraform fmt: ok"; \
+	else \
+		echo "terraform fmt: SKIPPED: terraform is not installed (the HCL contract test in terraform/ still runs)"; \
+	fi
 
 ## bench: run the benchmarks
 bench:
