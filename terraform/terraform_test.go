@@ -33,6 +33,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/spillwayhq/spillway/pools"
@@ -786,4 +787,27 @@ func TestLaunchTemplateRequiresIMDSv2(t *testing.T) {
 		return
 	}
 	t.Error("the launch template has no metadata_options block; IMDSv2 must be required")
+}
+
+// Operators read the variables and outputs in the registry and in plan
+// output: every one says what it is for.
+func TestVariablesAndOutputsAreDescribed(t *testing.T) {
+	for _, dir := range []string{awsModule, alicloudModule, hybridExample} {
+		m := loadModule(t, dir)
+		for kind, blocks := range map[string]map[string]*hclsyntax.Block{"variable": m.variables, "output": m.outputs} {
+			for name, b := range blocks {
+				d := attr(b, "description")
+				if d == nil {
+					t.Errorf("%s: %s %q has no description", dir, kind, name)
+					continue
+				}
+				if v, diags := d.Expr.Value(nil); diags.HasErrors() || len(strings.TrimSpace(str(v))) < 10 {
+					t.Errorf("%s: %s %q: the description says too little", dir, kind, name)
+				}
+				if kind == "variable" && attr(b, "type") == nil {
+					t.Errorf("%s: variable %q has no type", dir, name)
+				}
+			}
+		}
+	}
 }

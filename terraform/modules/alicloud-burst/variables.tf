@@ -32,6 +32,11 @@ variable "zones" {
     condition     = length(var.zones) == length(distinct(var.zones)) && alltrue([for z in var.zones : can(regex("^[a-z]{2}(-[a-z]+)+-?[0-9]*-[a-z0-9]+$", z))])
     error_message = "zones must be distinct zone IDs such as cn-beijing-h."
   }
+
+  validation {
+    condition     = var.vpc_id != null || length(var.zones) > 0
+    error_message = "zones is required when the module creates the VPC (vpc_id is null)."
+  }
 }
 
 variable "vpc_cidr" {
@@ -75,6 +80,11 @@ variable "vswitch_ids" {
   validation {
     condition     = alltrue([for id in values(var.vswitch_ids) : can(regex("^vsw-[0-9a-z]+$", id))])
     error_message = "vswitch_ids values must be vSwitch IDs such as vsw-2zeabcdef0123456789ab."
+  }
+
+  validation {
+    condition     = var.vpc_id == null || length(var.vswitch_ids) > 0
+    error_message = "vswitch_ids is required with an existing vpc_id."
   }
 }
 

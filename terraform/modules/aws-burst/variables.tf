@@ -32,6 +32,11 @@ variable "zones" {
     condition     = length(var.zones) == length(distinct(var.zones)) && alltrue([for z in var.zones : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$", z))])
     error_message = "zones must be distinct availability zone names such as us-east-1a."
   }
+
+  validation {
+    condition     = var.vpc_id != null || length(var.zones) > 0
+    error_message = "zones is required when the module creates the VPC (vpc_id is null)."
+  }
 }
 
 variable "vpc_cidr" {
@@ -75,6 +80,11 @@ variable "subnet_ids" {
   validation {
     condition     = alltrue([for id in values(var.subnet_ids) : can(regex("^subnet-[0-9a-f]{8,17}$", id))])
     error_message = "subnet_ids values must be subnet IDs such as subnet-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = var.vpc_id == null || length(var.subnet_ids) > 0
+    error_message = "subnet_ids is required with an existing vpc_id."
   }
 }
 
