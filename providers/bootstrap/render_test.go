@@ -430,7 +430,7 @@ func TestValidateConsistency(t *testing.T) {
 			s.Images[1].Variant = bootstrap.FCOS
 		},
 			"bootstrap.nomad.install.method: sysext installs a Flatcar system extension"},
-		{"mixed clouds", func(s *bootstrap.Spec) { s.Images[1].ID = "m-bp1abcdefgh12345" }, "bootstrap.images[1].id: is a alicloud image but images[0] is a aws image"},
+		{"mixed clouds", func(s *bootstrap.Spec) { s.Images[1].ID = "m-bp1abcdefgh12345" }, "bootstrap.images[1].id: is an image of alicloud but images[0] is one of aws"},
 		{"duplicate region", func(s *bootstrap.Spec) { s.Images[1].Region = s.Images[0].Region }, "bootstrap.images[1].region: region us-east-1 already has images[0]"},
 		{"bad ami", func(s *bootstrap.Spec) { s.Images[0].ID = "flatcar-stable" }, "bootstrap.images[0].id: must be an AMI"},
 		{"wrong sysext url", func(s *bootstrap.Spec) { s.Nomad.Install.URL = "https://artifacts.example.com/nomad-1.11.0.zip" }, "bootstrap.nomad.install.url: a sysext image ends in .raw"},

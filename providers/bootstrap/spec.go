@@ -134,99 +134,99 @@ func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 // `bootstrap:` block; see testdata/*.yaml for complete examples.
 type Spec struct {
 	// OS is the container-only OS variant: flatcar or fcos.
-	OS Variant `yaml:"os"`
+	OS Variant `yaml:"os" json:"os,omitempty"`
 	// Images is the pool's image catalog: one image per region.
-	Images []Image `yaml:"images"`
+	Images []Image `yaml:"images" json:"images,omitempty"`
 	// Nomad is how the host joins Nomad.
-	Nomad Nomad `yaml:"nomad"`
+	Nomad Nomad `yaml:"nomad" json:"nomad,omitempty"`
 	// RegistryMirror is the data centre's container registry, reached over
 	// the dedicated line, that image pulls go through.
-	RegistryMirror *RegistryMirror `yaml:"registry_mirror"`
+	RegistryMirror *RegistryMirror `yaml:"registry_mirror" json:"registry_mirror,omitempty"`
 	// Sysctls are kernel parameters written to /etc/sysctl.d.
-	Sysctls map[string]string `yaml:"sysctls"`
+	Sysctls map[string]string `yaml:"sysctls" json:"sysctls,omitempty"`
 	// PrePull lists images pulled before the node counts as ready; until
 	// then the node carries meta spillway.prepull=pending.
-	PrePull []string `yaml:"pre_pull"`
+	PrePull []string `yaml:"pre_pull" json:"pre_pull,omitempty"`
 	// Files are extra files written to the host.
-	Files []File `yaml:"files"`
+	Files []File `yaml:"files" json:"files,omitempty"`
 	// ConfigURL, when set, is an internal base URL serving full Ignition
 	// configs. When a rendered config does not fit the cloud's user-data
 	// limit even compressed, the user data becomes a small pointer config
 	// that replaces itself with <config_url>/<pool>/<claim>.ign, checked by
 	// its sha512. The caller publishes Rendered.Config there.
-	ConfigURL string `yaml:"config_url"`
+	ConfigURL string `yaml:"config_url" json:"config_url,omitempty"`
 }
 
 // Image is one entry of the image catalog.
 type Image struct {
 	// Region is the cloud region the image lives in.
-	Region string `yaml:"region"`
+	Region string `yaml:"region" json:"region,omitempty"`
 	// ID is the AMI (ami-…) on AWS or the ECS image (m-…) on Alibaba Cloud.
-	ID string `yaml:"id"`
+	ID string `yaml:"id" json:"id,omitempty"`
 	// Variant is the image's OS; it must equal the spec's os.
-	Variant Variant `yaml:"variant"`
+	Variant Variant `yaml:"variant" json:"variant,omitempty"`
 	// Version is the OS release, e.g. 4230.2.3 (Flatcar) or 42.20250705.3.0 (FCOS).
-	Version string `yaml:"version"`
+	Version string `yaml:"version" json:"version,omitempty"`
 }
 
 // Nomad configures the Nomad client agent.
 type Nomad struct {
 	// Servers are server RPC addresses (host:port). Exactly one of servers
 	// and retry_join is required.
-	Servers []string `yaml:"servers"`
+	Servers []string `yaml:"servers" json:"servers,omitempty"`
 	// RetryJoin are go-discover or address strings for server_join.
-	RetryJoin []string `yaml:"retry_join"`
+	RetryJoin []string `yaml:"retry_join" json:"retry_join,omitempty"`
 	// Region is the Nomad region; empty means Nomad's default.
-	Region     string `yaml:"region"`
-	Datacenter string `yaml:"datacenter"`
-	NodePool   string `yaml:"node_pool"`
-	NodeClass  string `yaml:"node_class"`
+	Region     string `yaml:"region" json:"region,omitempty"`
+	Datacenter string `yaml:"datacenter" json:"datacenter,omitempty"`
+	NodePool   string `yaml:"node_pool" json:"node_pool,omitempty"`
+	NodeClass  string `yaml:"node_class" json:"node_class,omitempty"`
 	// Meta is extra node meta. Keys starting with "spillway." are reserved.
-	Meta    map[string]string `yaml:"meta"`
-	Install Install           `yaml:"install"`
+	Meta    map[string]string `yaml:"meta" json:"meta,omitempty"`
+	Install Install           `yaml:"install" json:"install,omitempty"`
 	// TLS is the client's mTLS material; nil means no TLS.
-	TLS *TLS `yaml:"tls"`
+	TLS *TLS `yaml:"tls" json:"tls,omitempty"`
 	// ACLToken, when set, enables ACLs on the client and is written to
 	// /etc/spillway/nomad.env (mode 0600) for the host's own units.
-	ACLToken Secret `yaml:"acl_token"`
+	ACLToken Secret `yaml:"acl_token" json:"acl_token,omitempty"`
 }
 
 // Install says how the nomad binary gets onto the host.
 type Install struct {
 	// Method is sysext (Flatcar) or download.
-	Method string `yaml:"method"`
+	Method string `yaml:"method" json:"method,omitempty"`
 	// Version is the Nomad version, e.g. 1.11.0.
-	Version string `yaml:"version"`
+	Version string `yaml:"version" json:"version,omitempty"`
 	// URL is the sysext image or the nomad binary on the internal artifact
 	// mirror.
-	URL string `yaml:"url"`
+	URL string `yaml:"url" json:"url,omitempty"`
 	// SHA512 is the hex sha512 of what URL serves. Required for download.
-	SHA512 string `yaml:"sha512"`
+	SHA512 string `yaml:"sha512" json:"sha512,omitempty"`
 }
 
 // TLS is Nomad mTLS material, in PEM.
 type TLS struct {
-	CA   string `yaml:"ca"`
-	Cert string `yaml:"cert"`
-	Key  Secret `yaml:"key"`
+	CA   string `yaml:"ca" json:"ca,omitempty"`
+	Cert string `yaml:"cert" json:"cert,omitempty"`
+	Key  Secret `yaml:"key" json:"key,omitempty"`
 }
 
 // RegistryMirror is a pull-through container registry mirror.
 type RegistryMirror struct {
 	// Endpoint is the mirror's URL, e.g. https://registry.dc1.example.com:5000.
-	Endpoint string `yaml:"endpoint"`
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
 	// Registries are the upstream registries it mirrors. Default docker.io.
-	Registries []string `yaml:"registries"`
+	Registries []string `yaml:"registries" json:"registries,omitempty"`
 	// Insecure allows a plain-http endpoint.
-	Insecure bool `yaml:"insecure"`
+	Insecure bool `yaml:"insecure" json:"insecure,omitempty"`
 }
 
 // File is an extra file.
 type File struct {
-	Path string `yaml:"path"`
+	Path string `yaml:"path" json:"path,omitempty"`
 	// Mode is octal, e.g. "0644" (the default).
-	Mode     string `yaml:"mode"`
-	Contents string `yaml:"contents"`
+	Mode     string `yaml:"mode" json:"mode,omitempty"`
+	Contents string `yaml:"contents" json:"contents,omitempty"`
 }
 
 var (
@@ -376,7 +376,7 @@ func (s *Spec) validateImages(v *validator) {
 		if cloud == "" {
 			cloud = c
 		} else if c != cloud {
-			v.errf(fmt.Sprintf("images[%d].id", i), "is a %s image but images[0] is a %s image; a pool lives in one cloud", c, cloud)
+			v.errf(fmt.Sprintf("images[%d].id", i), "is an image of %s but images[0] is one of %s; a pool lives in one cloud", c, cloud)
 		}
 	}
 }
