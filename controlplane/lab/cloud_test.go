@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,4 +156,48 @@ func configPaths(args []string) []string {
 		out = append(out, args[i+1])
 	}
 	return out
+}
+
+// TestPointerConfig follows a pointer config to the full config on a
+// loopback config server, checking its sha512, as Ignition would.
+func TestPointerConfig(t *testing.T) {
+	var full []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(full) }))
+	defer srv.Close()
+	spec := testSpec(t, bootstrap.Flatcar)
+	spec.ConfigURL = srv.URL + "/configs"
+	spec.Files = []bootstrap.File{{Path: "/etc/burst/random.bin", Contents: pseudoRandom(30 << 10)}}
+	r, err := bootstrap.Render(spec, bootstrap.ClaimInfo{Provider: "aws", Pool: "pool-1", Claim: "claim-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Pointer() {
+		t.Fatal("a 30 KB random file should need a pointer config")
+	}
+	full = r.Config
+	c := &cloudLab{l: &Lab{}, ctx: context.Background()}
+	cfg, err := c.ignitionConfig(r.UserData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Storage.Files) < 5 || len(cfg.Systemd.Units) < 2 {
+		t.Fatalf("followed config has %d files, %d units", len(cfg.Storage.Files), len(cfg.Systemd.Units))
+	}
+	full = append([]byte(nil), r.Config...)
+	full[len(full)-2] = ' ' // tampered
+	if _, err := c.ignitionConfig(r.UserData); err == nil || !strings.Contains(err.Error(), "sha512") {
+		t.Fatalf("tampered config: err = %v", err)
+	}
+}
+
+func pseudoRandom(n int) string {
+	b := make([]byte, n)
+	x := uint64(88172645463325252)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[x%62]
+	}
+	return string(b)
 }
