@@ -351,14 +351,16 @@ func (e *evaluator) eval(expr hcl.Expression, ctx *hcl.EvalContext) cty.Value {
 }
 
 // instances expands a resource's for_each or count and evaluates its
-// top-level attributes for every instance.
+// top-level attributes for every instance. An unknown for_each or count
+// gives one instance with unknown each.key, each.value or count.index.
 func (e *evaluator) instances(addr string) map[string]map[string]cty.Value {
 	e.t.Helper()
 	b, ok := e.m.resources[addr]
 	if !ok {
 		e.t.Fatalf("%s: no resource %s", e.m.dir, addr)
 	}
-	evalBody := func(ctx *hcl.EvalContext) map[string]cty.Value {
+	result := map[string]map[string]cty.Value{}
+	for key, ctx := range e.instanceContexts(b) {
 		out := map[string]cty.Value{}
 		for name, a := range b.Body.Attributes {
 			if name == "for_each" || name == "count" || name == "depends_on" {
@@ -366,39 +368,52 @@ func (e *evaluator) instances(addr string) map[string]map[string]cty.Value {
 			}
 			out[name] = e.eval(a.Expr, ctx)
 		}
-		return out
+		result[key] = out
 	}
-	result := map[string]map[string]cty.Value{}
+	return result
+}
+
+// instanceContexts returns the evaluation context of each instance of a
+// resource or data block, by instance key.
+func (e *evaluator) instanceContexts(b *hclsyntax.Block) map[string]*hcl.EvalContext {
+	e.t.Helper()
+	out := map[string]*hcl.EvalContext{}
+	child := func(name string, v cty.Value) *hcl.EvalContext {
+		ctx := e.ctx.NewChild()
+		ctx.Variables = map[string]cty.Value{name: v}
+		return ctx
+	}
 	switch {
 	case attr(b, "for_each") != nil:
 		coll := e.eval(attr(b, "for_each").Expr, nil)
 		if !coll.IsWhollyKnown() {
-			e.t.Fatalf("%s: for_each of %s is unknown with the test's inputs", e.m.dir, addr)
+			out["<unknown>"] = child("each", cty.ObjectVal(map[string]cty.Value{"key": cty.UnknownVal(cty.String), "value": cty.DynamicVal}))
+			return out
 		}
 		for it := coll.ElementIterator(); it.Next(); {
 			k, v := it.Element()
 			if coll.Type().IsSetType() {
 				k = v
 			}
-			ctx := e.ctx.NewChild()
-			ctx.Variables = map[string]cty.Value{"each": cty.ObjectVal(map[string]cty.Value{"key": k, "value": v})}
-			result[k.AsString()] = evalBody(ctx)
+			out[k.AsString()] = child("each", cty.ObjectVal(map[string]cty.Value{"key": k, "value": v}))
 		}
 	case attr(b, "count") != nil:
 		n := e.eval(attr(b, "count").Expr, nil)
+		if !n.IsKnown() {
+			out["<unknown>"] = child("count", cty.ObjectVal(map[string]cty.Value{"index": cty.UnknownVal(cty.Number)}))
+			return out
+		}
 		var count int
 		if err := gocty(n, &count); err != nil {
-			e.t.Fatalf("%s: count of %s: %v", e.m.dir, addr, err)
+			e.t.Fatalf("%s: count: %v", e.m.dir, err)
 		}
 		for i := 0; i < count; i++ {
-			ctx := e.ctx.NewChild()
-			ctx.Variables = map[string]cty.Value{"count": cty.ObjectVal(map[string]cty.Value{"index": cty.NumberIntVal(int64(i))})}
-			result[fmt.Sprint(i)] = evalBody(ctx)
+			out[fmt.Sprint(i)] = child("count", cty.ObjectVal(map[string]cty.Value{"index": cty.NumberIntVal(int64(i))}))
 		}
 	default:
-		result[""] = evalBody(nil)
+		out[""] = e.ctx
 	}
-	return result
+	return out
 }
 
 // output evaluates one output's value.

@@ -415,7 +415,7 @@ func renderExample(t *testing.T) *example {
 	t.Helper()
 	tt := t
 	ex := loadModule(tt, hybridExample)
-	vars := loadTFVars(tt, exampleVars)
+	vars := exampleInputs(tt)
 	res := &example{modules: map[string]*evaluator{}}
 
 	// The module inputs, evaluated in the example with module outputs
@@ -536,6 +536,16 @@ func rootTraversals(expr hcl.Expression) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// exampleInputs are the example's variables: terraform.tfvars.example, and
+// the VPN keys an operator passes in the environment (TF_VAR_…).
+func exampleInputs(t *testing.T) map[string]cty.Value {
+	vars := loadTFVars(t, exampleVars)
+	if _, ok := vars["alicloud_vpn_pre_shared_keys"]; !ok {
+		vars["alicloud_vpn_pre_shared_keys"] = strs("fixture-key-one-0123456789", "fixture-key-two-0123456789")
+	}
+	return vars
 }
 
 func TestHybridExampleRendersAPoolsFileSpillwayAccepts(t *testing.T) {
@@ -808,6 +818,87 @@ func TestVariablesAndOutputsAreDescribed(t *testing.T) {
 					t.Errorf("%s: variable %q has no type", dir, name)
 				}
 			}
+		}
+	}
+}
+
+// Every expression in the modules and the example evaluates with the
+// example's inputs and fixture cloud answers (unknown where the cloud
+// decides), and every precondition that can be decided holds: a typo in a
+// reference, a wrong type or a broken precondition fails here instead of in
+// an operator's plan.
+func TestEveryExpressionEvaluates(t *testing.T) {
+	ex := renderExample(t)
+	evaluators := map[string]*evaluator{}
+	for name, me := range ex.modules {
+		evaluators["module."+name] = me
+	}
+	evaluators["examples/hybrid"] = newEvaluator(t, loadModule(t, hybridExample), exampleInputs(t), nil)
+	for where, e := range evaluators {
+		blocks := map[string]*hclsyntax.Block{}
+		for addr, b := range e.m.resources {
+			blocks[addr] = b
+		}
+		for addr, b := range e.m.data {
+			blocks["data."+addr] = b
+		}
+		for addr, b := range blocks {
+			for key, ctx := range e.instanceContexts(b) {
+				checkBody(t, e, fmt.Sprintf("%s: %s[%q]", where, addr, key), b.Body, ctx)
+			}
+		}
+		for name := range e.m.outputs {
+			e.output(name)
+		}
+	}
+}
+
+// checkBody evaluates every attribute of body and its nested blocks, and
+// checks decidable preconditions.
+func checkBody(t *testing.T, e *evaluator, where string, body *hclsyntax.Body, ctx *hcl.EvalContext) {
+	t.Helper()
+	for name, a := range body.Attributes {
+		if name == "depends_on" {
+			continue
+		}
+		if _, diags := a.Expr.Value(ctx); diags.HasErrors() {
+			t.Errorf("%s.%s: %s", where, name, diags.Error())
+		}
+	}
+	for _, b := range body.Blocks {
+		switch b.Type {
+		case "dynamic":
+			label := b.Labels[0]
+			for _, c := range b.Body.Blocks {
+				if c.Type != "content" {
+					continue
+				}
+				inner := ctx.NewChild()
+				inner.Variables = map[string]cty.Value{label: cty.ObjectVal(map[string]cty.Value{"key": cty.DynamicVal, "value": cty.DynamicVal})}
+				checkBody(t, e, where+"."+label, c.Body, inner)
+			}
+			if fe := attr(b, "for_each"); fe != nil {
+				if _, diags := fe.Expr.Value(ctx); diags.HasErrors() {
+					t.Errorf("%s.%s.for_each: %s", where, label, diags.Error())
+				}
+			}
+		case "lifecycle":
+			for _, p := range b.Body.Blocks {
+				if p.Type != "precondition" {
+					continue
+				}
+				v, diags := attr(p, "condition").Expr.Value(ctx)
+				if diags.HasErrors() {
+					t.Errorf("%s: precondition: %s", where, diags.Error())
+					continue
+				}
+				if v.IsKnown() && !v.IsNull() && v.Type() == cty.Bool && v.False() {
+					msg, _ := attr(p, "error_message").Expr.Value(ctx)
+					t.Errorf("%s: precondition fails with the example's inputs: %s", where, str(msg))
+				}
+			}
+		default:
+			checkBody(t, e, where+"."+b.Type, b.Body, ctx)
 		}
 	}
 }

@@ -8,8 +8,8 @@ resource "alicloud_vpn_gateway" "this" {
 
   vpn_gateway_name             = local.name
   vpc_id                       = local.vpc_id
-  vswitch_id                   = local.vswitch_ids[var.vpn_zones[0]]
-  disaster_recovery_vswitch_id = local.vswitch_ids[var.vpn_zones[1]]
+  vswitch_id                   = try(local.vswitch_ids[var.vpn_zones[0]], null)
+  disaster_recovery_vswitch_id = try(local.vswitch_ids[var.vpn_zones[1]], null)
   network_type                 = "public"
   payment_type                 = "PayAsYouGo"
   bandwidth                    = var.vpn_bandwidth_mbps
@@ -67,7 +67,7 @@ resource "alicloud_vpn_connection" "data_centre" {
         ike_auth_alg = "sha256"
         ike_pfs      = "group14"
         ike_lifetime = 86400
-        psk          = var.vpn_pre_shared_keys[tunnel_options_specification.value]
+        psk          = try(var.vpn_pre_shared_keys[tunnel_options_specification.value], null)
       }
 
       tunnel_ipsec_config {

@@ -219,9 +219,9 @@ variable "image_disk_gb" {
 }
 
 variable "image_platform" {
-  description = "The OS platform the image is imported as. Fedora CoreOS configures itself with Ignition, so \"Others Linux\" keeps ECS from expecting a cloud-init guest."
+  description = "The OS platform the image is imported as. ECS knows Fedora CoreOS, which configures itself with Ignition from the instance's user data."
   type        = string
-  default     = "Others Linux"
+  default     = "Fedora CoreOS"
 }
 
 variable "image_boot_mode" {
