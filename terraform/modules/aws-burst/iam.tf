@@ -37,6 +37,8 @@ locals {
             "${local.ec2_arn}:security-group/${aws_security_group.hosts.id}",
             "${local.ec2_arn}:launch-template/${aws_launch_template.hosts.id}",
             "arn:${local.partition}:ec2:${local.region}::image/${local.image_id}",
+            # The AMI's snapshots, owned by the image's publisher.
+            "arn:${local.partition}:ec2:${local.region}::snapshot/*",
             "${local.ec2_arn}:volume/*",
             "${local.ec2_arn}:network-interface/*",
             "${local.ec2_arn}:spot-instances-request/*",

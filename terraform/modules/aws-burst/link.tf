@@ -45,6 +45,24 @@ resource "aws_vpn_connection" "data_centre" {
   type                = "ipsec.1"
   static_routes_only  = var.vpn_static_routes
 
+  # IKEv2 with AES-256, SHA-2 and DH group 14 or stronger on both tunnels,
+  # as on the Alibaba Cloud side; AWS would also accept IKEv1, SHA-1 and
+  # DH group 2 otherwise.
+  tunnel1_ike_versions                 = ["ikev2"]
+  tunnel1_phase1_encryption_algorithms = ["AES256", "AES256-GCM-16"]
+  tunnel1_phase1_integrity_algorithms  = ["SHA2-256", "SHA2-384", "SHA2-512"]
+  tunnel1_phase1_dh_group_numbers      = [14, 19, 20, 21]
+  tunnel1_phase2_encryption_algorithms = ["AES256", "AES256-GCM-16"]
+  tunnel1_phase2_integrity_algorithms  = ["SHA2-256", "SHA2-384", "SHA2-512"]
+  tunnel1_phase2_dh_group_numbers      = [14, 19, 20, 21]
+  tunnel2_ike_versions                 = ["ikev2"]
+  tunnel2_phase1_encryption_algorithms = ["AES256", "AES256-GCM-16"]
+  tunnel2_phase1_integrity_algorithms  = ["SHA2-256", "SHA2-384", "SHA2-512"]
+  tunnel2_phase1_dh_group_numbers      = [14, 19, 20, 21]
+  tunnel2_phase2_encryption_algorithms = ["AES256", "AES256-GCM-16"]
+  tunnel2_phase2_integrity_algorithms  = ["SHA2-256", "SHA2-384", "SHA2-512"]
+  tunnel2_phase2_dh_group_numbers      = [14, 19, 20, 21]
+
   tags = merge(local.tags, { Name = "${local.name}-data-centre" })
 }
 
