@@ -457,7 +457,7 @@ func moduleFuncs(m *module) map[string]function.Function {
 		"contains": stdlib.ContainsFunc,
 		"distinct": stdlib.DistinctFunc,
 		"flatten":  stdlib.FlattenFunc,
-		"length":   stdlib.LengthFunc,
+		"length":   lengthFunc,
 		"lookup":   stdlib.LookupFunc,
 		"merge":    stdlib.MergeFunc,
 		"min":      stdlib.MinFunc,
@@ -475,6 +475,7 @@ func moduleFuncs(m *module) map[string]function.Function {
 		"try":      tryfunc.TryFunc,
 		"can":      tryfunc.CanFunc,
 		"one":      oneFunc,
+		"alltrue":  allTrueFunc,
 	} {
 		fns[name] = fn
 	}
@@ -493,6 +494,42 @@ var unknownFunc = function.New(&function.Spec{
 	Type:     function.StaticReturnType(cty.DynamicPseudoType),
 	Impl: func([]cty.Value, cty.Type) (cty.Value, error) {
 		return cty.DynamicVal, nil
+	},
+})
+
+// lengthFunc is Terraform's length(): of a collection, or of a string in
+// characters.
+var lengthFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType, AllowUnknown: true, AllowDynamicType: true}},
+	Type:   function.StaticReturnType(cty.Number),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		if args[0].Type() == cty.String {
+			return stdlib.Strlen(args[0])
+		}
+		return stdlib.Length(args[0])
+	},
+})
+
+// allTrueFunc is Terraform's alltrue(): whether every element is true.
+var allTrueFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "list", Type: cty.DynamicPseudoType, AllowUnknown: true}},
+	Type:   function.StaticReturnType(cty.Bool),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		v := args[0]
+		if !v.IsWhollyKnown() {
+			return cty.UnknownVal(cty.Bool), nil
+		}
+		for it := v.ElementIterator(); it.Next(); {
+			_, el := it.Element()
+			b, err := convert.Convert(el, cty.Bool)
+			if err != nil {
+				return cty.NilVal, err
+			}
+			if b.IsNull() || b.False() {
+				return cty.False, nil
+			}
+		}
+		return cty.True, nil
 	},
 })
 

@@ -850,6 +850,22 @@ func TestEveryExpressionEvaluates(t *testing.T) {
 		for name := range e.m.outputs {
 			e.output(name)
 		}
+		for name, b := range e.m.variables {
+			for _, v := range b.Body.Blocks {
+				if v.Type != "validation" {
+					continue
+				}
+				ok, diags := attr(v, "condition").Expr.Value(e.ctx)
+				if diags.HasErrors() {
+					t.Errorf("%s: variable %s: validation: %s", where, name, diags.Error())
+					continue
+				}
+				if ok.IsKnown() && !ok.IsNull() && ok.Type() == cty.Bool && ok.False() {
+					msg, _ := attr(v, "error_message").Expr.Value(e.ctx)
+					t.Errorf("%s: variable %s fails its validation with the example's inputs: %s", where, name, str(msg))
+				}
+			}
+		}
 	}
 }
 

@@ -136,6 +136,16 @@ variable "aws_spot_percent" {
   description = "Share of the AWS pool's hosts bought as spot, 0-100."
   type        = number
   default     = 0
+
+  validation {
+    condition     = var.aws_spot_percent >= 0 && var.aws_spot_percent <= 100
+    error_message = "aws_spot_percent must be between 0 and 100."
+  }
+
+  validation {
+    condition     = var.aws_spot_percent == 0 || alltrue([for o in var.aws_offerings : o.spot > 0])
+    error_message = "With aws_spot_percent above 0, every entry of aws_offerings needs a spot price."
+  }
 }
 
 variable "aws_max_hosts" {
@@ -222,6 +232,16 @@ variable "alicloud_spot_percent" {
   description = "Share of the Alibaba Cloud pool's hosts bought as spot, 0-100."
   type        = number
   default     = 0
+
+  validation {
+    condition     = var.alicloud_spot_percent >= 0 && var.alicloud_spot_percent <= 100
+    error_message = "alicloud_spot_percent must be between 0 and 100."
+  }
+
+  validation {
+    condition     = var.alicloud_spot_percent == 0 || alltrue([for o in var.alicloud_offerings : o.spot > 0])
+    error_message = "With alicloud_spot_percent above 0, every entry of alicloud_offerings needs a spot price."
+  }
 }
 
 variable "alicloud_max_hosts" {
