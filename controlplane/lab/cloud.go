@@ -87,7 +87,6 @@ type cloudLab struct {
 	mu    sync.Mutex
 	hosts map[string]*cloudHost
 	seen  map[string]map[bootstrap.Phase]bool // instance → phases recorded
-	wg    sync.WaitGroup
 }
 
 type cloudHost struct {
@@ -186,6 +185,9 @@ func (c *cloudLab) record(ev bootstrap.Event) {
 			seen[p] = true
 			e := ev
 			e.Phase = p
+			if p != bootstrap.PhaseRegistered && p != bootstrap.PhaseReady {
+				e.Node = ""
+			}
 			emit = append(emit, e)
 		}
 		if p == ev.Phase {
@@ -341,10 +343,8 @@ func (c *cloudLab) boot(_ context.Context, ev cloudsim.InstanceEvent) {
 		return
 	}
 	c.hosts[ev.InstanceID] = h
-	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
-		defer c.wg.Done()
 		defer close(h.bootDone)
 		err := c.bootInstance(h, ev)
 		c.mu.Lock()
@@ -411,9 +411,7 @@ func (c *cloudLab) bootInstance(h *cloudHost, ev cloudsim.InstanceEvent) error {
 	c.mu.Unlock()
 	c.l.progress("cloud host %s (%s, pool %s): booted, nomad client starting", h.ID, h.Provider, h.Pool)
 	if h.prePull {
-		c.wg.Add(1)
 		go func() {
-			defer c.wg.Done()
 			f, err := os.OpenFile(filepath.Join(h.Dir, "boot.log"), os.O_WRONLY|os.O_APPEND, 0o644)
 			if err != nil {
 				return
@@ -821,10 +819,8 @@ func (c *cloudLab) terminate(_ context.Context, ev cloudsim.InstanceEvent) {
 		return
 	}
 	h.Terminated = true
-	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
-		defer c.wg.Done()
 		select {
 		case <-h.bootDone:
 		case <-time.After(30 * time.Second):
