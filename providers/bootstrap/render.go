@@ -83,7 +83,12 @@ type ClaimInfo struct {
 	// Provider is "aws" or "alicloud".
 	Provider string
 	Pool     string
-	Claim    string
+	// Claim is the claim ID, written to node meta spillway.claim. Empty
+	// renders a per-pool config for an EC2 launch template (CreateFleet
+	// takes the user data from the template, not per claim): the node then
+	// carries no claim meta, and its claim is found through
+	// spillway.instance and the instance's spillway:claim tag.
+	Claim string
 }
 
 // Rendered is a rendered bootstrap config.
@@ -122,8 +127,8 @@ func Render(spec *Spec, claim ClaimInfo) (*Rendered, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendering bootstrap config for pool %s: %w", claim.Pool, err)
 	}
-	if claim.Pool == "" || claim.Claim == "" {
-		return nil, errors.New("rendering bootstrap config: pool and claim are required")
+	if claim.Pool == "" {
+		return nil, errors.New("rendering bootstrap config: the pool name is required")
 	}
 	if errs := spec.Validate(nil, "bootstrap"); len(errs) > 0 {
 		msgs := make([]string, len(errs))
@@ -153,7 +158,11 @@ func Render(spec *Spec, claim ClaimInfo) (*Rendered, error) {
 		return nil, fmt.Errorf("rendering bootstrap config for pool %s: the Ignition config is %d bytes after compression, over the %s user-data limit of %d bytes; shrink bootstrap.files or set bootstrap.config_url to serve it from an internal URL: %w",
 			claim.Pool, len(cfg), claim.Provider, limit, ErrTooLarge)
 	}
-	u, err := url.JoinPath(spec.ConfigURL, url.PathEscape(claim.Pool), url.PathEscape(claim.Claim)+".ign")
+	name := claim.Claim
+	if name == "" {
+		name = "pool"
+	}
+	u, err := url.JoinPath(spec.ConfigURL, url.PathEscape(claim.Pool), url.PathEscape(name)+".ign")
 	if err != nil {
 		return nil, fmt.Errorf("rendering bootstrap config for pool %s: config_url: %w", claim.Pool, err)
 	}
@@ -409,7 +418,9 @@ func nomadConfig(spec *Spec, claim ClaimInfo) (string, error) {
 	for k, v := range n.Meta {
 		meta[k] = v
 	}
-	meta[MetaClaim] = claim.Claim
+	if claim.Claim != "" {
+		meta[MetaClaim] = claim.Claim
+	}
 	meta[MetaPool] = claim.Pool
 	meta[MetaProvider] = claim.Provider
 	if len(spec.PrePull) > 0 {

@@ -496,3 +496,26 @@ func ExampleRender() {
 	fmt.Println(r.IgnitionVersion, r.Pointer(), len(r.UserData) < bootstrap.MaxUserDataAWS)
 	// Output: 3.4.0 false true
 }
+
+// TestPerPoolConfig renders the config of an EC2 launch template, which
+// CreateFleet launches take instead of per-claim user data: no claim meta.
+func TestPerPoolConfig(t *testing.T) {
+	spec := loadSpec(t, "flatcar-aws.yaml")
+	r, err := bootstrap.Render(spec, bootstrap.ClaimInfo{Provider: "aws", Pool: "aws-use1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, r.IgnitionVersion, r.UserData)
+	nc := fileContents(t, cfg, bootstrap.NomadConfigFile)
+	if strings.Contains(nc, bootstrap.MetaClaim) || !strings.Contains(nc, `"spillway.pool": "aws-use1"`) {
+		t.Errorf("per-pool nomad config:\n%s", nc)
+	}
+	if _, err := bootstrap.Render(spec, bootstrap.ClaimInfo{Provider: "aws"}); err == nil {
+		t.Error("a config without a pool renders")
+	}
+	spec.ConfigURL = "https://ignition.dc1.example.com"
+	spec.Files = []bootstrap.File{{Path: "/etc/big", Contents: noise(20 << 10)}}
+	if r, err := bootstrap.Render(spec, bootstrap.ClaimInfo{Provider: "aws", Pool: "aws-use1"}); err != nil || r.ConfigURL != "https://ignition.dc1.example.com/aws-use1/pool.ign" {
+		t.Fatalf("per-pool pointer: %v, %+v", err, r)
+	}
+}

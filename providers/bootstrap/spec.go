@@ -152,8 +152,9 @@ type Spec struct {
 	// ConfigURL, when set, is an internal base URL serving full Ignition
 	// configs. When a rendered config does not fit the cloud's user-data
 	// limit even compressed, the user data becomes a small pointer config
-	// that replaces itself with <config_url>/<pool>/<claim>.ign, checked by
-	// its sha512. The caller publishes Rendered.Config there.
+	// that replaces itself with <config_url>/<pool>/<claim>.ign (pool.ign
+	// for a per-pool config), checked by its sha512. The caller publishes
+	// Rendered.Config there.
 	ConfigURL string `yaml:"config_url" json:"config_url,omitempty"`
 }
 
