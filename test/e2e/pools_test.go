@@ -14,7 +14,10 @@ import (
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/lab"
 	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
@@ -284,6 +287,42 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 		return len(on) == 2 && on[sharedHosts[0].ID] && on[sharedHosts[1].ID]
 	})
 
+	// Capacity accounting sees the loans: per tier hosts, CPU and cost.
+	reg := prometheus.NewRegistry()
+	acct, err := capacity.New(capacity.Options{Nomad: nc, Registerer: reg, Now: clock.Now,
+		CloudCost: func(ctx context.Context) (map[string]float64, error) {
+			hosts, err := cloudProvider.List(ctx, "aws-lab")
+			total := 0.0
+			for _, h := range hosts {
+				for _, o := range awsPool.Offerings {
+					if o.InstanceType == h.Offering.InstanceType {
+						total += o.Price.Of(h.Offering.CapacityType)
+					}
+				}
+			}
+			return map[string]float64{"aws-lab": total}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := acct.Report(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := report.Pool("shared")
+	if sp.Hosts != (pools.HostCounts{Total: 2, InUse: 2, Borrowed: 2}) || sp.CPU.Used != 200 || sp.CPU.Total != 4000 || math.Abs(sp.CostPerHour-0.1) > 1e-9 {
+		t.Errorf("shared pool capacity = %+v", sp)
+	}
+	if a, _ := report.Pool("bu-a"); a.Hosts.Total != 3 || a.Hosts.Borrowed != 2 {
+		t.Errorf("bu-a capacity = %+v", a)
+	}
+	if c, _ := report.Pool("aws-lab"); c.Tier != pools.TierCold || math.Abs(c.CostPerHour-0.34) > 1e-9 {
+		t.Errorf("aws-lab capacity = %+v", c)
+	}
+	if v := testutil.ToFloat64(mustGauge(t, reg, "spillway_pool_hosts", map[string]string{"pool": "shared", "state": "borrowed"})); v != 2 {
+		t.Errorf("spillway_pool_hosts{pool=shared,state=borrowed} = %v, want 2", v)
+	}
+
 	// 3. The process restarts in the middle of the lease: a new ledger
 	// rebuilt from the same SQLite file agrees with Nomad.
 	clock.Set(t0.Add(30 * time.Minute))
@@ -376,6 +415,31 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 	if err != nil || len(d) != 1 || !strings.Contains(d[0].String(), "node meta marks it lent to bu-b, but the ledger has no loan") {
 		t.Errorf("a host marked lent behind the ledger's back: %v %v", d, err)
 	}
+}
+
+// mustGauge finds one series of a gathered gauge as a collector.
+func mustGauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name}, func() float64 { return m.GetGauge().GetValue() })
+		}
+	}
+	t.Fatalf("no %s%v", name, labels)
+	return nil
 }
 
 // TestPoolCheckCLI: the examples pass, broken files are refused with

@@ -1,0 +1,48 @@
+package pools
+
+import (
+	"testing"
+	"time"
+)
+
+func TestAccount(t *testing.T) {
+	cfg := ladderCfg(t)
+	node := func(name, pool string, meta map[string]string, allocs int, usedCPU int64) NodeUsage {
+		return NodeUsage{ID: name, Name: name, NodePool: pool, NodeClass: "internal", Meta: meta, Ready: true, Eligible: true,
+			CPU: 2000, MemoryMB: 2048, UsedCPU: usedCPU, UsedMemoryMB: usedCPU, Allocs: allocs}
+	}
+	nodes := []NodeUsage{
+		node("a1", "bu-a", nil, 2, 1500),
+		node("a2", "bu-a", nil, 0, 0),
+		node("s1", "shared", map[string]string{MetaLentTo: "bu-a"}, 1, 500),
+		node("s2", "shared", nil, 0, 0),
+		node("c1", "burst", map[string]string{MetaPool: "cheap-slow"}, 1, 100),
+		node("c2", "burst", map[string]string{MetaPool: "pricey-fast"}, 0, 0),
+		node("x", "elsewhere", nil, 3, 100),
+	}
+	nodes[1].Eligible = false
+	down := node("a3", "bu-a", nil, 0, 0)
+	down.Ready = false
+	nodes = append(nodes, down)
+	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	r := Account(cfg, nodes, map[string]float64{"pricey-fast": 1.25}, now)
+	if len(r.Pools) != 4 || r.Pools[0].Tier != TierOwn || r.Pools[1].Tier != TierShared || r.Pools[3].Tier != TierCold {
+		t.Fatalf("pools = %+v", r.Pools)
+	}
+	a, _ := r.Pool("bu-a")
+	if a.Hosts != (HostCounts{Total: 2, Free: 0, InUse: 1, Borrowed: 1}) || a.CPU != (Resources{Total: 4000, Used: 1500, Free: 2500}) {
+		t.Errorf("bu-a = %+v", a)
+	}
+	s, _ := r.Pool("shared")
+	if s.Hosts != (HostCounts{Total: 2, Free: 1, InUse: 1, Borrowed: 1}) || s.CostPerHour != 0.05 {
+		t.Errorf("shared = %+v", s)
+	}
+	c, _ := r.Pool("cheap-slow")
+	if c.Hosts != (HostCounts{Total: 1, InUse: 1}) || c.CostPerHour != 0.2 || c.Currency != "USD" {
+		t.Errorf("cheap-slow = %+v", c)
+	}
+	p, _ := r.Pool("pricey-fast")
+	if p.Hosts.Free != 1 || p.CostPerHour != 1.25 || p.MemoryMB.Free != 2048 {
+		t.Errorf("pricey-fast = %+v", p)
+	}
+}
