@@ -336,7 +336,18 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 	if err != nil || len(problems) > 0 {
 		t.Fatal(err, problems)
 	}
-	shared2, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: cfg.Shared, Ledger: ledger2, Cluster: "lab", Now: clock.Now})
+	// Reclaims ask for a replacement first; record what the host was doing
+	// at that moment.
+	var replacements []string
+	replace := func(ctx context.Context, loan pools.Loan) error {
+		state := "already-gone"
+		if lendingMeta(t, nc, loan.Host)[pools.MetaLentTo] == loan.Borrower && runningOn(t, nc, "s-burst")[loan.Host] && loan.Reclaiming() {
+			state = "still-serving"
+		}
+		replacements = append(replacements, loan.Borrower+":"+state)
+		return nil
+	}
+	shared2, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: cfg.Shared, Ledger: ledger2, Cluster: "lab", Now: clock.Now, Replace: replace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,12 +362,12 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 		t.Fatalf("restarted provider lists %d borrowed hosts (%v), want 2", len(listed), err)
 	}
 
-	// 4. Return: the shared hosts at 1h30, the cloud host at 2h.
+	// 4. Return the first shared host at 1h30. The lender reclaims the
+	// second at the same time: replacement capacity is requested while the
+	// host still serves bu-a, then it is drained and returned.
 	clock.Set(t0.Add(90 * time.Minute))
-	for _, h := range sharedHosts {
-		if err := shared2.Delete(ctx, h); err != nil {
-			t.Fatalf("returning %s: %v", h.Tags[internalpool.TagNodeName], err)
-		}
+	returned := func(h providers.Host) {
+		t.Helper()
 		if m := lendingMeta(t, nc, h.ID); len(m) != 0 {
 			t.Errorf("returned host %s still carries lending meta %v", h.Tags[internalpool.TagNodeName], m)
 		}
@@ -364,10 +375,21 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 		if n.SchedulingEligibility != nomad.NodeSchedulingIneligible {
 			t.Errorf("returned host %s is %s", n.Name, n.SchedulingEligibility)
 		}
+		if on := runningOn(t, nc, "s-burst"); on[h.ID] {
+			t.Errorf("s-burst still runs on returned host %s", n.Name)
+		}
 	}
-	if on := runningOn(t, nc, "s-burst"); len(on) != 0 {
-		t.Errorf("s-burst still runs on %v after the return", on)
+	if err := shared2.Delete(ctx, sharedHosts[0]); err != nil {
+		t.Fatalf("returning %s: %v", sharedHosts[0].Tags[internalpool.TagNodeName], err)
 	}
+	returned(sharedHosts[0])
+	if err := shared2.Reclaim(ctx, sharedHosts[1].ID, "lender bu-b needs its host"); err != nil {
+		t.Fatalf("reclaiming %s: %v", sharedHosts[1].Tags[internalpool.TagNodeName], err)
+	}
+	if len(replacements) != 1 || replacements[0] != "bu-a:still-serving" {
+		t.Errorf("replacement requests %v, want one for bu-a while the host still served it", replacements)
+	}
+	returned(sharedHosts[1])
 	if err := shared2.Delete(ctx, sharedHosts[0]); !providers.IsNotFound(err) {
 		t.Errorf("returning a host twice: %v, want NotFound", err)
 	}
@@ -384,7 +406,7 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 	for _, e := range ledger2.Entries() {
 		kinds = append(kinds, string(e.Kind)+":"+string(e.Tier))
 	}
-	if got, want := strings.Join(kinds, " "), "borrow:shared borrow:shared borrow:cold return:shared return:shared return:cold"; got != want {
+	if got, want := strings.Join(kinds, " "), "borrow:shared borrow:shared borrow:cold return:shared reclaim:shared return:shared return:cold"; got != want {
 		t.Errorf("ledger entries %q, want %q", got, want)
 	}
 	c := ledger2.Chargeback(t0, time.Time{}, clock.Now())
