@@ -167,9 +167,6 @@ type Lending struct {
 type Borrowing struct {
 	// Quota is the most shared hosts the unit holds at once.
 	Quota int `yaml:"quota" json:"quota"`
-	// CloudBudgetPerHour caps what the unit's rented cloud hosts may cost
-	// per hour; 0 means only the cloud pools' own caps apply.
-	CloudBudgetPerHour float64 `yaml:"cloud_budget_per_hour" json:"cloud_budget_per_hour,omitempty"`
 }
 
 // LendCap is the most hosts the unit may lend when it owns hosts hosts.

@@ -45,7 +45,7 @@ func (v *validator) percent(path string, p Percent) {
 	}
 }
 
-func (h *Header) validate(v *validator, kind string) {
+func (h *Header) validate(v *validator) {
 	has := h.pos.Has
 	switch {
 	case !has("apiVersion"):
@@ -71,7 +71,7 @@ func (v *validator) selector(path string, s Selector) {
 
 func (b *BusinessUnit) validate() strictyaml.Errors {
 	v := &validator{pos: b.pos}
-	b.Header.validate(v, KindBusinessUnit)
+	b.Header.validate(v)
 	has := b.pos.Has
 	v.selector("selector", b.Selector)
 	if !has("priority") {
@@ -85,13 +85,12 @@ func (b *BusinessUnit) validate() strictyaml.Errors {
 	if v.required("borrowing.quota", has("borrowing.quota")) && b.Borrowing.Quota < 0 {
 		v.errorf("borrowing.quota", "must not be negative, got %d", b.Borrowing.Quota)
 	}
-	v.nonNegative("borrowing.cloud_budget_per_hour", b.Borrowing.CloudBudgetPerHour)
 	return v.errs
 }
 
 func (s *SharedPool) validate() strictyaml.Errors {
 	v := &validator{pos: s.pos}
-	s.Header.validate(v, KindSharedPool)
+	s.Header.validate(v)
 	has := s.pos.Has
 	v.selector("selector", s.Selector)
 	if s.LenderMeta == "" {
@@ -125,7 +124,7 @@ func (s *SharedPool) validate() strictyaml.Errors {
 
 func (c *CloudPool) validate() strictyaml.Errors {
 	v := &validator{pos: c.pos}
-	c.Header.validate(v, KindCloudPool)
+	c.Header.validate(v)
 	has := c.pos.Has
 	if v.required("provider", has("provider")) {
 		switch c.Provider {
