@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -298,37 +299,6 @@ func (c *cloudLab) prePulled(nodeID string) bool {
 	return err == nil && node.Meta[bootstrap.MetaPrePull] == bootstrap.PrePullDone
 }
 
-// emulatePrePull stands in for the pre-pull unit: the lab has no container
-// engine, so it does only the unit's last step, as the unit does it, against
-// the host's own agent: `nomad node meta apply spillway.prepull=done`,
-// retried until the agent answers.
-func (c *cloudLab) emulatePrePull(h *cloudHost, agentAddr string, log io.Writer) {
-	cfg := nomad.DefaultConfig()
-	cfg.Address, cfg.SecretID, cfg.Region, cfg.Namespace = agentAddr, "", "", ""
-	client, err := nomad.NewClient(cfg)
-	if err != nil {
-		return
-	}
-	done := bootstrap.PrePullDone
-	for c.ctx.Err() == nil {
-		c.mu.Lock()
-		gone := h.Terminated
-		c.mu.Unlock()
-		if gone {
-			return
-		}
-		_, err := client.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{Meta: map[string]*string{bootstrap.MetaPrePull: &done}}, nil)
-		if err == nil {
-			fmt.Fprintf(log, "lab: %s: images taken as pre-pulled; %s=%s applied\n", bootstrap.PrePullUnit, bootstrap.MetaPrePull, done)
-			return
-		}
-		select {
-		case <-c.ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
 // boot is the simulator's boot hook. It returns at once; the instance
 // boots in the background.
 func (c *cloudLab) boot(_ context.Context, ev cloudsim.InstanceEvent) {
@@ -387,7 +357,7 @@ func (c *cloudLab) bootInstance(h *cloudHost, ev cloudsim.InstanceEvent) error {
 		fmt.Fprintf(bootLog, "lab: not fetching %s (the lab brings its own nomad)\n", r)
 	}
 	for _, name := range unitsBefore(units, nomadUnit) {
-		if err := runUnit(root, name, units[name], bootLog); err != nil {
+		if err := runUnit(c.ctx, root, name, units[name], nil, 30*time.Second, bootLog); err != nil {
 			return err
 		}
 	}
@@ -410,14 +380,25 @@ func (c *cloudLab) bootInstance(h *cloudHost, ev cloudsim.InstanceEvent) error {
 	h.proc = p
 	c.mu.Unlock()
 	c.l.progress("cloud host %s (%s, pool %s): booted, nomad client starting", h.ID, h.Provider, h.Pool)
-	if h.prePull {
+	// Units ordered after the Nomad unit (the image pre-pull) run once the
+	// agent started, against it, marked as the instance's processes. The
+	// lab has no container engine: DOCKER is /bin/true, so images count as
+	// pulled at once; everything else the unit does, it does for real.
+	if after := unitsAfter(units, nomadUnit); len(after) > 0 {
+		env := []string{"NOMAD_ADDR=" + agentAddr, "NOMAD_BIN=" + c.l.bins.nomad, "DOCKER=/bin/true",
+			markerEnv + "=" + c.l.Dir, instanceEnv + "=" + h.ID}
 		go func() {
 			f, err := os.OpenFile(filepath.Join(h.Dir, "boot.log"), os.O_WRONLY|os.O_APPEND, 0o644)
 			if err != nil {
 				return
 			}
 			defer f.Close()
-			c.emulatePrePull(h, agentAddr, f)
+			for _, name := range after {
+				if err := runUnit(c.ctx, root, name, units[name], env, 2*time.Minute, f); err != nil {
+					c.l.progress("cloud host %s: %v", h.ID, err)
+					return
+				}
+			}
 		}()
 	}
 	return nil
@@ -649,10 +630,29 @@ func unitsBefore(units map[string]string, unit string) []string {
 	return out
 }
 
+// unitsAfter returns the enabled units that require unit or are ordered
+// After= it, in name order.
+func unitsAfter(units map[string]string, unit string) []string {
+	var out []string
+	for n, c := range units {
+		if n == unit {
+			continue
+		}
+		deps := append(unitDirectives(c, "After"), unitDirectives(c, "Requires")...)
+		if slices.Contains(deps, unit) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // runUnit runs a oneshot unit whose ExecStart is a file the config wrote,
-// with RootEnv pointing the rendered script at the instance's root.
-// Units that run programs of the OS itself are skipped.
-func runUnit(root, name, contents string, log io.Writer) error {
+// with RootEnv pointing the rendered script at the instance's root and env
+// added. Units that run programs of the OS itself are skipped. The lab
+// does not read Environment= or EnvironmentFile=: env says what the unit
+// needs on loopback.
+func runUnit(ctx context.Context, root, name, contents string, env []string, timeout time.Duration, log io.Writer) error {
 	for _, c := range unitDirectives(contents, "ConditionPathExists") {
 		if neg, ok := strings.CutPrefix(c, "!"); ok {
 			if _, err := os.Stat(under(root, neg)); err == nil {
@@ -670,15 +670,17 @@ func runUnit(root, name, contents string, log io.Writer) error {
 		fmt.Fprintf(log, "lab: %s: skipped, %s is part of the OS\n", name, execStart[0])
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{script}, execStart[1:]...)...)
-	cmd.Env = append(os.Environ(), bootstrap.RootEnv+"="+root)
+	cmd.Env = append(filterEnv(os.Environ(), []string{"NOMAD_ADDR", "NOMAD_TOKEN", "NOMAD_REGION", "NOMAD_NAMESPACE", "NOMAD_CACERT",
+		"NOMAD_CLIENT_CERT", "NOMAD_CLIENT_KEY", "AWS_CA_BUNDLE", instanceEnv}), append([]string{bootstrap.RootEnv + "=" + root}, env...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	fmt.Fprintf(log, "lab: %s: running %s\n", name, execStart[0])
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("unit %s: %s: %w (see %s)", name, execStart[0], err, filepath.Join(filepath.Dir(root), "boot.log"))
 	}
+	fmt.Fprintf(log, "lab: %s: done\n", name)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/tools"
 	"github.com/spillwayhq/spillway/providers/bootstrap"
@@ -98,7 +99,10 @@ func TestInterpretIgnition(t *testing.T) {
 				t.Fatalf("units before nomad: %v", before)
 			}
 			var log strings.Builder
-			if err := runUnit(root, before[0], units[before[0]], &log); err != nil {
+			if after := unitsAfter(units, nu); len(after) != 0 {
+				t.Errorf("units after nomad without pre-pull images: %v", after)
+			}
+			if err := runUnit(context.Background(), root, before[0], units[before[0]], nil, 10*time.Second, &log); err != nil {
 				t.Fatalf("%v\n%s", err, log.String())
 			}
 			inst, err := os.ReadFile(filepath.Join(root, bootstrap.InstanceConfigFile))

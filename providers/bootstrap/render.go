@@ -354,7 +354,7 @@ func butaneDoc(spec *Spec, claim ClaimInfo) (butane, error) {
 	st.Files = append(st.Files, inline(spillwayDir+"/bin/instance-meta", 0o755, instanceScript(metaFile, metaVar)))
 
 	if len(spec.PrePull) > 0 {
-		st.Files = append(st.Files, inline(spillwayDir+"/bin/prepull", 0o755, prePullScript(spec.PrePull, bin)))
+		st.Files = append(st.Files, inline(spillwayDir+"/bin/prepull", 0o755, prePullScript(spec.PrePull)))
 	}
 	if len(spec.Sysctls) > 0 {
 		var b strings.Builder
@@ -387,7 +387,7 @@ func butaneDoc(spec *Spec, claim ClaimInfo) (butane, error) {
 		bUnit{Name: InstanceUnit, Enabled: &yes, Contents: instanceUnit(metaUnit, metaFile)},
 		bUnit{Name: NomadUnit, Enabled: &yes, Contents: nomadUnit(spec, bin)})
 	if len(spec.PrePull) > 0 {
-		doc.Systemd.Units = append(doc.Systemd.Units, bUnit{Name: PrePullUnit, Enabled: &yes, Contents: prePullUnit()})
+		doc.Systemd.Units = append(doc.Systemd.Units, bUnit{Name: PrePullUnit, Enabled: &yes, Contents: prePullUnit(bin)})
 	}
 	return doc, nil
 }
@@ -544,32 +544,41 @@ WantedBy=multi-user.target
 `
 }
 
-func prePullScript(images []string, nomadBin string) string {
+func prePullScript(images []string) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
-# Rendered by Spillway. Pulls the pool's images through the registry
-# mirror, then marks the node ready for work (meta ` + MetaPrePull + `=` + PrePullDone + `).
+# Rendered by Spillway. Keeps the node ineligible while it pulls the pool's
+# images through the registry mirror, then marks it pre-pulled (meta
+# ` + MetaPrePull + `=` + PrePullDone + `) and eligible.
 set -eu
+nomad="${NOMAD_BIN:-nomad}"
+docker="${DOCKER:-docker}"
+until "$nomad" node eligibility -self -disable; do
+  sleep 1
+done
 for image in`)
 	for _, im := range images {
 		b.WriteString(" '" + im + "'")
 	}
 	b.WriteString(`; do
-  until docker pull "$image"; do
+  until "$docker" pull "$image"; do
     echo "spillway: pulling $image failed; retrying" >&2
     sleep 5
   done
 done
-until ` + nomadBin + ` node meta apply ` + MetaPrePull + `=` + PrePullDone + `; do
+until "$nomad" node meta apply ` + MetaPrePull + `=` + PrePullDone + `; do
+  sleep 2
+done
+until "$nomad" node eligibility -self -enable; do
   sleep 2
 done
 `)
 	return b.String()
 }
 
-func prePullUnit() string {
+func prePullUnit(nomadBin string) string {
 	return `[Unit]
-Description=Spillway: pre-pull images, then mark the node ready
+Description=Spillway: pre-pull images, then mark the node eligible
 Wants=docker.service
 After=docker.service ` + NomadUnit + `
 Requires=` + NomadUnit + `
@@ -578,6 +587,7 @@ Requires=` + NomadUnit + `
 Type=oneshot
 RemainAfterExit=yes
 EnvironmentFile=` + NomadEnvFile + `
+Environment=NOMAD_BIN=` + nomadBin + `
 ExecStart=` + spillwayDir + `/bin/prepull
 
 [Install]

@@ -62,8 +62,11 @@ const (
 	MetaProvider = "spillway.provider"
 	MetaInstance = "spillway.instance"
 	// MetaPrePull is "pending" until the images to pre-pull are present,
-	// then "done". Only hosts with pre-pull images carry it; schedulers
-	// and the controller treat a pending host as not ready.
+	// then "done". Only hosts with pre-pull images carry it. The pre-pull
+	// unit also keeps the node ineligible meanwhile, but the node
+	// registers eligible for the seconds before the unit reaches its
+	// agent: the controller treats a pending host as not ready, and jobs
+	// that must never land early constrain on this meta.
 	MetaPrePull = "spillway.prepull"
 )
 

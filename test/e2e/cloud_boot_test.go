@@ -203,6 +203,18 @@ func TestCloudHostsBootIntoNomad(t *testing.T) {
 		}
 	}
 
+	// The AWS hosts ran the rendered pre-pull unit against their agents
+	// (the lab stands in only for the container engine).
+	for id, w := range wantNodes {
+		if w.provider != "aws" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(l.Dir, "nomad", id, "boot.log"))
+		if err != nil || !bytes.Contains(b, []byte("spillway-prepull.service: done")) || !bytes.Contains(b, []byte("ineligible")) {
+			t.Errorf("host %s did not run the pre-pull unit (%v):\n%s", id, err, b)
+		}
+	}
+
 	// A job constrained to them runs, one allocation per cloud host.
 	job := burstJob(len(wantNodes))
 	if _, _, err := l.Nomad().Jobs().Register(job, nil); err != nil {
