@@ -211,20 +211,20 @@ func (l *Ledger) Borrow(ctx context.Context, r BorrowRequest) (Loan, error) {
 	}
 	e := Entry{Kind: EntryBorrow, Host: r.Host, HostName: r.HostName, Tier: r.Tier, Pool: r.Pool, Lender: r.Lender,
 		Borrower: r.Borrower, At: r.At, Lease: r.Lease, Reason: r.Reason, Claim: r.Claim, Overcommit: r.Overcommit}
-	if err := l.record(ctx, e); err != nil {
+	loan, _, err := l.record(ctx, e)
+	if err != nil {
 		return Loan{}, fmt.Errorf("borrowing host %s for %s: %w", r.Host, r.Borrower, err)
 	}
-	loan, _ := l.Loan(r.Host)
 	return loan, nil
 }
 
 // Extend renews the lease of borrower's loan of host to at+lease.
 func (l *Ledger) Extend(ctx context.Context, host, borrower string, at time.Time, lease time.Duration, reason string) (Loan, error) {
 	e := Entry{Kind: EntryExtend, Host: host, Borrower: borrower, At: at, Lease: lease, Reason: reason}
-	if err := l.record(ctx, e); err != nil {
+	loan, _, err := l.record(ctx, e)
+	if err != nil {
 		return Loan{}, fmt.Errorf("extending the lease of host %s: %w", host, err)
 	}
-	loan, _ := l.Loan(host)
 	return loan, nil
 }
 
@@ -232,32 +232,27 @@ func (l *Ledger) Extend(ctx context.Context, host, borrower string, at time.Time
 // to return it. The loan (and its host-hours) lasts until Return.
 func (l *Ledger) Reclaim(ctx context.Context, host string, at time.Time, notice time.Duration, reason string) (Loan, error) {
 	e := Entry{Kind: EntryReclaim, Host: host, At: at, Lease: notice, Reason: reason}
-	if err := l.record(ctx, e); err != nil {
+	loan, _, err := l.record(ctx, e)
+	if err != nil {
 		return Loan{}, fmt.Errorf("reclaiming host %s: %w", host, err)
 	}
-	loan, _ := l.Loan(host)
 	return loan, nil
 }
 
 // Return ends the loan of host and returns its span.
 func (l *Ledger) Return(ctx context.Context, host string, at time.Time, reason string) (Usage, error) {
 	e := Entry{Kind: EntryReturn, Host: host, At: at, Reason: reason}
-	if err := l.record(ctx, e); err != nil {
+	_, u, err := l.record(ctx, e)
+	if err != nil {
 		return Usage{}, fmt.Errorf("returning host %s: %w", host, err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i := len(l.book.usage) - 1; i >= 0; i-- {
-		if u := l.book.usage[i]; u.Host == host && u.End.Equal(at) {
-			return u, nil
-		}
-	}
-	return Usage{}, nil
+	return u, nil
 }
 
 // record is the one path every change takes: check the invariants, make
-// the entry durable, then apply it.
-func (l *Ledger) record(ctx context.Context, e Entry) error {
+// the entry durable, then apply it. It returns the loan as the entry left
+// it, and for a return the loan's span.
+func (l *Ledger) record(ctx context.Context, e Entry) (Loan, Usage, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cur, ok := l.book.loans[e.Host]; ok && e.Kind != EntryBorrow {
@@ -272,15 +267,18 @@ func (l *Ledger) record(ctx context.Context, e Entry) error {
 		}
 	}
 	if err := l.book.admit(e, &l.limits); err != nil {
-		return err
+		return Loan{}, Usage{}, err
 	}
 	e.Seq = l.book.seq + 1
 	if err := l.store.Append(ctx, e); err != nil {
-		return fmt.Errorf("making ledger entry durable: %w", err)
+		return Loan{}, Usage{}, fmt.Errorf("making ledger entry durable: %w", err)
 	}
 	l.book.seq = e.Seq
 	l.book.apply(e)
-	return nil
+	if e.Kind == EntryReturn {
+		return Loan{}, l.book.usage[len(l.book.usage)-1], nil
+	}
+	return *l.book.loans[e.Host], Usage{}, nil
 }
 
 // admit is the one place the ledger's invariants live. It checks that e
@@ -328,8 +326,8 @@ func (b *book) admit(e Entry, limits *Limits) error {
 		if e.At.Before(cur.Since) {
 			return fmt.Errorf("%w: %s at %s is before the loan began at %s", ErrInvalidEntry, e.Kind, e.At.UTC().Format(time.RFC3339), cur.Since.UTC().Format(time.RFC3339))
 		}
-		if e.Kind == EntryExtend && e.Lease <= 0 {
-			return fmt.Errorf("%w: lease must be positive", ErrInvalidEntry)
+		if (e.Kind == EntryExtend || e.Kind == EntryReclaim) && e.Lease <= 0 {
+			return fmt.Errorf("%w: %s needs a positive lease or notice", ErrInvalidEntry, e.Kind)
 		}
 		if e.Kind == EntryExtend && cur.Reclaiming() {
 			return fmt.Errorf("%w: the lender reclaimed the host; it cannot be extended", ErrInvalidEntry)
@@ -349,7 +347,10 @@ func (b *book) apply(e Entry) {
 	case EntryExtend:
 		b.loans[e.Host].Until = e.At.Add(e.Lease)
 	case EntryReclaim:
-		b.loans[e.Host].ReclaimBy = e.At.Add(e.Lease)
+		// A second reclaim never pushes the deadline back.
+		if by := e.At.Add(e.Lease); b.loans[e.Host].ReclaimBy.IsZero() || by.Before(b.loans[e.Host].ReclaimBy) {
+			b.loans[e.Host].ReclaimBy = by
+		}
 	case EntryReturn:
 		l := b.loans[e.Host]
 		b.usage = append(b.usage, Usage{Host: l.Host, Tier: l.Tier, Pool: l.Pool, Lender: l.Lender, Borrower: l.Borrower, Start: l.Since, End: e.At})

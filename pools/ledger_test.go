@@ -87,6 +87,17 @@ func TestLedgerInvariants(t *testing.T) {
 			}
 			return err
 		}, nil},
+		{"a second reclaim keeps the earlier deadline", func(ctx context.Context, l *Ledger) error {
+			loan, err := l.Reclaim(ctx, "h1", t0.Add(31*time.Minute), time.Hour, "again")
+			if err == nil && !loan.ReclaimBy.Equal(t0.Add(35*time.Minute)) {
+				return fmt.Errorf("reclaim by %s", loan.ReclaimBy)
+			}
+			return err
+		}, nil},
+		{"a reclaim needs a notice", func(ctx context.Context, l *Ledger) error {
+			_, err := l.Reclaim(ctx, "h1", t0.Add(31*time.Minute), 0, "now")
+			return err
+		}, ErrInvalidEntry},
 		{"a reclaimed loan cannot be extended", func(ctx context.Context, l *Ledger) error {
 			_, err := l.Extend(ctx, "h1", "bu-b", t0.Add(31*time.Minute), time.Hour, "more")
 			return err
