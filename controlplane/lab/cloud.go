@@ -346,7 +346,9 @@ func (c *cloudLab) bootInstance(h *cloudHost, ev cloudsim.InstanceEvent) error {
 	if !ok {
 		return errors.New("the Ignition config has no enabled unit that runs `nomad agent`")
 	}
+	c.mu.Lock()
 	h.prePull = units[bootstrap.PrePullUnit] != ""
+	c.mu.Unlock()
 	// Units ordered before the Nomad unit run first, as systemd would.
 	bootLog, err := os.OpenFile(filepath.Join(h.Dir, "boot.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -361,8 +363,18 @@ func (c *cloudLab) bootInstance(h *cloudHost, ev cloudsim.InstanceEvent) error {
 			return err
 		}
 	}
-	at := c.sim.Now()
-	c.record(bootstrap.Event{Host: h.ID, Provider: h.Provider, Pool: h.Pool, Claim: h.Claim, Phase: bootstrap.PhaseBooted, At: at})
+	// On a fake clock an instance can launch and boot between two samples
+	// of watchInstances: take its launch time from the simulator then.
+	if !c.recorded(h.ID, bootstrap.PhaseRequested) {
+		for _, in := range c.sim.Instances(h.Provider) {
+			if in.ID == h.ID {
+				ev := hostEvent(in)
+				ev.Phase, ev.At = bootstrap.PhaseRequested, in.LaunchTime
+				c.record(ev)
+			}
+		}
+	}
+	c.record(bootstrap.Event{Host: h.ID, Provider: h.Provider, Pool: h.Pool, Claim: h.Claim, Phase: bootstrap.PhaseBooted, At: c.sim.Now()})
 
 	args, agentAddr, err := c.nomadArgs(h, root, units[nomadUnit])
 	if err != nil {
@@ -395,7 +407,12 @@ func (c *cloudLab) bootInstance(h *cloudHost, ev cloudsim.InstanceEvent) error {
 			defer f.Close()
 			for _, name := range after {
 				if err := runUnit(c.ctx, root, name, units[name], env, 2*time.Minute, f); err != nil {
-					c.l.progress("cloud host %s: %v", h.ID, err)
+					c.mu.Lock()
+					gone := h.Terminated
+					c.mu.Unlock()
+					if !gone && c.ctx.Err() == nil {
+						c.l.progress("cloud host %s: %v", h.ID, err)
+					}
 					return
 				}
 			}
