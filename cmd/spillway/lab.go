@@ -80,6 +80,7 @@ traffic trace. Ctrl-C stops everything it started.`,
 	f.StringVar(&units, "business-units", "bu-a=3,bu-b=3", "business units and their host counts")
 	f.IntVar(&opts.SharedHosts, "shared-hosts", opts.SharedHosts, "hosts lent to the shared pool")
 	f.BoolVar(&serve, "serve", true, "run the control plane")
+	f.StringVar(&opts.Policies, "policies", "", "the control plane's scaling policy directory (e.g. policies/examples)")
 	f.IntVar(&demoCount, "demo", 2, "demo service instances to start with (0: no demo)")
 	f.StringVar(&trace, "trace", "testdata/traces/hot-topic.csv", "traffic trace the load generator plays in a loop (empty: no load)")
 	f.Float64Var(&speed, "speed", 1, "trace seconds played per second")

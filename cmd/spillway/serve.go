@@ -63,6 +63,7 @@ See examples/spillway.yaml for every key.`,
 			if err != nil {
 				return err
 			}
+			defer a.Close()
 			// SIGHUP reloads the policies, the same path as POST /v1/reload.
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)

@@ -17,21 +17,31 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/spillwayhq/spillway/controlplane/alerts"
 	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
 	"github.com/spillwayhq/spillway/controlplane/config"
+	"github.com/spillwayhq/spillway/controlplane/evaluate"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/controlplane/metrics"
+	"github.com/spillwayhq/spillway/controlplane/scaler"
 )
 
 // App is a running control plane.
 type App struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	reg    *prometheus.Registry
-	nomad  *nomad.Client
-	mux    *http.ServeMux
-	ln     net.Listener
-	reload *reloader
-	auth   *auth.Authenticator
+	cfg     *config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	nomad   *nomad.Client
+	mux     *http.ServeMux
+	ln      net.Listener
+	reload  *reloader
+	auth    *auth.Authenticator
+	journal *journal.DB
+	alerts  *alerts.Store
+	scaler  *scaler.Scaler
+	// alertLimit rate-limits the Alertmanager receiver per token.
+	alertLimit *limiter
 }
 
 // New builds the daemon from cfg; hash identifies cfg in metrics. It loads
@@ -55,9 +65,37 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	if _, err := a.Reload(context.Background()); err != nil {
 		return nil, fmt.Errorf("loading policies from %s:\n%w", cfg.Policies.Dir, err)
 	}
+	if a.journal, err = journal.Open(context.Background(), cfg.Journal.Path); err != nil {
+		return nil, err
+	}
+	src, err := metrics.NewPrometheus(metrics.PrometheusOptions{
+		URL: cfg.Prometheus.Address, Timeout: cfg.Prometheus.Timeout, BearerToken: cfg.Prometheus.BearerToken.Reveal(),
+	})
+	if err != nil {
+		a.journal.Close()
+		return nil, fmt.Errorf("prometheus: %w", err)
+	}
+	a.alerts = alerts.NewStore(cfg.Alerts.TTL)
+	a.alertLimit = newLimiter(5, 20)
+	a.scaler = scaler.New(scaler.Config{
+		Policies:   a.Policies,
+		Evaluator:  evaluate.New(src, evaluate.NewNomadGroups(nc), time.Now, log),
+		Counts:     scaler.NomadCounts{Client: nc},
+		Journal:    a.journal.Events(),
+		Alerts:     a.alerts,
+		Logger:     log.With("component", "scaler"),
+		Registerer: a.reg,
+	})
+	if err := a.scaler.Restore(context.Background()); err != nil {
+		a.journal.Close()
+		return nil, err
+	}
 	a.routes()
 	return a, nil
 }
+
+// Close releases the journal.
+func (a *App) Close() error { return a.journal.Close() }
 
 // NomadClient builds a Nomad API client. Unset fields keep Nomad's own
 // defaults, which honour NOMAD_ADDR, NOMAD_TOKEN and the other NOMAD_* variables.
@@ -123,6 +161,8 @@ func (a *App) routes() {
 	handle("GET /readyz", "readyz", http.HandlerFunc(a.readyz))
 	handle("GET /metrics", "metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	handle("POST /v1/reload", "reload", a.auth.Require(auth.Admin, writeError, http.HandlerFunc(a.handleReload)))
+	handle("POST /v1/alerts/alertmanager", "alertmanager", a.auth.Require(auth.Operator, writeError, http.HandlerFunc(a.handleAlertmanager)))
+	handle("GET /v1/events", "events", a.auth.Require(auth.Viewer, writeError, http.HandlerFunc(a.handleEvents)))
 }
 
 // readyz answers 200 once the control plane can reach Nomad's leader.
@@ -179,6 +219,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(a.ln) }()
+	sctx, stopScaler := context.WithCancel(ctx)
+	defer stopScaler()
+	go a.scaler.Run(sctx)
 	a.log.Info("serving", "addr", "http://"+a.Addr(), "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
 	select {
 	case err := <-errc:

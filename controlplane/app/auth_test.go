@@ -8,11 +8,10 @@ import (
 	"testing"
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
-	"github.com/spillwayhq/spillway/controlplane/config"
 )
 
 func TestWritesNeedTheRightRole(t *testing.T) {
-	cfg := config.Default()
+	cfg := testConfig(t)
 	cfg.API.Tokens = []auth.Token{
 		{Name: "dashboards", Role: auth.Viewer, SHA256: auth.Hash("view-token")},
 		{Name: "oncall", Role: auth.Operator, SHA256: auth.Hash("op-token")},
@@ -53,7 +52,7 @@ func TestWritesNeedTheRightRole(t *testing.T) {
 }
 
 func TestNoTokensConfiguredLocksTheAPI(t *testing.T) {
-	cfg := config.Default()
+	cfg := testConfig(t)
 	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

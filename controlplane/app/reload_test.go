@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
-	"github.com/spillwayhq/spillway/controlplane/config"
 )
 
 func copyFile(t *testing.T, src, dst string) {
@@ -31,7 +30,7 @@ func copyFile(t *testing.T, src, dst string) {
 func TestReloadKeepsThePreviousPoliciesOnError(t *testing.T) {
 	dir := t.TempDir()
 	copyFile(t, "../../policies/examples/hot-topic.yaml", filepath.Join(dir, "hot-topic.yaml"))
-	cfg := config.Default()
+	cfg := testConfig(t)
 	cfg.Policies.Dir = dir
 	const adminToken = "admin-secret"
 	cfg.API.Tokens = []auth.Token{{Name: "root", Role: auth.Admin, SHA256: auth.Hash(adminToken)}}
@@ -105,7 +104,7 @@ func TestReloadKeepsThePreviousPoliciesOnError(t *testing.T) {
 }
 
 func TestNewRefusesBrokenPolicies(t *testing.T) {
-	cfg := config.Default()
+	cfg := testConfig(t)
 	cfg.Policies.Dir = "../../policies/testdata/broken"
 	_, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "policies/testdata/broken/") {

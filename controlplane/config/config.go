@@ -40,6 +40,22 @@ type Config struct {
 	Prometheus Prometheus `yaml:"prometheus"`
 	Policies   Policies   `yaml:"policies"`
 	API        API        `yaml:"api"`
+	Journal    Journal    `yaml:"journal"`
+	Alerts     Alerts     `yaml:"alerts"`
+}
+
+// Journal says where the durable record of events and the lending ledger is.
+type Journal struct {
+	// Path is the SQLite database file. A relative path in the file is
+	// relative to the file.
+	Path string `yaml:"path"`
+}
+
+// Alerts configures the Alertmanager receiver.
+type Alerts struct {
+	// TTL forgets a firing alert Alertmanager has not re-sent for this long
+	// (its resolve was lost). Keep it above Alertmanager's repeat_interval.
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // API configures the REST API.
@@ -88,6 +104,8 @@ func Default() Config {
 		Log:        Log{Level: "info", Format: "text"},
 		Nomad:      Nomad{Namespace: "default"},
 		Prometheus: Prometheus{Address: "http://127.0.0.1:9090", Timeout: 10 * time.Second},
+		Journal:    Journal{Path: "spillway.db"},
+		Alerts:     Alerts{TTL: 2 * time.Hour},
 	}
 }
 
@@ -156,8 +174,18 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 
 	// Relative paths written in the file are relative to the file, as in
 	// Prometheus's config; from the environment or flags, to the working directory.
-	if file != "" && cfg.Policies.Dir != "" && cfg.Policies.Dir == probe.Policies.Dir && !filepath.IsAbs(cfg.Policies.Dir) {
-		cfg.Policies.Dir = filepath.Join(filepath.Dir(file), cfg.Policies.Dir)
+	if file != "" {
+		for _, p := range []struct {
+			got    *string
+			inFile string
+		}{
+			{&cfg.Policies.Dir, probe.Policies.Dir},
+			{&cfg.Journal.Path, probe.Journal.Path},
+		} {
+			if *p.got != "" && *p.got == p.inFile && !filepath.IsAbs(*p.got) {
+				*p.got = filepath.Join(filepath.Dir(file), *p.got)
+			}
+		}
 	}
 
 	if errs := cfg.Validate(pos, file); len(errs) > 0 {
@@ -216,6 +244,12 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 			bad(key+".name", "%q is used by another token", t.Name)
 		}
 		names[t.Name] = true
+	}
+	if c.Journal.Path == "" {
+		bad("journal.path", "required: the journal is where decisions and loans are kept")
+	}
+	if c.Alerts.TTL <= 0 {
+		bad("alerts.ttl", "must be positive, got %s", c.Alerts.TTL)
 	}
 	if c.Prometheus.Timeout <= 0 {
 		bad("prometheus.timeout", "must be positive, got %s", c.Prometheus.Timeout)

@@ -23,6 +23,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/tools"
 )
 
@@ -51,6 +52,8 @@ type Options struct {
 	Spillway string
 	// Serve starts `spillway serve` against the lab.
 	Serve bool
+	// Policies is the control plane's policy directory; empty means none.
+	Policies string
 	// Demo starts the demo service; nil leaves it out.
 	Demo *DemoOptions
 	// Load starts the load generator once the demo is healthy; nil leaves it out.
@@ -117,13 +120,15 @@ type Lab struct {
 	opts      Options
 	bins      binaries
 	servePort int
-	nomad     *nomad.Client
-	tempDir   bool
-	mu        sync.Mutex
-	procs     []*process
-	stopOnce  sync.Once
-	cancel    context.CancelFunc
-	cloud     *cloudLab
+	// alertmanagerToken is the operator token Alertmanager sends.
+	alertmanagerToken string
+	nomad             *nomad.Client
+	tempDir           bool
+	mu                sync.Mutex
+	procs             []*process
+	stopOnce          sync.Once
+	cancel            context.CancelFunc
+	cloud             *cloudLab
 }
 
 // Start brings the lab up and waits until it is ready: the Nomad server has
@@ -177,6 +182,13 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.servePort = ports[0]
+	// Tokens of the control plane: one for people, one for Alertmanager.
+	if l.APIToken, _, err = auth.Generate(); err != nil {
+		return nil, err
+	}
+	if l.alertmanagerToken, _, err = auth.Generate(); err != nil {
+		return nil, err
+	}
 
 	if err := l.startNomadServer(ctx); err != nil {
 		return nil, err

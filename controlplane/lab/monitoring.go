@@ -132,6 +132,9 @@ func (l *Lab) startAlertmanager(ctx context.Context) error {
 			"webhook_configs": []map[string]any{{
 				"url":           l.webhookURL(),
 				"send_resolved": true,
+				"http_config": map[string]any{
+					"authorization": map[string]any{"type": "Bearer", "credentials": l.alertmanagerToken},
+				},
 			}},
 		}},
 	}

@@ -15,17 +15,25 @@ import (
 // startServe runs `spillway serve` against the lab's Nomad and Prometheus.
 func (l *Lab) startServe(ctx context.Context) error {
 	l.SpillwayURL = fmt.Sprintf("http://127.0.0.1:%d", l.servePort)
-	token, hash, err := auth.Generate()
-	if err != nil {
-		return err
-	}
-	l.APIToken = token
 	cfg := map[string]any{
-		"api":        map[string]any{"tokens": []map[string]any{{"name": "lab-admin", "role": "admin", "sha256": hash}}},
+		"api": map[string]any{"tokens": []map[string]any{
+			{"name": "lab-admin", "role": "admin", "sha256": auth.Hash(l.APIToken)},
+			{"name": "alertmanager", "role": "operator", "sha256": auth.Hash(l.alertmanagerToken)},
+		}},
 		"listen":     fmt.Sprintf("127.0.0.1:%d", l.servePort),
 		"log":        map[string]any{"level": "info", "format": "text"},
 		"nomad":      map[string]any{"address": l.NomadAddr},
 		"prometheus": map[string]any{"address": l.PrometheusURL},
+		"journal":    map[string]any{"path": filepath.Join(l.Dir, "spillway.db")},
+		// Alertmanager's repeat interval in the lab is 1h.
+		"alerts": map[string]any{"ttl": "2h"},
+	}
+	if l.opts.Policies != "" {
+		dir, err := filepath.Abs(l.opts.Policies)
+		if err != nil {
+			return err
+		}
+		cfg["policies"] = map[string]any{"dir": dir}
 	}
 	data, err := yaml.Marshal(cfg)
 	if err != nil {

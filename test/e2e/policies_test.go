@@ -77,7 +77,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	copyFile(t, "../../policies/examples/hot-topic.yaml", filepath.Join(policyDir, "hot-topic.yaml"))
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "spillway.yaml")
-	if err := os.WriteFile(cfg, []byte("listen: "+addr+"\npolicies:\n  dir: policies\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("listen: "+addr+"\npolicies:\n  dir: policies\njournal:\n  path: journal.db\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(labtest.Spillway(t), "serve", "--config", cfg)

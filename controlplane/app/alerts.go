@@ -1,0 +1,227 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/spillwayhq/spillway/controlplane/alerts"
+	"github.com/spillwayhq/spillway/controlplane/auth"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/controlplane/scaler"
+	"github.com/spillwayhq/spillway/policies"
+)
+
+// limiter rate-limits requests per token name.
+type limiter struct {
+	mu    sync.Mutex
+	rps   rate.Limit
+	burst int
+	by    map[string]*rate.Limiter
+}
+
+func newLimiter(rps float64, burst int) *limiter {
+	return &limiter{rps: rate.Limit(rps), burst: burst, by: map[string]*rate.Limiter{}}
+}
+
+func (l *limiter) allow(key string) bool {
+	l.mu.Lock()
+	lim, ok := l.by[key]
+	if !ok {
+		lim = rate.NewLimiter(l.rps, l.burst)
+		l.by[key] = lim
+	}
+	l.mu.Unlock()
+	return lim.Allow()
+}
+
+// alertRecord is what the journal keeps of an alert.
+type alertRecord struct {
+	Fingerprint string            `json:"fingerprint"`
+	Alert       string            `json:"alert"`
+	Status      string            `json:"status"`
+	StartsAt    time.Time         `json:"starts_at"`
+	Labels      map[string]string `json:"labels"`
+	GroupKey    string            `json:"group_key,omitempty"`
+	Policy      string            `json:"policy,omitempty"`
+	Action      string            `json:"action,omitempty"`
+}
+
+// alertResponse answers Alertmanager.
+type alertResponse struct {
+	Accepted int `json:"accepted"`
+	Repeated int `json:"repeated"`
+	Resolved int `json:"resolved"`
+	Ignored  int `json:"ignored"`
+}
+
+// handleAlertmanager is Alertmanager's webhook receiver. A new firing alert
+// that a policy's alert rule matches triggers that policy's group at once;
+// a repeat of a known alert changes nothing. Every alert is journaled with
+// what became of it, and the request is refused (400) whole when the
+// payload is malformed.
+func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
+	id, _ := auth.FromContext(r.Context())
+	now := time.Now()
+	if !a.alertLimit.allow(id.Name) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many notifications from token "+strconv.Quote(id.Name))
+		return
+	}
+	n, err := alerts.Decode(http.MaxBytesReader(w, r.Body, alerts.MaxPayloadBytes+1))
+	if err != nil {
+		var details []string
+		var pes alerts.PayloadErrors
+		if errors.As(err, &pes) {
+			for _, e := range pes {
+				details = append(details, e.Error())
+			}
+		}
+		a.record(r, journal.Event{Time: now, Kind: journal.KindAlertRejected, Actor: id.Name,
+			Message: "refused an Alertmanager notification: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, apiError{Error: apiErrorBody{Code: "invalid_payload", Message: err.Error(), Details: details}})
+		return
+	}
+	var resp alertResponse
+	var events []journal.Event
+	triggers := map[policies.Target]*scaler.Trigger{}
+	set := a.Policies()
+	for _, c := range a.alerts.Apply(n, now) {
+		rec := alertRecord{Fingerprint: c.Alert.Fingerprint, Alert: c.Alert.Name(), Status: c.Alert.Status,
+			StartsAt: c.Alert.StartsAt, Labels: c.Alert.Labels, GroupKey: n.GroupKey}
+		matched := false
+		for _, p := range set.Policies() {
+			for _, rule := range p.Alerts {
+				if !rule.Matches(c.Alert.Name(), c.Alert.Labels) {
+					continue
+				}
+				matched = true
+				rec.Policy, rec.Action = p.Name, rule.Action.String()
+				kind, msg := alertEvent(c, p)
+				data, _ := json.Marshal(rec)
+				events = append(events, journal.Event{Time: now, Kind: kind, Subject: p.Target.String(), Actor: id.Name, Message: msg, Data: data})
+				if c.Outcome == alerts.OutcomeNew {
+					t := triggers[p.Target]
+					if t == nil {
+						t = &scaler.Trigger{Target: p.Target}
+						triggers[p.Target] = t
+					}
+					t.Alerts = append(t.Alerts, c.Alert.Fingerprint)
+					t.Cause = fmt.Sprintf("alert %s fired (fingerprint %s)", c.Alert.Name(), c.Alert.Fingerprint)
+				}
+				break // one rule per policy
+			}
+		}
+		switch {
+		case c.Outcome == alerts.OutcomeRepeat:
+			resp.Repeated++
+		case c.Outcome == alerts.OutcomeResolved:
+			resp.Resolved++
+		case c.Outcome == alerts.OutcomeNew && matched:
+			resp.Accepted++
+		default:
+			resp.Ignored++
+		}
+		if !matched {
+			data, _ := json.Marshal(rec)
+			events = append(events, journal.Event{Time: now, Kind: journal.KindAlertIgnored, Actor: id.Name, Data: data,
+				Message: fmt.Sprintf("alert %s (%s, fingerprint %s): no policy's alert rule matches it", c.Alert.Name(), c.Alert.Status, c.Alert.Fingerprint)})
+		}
+	}
+	// Journal first, then act: the journal explains every action.
+	if _, err := a.journal.Events().Append(r.Context(), events...); err != nil {
+		a.log.Error("journaling alerts", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", "the journal could not record the notification; Alertmanager will retry")
+		return
+	}
+	for _, t := range triggers {
+		a.scaler.Trigger(*t)
+	}
+	a.log.Info("alertmanager notification", "token", id.Name, "group", n.GroupKey, "accepted", resp.Accepted, "repeated", resp.Repeated, "resolved", resp.Resolved, "ignored", resp.Ignored)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func alertEvent(c alerts.Change, p *policies.Policy) (string, string) {
+	what := fmt.Sprintf("alert %s (fingerprint %s) for policy %s", c.Alert.Name(), c.Alert.Fingerprint, p.Name)
+	switch c.Outcome {
+	case alerts.OutcomeNew:
+		return journal.KindAlertAccepted, what + ": fired; evaluating now"
+	case alerts.OutcomeRepeat:
+		return journal.KindAlertRepeated, what + ": notified again; already acted on"
+	case alerts.OutcomeResolved:
+		return journal.KindAlertResolved, what + ": resolved; normal evaluation and cooldowns take over"
+	}
+	return journal.KindAlertIgnored, what + ": resolved, but it was not known to fire"
+}
+
+// record appends one event, logging a failure.
+func (a *App) record(r *http.Request, ev journal.Event) {
+	if _, err := a.journal.Events().Append(r.Context(), ev); err != nil {
+		a.log.Error("journaling", "kind", ev.Kind, "err", err)
+	}
+}
+
+// eventsPage is a page of the journal.
+type eventsPage struct {
+	Events []journal.Event `json:"events"`
+	// Next is the cursor for the following page; empty at the end.
+	Next string `json:"next,omitempty"`
+}
+
+// handleEvents serves GET /v1/events?kind=&subject=&activity=&since=&until=&cursor=&limit=.
+func (a *App) handleEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := journal.Filter{Kind: q.Get("kind"), Subject: q.Get("subject"), Activity: q.Get("activity")}
+	var bad []string
+	parseTime := func(name string, dst *time.Time) {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s: want an RFC 3339 time, got %q", name, v))
+			}
+			*dst = t
+		}
+	}
+	parseTime("since", &f.Since)
+	parseTime("until", &f.Until)
+	if v := q.Get("cursor"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			bad = append(bad, fmt.Sprintf("cursor: want the next value of a previous page, got %q", v))
+		}
+		f.After = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			bad = append(bad, fmt.Sprintf("limit: want 1 to 1000, got %q", v))
+		}
+		f.Limit = n
+	}
+	if len(bad) > 0 {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: apiErrorBody{Code: "invalid_query", Message: "bad query parameters", Details: bad}})
+		return
+	}
+	if f.Limit == 0 {
+		f.Limit = 100
+	}
+	evs, err := a.journal.Events().Query(r.Context(), f)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
+		return
+	}
+	page := eventsPage{Events: evs}
+	if page.Events == nil {
+		page.Events = []journal.Event{}
+	}
+	if len(evs) == f.Limit {
+		page.Next = strconv.FormatInt(evs[len(evs)-1].Seq, 10)
+	}
+	writeJSON(w, http.StatusOK, page)
+}
