@@ -1,0 +1,194 @@
+package scaler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spillwayhq/spillway/controlplane/evaluate"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/policies"
+)
+
+var target = policies.Target{Namespace: "default", Job: "demo", Group: "web"}
+
+// fakeEvaluator returns scripted decisions and records the state it got.
+type fakeEvaluator struct {
+	mu       sync.Mutex
+	decide   func(p *policies.Policy, st evaluate.State) policies.Decision
+	lastSeen []time.Time
+}
+
+func (f *fakeEvaluator) Evaluate(_ context.Context, p *policies.Policy, st evaluate.State) evaluate.Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastSeen = append(f.lastSeen, st.LastScale)
+	d := f.decide(p, st)
+	return evaluate.Result{Policy: p.Name, Target: p.Target, Decision: &d}
+}
+
+type fakeCounts struct {
+	calls []int
+	err   error
+}
+
+func (f *fakeCounts) Scale(_ context.Context, _ policies.Target, count int, _ string, meta map[string]any) error {
+	f.calls = append(f.calls, count)
+	return f.err
+}
+
+func loadSet(t *testing.T, docs ...string) *policies.Set {
+	t.Helper()
+	var files []string
+	for i, d := range docs {
+		p := filepath.Join(t.TempDir(), "p"+string(rune('a'+i))+".yaml")
+		if err := writeFile(p, d); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	set, err := policies.LoadFiles(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+const policyDoc = `apiVersion: spillway/v1
+kind: ScalingPolicy
+name: NAME
+business_unit: bu-a
+target: {namespace: default, job: demo, group: web}
+min: 1
+max: 20
+evaluation_interval: 10s
+checks:
+  - name: rate
+    query: sum(rate(x[1m]))
+    target_value: {target: 100}
+`
+
+func openJournal(t *testing.T) *journal.DB {
+	t.Helper()
+	db, err := journal.Open(context.Background(), filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func decision(dir policies.Direction, current, desired int, reason string) policies.Decision {
+	return policies.Decision{Policy: "a", Target: target, Current: current, Desired: desired, Direction: dir, Reason: reason}
+}
+
+func TestScalerAppliesAndJournals(t *testing.T) {
+	ctx := context.Background()
+	db := openJournal(t)
+	set := loadSet(t, strings.Replace(policyDoc, "NAME", "a", 1), strings.Replace(policyDoc, "NAME", "b", 1))
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	ev := &fakeEvaluator{decide: func(p *policies.Policy, _ evaluate.State) policies.Decision {
+		// Policy b wants more than a: the safest (largest) scale-out wins.
+		if p.Name == "b" {
+			d := decision(policies.Up, 2, 5, "b wants 5")
+			d.Policy = "b"
+			return d
+		}
+		return decision(policies.Up, 2, 3, "a wants 3")
+	}}
+	counts := &fakeCounts{}
+	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events(), Now: func() time.Time { return now }})
+
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "alert X fired", Alerts: []string{"fp1"}})
+	if len(counts.calls) != 1 || counts.calls[0] != 5 {
+		t.Fatalf("scale calls %v, want [5]", counts.calls)
+	}
+	evs, _ := db.Events().Query(ctx, journal.Filter{})
+	if len(evs) != 2 || evs[0].Kind != journal.KindDecision || evs[1].Kind != journal.KindScale || evs[0].Activity == "" || evs[0].Activity != evs[1].Activity {
+		t.Fatalf("journal: %+v", evs)
+	}
+	var data struct {
+		Policy string   `json:"policy"`
+		Alerts []string `json:"alerts"`
+		Cause  string   `json:"cause"`
+	}
+	_ = json.Unmarshal(evs[1].Data, &data)
+	if data.Policy != "b" || len(data.Alerts) != 1 || data.Alerts[0] != "fp1" || data.Cause != "alert X fired" {
+		t.Fatalf("scale event data %s", evs[1].Data)
+	}
+
+	// A new scaler on the same journal knows when the group last scaled.
+	s2 := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events(), Now: func() time.Time { return now }})
+	if err := s2.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ev.lastSeen = nil
+	s2.Evaluate(ctx, target, Trigger{Target: target, Cause: "evaluation interval"})
+	if len(ev.lastSeen) == 0 || !ev.lastSeen[0].Equal(now) {
+		t.Fatalf("restored last scale %v, want %v", ev.lastSeen, now)
+	}
+}
+
+func TestScalerJournalsRoutineDecisionsOnce(t *testing.T) {
+	ctx := context.Background()
+	db := openJournal(t)
+	set := loadSet(t, strings.Replace(policyDoc, "NAME", "a", 1))
+	reason := "holding: no data"
+	dir := policies.Hold
+	ev := &fakeEvaluator{decide: func(*policies.Policy, evaluate.State) policies.Decision { return decision(dir, 2, 2, reason) }}
+	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: &fakeCounts{}, Journal: db.Events()})
+	interval := Trigger{Target: target, Cause: "evaluation interval"}
+	for range 5 {
+		s.Evaluate(ctx, target, interval)
+	}
+	dir, reason = policies.None, "in band"
+	s.Evaluate(ctx, target, interval)
+	s.Evaluate(ctx, target, interval)
+	evs, _ := db.Events().Query(ctx, journal.Filter{Kind: journal.KindDecision})
+	if len(evs) != 2 {
+		t.Fatalf("want the hold and the change to none journaled once each, got %d: %+v", len(evs), evs)
+	}
+}
+
+func TestScalerJournalsFailures(t *testing.T) {
+	ctx := context.Background()
+	db := openJournal(t)
+	set := loadSet(t, strings.Replace(policyDoc, "NAME", "a", 1))
+	ev := &fakeEvaluator{decide: func(*policies.Policy, evaluate.State) policies.Decision { return decision(policies.Up, 2, 4, "more") }}
+	counts := &fakeCounts{err: errors.New("nomad: 500")}
+	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events()})
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "manual"})
+	evs, _ := db.Events().Query(ctx, journal.Filter{Kind: "scale"})
+	if len(evs) != 1 || evs[0].Kind != journal.KindScaleFailed || !strings.Contains(evs[0].Message, "nomad: 500") {
+		t.Fatalf("journal: %+v", evs)
+	}
+	// The failure does not start a cooldown: the next evaluation sees no last scale.
+	ev.lastSeen = nil
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "manual"})
+	if !ev.lastSeen[0].IsZero() {
+		t.Fatalf("a failed scaling set the last scale time to %v", ev.lastSeen[0])
+	}
+}
+
+func TestDueFollowsTheShortestInterval(t *testing.T) {
+	set := loadSet(t, strings.Replace(policyDoc, "NAME", "a", 1),
+		strings.Replace(strings.Replace(policyDoc, "NAME", "b", 1), "10s", "4s", 1))
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	s := New(Config{Policies: func() *policies.Set { return set }, Now: func() time.Time { return now }})
+	if got := s.due(); len(got) != 1 || got[0] != target {
+		t.Fatalf("first due: %v", got)
+	}
+	now = now.Add(3 * time.Second)
+	if got := s.due(); len(got) != 0 {
+		t.Fatalf("due after 3s: %v", got)
+	}
+	now = now.Add(time.Second)
+	if got := s.due(); len(got) != 1 {
+		t.Fatalf("due after 4s: %v", got)
+	}
+}
