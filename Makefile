@@ -20,7 +20,7 @@ build:
 
 ## run: start the local hybrid-cloud lab with the control plane (Ctrl-C stops it)
 run: tools build
-	./$(BIN) lab
+	./$(BIN) lab --policies policies/examples
 
 ## test: lint, then every test with the race detector, then bounded fuzzing
 test: tools lint terraform-fmt-check unit fuzz

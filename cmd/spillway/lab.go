@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spillwayhq/spillway/controlplane/lab"
+	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
 func newLabCmd() *cobra.Command {
@@ -21,6 +22,7 @@ func newLabCmd() *cobra.Command {
 		trace     string
 		speed     float64
 		scale     float64
+		cloud     string
 	)
 	cmd := &cobra.Command{
 		Use:   "lab",
@@ -48,6 +50,13 @@ traffic trace. Ctrl-C stops everything it started.`,
 			} else {
 				opts.Demo = nil
 			}
+			if cloud != "" {
+				cfg, err := cloudsim.LoadConfig(cloud)
+				if err != nil {
+					return err
+				}
+				opts.Cloud = &lab.CloudOptions{Config: cfg}
+			}
 			opts.Progress = cmd.OutOrStdout()
 			start := time.Now()
 			l, err := lab.Start(cmd.Context(), opts)
@@ -62,13 +71,21 @@ traffic trace. Ctrl-C stops everything it started.`,
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "\nThe lab is up (%s). Ctrl-C stops it.\n\n", time.Since(start).Round(time.Second))
 			if l.SpillwayURL != "" {
-				fmt.Fprintf(out, "  Console and API   %s\n", l.SpillwayURL)
+				fmt.Fprintf(out, "  Control plane API %s\n", l.SpillwayURL)
 				fmt.Fprintf(out, "  Metrics           %s/metrics\n", l.SpillwayURL)
 				fmt.Fprintf(out, "  API token (admin) %s\n", l.APIToken)
 			}
 			fmt.Fprintf(out, "  Nomad UI and API  %s  (NOMAD_ADDR=%s)\n", l.NomadAddr, l.NomadAddr)
 			fmt.Fprintf(out, "  Prometheus        %s\n", l.PrometheusURL)
 			fmt.Fprintf(out, "  Alertmanager      %s\n", l.AlertmanagerURL)
+			if sim := l.Cloud(); sim != nil {
+				for _, c := range []string{cloudsim.CloudAWS, cloudsim.CloudAlicloud} {
+					if acct, ok := sim.Credentials(c); ok {
+						fmt.Fprintf(out, "  %-17s %s  region %s, key %s (see docs/cloudsim.md)\n",
+							"Cloud ("+c+")", sim.Endpoint(c), sim.Region(c), acct.AccessKeyID)
+					}
+				}
+			}
 			fmt.Fprintf(out, "  Logs              %s/logs\n\n", l.Dir)
 			<-cmd.Context().Done()
 			return nil
@@ -80,6 +97,7 @@ traffic trace. Ctrl-C stops everything it started.`,
 	f.StringVar(&units, "business-units", "bu-a=3,bu-b=3", "business units and their host counts")
 	f.IntVar(&opts.SharedHosts, "shared-hosts", opts.SharedHosts, "hosts lent to the shared pool")
 	f.BoolVar(&serve, "serve", true, "run the control plane")
+	f.StringVar(&cloud, "cloud", "examples/cloudsim.yaml", "cloud simulator config; its instances boot real Nomad clients (empty: no cloud)")
 	f.StringVar(&opts.Policies, "policies", "", "the control plane's scaling policy directory (e.g. policies/examples)")
 	f.IntVar(&demoCount, "demo", 2, "demo service instances to start with (0: no demo)")
 	f.StringVar(&trace, "trace", "testdata/traces/hot-topic.csv", "traffic trace the load generator plays in a loop (empty: no load)")

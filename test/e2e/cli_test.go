@@ -61,7 +61,8 @@ func TestLabCommandLeavesNothingBehind(t *testing.T) {
 	}
 	toolstest.Need(t, tools.All...)
 	dir := filepath.Join(t.TempDir(), "lab")
-	cmd := exec.Command(labtest.Spillway(t), "lab", "--dir", dir, "--demo", "1", "--trace", "../../testdata/traces/hot-topic.csv", "--speed", "10")
+	cmd := exec.Command(labtest.Spillway(t), "lab", "--dir", dir, "--demo", "1", "--trace", "../../testdata/traces/hot-topic.csv", "--speed", "10",
+		"--cloud", "../../examples/cloudsim.yaml", "--policies", "../../policies/examples")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ func TestLabCommandLeavesNothingBehind(t *testing.T) {
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("spillway lab not up after 3 minutes:\n%s", out.String())
 	}
-	for _, step := range []string{"nomad server: ready", "nomad clients: ready", "prometheus: ready", "alertmanager: ready", "control plane: ready", "job demo: ready", "load generator: playing"} {
+	for _, step := range []string{"nomad server: ready", "nomad clients: ready", "prometheus: ready", "alertmanager: ready", "control plane: ready", "job demo: ready", "load generator: playing", "cloud simulator: EC2 and ECS on", "Cloud (aws)"} {
 		if !strings.Contains(out.String(), step) {
 			t.Errorf("progress output lacks %q", step)
 		}
