@@ -555,6 +555,44 @@ func (p *Provider) Verify(ctx context.Context) ([]pools.Discrepancy, error) {
 	return p.cfg.Ledger.Verify(obs), nil
 }
 
+// Repair makes Nomad agree with the ledger, which is the record of truth
+// (every change reaches it before Nomad): a node marked lent without a
+// loan is drained and unmarked; a loan whose node is not marked, or is
+// marked for someone else, is (drained and) marked again; a loan of a node
+// Nomad no longer has is returned. It returns what it could not repair.
+func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
+	var errs []error
+	for _, d := range ds {
+		var err error
+		switch {
+		case d.Nomad == "absent":
+			_, err = p.cfg.Ledger.Return(ctx, d.Host, p.cfg.Now(), "repair: node gone from Nomad")
+		case d.Ledger == "":
+			err = p.giveBack(ctx, d.Host, p.cfg.Pool.DrainDeadline, "repair: lent without a loan")
+		default:
+			loan, ok := p.cfg.Ledger.Loan(d.Host)
+			if !ok {
+				continue // returned since
+			}
+			n, _, ierr := p.cfg.Nomad.Nodes().Info(d.Host, (&nomad.QueryOptions{}).WithContext(ctx))
+			if ierr != nil {
+				err = providers.NewUnavailableError(fmt.Errorf("reading node %s: %w", d.Host, ierr))
+				break
+			}
+			if d.Nomad != "" {
+				if err = p.drain(ctx, n, p.cfg.Pool.DrainDeadline); err != nil {
+					break
+				}
+			}
+			err = p.mark(ctx, node{n}, loan)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("repairing %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func isNotFound(err error) bool {
 	var re nomad.UnexpectedResponseError
 	if errors.As(err, &re) && re.StatusCode() == 404 {

@@ -435,8 +435,38 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 	})
 	d, err := shared2.Verify(ctx)
 	if err != nil || len(d) != 1 || !strings.Contains(d[0].String(), "node meta marks it lent to bu-b, but the ledger has no loan") {
-		t.Errorf("a host marked lent behind the ledger's back: %v %v", d, err)
+		t.Fatalf("a host marked lent behind the ledger's back: %v %v", d, err)
 	}
+	// Repair makes Nomad agree with the ledger again.
+	if err := shared2.Repair(ctx, d); err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	if d, err := shared2.Verify(ctx); err != nil || len(d) != 0 {
+		t.Errorf("after repair: %v %v", d, err)
+	}
+	returned(sharedHosts[0])
+
+	// A crash between the ledger's borrow and the node meta: the loan is
+	// durable, the node unmarked. Verify reports it and Repair marks it.
+	if _, err := ledger2.Borrow(ctx, pools.BorrowRequest{Host: sharedHosts[1].ID, HostName: sharedHosts[1].Tags[internalpool.TagNodeName],
+		Pool: "shared", Lender: sharedHosts[1].Tags[internalpool.TagLender], Borrower: "bu-a", At: clock.Now(), Lease: time.Hour,
+		Reason: "claim s-claim-3", Claim: "s-claim-3"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err = shared2.Verify(ctx)
+	if err != nil || len(d) != 1 || !strings.Contains(d[0].String(), "ledger lends it to bu-a, but its node meta does not mark it lent") {
+		t.Fatalf("a loan whose node was never marked: %v %v", d, err)
+	}
+	if err := shared2.Repair(ctx, d); err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	if m := lendingMeta(t, nc, sharedHosts[1].ID); m[pools.MetaLentTo] != "bu-a" || m[pools.MetaClaim] != "s-claim-3" {
+		t.Errorf("repaired node meta = %v", m)
+	}
+	if err := shared2.Delete(ctx, sharedHosts[1]); err != nil {
+		t.Fatal(err)
+	}
+	returned(sharedHosts[1])
 }
 
 // mustGauge finds one series of a gathered gauge as a collector.
