@@ -11,6 +11,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/app"
 	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/policies"
+	"github.com/spillwayhq/spillway/pools"
 )
 
 func newServeCmd() *cobra.Command {
@@ -35,6 +36,7 @@ See examples/spillway.yaml for every key.`,
 				{Key: "nomad.address", Flag: cmd.Flags().Lookup("nomad-address")},
 				{Key: "prometheus.address", Flag: cmd.Flags().Lookup("prometheus-address")},
 				{Key: "policies.dir", Flag: cmd.Flags().Lookup("policies")},
+				{Key: "pools.dir", Flag: cmd.Flags().Lookup("pools")},
 			}
 			cfg, hash, err := config.Load(file, flags)
 			if err != nil {
@@ -45,6 +47,12 @@ See examples/spillway.yaml for every key.`,
 				name := file
 				if name == "" {
 					name = "(defaults and environment)"
+				}
+				if cfg.Pools.Dir != "" {
+					if _, err := pools.LoadDir(cfg.Pools.Dir); err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), err)
+						return exitError{code: 1}
+					}
 				}
 				n := 0
 				if cfg.Policies.Dir != "" {
@@ -91,5 +99,6 @@ See examples/spillway.yaml for every key.`,
 	f.String("nomad-address", "", "Nomad HTTP address (default $NOMAD_ADDR or http://127.0.0.1:4646)")
 	f.String("prometheus-address", def.Prometheus.Address, "Prometheus HTTP address")
 	f.String("policies", "", "directory of scaling policy files")
+	f.String("pools", "", "directory of pool files")
 	return cmd
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/metrics"
 	"github.com/spillwayhq/spillway/controlplane/scaler"
+	"github.com/spillwayhq/spillway/pools"
 )
 
 // App is a running control plane.
@@ -36,6 +37,7 @@ type App struct {
 	mux     *http.ServeMux
 	ln      net.Listener
 	reload  *reloader
+	pools   *pools.Config
 	auth    *auth.Authenticator
 	journal *journal.DB
 	alerts  *alerts.Store
@@ -65,6 +67,12 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	if _, err := a.Reload(context.Background()); err != nil {
 		return nil, fmt.Errorf("loading policies from %s:\n%w", cfg.Policies.Dir, err)
 	}
+	a.pools = &pools.Config{}
+	if cfg.Pools.Dir != "" {
+		if a.pools, err = pools.LoadDir(cfg.Pools.Dir); err != nil {
+			return nil, fmt.Errorf("loading pools from %s:\n%w", cfg.Pools.Dir, err)
+		}
+	}
 	if a.journal, err = journal.Open(context.Background(), cfg.Journal.Path); err != nil {
 		return nil, err
 	}
@@ -93,6 +101,9 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	a.routes()
 	return a, nil
 }
+
+// Pools returns the pool configuration (empty when none is configured).
+func (a *App) Pools() *pools.Config { return a.pools }
 
 // Close releases the journal.
 func (a *App) Close() error { return a.journal.Close() }

@@ -39,6 +39,7 @@ type Config struct {
 	Nomad      Nomad      `yaml:"nomad"`
 	Prometheus Prometheus `yaml:"prometheus"`
 	Policies   Policies   `yaml:"policies"`
+	Pools      Pools      `yaml:"pools"`
 	API        API        `yaml:"api"`
 	Journal    Journal    `yaml:"journal"`
 	Alerts     Alerts     `yaml:"alerts"`
@@ -56,6 +57,15 @@ type Alerts struct {
 	// TTL forgets a firing alert Alertmanager has not re-sent for this long
 	// (its resolve was lost). Keep it above Alertmanager's repeat_interval.
 	TTL time.Duration `yaml:"ttl"`
+}
+
+// Pools says where the pool files are: business units, the shared pool
+// and the cloud pools.
+type Pools struct {
+	// Dir holds the pool files (*.yaml, *.yml). Empty means no pools: the
+	// control plane scales job counts only. A relative path in the file is
+	// relative to the file.
+	Dir string `yaml:"dir"`
 }
 
 // API configures the REST API.
@@ -181,6 +191,7 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 		}{
 			{&cfg.Policies.Dir, probe.Policies.Dir},
 			{&cfg.Journal.Path, probe.Journal.Path},
+			{&cfg.Pools.Dir, probe.Pools.Dir},
 		} {
 			if *p.got != "" && *p.got == p.inFile && !filepath.IsAbs(*p.got) {
 				*p.got = filepath.Join(filepath.Dir(file), *p.got)
@@ -244,6 +255,11 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 			bad(key+".name", "%q is used by another token", t.Name)
 		}
 		names[t.Name] = true
+	}
+	if c.Pools.Dir != "" {
+		if st, err := os.Stat(c.Pools.Dir); err != nil || !st.IsDir() {
+			bad("pools.dir", "%q is not a directory", c.Pools.Dir)
+		}
 	}
 	if c.Journal.Path == "" {
 		bad("journal.path", "required: the journal is where decisions and loans are kept")

@@ -184,11 +184,15 @@ func killMarked(match func(dir string) bool, timeout time.Duration) []int {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Descendants killed above may have been re-parented to us (the
+	// subreaper) only after their parent died: reap them now.
+	reap(killed)
 	return killed
 }
 
 // reap collects the exit status of the given PIDs that are our children
-// (adopted as subreaper), so they do not linger as zombies.
+// (adopted as subreaper), so they do not linger as zombies. A child that is
+// still dying gets a moment.
 func reap(pids []int) {
 	self := os.Getpid()
 	for _, pid := range pids {
@@ -196,7 +200,12 @@ func reap(pids []int) {
 			continue
 		}
 		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		for range 20 {
+			if got, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got != 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 
