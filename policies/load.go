@@ -3,13 +3,9 @@ package policies
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -91,22 +87,7 @@ func LoadDir(dir string) (*Set, error) {
 }
 
 // Files lists the policy files LoadDir would load from dir.
-func Files(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, strictyaml.Errors{{File: dir, Msg: fmt.Sprintf("reading policy directory: %s", unwrapPathError(err))}}
-	}
-	var files []string
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if ext := filepath.Ext(e.Name()); ext == ".yaml" || ext == ".yml" {
-			files = append(files, filepath.Join(dir, e.Name()))
-		}
-	}
-	return files, nil
-}
+func Files(dir string) ([]string, error) { return strictyaml.Files(dir, "policy") }
 
 // LoadFiles reads, decodes and validates the files, each holding one or
 // more ScalingPolicy documents. It returns the complete set, or a
@@ -120,7 +101,7 @@ func LoadFiles(paths ...string) (*Set, error) {
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			errs = append(errs, &strictyaml.Error{File: path, Msg: fmt.Sprintf("reading policy file: %s", unwrapPathError(err))})
+			errs = append(errs, &strictyaml.Error{File: path, Msg: fmt.Sprintf("reading policy file: %s", strictyaml.PathErrorCause(err))})
 			continue
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
@@ -166,14 +147,6 @@ func Parse(name string, data []byte) ([]*Policy, error) {
 		errs = append(errs, &strictyaml.Error{File: name, Msg: "no ScalingPolicy documents in file"})
 	}
 	return out, errs.Err()
-}
-
-func unwrapPathError(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // validateSet checks rules across policies: unique names. Several

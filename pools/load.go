@@ -1,11 +1,8 @@
 package pools
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -16,22 +13,7 @@ import (
 
 // Files lists the pool files LoadDir would load from dir: the *.yaml and
 // *.yml files directly in it, in name order.
-func Files(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, strictyaml.Errors{{File: dir, Msg: fmt.Sprintf("reading pool directory: %s", unwrapPathError(err))}}
-	}
-	var files []string
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if ext := filepath.Ext(e.Name()); ext == ".yaml" || ext == ".yml" {
-			files = append(files, filepath.Join(dir, e.Name()))
-		}
-	}
-	return files, nil
-}
+func Files(dir string) ([]string, error) { return strictyaml.Files(dir, "pool") }
 
 // LoadDir loads every pool file directly in dir. See [LoadFiles].
 func LoadDir(dir string) (*Config, error) {
@@ -56,7 +38,7 @@ func LoadFiles(paths ...string) (*Config, error) {
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			errs = append(errs, &strictyaml.Error{File: path, Msg: fmt.Sprintf("reading pool file: %s", unwrapPathError(err))})
+			errs = append(errs, &strictyaml.Error{File: path, Msg: fmt.Sprintf("reading pool file: %s", strictyaml.PathErrorCause(err))})
 			continue
 		}
 		ds, err := parse(path, data)
@@ -183,12 +165,4 @@ func validateSet(cfg *Config, docs []document) strictyaml.Errors {
 		}
 	}
 	return errs
-}
-
-func unwrapPathError(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

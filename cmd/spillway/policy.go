@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/spillwayhq/spillway/internal/strictyaml"
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -33,36 +31,13 @@ It exits 0 when everything is valid and 1 otherwise, for CI and pre-commit.`,
   spillway policy check policies/`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var files []string
-			for _, arg := range args {
-				fi, err := os.Stat(arg)
-				if err != nil || !fi.IsDir() {
-					files = append(files, arg) // LoadFiles reports unreadable files
-					continue
-				}
-				fs, err := policies.Files(arg)
+			return runCheck(cmd, args, "policy", func(files []string) (string, error) {
+				set, err := policies.LoadFiles(files...)
 				if err != nil {
-					return err
+					return "", err
 				}
-				files = append(files, fs...)
-			}
-			if len(files) == 0 {
-				return fmt.Errorf("policy check: no *.yaml or *.yml files in %v", args)
-			}
-			set, err := policies.LoadFiles(files...)
-			if err != nil {
-				errs := strictyaml.AsErrors("", err)
-				bad := map[string]bool{}
-				for _, e := range errs {
-					fmt.Fprintln(cmd.ErrOrStderr(), e)
-					bad[e.File] = true
-				}
-				return fmt.Errorf("policy check: %d %s in %d of %d %s", len(errs), plural(len(errs), "problem", "problems"),
-					len(bad), len(files), plural(len(files), "file", "files"))
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d %s in %d %s\n", set.Len(), plural(set.Len(), "policy", "policies"),
-				len(files), plural(len(files), "file", "files"))
-			return nil
+				return fmt.Sprintf("%d %s", set.Len(), plural(set.Len(), "policy", "policies")), nil
+			})
 		},
 	}
 }
