@@ -20,71 +20,54 @@ var (
 	cronEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// validator collects errors for one policy document.
-type validator struct {
-	pos  *strictyaml.Positions
-	errs strictyaml.Errors
-}
-
-func (v *validator) errorf(path, format string, args ...any) {
-	if v.pos.Failed(path) {
-		return // decoding already reported this value
-	}
-	v.errs = append(v.errs, v.pos.Errorf(path, format, args...))
-}
-
-func (v *validator) required(path string, set bool) bool {
-	if !set {
-		v.errorf(path, "is required")
-	}
-	return set
-}
+// validator collects errors for one document.
+type validator struct{ strictyaml.Validator }
 
 // validate checks the policy, fills in defaults and compiles matchers. It
 // returns every problem.
 func (p *Policy) validate() strictyaml.Errors {
-	v := &validator{pos: p.pos}
+	v := &validator{strictyaml.Validator{Pos: p.pos}}
 	has := p.pos.Has
 
 	switch {
 	case !has("apiVersion"):
-		v.errorf("apiVersion", "is required; use %q", APIVersion)
+		v.Errorf("apiVersion", "is required; use %q", APIVersion)
 	case p.APIVersion != APIVersion:
-		v.errorf("apiVersion", "unsupported version %q; use %q", p.APIVersion, APIVersion)
+		v.Errorf("apiVersion", "unsupported version %q; use %q", p.APIVersion, APIVersion)
 	}
 	switch {
 	case !has("kind"):
-		v.errorf("kind", "is required; use %q", Kind)
+		v.Errorf("kind", "is required; use %q", Kind)
 	case p.Kind != Kind:
-		v.errorf("kind", "unsupported kind %q; use %q", p.Kind, Kind)
+		v.Errorf("kind", "unsupported kind %q; use %q", p.Kind, Kind)
 	}
-	if v.required("name", p.Name != "") && !nameRe.MatchString(p.Name) {
-		v.errorf("name", "%q is not a valid name: use lowercase letters, digits, '.', '_' and '-', at most 128 characters", p.Name)
+	if v.Required("name", p.Name != "") && !nameRe.MatchString(p.Name) {
+		v.Errorf("name", "%q is not a valid name: use lowercase letters, digits, '.', '_' and '-', at most 128 characters", p.Name)
 	}
-	v.required("business_unit", strings.TrimSpace(p.BusinessUnit) != "")
+	v.Required("business_unit", strings.TrimSpace(p.BusinessUnit) != "")
 
-	if v.required("target", has("target")) {
+	if v.Required("target", has("target")) {
 		if p.Target.Namespace == "" {
 			p.Target.Namespace = DefaultNamespace
 		}
-		v.required("target.job", strings.TrimSpace(p.Target.Job) != "")
-		v.required("target.group", strings.TrimSpace(p.Target.Group) != "")
+		v.Required("target.job", strings.TrimSpace(p.Target.Job) != "")
+		v.Required("target.group", strings.TrimSpace(p.Target.Group) != "")
 	}
 
 	// A bound that did not decode is reported once, by the decoder, and
 	// takes no part in checks against other fields.
-	minOK := v.required("min", has("min")) && !p.pos.Failed("min")
-	maxOK := v.required("max", has("max")) && !p.pos.Failed("max")
+	minOK := v.Required("min", has("min")) && !p.pos.Failed("min")
+	maxOK := v.Required("max", has("max")) && !p.pos.Failed("max")
 	if minOK && p.Min < 0 {
-		v.errorf("min", "must not be negative, got %d", p.Min)
+		v.Errorf("min", "must not be negative, got %d", p.Min)
 		minOK = false
 	}
 	if maxOK && p.Max < 1 {
-		v.errorf("max", "must be at least 1, got %d", p.Max)
+		v.Errorf("max", "must be at least 1, got %d", p.Max)
 		maxOK = false
 	}
 	if minOK && maxOK && p.Min > p.Max {
-		v.errorf("max", "must be at least min (%d), got %d", p.Min, p.Max)
+		v.Errorf("max", "must be at least min (%d), got %d", p.Min, p.Max)
 	}
 
 	v.duration("evaluation_interval", &p.EvaluationInterval, DefaultEvaluationInterval, time.Second)
@@ -95,24 +78,24 @@ func (p *Policy) validate() strictyaml.Errors {
 	if has("stale_after") && has("evaluation_interval") && p.StaleAfter > 0 && p.StaleAfter < p.EvaluationInterval {
 		// Not fatal in theory, but it means every other evaluation sees
 		// stale data; almost certainly a mistake.
-		v.errorf("stale_after", "%s is shorter than evaluation_interval %s", p.StaleAfter, p.EvaluationInterval)
+		v.Errorf("stale_after", "%s is shorter than evaluation_interval %s", p.StaleAfter, p.EvaluationInterval)
 	}
 
 	v.onError("on_check_error", &p.OnCheckError, p, maxOK)
 
 	if len(p.Checks) == 0 && len(p.Alerts) == 0 {
-		v.errorf("checks", "at least one check or alert rule is required")
+		v.Errorf("checks", "at least one check or alert rule is required")
 	}
 	names := map[string]int{}
 	for i := range p.Checks {
 		c := &p.Checks[i]
 		path := fmt.Sprintf("checks[%d]", i)
-		if v.required(path+".name", c.Name != "") {
+		if v.Required(path+".name", c.Name != "") {
 			if !nameRe.MatchString(c.Name) {
-				v.errorf(path+".name", "%q is not a valid name: use lowercase letters, digits, '.', '_' and '-'", c.Name)
+				v.Errorf(path+".name", "%q is not a valid name: use lowercase letters, digits, '.', '_' and '-'", c.Name)
 			}
 			if j, dup := names[c.Name]; dup {
-				v.errorf(path+".name", "duplicate check name %q (also checks[%d])", c.Name, j)
+				v.Errorf(path+".name", "duplicate check name %q (also checks[%d])", c.Name, j)
 			} else {
 				names[c.Name] = i
 			}
@@ -122,21 +105,21 @@ func (p *Policy) validate() strictyaml.Errors {
 	for i := range p.Alerts {
 		v.alert(fmt.Sprintf("alerts[%d]", i), &p.Alerts[i])
 	}
-	return v.errs
+	return v.Errs
 }
 
 // duration applies a default when the field is unset and checks the lower
 // bound when it is set.
 func (v *validator) duration(path string, d *time.Duration, def, least time.Duration) {
-	if !v.pos.Has(path) {
+	if !v.Pos.Has(path) {
 		*d = def
 		return
 	}
 	if *d < least || *d < 0 {
 		if least == 0 {
-			v.errorf(path, "must not be negative, got %s", *d)
+			v.Errorf(path, "must not be negative, got %s", *d)
 		} else {
-			v.errorf(path, "must be at least %s, got %s", least, *d)
+			v.Errorf(path, "must be at least %s, got %s", least, *d)
 		}
 	}
 }
@@ -145,27 +128,27 @@ func (v *validator) onError(path string, o *OnCheckError, p *Policy, maxOK bool)
 	switch o.Action {
 	case "":
 		if o.set {
-			v.errorf(path+".action", "is required: %q or %q", OnErrorHold, OnErrorFixed)
+			v.Errorf(path+".action", "is required: %q or %q", OnErrorHold, OnErrorFixed)
 		}
 		o.Action = OnErrorHold
 		if o.hasCount {
-			v.errorf(path+".count", "only allowed with action %q", OnErrorFixed)
+			v.Errorf(path+".count", "only allowed with action %q", OnErrorFixed)
 		}
 	case OnErrorHold:
 		if o.hasCount {
-			v.errorf(path+".count", "only allowed with action %q", OnErrorFixed)
+			v.Errorf(path+".count", "only allowed with action %q", OnErrorFixed)
 		}
 	case OnErrorFixed:
-		if !v.required(path+".count", o.hasCount) {
+		if !v.Required(path+".count", o.hasCount) {
 			return
 		}
 		if o.Count < 0 {
-			v.errorf(path+".count", "must not be negative, got %d", o.Count)
+			v.Errorf(path+".count", "must not be negative, got %d", o.Count)
 		} else if maxOK && o.Count > p.Max {
-			v.errorf(path+".count", "%d is above max (%d)", o.Count, p.Max)
+			v.Errorf(path+".count", "%d is above max (%d)", o.Count, p.Max)
 		}
 	default:
-		v.errorf(path+".action", "unknown action %q; use %q or %q", o.Action, OnErrorHold, OnErrorFixed)
+		v.Errorf(path+".action", "unknown action %q; use %q or %q", o.Action, OnErrorHold, OnErrorFixed)
 	}
 }
 
@@ -185,52 +168,52 @@ func (v *validator) check(path string, c *Check, p *Policy, maxOK bool) {
 	}
 	switch len(set) {
 	case 0:
-		v.errorf(path, "needs a strategy: one of target_value, threshold, fixed or schedule")
+		v.Errorf(path, "needs a strategy: one of target_value, threshold, fixed or schedule")
 	case 1:
 	default:
-		v.errorf(path+"."+set[1], "a check has exactly one strategy, found %s; split it into several checks", strings.Join(set, " and "))
+		v.Errorf(path+"."+set[1], "a check has exactly one strategy, found %s; split it into several checks", strings.Join(set, " and "))
 	}
 
 	if c.NeedsMetric() {
 		if strings.TrimSpace(c.Query) == "" {
-			v.errorf(path+".query", "is required and must not be empty for the %s strategy", set[0])
+			v.Errorf(path+".query", "is required and must not be empty for the %s strategy", set[0])
 		} else if err := checkPromQL(c.Query); err != nil {
-			v.errorf(path+".query", "%s", err)
+			v.Errorf(path+".query", "%s", err)
 		}
-	} else if len(set) == 1 && v.pos.Has(path+".query") {
-		v.errorf(path+".query", "the %s strategy reads no metric; remove the query", set[0])
+	} else if len(set) == 1 && v.Pos.Has(path+".query") {
+		v.Errorf(path+".query", "the %s strategy reads no metric; remove the query", set[0])
 	}
 	if c.OnError != nil {
 		if !c.NeedsMetric() && len(set) == 1 {
-			v.errorf(path+".on_error", "the %s strategy reads no metric, so it has no errors to handle", set[0])
+			v.Errorf(path+".on_error", "the %s strategy reads no metric, so it has no errors to handle", set[0])
 		}
 		v.onError(path+".on_error", c.OnError, p, maxOK)
 	}
 
 	if tv := c.TargetValue; tv != nil {
 		tp := path + ".target_value"
-		if !v.pos.Has(tp + ".target") {
-			v.errorf(tp+".target", "is required")
+		if !v.Pos.Has(tp + ".target") {
+			v.Errorf(tp+".target", "is required")
 		} else if !(tv.Target > 0) || math.IsInf(tv.Target, 0) {
-			v.errorf(tp+".target", "must be a positive number, got %v", tv.Target)
+			v.Errorf(tp+".target", "must be a positive number, got %v", tv.Target)
 		}
 		switch tv.Aggregate {
 		case "":
 			tv.Aggregate = AggregateAverage
 		case AggregateAverage, AggregateTotal:
 		default:
-			v.errorf(tp+".aggregate", "unknown aggregate %q; use %q or %q", tv.Aggregate, AggregateAverage, AggregateTotal)
+			v.Errorf(tp+".aggregate", "unknown aggregate %q; use %q or %q", tv.Aggregate, AggregateAverage, AggregateTotal)
 		}
-		if !v.pos.Has(tp + ".tolerance") {
+		if !v.Pos.Has(tp + ".tolerance") {
 			tv.Tolerance = DefaultTolerance
 		} else if !(tv.Tolerance >= 0 && tv.Tolerance < 1) {
-			v.errorf(tp+".tolerance", "must be at least 0 and below 1 (a fraction such as 0.1 for ±10%%), got %v", tv.Tolerance)
+			v.Errorf(tp+".tolerance", "must be at least 0 and below 1 (a fraction such as 0.1 for ±10%%), got %v", tv.Tolerance)
 		}
 		if tv.MaxStepUp < 0 {
-			v.errorf(tp+".max_step_up", "must not be negative, got %d", tv.MaxStepUp)
+			v.Errorf(tp+".max_step_up", "must not be negative, got %d", tv.MaxStepUp)
 		}
 		if tv.MaxStepDown < 0 {
-			v.errorf(tp+".max_step_down", "must not be negative, got %d", tv.MaxStepDown)
+			v.Errorf(tp+".max_step_down", "must not be negative, got %d", tv.MaxStepDown)
 		}
 	}
 	if th := c.Threshold; th != nil {
@@ -238,11 +221,11 @@ func (v *validator) check(path string, c *Check, p *Policy, maxOK bool) {
 	}
 	if f := c.Fixed; f != nil {
 		fp := path + ".fixed.count"
-		if v.required(fp, v.pos.Has(fp)) {
+		if v.Required(fp, v.Pos.Has(fp)) {
 			if f.Count < 0 {
-				v.errorf(fp, "must not be negative, got %d", f.Count)
+				v.Errorf(fp, "must not be negative, got %d", f.Count)
 			} else if maxOK && f.Count > p.Max {
-				v.errorf(fp, "%d is above max (%d)", f.Count, p.Max)
+				v.Errorf(fp, "%d is above max (%d)", f.Count, p.Max)
 			}
 		}
 	}
@@ -253,35 +236,35 @@ func (v *validator) check(path string, c *Check, p *Policy, maxOK bool) {
 
 func (v *validator) threshold(path string, th *Threshold) {
 	if len(th.Bands) == 0 {
-		v.errorf(path+".bands", "at least one band is required")
+		v.Errorf(path+".bands", "at least one band is required")
 		return
 	}
 	decoded := func(i int) bool {
 		bp := fmt.Sprintf("%s.bands[%d]", path, i)
-		return !v.pos.Failed(bp+".lower_bound") && !v.pos.Failed(bp+".upper_bound")
+		return !v.Pos.Failed(bp+".lower_bound") && !v.Pos.Failed(bp+".upper_bound")
 	}
 	for i, b := range th.Bands {
 		bp := fmt.Sprintf("%s.bands[%d]", path, i)
 		if b.LowerBound == nil && b.UpperBound == nil {
-			v.errorf(bp, "needs lower_bound, upper_bound or both")
+			v.Errorf(bp, "needs lower_bound, upper_bound or both")
 		}
 		for _, bound := range []struct {
 			name string
 			val  *float64
 		}{{"lower_bound", b.LowerBound}, {"upper_bound", b.UpperBound}} {
 			if bound.val != nil && (math.IsNaN(*bound.val) || math.IsInf(*bound.val, 0)) {
-				v.errorf(bp+"."+bound.name, "must be a finite number")
+				v.Errorf(bp+"."+bound.name, "must be a finite number")
 			}
 		}
 		if b.LowerBound != nil && b.UpperBound != nil && !(*b.LowerBound < *b.UpperBound) {
-			v.errorf(bp+".upper_bound", "must be greater than lower_bound (%v), got %v", *b.LowerBound, *b.UpperBound)
+			v.Errorf(bp+".upper_bound", "must be greater than lower_bound (%v), got %v", *b.LowerBound, *b.UpperBound)
 		}
-		if !v.pos.Has(bp + ".action") {
-			v.errorf(bp+".action", "is required")
+		if !v.Pos.Has(bp + ".action") {
+			v.Errorf(bp+".action", "is required")
 		}
 		for j := range i {
 			if decoded(i) && decoded(j) && bandsOverlap(th.Bands[j], b) {
-				v.errorf(bp, "overlaps bands[%d]; a value must fall in at most one band", j)
+				v.Errorf(bp, "overlaps bands[%d]; a value must fall in at most one band", j)
 			}
 		}
 	}
@@ -308,35 +291,35 @@ func (v *validator) schedule(path string, s *Schedule, p *Policy, maxOK bool) {
 	if s.TimeZone != "" {
 		l, err := time.LoadLocation(s.TimeZone)
 		if err != nil || strings.EqualFold(s.TimeZone, "local") {
-			v.errorf(path+".time_zone", "unknown time zone %q; use an IANA name such as Europe/Paris", s.TimeZone)
+			v.Errorf(path+".time_zone", "unknown time zone %q; use an IANA name such as Europe/Paris", s.TimeZone)
 		} else {
 			loc = l
 		}
 	}
 	s.loc = loc
 	if len(s.Windows) == 0 {
-		v.errorf(path+".windows", "at least one window is required")
+		v.Errorf(path+".windows", "at least one window is required")
 	}
 	for i, w := range s.Windows {
 		wp := fmt.Sprintf("%s.windows[%d]", path, i)
-		if v.required(wp+".cron", strings.TrimSpace(w.Cron) != "") {
+		if v.Required(wp+".cron", strings.TrimSpace(w.Cron) != "") {
 			if err := checkCron(w.Cron, loc); err != nil {
-				v.errorf(wp+".cron", "%s", err)
+				v.Errorf(wp+".cron", "%s", err)
 			}
 		}
-		if !v.pos.Has(wp + ".duration") {
-			v.errorf(wp+".duration", "is required")
+		if !v.Pos.Has(wp + ".duration") {
+			v.Errorf(wp+".duration", "is required")
 		} else if w.Duration <= 0 {
-			v.errorf(wp+".duration", "must be positive, got %s", w.Duration)
+			v.Errorf(wp+".duration", "must be positive, got %s", w.Duration)
 		}
 		if w.LeadTime < 0 {
-			v.errorf(wp+".lead_time", "must not be negative, got %s", w.LeadTime)
+			v.Errorf(wp+".lead_time", "must not be negative, got %s", w.LeadTime)
 		}
-		if v.required(wp+".count", v.pos.Has(wp+".count")) {
+		if v.Required(wp+".count", v.Pos.Has(wp+".count")) {
 			if w.Count < 0 {
-				v.errorf(wp+".count", "must not be negative, got %d", w.Count)
+				v.Errorf(wp+".count", "must not be negative, got %d", w.Count)
 			} else if maxOK && w.Count > p.Max {
-				v.errorf(wp+".count", "%d is above max (%d)", w.Count, p.Max)
+				v.Errorf(wp+".count", "%d is above max (%d)", w.Count, p.Max)
 			}
 		}
 	}
@@ -365,26 +348,26 @@ func checkCron(expr string, loc *time.Location) (err error) {
 }
 
 func (v *validator) alert(path string, r *AlertRule) {
-	v.required(path+".alert", strings.TrimSpace(r.Alert) != "")
+	v.Required(path+".alert", strings.TrimSpace(r.Alert) != "")
 	r.matchers = nil
 	for i, s := range r.Matchers {
 		m, err := parseMatcher(s)
 		if err != nil {
-			v.errorf(fmt.Sprintf("%s.matchers[%d]", path, i), "%s", err)
+			v.Errorf(fmt.Sprintf("%s.matchers[%d]", path, i), "%s", err)
 			continue
 		}
 		r.matchers = append(r.matchers, m)
 	}
-	if !v.pos.Has(path + ".action") {
-		v.errorf(path+".action", "is required")
+	if !v.Pos.Has(path + ".action") {
+		v.Errorf(path+".action", "is required")
 		return
 	}
 	switch r.Action.Kind {
 	case ActionToMin:
-		v.errorf(path+".action", "alerts only scale out; %q is not allowed", r.Action)
+		v.Errorf(path+".action", "alerts only scale out; %q is not allowed", r.Action)
 	case ActionDelta, ActionPercent:
 		if r.Action.N < 0 {
-			v.errorf(path+".action", "alerts only scale out; %q is not allowed", r.Action)
+			v.Errorf(path+".action", "alerts only scale out; %q is not allowed", r.Action)
 		}
 	}
 }

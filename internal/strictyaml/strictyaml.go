@@ -634,3 +634,27 @@ func editDistance(a, b string) int {
 	}
 	return d[len(a)][len(b)]
 }
+
+// Validator collects located errors while a loader checks one decoded
+// document. An error about a value that already failed to decode is
+// dropped: the decoder reported it.
+type Validator struct {
+	Pos  *Positions
+	Errs Errors
+}
+
+// Errorf records an error located at path.
+func (v *Validator) Errorf(path, format string, args ...any) {
+	if v.Pos.Failed(path) {
+		return
+	}
+	v.Errs = append(v.Errs, v.Pos.Errorf(path, format, args...))
+}
+
+// Required records "is required" at path unless set, and returns set.
+func (v *Validator) Required(path string, set bool) bool {
+	if !set {
+		v.Errorf(path, "is required")
+	}
+	return set
+}
