@@ -192,7 +192,7 @@ func (e *Evaluator) query(ctx context.Context, q string, now time.Time, staleAft
 	if err != nil {
 		return policies.Reading{Err: err}
 	}
-	return policies.Reading{Samples: []policies.Sample{{Labels: s.Labels, Value: s.Value, Time: s.Time}}}
+	return policies.Reading{Samples: []policies.Sample{s}}
 }
 
 // FiringAlerts reads the alerts Prometheus is firing now from its ALERTS

@@ -17,17 +17,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spillwayhq/spillway/policies"
 )
 
-// Sample is one series' value at a time.
-type Sample struct {
-	Labels map[string]string `json:"labels,omitempty"`
-	Value  float64           `json:"value"`
-	// Time is when the value was measured. For [Prometheus.Query] it is
-	// the newest evaluation at which the series had data, so an old Time
-	// means the data stopped.
-	Time time.Time `json:"time"`
-}
+// Sample is one series' value at a time. It is the policies package's
+// type, so readings pass to the pure strategies as they are. For
+// [Prometheus.Query] its Time is the newest evaluation at which the series
+// had data, so an old Time means the data stopped.
+type Sample = policies.Sample
 
 // Source evaluates PromQL.
 //
