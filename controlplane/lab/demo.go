@@ -71,7 +71,21 @@ func (l *Lab) RunDemo(ctx context.Context, o DemoOptions) error {
 	if _, _, err := l.nomad.Jobs().Register(DemoJobSpec(l.opts.Spillway, o), nil); err != nil {
 		return fmt.Errorf("registering the demo job: %w", err)
 	}
-	return l.WaitHealthy(ctx, DemoJob, o.Count, 2*time.Minute)
+	if err := l.WaitHealthy(ctx, DemoJob, o.Count, 2*time.Minute); err != nil {
+		return err
+	}
+	// Nomad refuses to scale a job while its deployment runs: wait until
+	// it is over, so the lab starts ready to scale.
+	return l.waitFor(ctx, "job "+DemoJob+" deployment", time.Minute, nil, func(context.Context) error {
+		d, _, err := l.nomad.Jobs().LatestDeployment(DemoJob, nil)
+		if err != nil {
+			return err
+		}
+		if d != nil && d.Status == nomad.DeploymentStatusRunning {
+			return fmt.Errorf("deployment %s is %s", d.ID[:8], d.Status)
+		}
+		return nil
+	})
 }
 
 // WaitHealthy waits until job has want running allocations whose

@@ -1,0 +1,189 @@
+// Package demand reads what Nomad cannot place. After a scale-out raises a
+// task group's count, Nomad places what fits at once and queues the rest
+// in a blocked evaluation; the queued allocations, and the resources each
+// one asks for, are the demand the capacity planner must find hosts for.
+// Sizing is pure: HostsFor turns unplaced allocations into hosts of a
+// given size.
+package demand
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/policies"
+)
+
+// Size is what one allocation asks for, or what one host offers.
+type Size struct {
+	CPUMHz   int `json:"cpu_mhz"`
+	MemoryMB int `json:"memory_mb"`
+}
+
+// Demand is a task group's placement state.
+type Demand struct {
+	Target policies.Target `json:"target"`
+	// Count is the group's desired count.
+	Count int `json:"count"`
+	// Running and Starting are placed allocations.
+	Running  int `json:"running"`
+	Starting int `json:"starting"`
+	// Queued allocations could not be placed: there is no room for them.
+	Queued int `json:"queued"`
+	// PerAllocation is what each allocation asks for (all tasks summed).
+	PerAllocation Size `json:"per_allocation"`
+	// Blocked describes the blocked evaluation holding the queued
+	// allocations, when there is one.
+	Blocked *Blocked `json:"blocked,omitempty"`
+}
+
+// Blocked is why Nomad could not place some allocations.
+type Blocked struct {
+	EvalID string `json:"eval_id"`
+	// NodePool is where Nomad looked.
+	NodePool       string `json:"node_pool,omitempty"`
+	NodesEvaluated int    `json:"nodes_evaluated"`
+	NodesExhausted int    `json:"nodes_exhausted"`
+	// Exhausted counts nodes by the resource that ran out ("cpu", "memory").
+	Exhausted map[string]int `json:"exhausted,omitempty"`
+	// Filtered counts nodes rejected by constraints, by constraint.
+	Filtered map[string]int `json:"filtered,omitempty"`
+}
+
+// Reason summarises the blocked evaluation in one line.
+func (b *Blocked) Reason() string {
+	if b == nil {
+		return ""
+	}
+	var parts []string
+	for _, k := range sortedKeys(b.Exhausted) {
+		parts = append(parts, fmt.Sprintf("%s exhausted on %d nodes", k, b.Exhausted[k]))
+	}
+	for _, k := range sortedKeys(b.Filtered) {
+		parts = append(parts, fmt.Sprintf("%d nodes filtered by %s", b.Filtered[k], k))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d nodes exhausted", b.NodesExhausted, b.NodesEvaluated))
+	}
+	where := ""
+	if b.NodePool != "" {
+		where = " in node pool " + b.NodePool
+	}
+	return "no room" + where + ": " + strings.Join(parts, ", ")
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Unplaced is how many allocations need room.
+func (d Demand) Unplaced() int { return d.Queued }
+
+// Read returns a task group's demand from Nomad.
+func Read(ctx context.Context, c *nomad.Client, t policies.Target) (Demand, error) {
+	q := (&nomad.QueryOptions{Namespace: t.Namespace}).WithContext(ctx)
+	job, _, err := c.Jobs().Info(t.Job, q)
+	if err != nil {
+		return Demand{}, fmt.Errorf("reading job %s: %w", t, err)
+	}
+	d := Demand{Target: t}
+	var tg *nomad.TaskGroup
+	for _, g := range job.TaskGroups {
+		if g.Name != nil && *g.Name == t.Group {
+			tg = g
+		}
+	}
+	if tg == nil {
+		return Demand{}, fmt.Errorf("job %s has no task group %q", t.Job, t.Group)
+	}
+	if tg.Count != nil {
+		d.Count = *tg.Count
+	}
+	for _, task := range tg.Tasks {
+		if task.Resources == nil {
+			continue
+		}
+		if task.Resources.CPU != nil {
+			d.PerAllocation.CPUMHz += *task.Resources.CPU
+		}
+		if task.Resources.MemoryMB != nil {
+			d.PerAllocation.MemoryMB += *task.Resources.MemoryMB
+		}
+	}
+	sum, _, err := c.Jobs().Summary(t.Job, q)
+	if err != nil {
+		return Demand{}, fmt.Errorf("reading the summary of job %s: %w", t, err)
+	}
+	if s, ok := sum.Summary[t.Group]; ok {
+		d.Running, d.Starting, d.Queued = s.Running, s.Starting, s.Queued
+	}
+	if d.Queued > 0 {
+		evals, _, err := c.Jobs().Evaluations(t.Job, q)
+		if err != nil {
+			return Demand{}, fmt.Errorf("reading the evaluations of job %s: %w", t, err)
+		}
+		d.Blocked = blockedFor(evals, t.Group)
+	}
+	return d, nil
+}
+
+// blockedFor finds the newest blocked evaluation's failure for group.
+func blockedFor(evals []*nomad.Evaluation, group string) *Blocked {
+	var newest *nomad.Evaluation
+	for _, e := range evals {
+		if e.FailedTGAllocs[group] == nil {
+			continue
+		}
+		if newest == nil || e.ModifyIndex > newest.ModifyIndex {
+			newest = e
+		}
+	}
+	if newest == nil {
+		return nil
+	}
+	m := newest.FailedTGAllocs[group]
+	b := &Blocked{EvalID: newest.ID, NodePool: m.NodePool, NodesEvaluated: m.NodesEvaluated, NodesExhausted: m.NodesExhausted,
+		Exhausted: m.DimensionExhausted, Filtered: m.ConstraintFiltered}
+	if newest.BlockedEval != "" {
+		b.EvalID = newest.BlockedEval
+	}
+	return b
+}
+
+// ErrDoesNotFit is returned by HostsFor when one allocation is larger than a host.
+var ErrDoesNotFit = errors.New("an allocation does not fit on one host")
+
+// HostsFor returns how many hosts of size host the unplaced allocations
+// need, and how many allocations fit on one host.
+func HostsFor(unplaced int, alloc, host Size) (hosts, perHost int, err error) {
+	if unplaced <= 0 {
+		return 0, 0, nil
+	}
+	perHost = -1
+	for _, dim := range []struct{ need, have int }{{alloc.CPUMHz, host.CPUMHz}, {alloc.MemoryMB, host.MemoryMB}} {
+		if dim.need <= 0 {
+			continue
+		}
+		n := dim.have / dim.need
+		if perHost < 0 || n < perHost {
+			perHost = n
+		}
+	}
+	if perHost < 0 {
+		return 0, 0, fmt.Errorf("sizing hosts: the allocation asks for no CPU or memory")
+	}
+	if perHost == 0 {
+		return 0, 0, fmt.Errorf("sizing hosts: %d MHz / %d MB per allocation on hosts of %d MHz / %d MB: %w",
+			alloc.CPUMHz, alloc.MemoryMB, host.CPUMHz, host.MemoryMB, ErrDoesNotFit)
+	}
+	return (unplaced + perHost - 1) / perHost, perHost, nil
+}
