@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the pinned real components Spillway's lab and tests use:
 #   - Nomad, built from the Go module proxy and cached outside the clone;
-#   - Prometheus and Alertmanager, from Debian's packages (as root).
+#   - Prometheus, Alertmanager and PostgreSQL, from Debian's packages (as root).
+#     PostgreSQL is for the journal's contract tests, which start a private
+#     cluster; no system cluster is created or started.
 # Idempotent: a second run with a warm cache takes seconds.
 set -euo pipefail
 
@@ -52,8 +54,9 @@ install_debian() {
   local missing=()
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
   if [[ ${#missing[@]} -eq 0 ]]; then
-    log "prometheus, alertmanager: installed"
+    log "prometheus, alertmanager, postgresql: installed"
     return
   fi
   if [[ "$(id -u)" != 0 ]]; then
@@ -67,6 +70,10 @@ install_debian() {
   # the packages from starting system daemons we do not want.
   local rc=/usr/sbin/policy-rc.d created=0
   if [[ ! -e $rc ]]; then printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"; created=1; fi
+  # postgresql-common would create (not start) a "main" cluster; the tests
+  # make their own, so skip it.
+  mkdir -p /etc/postgresql-common/createcluster.d
+  [[ -e /etc/postgresql-common/createcluster.d/spillway.conf ]] || echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/spillway.conf
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [[ $created == 1 ]]; then rm -f "$rc"; fi
   log "installed ${missing[*]}"

@@ -47,9 +47,16 @@ type Config struct {
 
 // Journal says where the durable record of events and the lending ledger is.
 type Journal struct {
-	// Path is the SQLite database file. A relative path in the file is
-	// relative to the file.
+	// Driver is sqlite (one replica; the default) or postgres (required
+	// when several replicas run, since they share the journal).
+	Driver string `yaml:"driver"`
+	// Path is the SQLite database file (driver sqlite). A relative path in
+	// the file is relative to the file.
 	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (driver postgres), as a URL
+	// (postgres://user:password@host:5432/spillway?sslmode=verify-full) or
+	// key=value pairs. It may hold a password, so it never prints.
+	DSN Secret `yaml:"dsn"`
 }
 
 // Alerts configures the Alertmanager receiver.
@@ -114,7 +121,7 @@ func Default() Config {
 		Log:        Log{Level: "info", Format: "text"},
 		Nomad:      Nomad{Namespace: "default"},
 		Prometheus: Prometheus{Address: "http://127.0.0.1:9090", Timeout: 10 * time.Second},
-		Journal:    Journal{Path: "spillway.db"},
+		Journal:    Journal{Driver: "sqlite", Path: "spillway.db"},
 		Alerts:     Alerts{TTL: 2 * time.Hour},
 	}
 }
@@ -261,8 +268,19 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 			bad("pools.dir", "%q is not a directory", c.Pools.Dir)
 		}
 	}
-	if c.Journal.Path == "" {
-		bad("journal.path", "required: the journal is where decisions and loans are kept")
+	switch c.Journal.Driver {
+	case "sqlite":
+		if c.Journal.Path == "" {
+			bad("journal.path", "required: the journal is where decisions and loans are kept")
+		}
+	case "postgres":
+		if c.Journal.DSN == "" {
+			bad("journal.dsn", "required with journal.driver postgres: the PostgreSQL connection string")
+		} else if err := checkDSN(c.Journal.DSN.Reveal()); err != nil {
+			bad("journal.dsn", "%v", err)
+		}
+	default:
+		bad("journal.driver", "want sqlite or postgres, got %q", c.Journal.Driver)
 	}
 	if c.Alerts.TTL <= 0 {
 		bad("alerts.ttl", "must be positive, got %s", c.Alerts.TTL)
@@ -272,6 +290,23 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 	}
 	errs.Sort()
 	return errs
+}
+
+// checkDSN checks the shape of a PostgreSQL connection string without
+// echoing it (it may hold a password): a postgres:// or postgresql:// URL,
+// or key=value pairs. The driver checks the rest when it connects.
+func checkDSN(dsn string) error {
+	if strings.Contains(dsn, "://") {
+		u, err := url.Parse(dsn)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			return errors.New("want a postgres:// URL or key=value pairs (the value is not shown: it may hold a password)")
+		}
+		return nil
+	}
+	if k, _, ok := strings.Cut(strings.TrimSpace(dsn), "="); !ok || k == "" || strings.ContainsAny(k, " \t") {
+		return errors.New("want a postgres:// URL or key=value pairs (the value is not shown: it may hold a password)")
+	}
+	return nil
 }
 
 func checkURL(s string) error {

@@ -74,11 +74,13 @@ type Filter struct {
 	Limit int
 }
 
-// Events is the event log in a journal database.
+// Events is the event log in a SQLite journal.
 type Events struct{ db *sql.DB }
 
+var _ EventLog = (*Events)(nil)
+
 // Events returns the event log.
-func (d *DB) Events() *Events { return &Events{db: d.db} }
+func (d *DB) Events() EventLog { return &Events{db: d.db} }
 
 // Append records events durably, in order, in one transaction, and returns
 // them with Seq set.

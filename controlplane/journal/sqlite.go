@@ -1,9 +1,10 @@
-// Package journal owns the control plane's durable record. Its default
-// backend is an embedded SQLite database (pure Go, modernc.org/sqlite) in
-// WAL mode with synchronous=FULL, so an entry is on disk when Append
-// returns. It holds the lending ledger ([LedgerStore], which implements
-// pools.LedgerStore) and the event log ([Events]): alerts, decisions and
-// the scaling they caused.
+// Package journal owns the control plane's durable record: the lending
+// ledger's store (pools.LedgerStore) and the event log ([EventLog]):
+// alerts, decisions and the scaling they caused. [Store] is the contract
+// both backends keep. The default is an embedded SQLite database ([Open]:
+// pure Go, modernc.org/sqlite) in WAL mode with synchronous=FULL, so an
+// entry is on disk when Append returns. Several replicas share a
+// PostgreSQL database instead ([OpenPostgres]).
 package journal
 
 import (
@@ -18,7 +19,8 @@ import (
 	"github.com/spillwayhq/spillway/pools"
 )
 
-// DB is an open journal database. It is safe for concurrent use.
+// DB is an open SQLite journal. It is safe for concurrent use, within one
+// process: the file must not be shared by several replicas.
 type DB struct {
 	db   *sql.DB
 	path string
@@ -45,7 +47,11 @@ CREATE INDEX IF NOT EXISTS ledger_entries_host ON ledger_entries(host);
 
 // Open opens (creating if needed) the SQLite journal at path.
 func Open(ctx context.Context, path string) (*DB, error) {
-	dsn := fmt.Sprintf("file:%s?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)", path)
+	// _txlock=immediate: a transaction takes the write lock when it
+	// begins, so a ledger append's read of the last seq and its insert are
+	// atomic across handles on the same file (another process, a second
+	// Open), and a loser waits (busy_timeout) instead of failing.
+	dsn := fmt.Sprintf("file:%s?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_txlock=immediate", path)
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening journal %s: %w", path, err)
@@ -69,9 +75,12 @@ func (d *DB) Close() error { return d.db.Close() }
 func (d *DB) Path() string { return d.path }
 
 // LedgerStore returns the lending ledger's store in this journal.
-func (d *DB) LedgerStore() *LedgerStore { return &LedgerStore{db: d.db} }
+func (d *DB) LedgerStore() pools.LedgerStore { return &LedgerStore{db: d.db} }
 
-// LedgerStore keeps the lending ledger's entries. Append returns once the
+// Driver implements Store.
+func (d *DB) Driver() string { return DriverSQLite }
+
+// LedgerStore keeps the lending ledger's entries in SQLite. Append returns once the
 // entry is committed to disk; an entry whose Seq already exists is refused,
 // so two writers cannot both extend the ledger from the same state.
 type LedgerStore struct{ db *sql.DB }

@@ -1,5 +1,5 @@
 // Package tools finds the external programs Spillway drives in its lab and
-// tests: Nomad, Prometheus and Alertmanager. It is the one place that knows
+// tests: Nomad, Prometheus, Alertmanager and PostgreSQL. It is the one place that knows
 // where they live: an explicit SPILLWAY_*_BIN variable wins, then the cache
 // that `make tools` fills (under $XDG_CACHE_HOME/spillway/tools), then $PATH.
 package tools
@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 )
 
 // NomadVersion is the Nomad release `make tools` builds and the lab runs.
@@ -26,6 +27,10 @@ type Tool struct {
 	Cached string
 	// Commands are the names to look up on $PATH, in order.
 	Commands []string
+	// Globs are absolute path patterns tried after $PATH, for programs a
+	// package installs off $PATH (Debian's PostgreSQL); of several
+	// matches the last in lexical order (the newest version) wins.
+	Globs []string
 	// Install says how to get it, for the error when it is missing.
 	Install string
 }
@@ -50,9 +55,33 @@ var (
 		Commands: []string{"prometheus-alertmanager", "alertmanager"},
 		Install:  "run 'make tools' as root, or 'apt-get install prometheus-alertmanager'",
 	}
+	// Postgres is the PostgreSQL server binary; initdb and pg_ctl are in
+	// the same directory (see PostgresBin). The journal's contract tests
+	// start a private cluster with it.
+	Postgres = Tool{
+		Name:     "postgres",
+		Env:      "SPILLWAY_POSTGRES_BIN",
+		Commands: []string{"postgres"},
+		Globs:    []string{"/usr/lib/postgresql/*/bin/postgres"},
+		Install:  "run 'make tools' as root, or 'apt-get install postgresql'",
+	}
 )
 
-// All lists every tool the lab needs.
+// PostgresBin returns the directory holding postgres, initdb and pg_ctl.
+func PostgresBin() (string, error) {
+	p, err := Postgres.Path()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(p)
+	if !isExecutable(filepath.Join(dir, "initdb")) {
+		return "", fmt.Errorf("postgres: no initdb next to %s: %w", p, ErrNotFound)
+	}
+	return dir, nil
+}
+
+// All lists every tool the lab needs. (Postgres is needed only by the
+// journal's tests, not by the lab.)
 var All = []Tool{Nomad, Prometheus, Alertmanager}
 
 // ErrNotFound is wrapped by Path when a tool is missing.
@@ -87,6 +116,15 @@ func (t Tool) Path() (string, error) {
 	for _, c := range t.Commands {
 		if p, err := exec.LookPath(c); err == nil {
 			return p, nil
+		}
+	}
+	for _, g := range t.Globs {
+		matches, _ := filepath.Glob(g)
+		slices.Sort(matches)
+		for i := len(matches) - 1; i >= 0; i-- {
+			if isExecutable(matches[i]) {
+				return matches[i], nil
+			}
 		}
 	}
 	return "", fmt.Errorf("%s is not installed: %s, or set %s: %w", t.Name, t.Install, t.Env, ErrNotFound)

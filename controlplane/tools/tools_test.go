@@ -62,3 +62,20 @@ func TestAlertmanagerDebianName(t *testing.T) {
 		t.Fatalf("got %q, %v", p, err)
 	}
 }
+
+func TestPostgresDebianLayout(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PATH", filepath.Join(dir, "nothing"))
+	t.Setenv(Postgres.Env, "")
+	pg := Postgres
+	pg.Globs = []string{filepath.Join(dir, "lib", "postgresql", "*", "bin", "postgres")}
+	if _, err := pg.Path(); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "postgresql") {
+		t.Fatalf("missing postgres: got %v", err)
+	}
+	writeExe(t, filepath.Join(dir, "lib", "postgresql", "13", "bin", "postgres"))
+	newest := filepath.Join(dir, "lib", "postgresql", "15", "bin", "postgres")
+	writeExe(t, newest)
+	if p, err := pg.Path(); err != nil || p != newest {
+		t.Fatalf("got %q, %v; want the newest version %q", p, err, newest)
+	}
+}
