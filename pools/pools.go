@@ -46,8 +46,17 @@ const (
 
 // Node meta keys Spillway reads and writes on internal hosts. The lab sets
 // MetaBusinessUnit and MetaTier on every internal host; the internal
-// provider sets MetaLentTo, MetaLease and MetaClaim on a borrowed host.
+// provider sets MetaLentTo, MetaLease, MetaClaim and MetaServes on a
+// borrowed host.
+//
+// MetaServes names the business unit whose services may run on a node: a
+// business unit's own hosts carry it in their agent config, and Spillway
+// sets it on the hosts it borrows or rents for that business unit and
+// removes it when it gives them back. A service that bursts runs in node
+// pool "all" with the constraint ${meta.spillway.serves} = <its business
+// unit>, so Nomad places it on its own hosts and on burst hosts alike.
 const (
+	MetaServes       = "spillway.serves"
 	MetaBusinessUnit = "spillway.business_unit"
 	MetaTier         = "spillway.tier"
 	MetaLentTo       = "spillway.lent_to"

@@ -20,13 +20,16 @@ const (
 )
 
 // DemoJobSpec is the demo service as a Nomad job: raw_exec instances of
-// `spillway demo-app` on the business unit's node pool, registered as a
-// Nomad native service with an HTTP check.
+// `spillway demo-app` on the hosts that serve the business unit (see
+// pools.MetaServes), registered as a Nomad native service with an HTTP
+// check.
 func DemoJobSpec(spillway string, o DemoOptions) *nomad.Job {
 	job := nomad.NewServiceJob(DemoJob, DemoJob, "global", 50)
 	job.Datacenters = []string{Datacenter}
-	pool := o.BusinessUnit
-	job.NodePool = &pool
+	// Node pool "all" and the serves constraint: the business unit's own
+	// hosts, and the hosts Spillway borrows or rents for it.
+	job.NodePool = ptr("all")
+	job.Constrain(nomad.NewConstraint("${meta."+MetaServes+"}", "=", o.BusinessUnit))
 	job.Meta = map[string]string{"spillway.business_unit": o.BusinessUnit}
 	tg := nomad.NewTaskGroup(DemoGroup, o.Count)
 	tg.Networks = []*nomad.NetworkResource{{DynamicPorts: []nomad.Port{{Label: "http"}}}}

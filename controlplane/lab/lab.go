@@ -397,6 +397,17 @@ func (l *Lab) startNomadServer(ctx context.Context) error {
 	})
 }
 
+// hostMeta is an internal host's node meta: its business unit and tier,
+// and, for the business unit's own hosts, whom it serves. Shared hosts
+// serve nobody until Spillway lends them.
+func hostMeta(bu, tier string) map[string]string {
+	m := map[string]string{MetaBusinessUnit: bu, MetaTier: tier}
+	if tier == TierOwn {
+		m[MetaServes] = bu
+	}
+	return m
+}
+
 func (l *Lab) startHosts(ctx context.Context) error {
 	type spec struct{ name, bu, pool, tier string }
 	var specs []spec
@@ -423,7 +434,7 @@ func (l *Lab) startHosts(ctx context.Context) error {
 			Name: s.name, Datacenter: Datacenter, HTTP: ports[0], RPC: ports[1], Serf: ports[2],
 			Servers: l.NomadRPC, NodePool: s.pool, NodeClass: InternalClass,
 			CPU: l.opts.HostCPU, MemoryMB: l.opts.HostMemoryMB,
-			Meta: sortedMeta(map[string]string{MetaBusinessUnit: s.bu, MetaTier: s.tier}),
+			Meta: sortedMeta(hostMeta(s.bu, s.tier)),
 		})
 		if err != nil {
 			return err

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+
+	"github.com/spillwayhq/spillway/pools"
 )
 
 // The lab's Nomad topology: every host is a Nomad client agent on loopback.
@@ -21,8 +23,9 @@ const (
 	InternalClass = "internal"
 
 	// Node meta keys the lab sets on internal hosts.
-	MetaBusinessUnit = "spillway.business_unit"
-	MetaTier         = "spillway.tier"
+	MetaBusinessUnit = pools.MetaBusinessUnit
+	MetaTier         = pools.MetaTier
+	MetaServes       = pools.MetaServes
 )
 
 // Tier values of MetaTier.

@@ -6,8 +6,8 @@
 //   - Borrow: the ledger records the loan first (durable, and it enforces
 //     one borrower per host, the borrower's quota and the lender's share);
 //     then the node gets the dynamic node meta spillway.lent_to=<borrower>,
-//     spillway.lease=<RFC 3339 end of lease> and spillway.claim=<claim ID>,
-//     and is marked eligible for scheduling.
+//     spillway.serves=<borrower>, spillway.lease=<RFC 3339 end of lease>
+//     and spillway.claim=<claim ID>, and is marked eligible for scheduling.
 //   - Return: the node is drained with the pool's drain deadline (the
 //     borrower's allocations move away), the ledger records the return,
 //     then the lending meta is removed and the node stays ineligible, so
@@ -16,11 +16,13 @@
 //     asks the next tier for capacity, then the host is returned within the
 //     reclaim notice.
 //
-// How the borrower's work lands on a borrowed host: shared-pool hosts sit
-// in their own Nomad node pool (the lab's is "shared"), so the borrower's
-// burst task groups run in a job in that node pool with the constraint
-// ${meta.spillway.lent_to} = <borrower> ([Placement] returns both). Only
-// hosts lent to that borrower match, and they are eligible only while lent.
+// How the borrower's work lands on a borrowed host: a service that bursts
+// runs in node pool "all" with the constraint ${meta.spillway.serves} =
+// <business unit> (see pools.MetaServes), which the borrower's own hosts
+// carry and a borrowed host carries while lent. A job meant to run only on
+// borrowed hosts can instead use the shared node pool with the constraint
+// ${meta.spillway.lent_to} = <borrower> ([Placement] returns both). Hosts
+// are eligible only while lent.
 //
 // The package is not named providers/internal, as the architecture sketch
 // has it, because Go would then let only packages under providers/ import
@@ -294,7 +296,7 @@ func (p *Provider) Create(ctx context.Context, claim providers.Claim) ([]provide
 // mark writes the lending meta of loan to its node and makes it eligible.
 func (p *Provider) mark(ctx context.Context, n node, loan pools.Loan) error {
 	lease := loan.Until.UTC().Format(time.RFC3339)
-	meta := map[string]*string{pools.MetaLentTo: &loan.Borrower, pools.MetaLease: &lease, pools.MetaClaim: &loan.Claim}
+	meta := map[string]*string{pools.MetaLentTo: &loan.Borrower, pools.MetaLease: &lease, pools.MetaClaim: &loan.Claim, pools.MetaServes: &loan.Borrower}
 	if _, err := p.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: n.ID, Meta: meta}, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
 		return providers.NewUnavailableError(fmt.Errorf("marking node %s lent to %s: %w", n.Name, loan.Borrower, err))
 	}
@@ -302,7 +304,8 @@ func (p *Provider) mark(ctx context.Context, n node, loan pools.Loan) error {
 		return providers.NewUnavailableError(fmt.Errorf("making node %s eligible: %w", n.Name, err))
 	}
 	return p.awaitMeta(ctx, n.ID, n.Name, func(m map[string]string) bool {
-		return m[pools.MetaLentTo] == loan.Borrower && m[pools.MetaLease] == lease && m[pools.MetaClaim] == loan.Claim
+		return m[pools.MetaLentTo] == loan.Borrower && m[pools.MetaLease] == lease && m[pools.MetaClaim] == loan.Claim &&
+			m[pools.MetaServes] == loan.Borrower
 	})
 }
 
@@ -327,7 +330,7 @@ func (p *Provider) awaitMeta(ctx context.Context, id, name string, ok func(map[s
 
 // unmark removes the lending meta and leaves the node ineligible.
 func (p *Provider) unmark(ctx context.Context, id, name string) error {
-	meta := map[string]*string{pools.MetaLentTo: nil, pools.MetaLease: nil, pools.MetaClaim: nil}
+	meta := map[string]*string{pools.MetaLentTo: nil, pools.MetaLease: nil, pools.MetaClaim: nil, pools.MetaServes: nil}
 	if _, err := p.cfg.Nomad.Nodes().ToggleEligibility(id, false, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
 		return providers.NewUnavailableError(fmt.Errorf("making node %s ineligible: %w", name, err))
 	}
@@ -338,7 +341,8 @@ func (p *Provider) unmark(ctx context.Context, id, name string) error {
 		_, a := m[pools.MetaLentTo]
 		_, b := m[pools.MetaLease]
 		_, c := m[pools.MetaClaim]
-		return !a && !b && !c
+		_, d := m[pools.MetaServes]
+		return !a && !b && !c && !d
 	})
 }
 
