@@ -174,11 +174,20 @@ type eventsPage struct {
 	Next string `json:"next,omitempty"`
 }
 
-// handleEvents serves GET /v1/events?kind=&subject=&activity=&since=&until=&cursor=&limit=.
+// handleEvents serves GET /v1/events?kind=&subject=&service=&pool=&activity=&since=&until=&cursor=&limit=.
+// service (a task group, "namespace/job/group") and pool are subjects too.
 func (a *App) handleEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := journal.Filter{Kind: q.Get("kind"), Subject: q.Get("subject"), Activity: q.Get("activity")}
 	var bad []string
+	for _, name := range []string{"service", "pool"} {
+		if v := q.Get(name); v != "" {
+			if f.Subject != "" && f.Subject != v {
+				bad = append(bad, name+": give one of subject, service and pool")
+			}
+			f.Subject = v
+		}
+	}
 	parseTime := func(name string, dst *time.Time) {
 		if v := q.Get(name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)

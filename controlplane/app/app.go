@@ -44,6 +44,7 @@ type App struct {
 	scaler  *scaler.Scaler
 	// alertLimit rate-limits the Alertmanager receiver per token.
 	alertLimit *limiter
+	streams    *streamHub // the open event streams (sse.go)
 }
 
 // New builds the daemon from cfg; hash identifies cfg in metrics. It loads
@@ -174,6 +175,7 @@ func (a *App) routes() {
 	handle("POST /v1/reload", "reload", a.auth.Require(auth.Admin, writeError, http.HandlerFunc(a.handleReload)))
 	handle("POST /v1/alerts/alertmanager", "alertmanager", a.auth.Require(auth.Operator, writeError, http.HandlerFunc(a.handleAlertmanager)))
 	handle("GET /v1/events", "events", a.auth.Require(auth.Viewer, writeError, http.HandlerFunc(a.handleEvents)))
+	a.apiRoutes(handle)
 }
 
 // readyz answers 200 once the control plane can reach Nomad's leader.
@@ -228,6 +230,7 @@ func (a *App) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(a.streams.close)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(a.ln) }()
 	sctx, stopScaler := context.WithCancel(ctx)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
+	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 	"github.com/spillwayhq/spillway/policies"
 )
@@ -141,6 +143,11 @@ func (a *App) handleReload(w http.ResponseWriter, r *http.Request) {
 	res, err := a.Reload(r.Context())
 	if id, ok := auth.FromContext(r.Context()); ok {
 		a.log.Info("reload requested through the API", "token", id.Name, "ok", err == nil)
+		msg := fmt.Sprintf("policies reloaded by %s: %d in force, hash %s, changed %t", id.Name, res.Policies, shortHash(res.Hash), res.Changed)
+		if err != nil {
+			msg = fmt.Sprintf("reload by %s failed; the previous policies stay in force: %v", id.Name, err)
+		}
+		a.record(r, journal.Event{Kind: journal.KindReload, Actor: id.Name, Message: msg})
 	}
 	if err != nil {
 		var errs strictyaml.Errors

@@ -6,6 +6,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/spillwayhq/spillway/controlplane/evaluate"
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -13,7 +14,19 @@ import (
 // records the message and meta in the job's scaling events.
 type NomadCounts struct{ Client *nomad.Client }
 
-var _ Counts = NomadCounts{}
+var (
+	_ Counts      = NomadCounts{}
+	_ CountReader = NomadCounts{}
+)
+
+// Count implements CountReader: the group's count in its job.
+func (n NomadCounts) Count(ctx context.Context, t policies.Target) (int, error) {
+	g, err := evaluate.NewNomadGroups(n.Client).Group(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	return g.Count, nil
+}
 
 // Scale implements Counts.
 func (n NomadCounts) Scale(ctx context.Context, t policies.Target, count int, message string, meta map[string]any) error {

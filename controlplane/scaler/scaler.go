@@ -78,6 +78,11 @@ type Scaler struct {
 	// lastNoted is the last decision journaled per group, so a decision
 	// that repeats every interval is journaled once.
 	lastNoted map[policies.Target]string
+	// paused holds the paused policies by name (see Pause).
+	paused map[string]Pause
+	// act serialises changes of count: an evaluation and a manual scaling
+	// of the same group never interleave.
+	act sync.Mutex
 
 	evaluations *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
@@ -98,6 +103,7 @@ func New(cfg Config) *Scaler {
 		lastScale: map[policies.Target]time.Time{},
 		nextDue:   map[policies.Target]time.Time{},
 		lastNoted: map[policies.Target]string{},
+		paused:    map[string]Pause{},
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_evaluations_total",
 			Help: "Evaluations of a scaled task group, by why they ran (interval or trigger).",
@@ -129,9 +135,13 @@ func (s *Scaler) Trigger(t Trigger) bool {
 	}
 }
 
-// Restore reads the time of the last scaling of every group from the
-// journal, so cooldowns survive a restart.
+// Restore reads the time of the last scaling of every group and the
+// paused policies from the journal, so cooldowns and pauses survive a
+// restart.
 func (s *Scaler) Restore(ctx context.Context) error {
+	if err := s.restorePauses(ctx); err != nil {
+		return err
+	}
 	var after int64
 	for {
 		evs, err := s.cfg.Journal.Query(ctx, journal.Filter{Kind: journal.KindScale, After: after, Limit: 1000})
@@ -212,7 +222,9 @@ func newActivity(now time.Time) string {
 // Evaluate evaluates one task group now, records the decision, and applies
 // a change of count.
 func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Trigger) {
-	ps := s.cfg.Policies().ForTarget(target)
+	s.act.Lock()
+	defer s.act.Unlock()
+	ps := s.active(s.cfg.Policies().ForTarget(target))
 	if len(ps) == 0 {
 		return
 	}

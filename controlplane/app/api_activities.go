@@ -1,0 +1,176 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/spillwayhq/spillway/controlplane/journal"
+)
+
+// Activity is one scaling operation, built from the journal events that
+// share its activity ID: the decision, the change of count, and the later
+// phases (capacity requested, hosts ready, …) as the controller records them.
+type Activity struct {
+	ID string `json:"id"`
+	// Service is the task group, "namespace/job/group".
+	Service string `json:"service"`
+	// Direction is "up" (a scale-out) or "down" (a scale-in).
+	Direction string `json:"direction"`
+	From      int    `json:"from"`
+	To        int    `json:"to"`
+	// Status is decided, scaled or failed, from the latest phase.
+	Status string `json:"status"`
+	// Actor is who started it: "controller" or an API token's name.
+	Actor   string    `json:"actor"`
+	Reason  string    `json:"reason"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+	// Hosts are the hosts its phases name.
+	Hosts  []string `json:"hosts"`
+	Phases []Phase  `json:"phases"`
+	// Seq is the journal position of its first event: the cursor.
+	Seq int64 `json:"seq"`
+}
+
+// Phase is one step of an activity: one journal event.
+type Phase struct {
+	Seq     int64     `json:"seq"`
+	Kind    string    `json:"kind"`
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor,omitempty"`
+	Message string    `json:"message"`
+}
+
+type activitiesPage struct {
+	Activities []Activity `json:"activities"`
+	Next       string     `json:"next,omitempty"`
+}
+
+// activity builds an activity from its events (oldest first).
+func buildActivity(id string, evs []journal.Event) Activity {
+	act := Activity{ID: id, Hosts: []string{}, Phases: []Phase{}, Status: "decided"}
+	for i, ev := range evs {
+		if i == 0 {
+			act.Seq, act.Started, act.Service, act.Actor, act.Reason = ev.Seq, ev.Time, ev.Subject, ev.Actor, ev.Message
+		}
+		act.Updated = ev.Time
+		act.Phases = append(act.Phases, Phase{Seq: ev.Seq, Kind: ev.Kind, Time: ev.Time, Actor: ev.Actor, Message: ev.Message})
+		var d struct {
+			Current   *int     `json:"current"`
+			Desired   *int     `json:"desired"`
+			Direction string   `json:"direction"`
+			Host      string   `json:"host"`
+			Hosts     []string `json:"hosts"`
+		}
+		_ = json.Unmarshal(ev.Data, &d)
+		if ev.Kind == journal.KindDecision {
+			if d.Current != nil {
+				act.From = *d.Current
+			}
+			if d.Desired != nil {
+				act.To = *d.Desired
+			}
+			act.Direction = d.Direction
+		}
+		for _, h := range append(d.Hosts, d.Host) {
+			if h != "" && !slices.Contains(act.Hosts, h) {
+				act.Hosts = append(act.Hosts, h)
+			}
+		}
+		switch ev.Kind {
+		case journal.KindScale:
+			act.Status = "scaled"
+		case journal.KindScaleFailed:
+			act.Status = "failed"
+		default:
+			if ev.Kind != journal.KindDecision && act.Status != "failed" {
+				act.Status = ev.Kind
+			}
+		}
+	}
+	return act
+}
+
+// activityEvents reads every event of an activity.
+func (s *api) activityEvents(ctx context.Context, id string) ([]journal.Event, error) {
+	var out []journal.Event
+	var after int64
+	for {
+		evs, err := s.journal.Events().Query(ctx, journal.Filter{Activity: id, After: after, Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+		if len(evs) < 1000 {
+			return out, nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}
+
+// handleActivities serves GET /v1/activities?service=&since=&until=&cursor=&limit=:
+// scaling operations, oldest first, a page at a time.
+func (s *api) handleActivities(w http.ResponseWriter, r *http.Request) {
+	q := query{r: r}
+	f := journal.Filter{Kind: journal.KindDecision, Subject: q.str("service"), Since: q.time("since", time.Time{}), Until: q.time("until", time.Time{}), After: q.cursor()}
+	limit := q.limit(50, 200)
+	if len(q.bad) > 0 {
+		badQuery(w, q.bad)
+		return
+	}
+	page := activitiesPage{Activities: []Activity{}}
+	// Routine decisions have no activity; scan a bounded number of events
+	// per request and hand out a cursor where the scan stopped.
+	const chunk, maxScan = 1000, 20000
+	scanned := 0
+	for scanned < maxScan && len(page.Activities) < limit {
+		f.Limit = chunk
+		evs, err := s.journal.Events().Query(r.Context(), f)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
+			return
+		}
+		scanned += len(evs)
+		for _, ev := range evs {
+			f.After = ev.Seq
+			if ev.Activity == "" {
+				continue
+			}
+			evs, err := s.activityEvents(r.Context(), ev.Activity)
+			if err != nil {
+				writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
+				return
+			}
+			page.Activities = append(page.Activities, buildActivity(ev.Activity, evs))
+			if len(page.Activities) == limit {
+				break
+			}
+		}
+		if len(evs) < chunk && len(page.Activities) < limit {
+			writeJSON(w, http.StatusOK, page) // the end of the journal
+			return
+		}
+	}
+	page.Next = strconv.FormatInt(f.After, 10)
+	writeJSON(w, http.StatusOK, page)
+}
+
+// handleActivity serves GET /v1/activities/{id}.
+func (s *api) handleActivity(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	evs, err := s.activityEvents(r.Context(), id)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
+		return
+	}
+	if len(evs) == 0 {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no activity %q in the journal", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, buildActivity(id, evs))
+}

@@ -1,0 +1,209 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/controlplane/buildinfo"
+	"github.com/spillwayhq/spillway/controlplane/capacity"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/pools"
+)
+
+func journalEvent(at time.Time, kind, subject, msg string, data json.RawMessage) journal.Event {
+	return journal.Event{Time: at, Kind: kind, Subject: subject, Message: msg, Data: data}
+}
+
+// poolsConfigured reports whether any pool is configured.
+func (s *api) poolsConfigured() bool {
+	c := s.Pools()
+	return c != nil && (len(c.BusinessUnits) > 0 || c.Shared != nil || len(c.CloudPools) > 0)
+}
+
+// handlePools serves GET /v1/pools: the capacity of every pool by tier
+// (own, shared, warm, cold), from Nomad's nodes and allocations.
+func (s *api) handlePools(w http.ResponseWriter, r *http.Request) {
+	now := time.Now().UTC()
+	if !s.poolsConfigured() {
+		writeJSON(w, http.StatusOK, pools.CapacityReport{At: now, Pools: []pools.PoolCapacity{}})
+		return
+	}
+	nodes, err := capacity.Nodes(r.Context(), s.nomad)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "nomad_error", err.Error())
+		return
+	}
+	report := pools.Account(s.Pools(), nodes, nil, now)
+	if report.Pools == nil {
+		report.Pools = []pools.PoolCapacity{}
+	}
+	writeJSON(w, http.StatusOK, report)
+}
+
+// ledger rebuilds the lending ledger from the journal's ledger store.
+func (s *api) ledger(r *http.Request) (*pools.Ledger, error) {
+	l, _, err := pools.NewLedger(r.Context(), s.journal.LedgerStore(), pools.Limits{})
+	return l, err
+}
+
+// loanView is a loan in the API.
+type loanView struct {
+	Host       string     `json:"host"`
+	HostName   string     `json:"host_name,omitempty"`
+	Tier       pools.Tier `json:"tier"`
+	Pool       string     `json:"pool"`
+	Lender     string     `json:"lender"`
+	Borrower   string     `json:"borrower"`
+	Claim      string     `json:"claim,omitempty"`
+	Since      time.Time  `json:"since"`
+	Until      time.Time  `json:"until"`
+	Overcommit bool       `json:"overcommit,omitempty"`
+	ReclaimBy  *time.Time `json:"reclaim_by,omitempty"`
+}
+
+func toLoanView(l pools.Loan) loanView {
+	v := loanView{Host: l.Host, HostName: l.HostName, Tier: l.Tier, Pool: l.Pool, Lender: l.Lender, Borrower: l.Borrower,
+		Claim: l.Claim, Since: l.Since, Until: l.Until, Overcommit: l.Overcommit}
+	if l.Reclaiming() {
+		t := l.ReclaimBy
+		v.ReclaimBy = &t
+	}
+	return v
+}
+
+type loansPage struct {
+	Loans []loanView `json:"loans"`
+}
+
+// handleLoans serves GET /v1/pools/loans?borrower=&lender=: the hosts lent
+// (or rented) now, from the lending ledger.
+func (s *api) handleLoans(w http.ResponseWriter, r *http.Request) {
+	page := loansPage{Loans: []loanView{}}
+	if !s.poolsConfigured() {
+		writeJSON(w, http.StatusOK, page)
+		return
+	}
+	l, err := s.ledger(r)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
+		return
+	}
+	borrower, lender := r.URL.Query().Get("borrower"), r.URL.Query().Get("lender")
+	for _, loan := range l.Loans() {
+		if (borrower == "" || loan.Borrower == borrower) && (lender == "" || loan.Lender == lender) {
+			page.Loans = append(page.Loans, toLoanView(loan))
+		}
+	}
+	sort.Slice(page.Loans, func(i, j int) bool { return page.Loans[i].Since.Before(page.Loans[j].Since) })
+	writeJSON(w, http.StatusOK, page)
+}
+
+// chargebackView is host-hours in a time range.
+type chargebackView struct {
+	From       time.Time          `json:"from"`
+	To         time.Time          `json:"to"`
+	ByBorrower map[string]float64 `json:"by_borrower"`
+	ByLender   map[string]float64 `json:"by_lender"`
+	ByTier     map[string]float64 `json:"by_tier"`
+	Total      float64            `json:"total_host_hours"`
+}
+
+// handleChargeback serves GET /v1/pools/chargeback?from=&to=: host-hours
+// per borrower, lender and tier in [from, to) (default: the last 24 hours).
+func (s *api) handleChargeback(w http.ResponseWriter, r *http.Request) {
+	now := time.Now().UTC()
+	q := query{r: r}
+	to := q.time("to", now)
+	from := q.time("from", to.Add(-24*time.Hour))
+	if len(q.bad) == 0 && !from.Before(to) {
+		q.bad = append(q.bad, "from: must be before to")
+	}
+	if len(q.bad) > 0 {
+		badQuery(w, q.bad)
+		return
+	}
+	v := chargebackView{From: from, To: to, ByBorrower: map[string]float64{}, ByLender: map[string]float64{}, ByTier: map[string]float64{}}
+	if s.poolsConfigured() {
+		l, err := s.ledger(r)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
+			return
+		}
+		c := l.Chargeback(from, to, now)
+		v.To, v.ByBorrower, v.ByLender, v.Total = c.To, c.ByBorrower, c.ByLender, c.Total
+		for t, h := range c.ByTier {
+			v.ByTier[string(t)] = h
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// status is the answer of GET /v1/status.
+type status struct {
+	Version      string         `json:"version"`
+	Revision     string         `json:"revision,omitempty"`
+	Policies     int            `json:"policies"`
+	PoliciesHash string         `json:"policies_hash"`
+	Paused       []pausedPolicy `json:"paused"`
+	Pools        int            `json:"pools"`
+	// Nomad says whether Nomad's leader answered.
+	Nomad      string            `json:"nomad"`
+	Activities []Activity        `json:"recent_activities"`
+	Time       time.Time         `json:"time"`
+	Services   map[string]string `json:"services"`
+}
+
+type pausedPolicy struct {
+	Policy string    `json:"policy"`
+	Since  time.Time `json:"since"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// handleStatus serves GET /v1/status: a summary for people.
+func (s *api) handleStatus(w http.ResponseWriter, r *http.Request) {
+	bi := buildinfo.Get()
+	set := s.Policies()
+	st := status{Version: bi.Version, Revision: bi.Revision, Policies: set.Len(), PoliciesHash: set.Hash(),
+		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: time.Now().UTC(), Services: map[string]string{}, Nomad: "ok"}
+	for _, p := range set.Policies() {
+		st.Services[p.Name] = p.Target.String()
+	}
+	for name, p := range s.scaler.Paused() {
+		st.Paused = append(st.Paused, pausedPolicy{Policy: name, Since: p.Since, By: p.By, Reason: p.Reason})
+	}
+	sort.Slice(st.Paused, func(i, j int) bool { return st.Paused[i].Policy < st.Paused[j].Policy })
+	if c := s.Pools(); c != nil {
+		st.Pools = len(c.BusinessUnits) + len(c.CloudPools)
+		if c.Shared != nil {
+			st.Pools++
+		}
+	}
+	var leader string
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.nomad.Raw().Query("/v1/status/leader", &leader, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil || leader == "" {
+		st.Nomad = "unreachable"
+	}
+	// The last scaling operations of the past day.
+	evs, err := s.journal.Events().Query(r.Context(), journal.Filter{Kind: journal.KindScale, Since: st.Time.Add(-24 * time.Hour), Limit: 1000})
+	if err == nil {
+		if len(evs) > 5 {
+			evs = evs[len(evs)-5:]
+		}
+		for _, ev := range evs {
+			if ev.Activity == "" {
+				continue
+			}
+			if all, err := s.activityEvents(r.Context(), ev.Activity); err == nil && len(all) > 0 {
+				st.Activities = append(st.Activities, buildActivity(ev.Activity, all))
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
