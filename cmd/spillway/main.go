@@ -38,6 +38,17 @@ func newRootCmd() *cobra.Command {
 		newCloudsimCmd(),
 		newPoolCmd(),
 		newTokenCmd(),
+		newStatusCmd(),
+		newPoliciesCmd(),
+		newPoolsCmd(),
+		newHostsCmd(),
+		newActivitiesCmd(),
+		newEventsCmd(),
+		newScaleCmd(),
+		newDrainCmd(),
+		newPauseCmd(),
+		newResumeCmd(),
+		newReloadCmd(),
 	)
 	return root
 }
