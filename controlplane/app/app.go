@@ -21,6 +21,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
 	"github.com/spillwayhq/spillway/controlplane/config"
+	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/evaluate"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/metrics"
@@ -44,7 +45,11 @@ type App struct {
 	scaler  *scaler.Scaler
 	// alertLimit rate-limits the Alertmanager receiver per token.
 	alertLimit *limiter
-	streams    *streamHub // the open event streams (sse.go)
+	// controller finds hosts for scale-outs, when a shared pool is configured.
+	controller     *controller.Controller
+	activities     context.Context
+	stopActivities context.CancelFunc
+	streams        *streamHub // the open event streams (sse.go)
 }
 
 // New builds the daemon from cfg; hash identifies cfg in metrics. It loads
@@ -84,12 +89,17 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		a.journal.Close()
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
+	counts, err := a.counts(nc)
+	if err != nil {
+		a.journal.Close()
+		return nil, err
+	}
 	a.alerts = alerts.NewStore(cfg.Alerts.TTL)
 	a.alertLimit = newLimiter(5, 20)
 	a.scaler = scaler.New(scaler.Config{
 		Policies:   a.Policies,
 		Evaluator:  evaluate.New(src, evaluate.NewNomadGroups(nc), time.Now, log),
-		Counts:     scaler.NomadCounts{Client: nc},
+		Counts:     counts,
 		Journal:    a.journal.Events(),
 		Alerts:     a.alerts,
 		Logger:     log.With("component", "scaler"),
@@ -106,8 +116,14 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 // Pools returns the pool configuration (empty when none is configured).
 func (a *App) Pools() *pools.Config { return a.pools }
 
-// Close releases the journal.
-func (a *App) Close() error { return a.journal.Close() }
+// Close stops scale-out activities and releases the journal.
+func (a *App) Close() error {
+	if a.stopActivities != nil {
+		a.stopActivities()
+		a.controller.Wait()
+	}
+	return a.journal.Close()
+}
 
 // NomadClient builds a Nomad API client. Unset fields keep Nomad's own
 // defaults, which honour NOMAD_ADDR, NOMAD_TOKEN and the other NOMAD_* variables.

@@ -54,6 +54,8 @@ type Options struct {
 	Serve bool
 	// Policies is the control plane's policy directory; empty means none.
 	Policies string
+	// Pools is the control plane's pool directory; empty means none.
+	Pools string
 	// Demo starts the demo service; nil leaves it out.
 	Demo *DemoOptions
 	// Load starts the load generator once the demo is healthy; nil leaves it out.

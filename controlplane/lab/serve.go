@@ -28,12 +28,15 @@ func (l *Lab) startServe(ctx context.Context) error {
 		// Alertmanager's repeat interval in the lab is 1h.
 		"alerts": map[string]any{"ttl": "2h"},
 	}
-	if l.opts.Policies != "" {
-		dir, err := filepath.Abs(l.opts.Policies)
+	for key, dir := range map[string]string{"policies": l.opts.Policies, "pools": l.opts.Pools} {
+		if dir == "" {
+			continue
+		}
+		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return err
 		}
-		cfg["policies"] = map[string]any{"dir": dir}
+		cfg[key] = map[string]any{"dir": abs}
 	}
 	data, err := yaml.Marshal(cfg)
 	if err != nil {

@@ -1,0 +1,413 @@
+// Package controller owns scale-out capacity. When the scaler raises a task
+// group's count, Nomad places what fits at once and queues the rest; the
+// controller reads that demand, sizes the hosts it needs, plans them on the
+// capacity ladder, journals each intent before it acts, borrows hosts from
+// the shared internal pool, and follows the activity until its allocations
+// are healthy. Every activity is a timeline of named phases, journaled and
+// exported as spillway_scaleout_phase_seconds{phase,pool}.
+//
+// Today the controller acts on the shared internal pool; cloud tiers are
+// planned and reported (an unmet remainder is journaled) but not rented.
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/policies"
+	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/internalpool"
+)
+
+// Phases of a scale-out, in order.
+const (
+	PhaseTrigger           = "trigger"
+	PhaseDecided           = "decided"
+	PhaseCapacityRequested = "capacity_requested"
+	PhaseHostsRunning      = "hosts_running"
+	PhaseNodesReady        = "nodes_ready"
+	PhasePlaced            = "allocations_placed"
+	PhaseHealthy           = "allocations_healthy"
+)
+
+// Journal event kinds the controller writes.
+const (
+	KindPhase         = "activity.phase"
+	KindIntent        = "intent.claim"
+	KindClaimed       = "capacity.claimed"
+	KindClaimFailed   = "capacity.failed"
+	KindUnmet         = "capacity.unmet"
+	KindMissed        = "activity.missed_deadline"
+	KindActivityEnded = "activity.done"
+)
+
+// Journal records events.
+type Journal interface {
+	Append(ctx context.Context, evs ...journal.Event) ([]journal.Event, error)
+}
+
+// Config wires a controller.
+type Config struct {
+	Nomad   *nomad.Client
+	Pools   *pools.Config
+	Ledger  *pools.Ledger
+	Shared  *internalpool.Provider // nil without a shared pool
+	Journal Journal
+	Now     func() time.Time
+	Logger  *slog.Logger
+	// Registerer receives the phase histogram; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Poll is how often the controller re-reads Nomad while it waits. Default 500ms.
+	Poll time.Duration
+}
+
+// Controller runs scale-out activities.
+type Controller struct {
+	cfg    Config
+	phases *prometheus.HistogramVec
+	missed prometheus.Counter
+	mu     sync.Mutex
+	active map[policies.Target]string // target -> activity in flight
+	wg     sync.WaitGroup
+}
+
+// New builds a controller.
+func New(cfg Config) *Controller {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 500 * time.Millisecond
+	}
+	c := &Controller{
+		cfg:    cfg,
+		active: map[policies.Target]string{},
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "spillway_scaleout_phase_seconds",
+			Help:    "Seconds from a scale-out's trigger to each of its phases, by phase and pool.",
+			Buckets: []float64{1, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 420, 600},
+		}, []string{"phase", "pool"}),
+		missed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spillway_scaleout_deadline_missed_total",
+			Help: "Scale-outs whose allocations were not healthy by the policy's deadline.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(c.phases, c.missed)
+	}
+	return c
+}
+
+// Request is one scale-out to follow.
+type Request struct {
+	Activity string
+	Target   policies.Target
+	// BusinessUnit runs the service; borrowed hosts are lent to it.
+	BusinessUnit string
+	// Triggered is when the trigger arrived; Decided when the count rose.
+	Triggered, Decided time.Time
+	// Deadline is when the allocations must be healthy.
+	Deadline time.Time
+}
+
+// Wait blocks until every activity started by Start has ended.
+func (c *Controller) Wait() { c.wg.Wait() }
+
+// Start runs a scale-out activity in the background, unless one is already
+// in flight for the target (it will see the new count too).
+func (c *Controller) Start(ctx context.Context, r Request) bool {
+	c.mu.Lock()
+	if _, busy := c.active[r.Target]; busy {
+		c.mu.Unlock()
+		return false
+	}
+	c.active[r.Target] = r.Activity
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.active, r.Target)
+			c.mu.Unlock()
+		}()
+		if err := c.ScaleOut(ctx, r); err != nil {
+			c.cfg.Logger.Error("scale-out", "activity", r.Activity, "target", r.Target.String(), "err", err)
+		}
+	}()
+	return true
+}
+
+// timeline records the phases of one activity.
+type timeline struct {
+	c    *Controller
+	r    Request
+	pool string
+}
+
+func (tl *timeline) phase(ctx context.Context, phase string, at time.Time, msg string) {
+	secs := at.Sub(tl.r.Triggered).Seconds()
+	tl.c.phases.WithLabelValues(phase, tl.pool).Observe(secs)
+	data, _ := json.Marshal(map[string]any{"phase": phase, "seconds": secs, "pool": tl.pool, "target": tl.r.Target})
+	tl.c.record(ctx, journal.Event{Time: at, Kind: KindPhase, Subject: tl.r.Target.String(), Activity: tl.r.Activity,
+		Actor: "controller", Message: fmt.Sprintf("%s after %.1fs: %s", phase, secs, msg), Data: data})
+}
+
+func (c *Controller) record(ctx context.Context, ev journal.Event) {
+	if _, err := c.cfg.Journal.Append(ctx, ev); err != nil {
+		c.cfg.Logger.Error("journaling", "kind", ev.Kind, "err", err)
+	}
+}
+
+// ScaleOut follows one scale-out: it waits for Nomad's placement, finds
+// hosts for what is queued, and waits for the allocations to be healthy.
+func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
+	tl := &timeline{c: c, r: r, pool: "none"}
+	tl.phase(ctx, PhaseTrigger, r.Triggered, "the trigger arrived")
+	tl.phase(ctx, PhaseDecided, r.Decided, "the count was raised")
+	ctx, cancel := context.WithDeadline(ctx, r.Deadline.Add(5*time.Minute))
+	defer cancel()
+
+	d, err := c.settled(ctx, r.Target)
+	if err != nil {
+		return err
+	}
+	if d.Unplaced() > 0 {
+		tl.pool, err = c.findHosts(ctx, tl, d)
+		if err != nil {
+			return err
+		}
+	}
+	placedAt, err := c.until(ctx, func() (bool, error) {
+		d, err := demand.Read(ctx, c.cfg.Nomad, r.Target)
+		return err == nil && d.Queued == 0 && d.Running+d.Starting >= d.Count, err
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)
+	}
+	tl.phase(ctx, PhasePlaced, placedAt, "every allocation has a host")
+	healthyAt, err := c.until(ctx, func() (bool, error) { return c.healthy(ctx, r.Target) })
+	if err != nil {
+		return fmt.Errorf("waiting for %s to be healthy: %w", r.Target, err)
+	}
+	tl.phase(ctx, PhaseHealthy, healthyAt, "every allocation is healthy")
+	took := healthyAt.Sub(r.Triggered)
+	if healthyAt.After(r.Deadline) {
+		c.missed.Inc()
+		c.record(ctx, journal.Event{Time: healthyAt, Kind: KindMissed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+			Message: fmt.Sprintf("healthy after %s, past the deadline of %s", took.Round(time.Second), r.Deadline.Sub(r.Triggered).Round(time.Second))})
+	}
+	c.record(ctx, journal.Event{Time: healthyAt, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+		Message: fmt.Sprintf("scale-out done in %s", took.Round(100*time.Millisecond))})
+	return nil
+}
+
+// settled waits until Nomad has evaluated the new count: every allocation
+// is placed, starting or queued.
+func (c *Controller) settled(ctx context.Context, t policies.Target) (demand.Demand, error) {
+	var d demand.Demand
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := c.until(wait, func() (bool, error) {
+		var err error
+		d, err = demand.Read(ctx, c.cfg.Nomad, t)
+		return err == nil && d.Running+d.Starting+d.Queued >= d.Count, err
+	})
+	if err != nil {
+		return d, fmt.Errorf("waiting for nomad to evaluate %s: %w", t, err)
+	}
+	return d, nil
+}
+
+// until polls cond until it is true, and returns when.
+func (c *Controller) until(ctx context.Context, cond func() (bool, error)) (time.Time, error) {
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return c.cfg.Now(), nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return time.Time{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+			}
+			return time.Time{}, ctx.Err()
+		case <-time.After(c.cfg.Poll):
+		}
+	}
+}
+
+// healthy reports whether every allocation of the group's count is running
+// and, where Nomad tracks deployment health, healthy.
+func (c *Controller) healthy(ctx context.Context, t policies.Target) (bool, error) {
+	q := (&nomad.QueryOptions{Namespace: t.Namespace}).WithContext(ctx)
+	allocs, _, err := c.cfg.Nomad.Jobs().Allocations(t.Job, false, q)
+	if err != nil {
+		return false, err
+	}
+	job, _, err := c.cfg.Nomad.Jobs().Info(t.Job, q)
+	if err != nil {
+		return false, err
+	}
+	want := 0
+	for _, g := range job.TaskGroups {
+		if g.Name != nil && *g.Name == t.Group && g.Count != nil {
+			want = *g.Count
+		}
+	}
+	n := 0
+	for _, a := range allocs {
+		if a.TaskGroup != t.Group || a.ClientStatus != nomad.AllocClientStatusRunning || a.DesiredStatus != nomad.AllocDesiredStatusRun {
+			continue
+		}
+		if a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && !*a.DeploymentStatus.Healthy {
+			continue
+		}
+		if a.DeploymentStatus != nil && a.DeploymentStatus.Healthy == nil {
+			continue // health not decided yet
+		}
+		n++
+	}
+	return n >= want, nil
+}
+
+// findHosts plans hosts for the queued allocations and claims them. It
+// returns the pool it took from.
+func (c *Controller) findHosts(ctx context.Context, tl *timeline, d demand.Demand) (string, error) {
+	r := tl.r
+	log := c.cfg.Logger.With("activity", r.Activity, "target", r.Target.String())
+	if c.cfg.Pools == nil || c.cfg.Shared == nil || c.cfg.Pools.Shared == nil {
+		c.unmet(ctx, r, d, 0, "no shared pool is configured, and renting cloud hosts is not wired yet")
+		return "none", nil
+	}
+	shared := c.cfg.Pools.Shared
+	// Lending shares are shares of what each business unit owns now.
+	if owned, err := OwnedHosts(ctx, c.cfg.Nomad, c.cfg.Pools); err == nil {
+		c.cfg.Ledger.SetLimits(c.cfg.Pools.Limits(owned))
+	} else {
+		log.Warn("counting owned hosts; keeping the last lending limits", "err", err)
+	}
+	size, err := c.sharedHostSize(ctx, shared)
+	if err != nil {
+		return "", err
+	}
+	need, perHost, err := demand.HostsFor(d.Unplaced(), d.PerAllocation, size)
+	if err != nil {
+		c.unmet(ctx, r, d, 0, err.Error())
+		return "none", nil
+	}
+	free, err := c.cfg.Shared.Free(ctx)
+	if err != nil {
+		return "", fmt.Errorf("counting free shared hosts: %w", err)
+	}
+	now := c.cfg.Now()
+	plan := pools.Ladder(pools.LadderInput{
+		Config: c.cfg.Pools, BusinessUnit: r.BusinessUnit, Need: need, Now: now, Deadline: r.Deadline,
+		SharedFree: free, Borrowed: c.cfg.Ledger.Borrowed(r.BusinessUnit),
+	})
+	log.Info("capacity plan", "queued", d.Unplaced(), "per_host", perHost, "need", need, "shared_free", free, "unmet", plan.Unmet, "reason", d.Blocked.Reason())
+	pool := "none"
+	for _, step := range plan.Taken() {
+		if step.Tier != pools.TierShared {
+			continue // cloud tiers are planned, not rented, yet
+		}
+		pool = step.Pool
+		tl.pool = pool
+		claimID := r.Activity + "-" + step.Pool
+		intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "tier": step.Tier, "hosts": step.Hosts,
+			"borrower": r.BusinessUnit, "queued": d.Unplaced(), "blocked": d.Blocked.Reason()})
+		// The intent is durable before the provider acts, so a restart knows
+		// what may be half done.
+		if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: now, Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
+			Actor: "controller", Data: intent,
+			Message: fmt.Sprintf("borrowing %d shared %s for %d queued allocations (%s)", step.Hosts, plural(step.Hosts, "host", "hosts"), d.Unplaced(), d.Blocked.Reason())}); err != nil {
+			return "", fmt.Errorf("journaling the intent to claim %s: %w", claimID, err)
+		}
+		tl.phase(ctx, PhaseCapacityRequested, c.cfg.Now(), fmt.Sprintf("asked the shared pool for %d %s", step.Hosts, plural(step.Hosts, "host", "hosts")))
+		hosts, err := c.cfg.Shared.Create(ctx, internalpool.Claim(shared, claimID, r.BusinessUnit, step.Hosts))
+		got := make([]string, 0, len(hosts))
+		for _, h := range hosts {
+			got = append(got, h.Tags[internalpool.TagNodeName])
+		}
+		data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got})
+		if err != nil && len(hosts) == 0 {
+			c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+				Data: data, Message: fmt.Sprintf("borrowing from %s failed: %v", step.Pool, err)})
+			if providers.IsInsufficientCapacity(err) || providers.IsQuota(err) {
+				continue
+			}
+			return pool, fmt.Errorf("borrowing from %s: %w", step.Pool, err)
+		}
+		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+			Data: data, Message: fmt.Sprintf("borrowed %d %s from %s: %v", len(hosts), plural(len(hosts), "host", "hosts"), step.Pool, got)})
+		// A borrowed host is a running, ready Nomad node already.
+		at := c.cfg.Now()
+		tl.phase(ctx, PhaseHostsRunning, at, "the borrowed hosts are running")
+		tl.phase(ctx, PhaseNodesReady, at, "the borrowed hosts are ready Nomad nodes serving "+r.BusinessUnit)
+	}
+	if plan.Unmet > 0 {
+		c.unmet(ctx, r, d, plan.Unmet, "the shared pool cannot give more and renting cloud hosts is not wired yet")
+	}
+	return pool, nil
+}
+
+func (c *Controller) unmet(ctx context.Context, r Request, d demand.Demand, hosts int, why string) {
+	data, _ := json.Marshal(map[string]any{"queued": d.Unplaced(), "hosts": hosts, "blocked": d.Blocked.Reason()})
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindUnmet, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s", d.Unplaced(), r.Target, why)})
+}
+
+// sharedHostSize is the allocatable size of a shared-pool host, read from
+// Nomad (the largest, so a mixed pool does not under-size).
+func (c *Controller) sharedHostSize(ctx context.Context, shared *pools.SharedPool) (demand.Size, error) {
+	stubs, _, err := c.cfg.Nomad.Nodes().List((&nomad.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return demand.Size{}, fmt.Errorf("listing nodes: %w", err)
+	}
+	var best demand.Size
+	for _, s := range stubs {
+		if shared.Selector.NodePool != "" && s.NodePool != shared.Selector.NodePool {
+			continue
+		}
+		n, _, err := c.cfg.Nomad.Nodes().Info(s.ID, (&nomad.QueryOptions{}).WithContext(ctx))
+		if err != nil || !shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) || n.NodeResources == nil {
+			continue
+		}
+		sz := demand.Size{CPUMHz: int(n.NodeResources.Cpu.CpuShares), MemoryMB: int(n.NodeResources.Memory.MemoryMB)}
+		if n.ReservedResources != nil {
+			sz.CPUMHz -= int(n.ReservedResources.Cpu.CpuShares)
+			sz.MemoryMB -= int(n.ReservedResources.Memory.MemoryMB)
+		}
+		if sz.CPUMHz > best.CPUMHz {
+			best = sz
+		}
+	}
+	if best.CPUMHz == 0 {
+		return best, fmt.Errorf("no host of the shared pool %s is known to nomad", shared.Name)
+	}
+	return best, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillwayhq/spillway/controlplane/controller"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/controlplane/lab"
+	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/pools"
+)
+
+// scaleOutPools: bu-a and bu-b each own one host and lend one to the
+// shared pool; a 50% share lets each lend that one.
+const scaleOutPools = `apiVersion: spillway/v1
+kind: BusinessUnit
+name: bu-a
+selector: {node_pool: bu-a, node_class: internal}
+lending: {share: 50%}
+borrowing: {quota: 2}
+---
+apiVersion: spillway/v1
+kind: BusinessUnit
+name: bu-b
+selector: {node_pool: bu-b, node_class: internal}
+lending: {share: 50%}
+borrowing: {quota: 2}
+---
+apiVersion: spillway/v1
+kind: SharedPool
+name: shared
+selector:
+  node_pool: shared
+  meta: {spillway.tier: shared}
+lease: 1h
+reclaim_notice: 1m
+drain_deadline: 5s
+time_to_ready: 10s
+`
+
+// The demo asks for 12 instances of 250 MHz; bu-a's one 2000 MHz host
+// holds 8, so 4 are queued and one shared host must be borrowed.
+const scaleOutPolicy = `apiVersion: spillway/v1
+kind: ScalingPolicy
+name: demo-burst
+business_unit: bu-a
+target: {namespace: default, job: demo, group: web}
+min: 2
+max: 20
+evaluation_interval: 2s
+deadline: 2m
+checks:
+  - name: burst
+    fixed: {count: 12}
+`
+
+// TestScaleOutBorrowsFromTheSharedPool: the scaler raises the count, Nomad
+// places what fits on bu-a's own host and queues the rest, and the
+// controller borrows a shared host for bu-a; every allocation becomes
+// healthy, and the activity's phases are journaled and exported.
+func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	dir := t.TempDir()
+	policyDir, poolDir := filepath.Join(dir, "policies"), filepath.Join(dir, "pools")
+	for d, f := range map[string]string{policyDir: scaleOutPolicy, poolDir: scaleOutPools} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "lab.yaml"), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := lab.DefaultOptions()
+	opts.BusinessUnits = []lab.BusinessUnit{{Name: "bu-a", Hosts: 1}, {Name: "bu-b", Hosts: 1}}
+	opts.SharedHosts = 2
+	opts.Policies = policyDir
+	opts.Pools = poolDir
+	l := labtest.Start(t, opts)
+
+	var done []journal.Event
+	deadline := time.Now().Add(3 * time.Minute)
+	for len(done) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no scale-out finished in 3 minutes; journal:\n%s", dump(events(t, l, "")))
+		}
+		time.Sleep(time.Second)
+		done = events(t, l, "kind="+controller.KindActivityEnded)
+	}
+	activity := done[0].Activity
+	evs := events(t, l, "activity="+activity)
+	t.Logf("activity %s:\n%s", activity, dump(evs))
+
+	// Every phase, in order, and the claim journaled before it was made.
+	var kinds, phases []string
+	for _, ev := range evs {
+		kinds = append(kinds, ev.Kind)
+		if ev.Kind == controller.KindPhase {
+			var p struct{ Phase string }
+			_ = json.Unmarshal(ev.Data, &p)
+			phases = append(phases, p.Phase)
+		}
+	}
+	want := []string{controller.PhaseTrigger, controller.PhaseDecided, controller.PhaseCapacityRequested,
+		controller.PhaseHostsRunning, controller.PhaseNodesReady, controller.PhasePlaced, controller.PhaseHealthy}
+	if strings.Join(phases, ",") != strings.Join(want, ",") {
+		t.Fatalf("phases %v, want %v", phases, want)
+	}
+	joined := strings.Join(kinds, ",")
+	if !strings.Contains(joined, controller.KindIntent+","+controller.KindPhase+","+controller.KindClaimed) {
+		t.Fatalf("the intent must be journaled before the claim: %v", kinds)
+	}
+	for _, k := range []string{journal.KindDecision, journal.KindScale} {
+		if !strings.Contains(joined, k) {
+			t.Errorf("the activity lacks its %s event: %v", k, kinds)
+		}
+	}
+
+	// One shared host is lent to bu-a and runs the queued allocations.
+	nodes, _, err := l.Nomad().Nodes().List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lent := 0
+	for _, stub := range nodes {
+		n, _, err := l.Nomad().Nodes().Info(stub.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Meta[pools.MetaLentTo] != "" {
+			lent++
+			if n.NodePool != lab.SharedPool || n.Meta[pools.MetaLentTo] != "bu-a" || n.Meta[pools.MetaServes] != "bu-a" {
+				t.Errorf("node %s: pool %s, meta %v", n.Name, n.NodePool, n.Meta)
+			}
+			allocs, _, _ := l.Nomad().Nodes().Allocations(n.ID, nil)
+			running := 0
+			for _, a := range allocs {
+				if a.JobID == lab.DemoJob && a.ClientStatus == "running" {
+					running++
+				}
+			}
+			if running != 4 {
+				t.Errorf("the borrowed host %s runs %d demo allocations, want the 4 queued ones", n.Name, running)
+			}
+		}
+	}
+	if lent != 1 {
+		t.Fatalf("%d shared hosts lent, want 1", lent)
+	}
+	if err := l.WaitHealthy(t.Context(), lab.DemoJob, 12, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	// The phases are exported.
+	if v, ok := metricValue(t, l.SpillwayURL, `spillway_scaleout_phase_seconds_count{phase="allocations_healthy",pool="shared"}`); !ok || v != 1 {
+		t.Errorf("spillway_scaleout_phase_seconds for allocations_healthy: %v %v", v, ok)
+	}
+}
