@@ -43,6 +43,25 @@ type Config struct {
 	API        API        `yaml:"api"`
 	Journal    Journal    `yaml:"journal"`
 	Alerts     Alerts     `yaml:"alerts"`
+	Leader     Leader     `yaml:"leader"`
+}
+
+// Leader configures the election of the one replica that acts when several
+// run (deploy/spillway.nomad.hcl); the others serve reads.
+type Leader struct {
+	// Enabled elects the acting replica through a lock on a Nomad variable.
+	// Several replicas share one journal, so it needs journal.driver postgres.
+	Enabled bool `yaml:"enabled"`
+	// Path is the lock's Nomad variable, in nomad.namespace. The Nomad
+	// token needs read and write on it.
+	Path string `yaml:"path"`
+	// TTL is the lock's lease (10s to 24h): a leader that cannot renew it
+	// for this long stops acting. A replica that dies is replaced after
+	// about twice the TTL plus LockDelay; one that stops cleanly, at once.
+	TTL time.Duration `yaml:"ttl"`
+	// LockDelay keeps an expired lock from being taken for this long, a
+	// margin for the old leader's last calls.
+	LockDelay time.Duration `yaml:"lock_delay"`
 }
 
 // Journal says where the durable record of events and the lending ledger is.
@@ -123,6 +142,7 @@ func Default() Config {
 		Prometheus: Prometheus{Address: "http://127.0.0.1:9090", Timeout: 10 * time.Second},
 		Journal:    Journal{Driver: "sqlite", Path: "spillway.db"},
 		Alerts:     Alerts{TTL: 2 * time.Hour},
+		Leader:     Leader{Path: "spillway/leader", TTL: 10 * time.Second, LockDelay: 2 * time.Second},
 	}
 }
 
@@ -281,6 +301,20 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 		}
 	default:
 		bad("journal.driver", "want sqlite or postgres, got %q", c.Journal.Driver)
+	}
+	if c.Leader.Enabled {
+		if c.Journal.Driver != "postgres" {
+			bad("leader.enabled", "needs journal.driver postgres: the replicas must share one journal")
+		}
+		if c.Leader.Path == "" || strings.HasPrefix(c.Leader.Path, "/") || strings.HasSuffix(c.Leader.Path, "/") {
+			bad("leader.path", "want a Nomad variable path such as spillway/leader, got %q", c.Leader.Path)
+		}
+		if c.Leader.TTL < 10*time.Second || c.Leader.TTL > 24*time.Hour {
+			bad("leader.ttl", "want 10s to 24h (Nomad's limits for a lock), got %s", c.Leader.TTL)
+		}
+		if c.Leader.LockDelay <= 0 {
+			bad("leader.lock_delay", "must be positive, got %s", c.Leader.LockDelay)
+		}
 	}
 	if c.Alerts.TTL <= 0 {
 		bad("alerts.ttl", "must be positive, got %s", c.Alerts.TTL)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestJournalDriver(t *testing.T) {
@@ -47,6 +48,31 @@ func TestJournalDriver(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("the error prints the DSN: %v", err)
+		}
+	}
+}
+
+func TestLeader(t *testing.T) {
+	cfg, _, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Leader.Enabled || cfg.Leader.Path != "spillway/leader" || cfg.Leader.TTL != 10*time.Second || cfg.Leader.LockDelay != 2*time.Second {
+		t.Fatalf("defaults: %+v", cfg.Leader)
+	}
+	pg := "journal:\n  driver: postgres\n  dsn: postgres://db/spillway\n"
+	cfg, _, err = Load(write(t, pg+"leader:\n  enabled: true\n  path: ops/spillway/leader\n  ttl: 20s\n"), nil)
+	if err != nil || !cfg.Leader.Enabled || cfg.Leader.TTL != 20*time.Second || cfg.Leader.Path != "ops/spillway/leader" {
+		t.Fatalf("leader: %+v, %v", cfg.Leader, err)
+	}
+	for _, c := range []struct{ body, want string }{
+		{"leader:\n  enabled: true\n", `key "leader.enabled": needs journal.driver postgres`},
+		{pg + "leader:\n  enabled: true\n  ttl: 5s\n", `key "leader.ttl": want 10s to 24h`},
+		{pg + "leader:\n  enabled: true\n  path: /spillway/leader\n", `key "leader.path": want a Nomad variable path`},
+		{pg + "leader:\n  enabled: true\n  lock_delay: 0s\n", `key "leader.lock_delay": must be positive`},
+	} {
+		if _, _, err := Load(write(t, c.body), nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.body, err, c.want)
 		}
 	}
 }
