@@ -56,6 +56,9 @@ type Options struct {
 	Policies string
 	// Pools is the control plane's pool directory; empty means none.
 	Pools string
+	// LabPools gives the control plane pool files written from the lab's
+	// own topology (its business units and shared pool), when Pools is empty.
+	LabPools bool
 	// Demo starts the demo service; nil leaves it out.
 	Demo *DemoOptions
 	// Load starts the load generator once the demo is healthy; nil leaves it out.

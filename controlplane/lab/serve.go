@@ -28,7 +28,14 @@ func (l *Lab) startServe(ctx context.Context) error {
 		// Alertmanager's repeat interval in the lab is 1h.
 		"alerts": map[string]any{"ttl": "2h"},
 	}
-	for key, dir := range map[string]string{"policies": l.opts.Policies, "pools": l.opts.Pools} {
+	poolDir := l.opts.Pools
+	if poolDir == "" && l.opts.LabPools {
+		var err error
+		if poolDir, err = l.writePools(); err != nil {
+			return err
+		}
+	}
+	for key, dir := range map[string]string{"policies": l.opts.Policies, "pools": poolDir} {
 		if dir == "" {
 			continue
 		}
