@@ -43,7 +43,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestAPICommands(t *testing.T) {
 	f := &fakeAPI{answers: map[string]string{
-		"POST /v1/scale":               `{"target":{"namespace":"default","job":"demo","group":"web"},"current":2,"desired":5,"changed":true,"activity":"act-1"}`,
+		"POST /v1/scale":                `{"target":{"namespace":"default","job":"demo","group":"web"},"current":2,"desired":5,"changed":true,"activity":"act-1"}`,
 		"POST /v1/policies/demo/pause":  `{"policy":"demo","paused":true,"changed":true}`,
 		"POST /v1/policies/demo/resume": `{"policy":"demo","paused":false,"changed":false}`,
 		"POST /v1/hosts/bu-a-1/drain":   `{"host":"bu-a-1","id":"1111","deadline":"10m0s","started":"2026-11-22T08:00:00Z"}`,
