@@ -165,4 +165,29 @@ func TestOperatorAPIThroughTheCLI(t *testing.T) {
 	if evs := events(t, l, "kind=scale"); len(evs) != 1 {
 		t.Fatalf("want only the manual scaling, got:\n%s", dump(evs))
 	}
+
+	// Hosts, and a drain with a deadline, marked with the token's name.
+	var hosts struct {
+		Hosts []struct{ ID, Name, Pool, Tier string }
+	}
+	if err := json.Unmarshal([]byte(cli("hosts", "-o", "json")), &hosts); err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts.Hosts) != 2 {
+		t.Fatalf("want the 2 hosts of bu-a, got %+v", hosts)
+	}
+	host := hosts.Hosts[0]
+	if out := cli("drain", host.Name, "--deadline", "2m", "--reason", "e2e drain"); !strings.Contains(out, "draining "+host.Name) {
+		t.Fatalf("drain: %s", out)
+	}
+	node, _, err := l.Nomad().Nodes().Info(host.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node.DrainStrategy == nil || node.DrainStrategy.Deadline != 2*time.Minute || node.LastDrain == nil || node.LastDrain.Meta["drained_by"] != "spillway:lab-admin" {
+		t.Fatalf("node after drain: strategy %+v, last drain %+v", node.DrainStrategy, node.LastDrain)
+	}
+	if evs := events(t, l, "kind=host.drain"); len(evs) != 1 || evs[0].Actor != "lab-admin" || evs[0].Subject != host.Name {
+		t.Fatalf("drain events:\n%s", dump(evs))
+	}
 }
