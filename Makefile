@@ -23,7 +23,7 @@ run: tools build
 	./$(BIN) lab --policies policies/examples
 
 ## test: lint, then every test with the race detector, then bounded fuzzing
-test: tools lint terraform-fmt-check unit fuzz
+test: tools lint terraform-fmt-check nomad-fmt-check unit fuzz
 
 unit:
 	$(GO) test -race -timeout 45m ./...
@@ -45,6 +45,17 @@ terraform-fmt-check:
 		terraform fmt -check -recursive -diff terraform && echo "terraform fmt: ok"; \
 	else \
 		echo "terraform fmt: SKIPPED: terraform is not installed (the HCL contract test in terraform/ still runs)"; \
+	fi
+
+## nomad-fmt-check: nomad fmt -check on deploy/ (skipped, saying so, without nomad; deploy/'s Go tests validate the job on a real server)
+.PHONY: nomad-fmt-check
+nomad-fmt-check:
+	@nomad="$${SPILLWAY_NOMAD_BIN:-$${XDG_CACHE_HOME:-$$HOME/.cache}/spillway/tools/nomad-1.11.0/nomad}"; \
+	if [ ! -x "$$nomad" ]; then nomad=$$(command -v nomad 2>/dev/null || true); fi; \
+	if [ -n "$$nomad" ]; then \
+		"$$nomad" fmt -check -list=true deploy && echo "nomad fmt: ok"; \
+	else \
+		echo "nomad fmt: SKIPPED: nomad is not installed (run 'make tools')"; \
 	fi
 
 ## bench: run the benchmarks

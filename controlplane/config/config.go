@@ -52,9 +52,10 @@ type Leader struct {
 	// Enabled elects the acting replica through a lock on a Nomad variable.
 	// Several replicas share one journal, so it needs journal.driver postgres.
 	Enabled bool `yaml:"enabled"`
-	// Path is the lock's Nomad variable, in nomad.namespace. The Nomad
-	// token needs read and write on it.
-	Path string `yaml:"path"`
+	// Path is the lock's Nomad variable, in Namespace (default:
+	// nomad.namespace). The Nomad token needs read and write on it.
+	Path      string `yaml:"path"`
+	Namespace string `yaml:"namespace"`
 	// TTL is the lock's lease (10s to 24h): a leader that cannot renew it
 	// for this long stops acting. A replica that dies is replaced after
 	// about twice the TTL plus LockDelay; one that stops cleanly, at once.
