@@ -32,11 +32,11 @@ type PostgresServer struct {
 	// User is the superuser.
 	User string
 
-	dir   string
-	cmd   *exec.Cmd
-	done  chan struct{}
-	log   string
-	dbSeq atomic.Int64
+	dir, data, bin, log string
+	cred                *syscall.Credential
+	cmd                 *exec.Cmd
+	done                chan struct{}
+	dbSeq               atomic.Int64
 }
 
 // StartPostgres starts a cluster for tb. Without PostgreSQL installed it
@@ -65,7 +65,7 @@ func StartPostgres(tb testing.TB) *PostgresServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &PostgresServer{User: "spillway", dir: dir, log: filepath.Join(dir, "postgres.log"), done: make(chan struct{})}
+	s := &PostgresServer{User: "spillway", dir: dir, log: filepath.Join(dir, "postgres.log")}
 	tb.Cleanup(func() {
 		s.stop()
 		if tb.Failed() {
@@ -94,24 +94,36 @@ func StartPostgres(tb testing.TB) *PostgresServer {
 		tb.Fatal(err)
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	logf, err := os.Create(s.log)
+	s.bin, s.data, s.cred = bin, data, cred
+	s.start(tb)
+	return s
+}
+
+// start runs the postmaster on s.Addr and waits until it takes connections.
+func (s *PostgresServer) start(tb testing.TB) {
+	tb.Helper()
+	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer logf.Close()
-	if cred != nil {
-		_ = os.Chown(s.log, int(cred.Uid), int(cred.Gid))
+	if s.cred != nil {
+		_ = os.Chown(s.log, int(s.cred.Uid), int(s.cred.Gid))
 	}
+	_, port, _ := net.SplitHostPort(s.Addr)
 	// fsync stays on: the contract includes durability.
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-k", dir, "-c", "max_connections=100", "-c", "shared_buffers=16MB")
+	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data, "-h", "127.0.0.1", "-p", port,
+		"-k", s.dir, "-c", "max_connections=100", "-c", "shared_buffers=16MB")
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.Dir = dir
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	s.cmd.Dir = s.dir
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatalf("starting postgres: %v", err)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	done := make(chan struct{})
+	s.done = done
+	cmd := s.cmd
+	go func() { _ = cmd.Wait(); close(done) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -119,10 +131,10 @@ func StartPostgres(tb testing.TB) *PostgresServer {
 		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 		if err == nil {
 			conn.Close(ctx)
-			return s
+			return
 		}
 		select {
-		case <-s.done:
+		case <-done:
 			b, _ := os.ReadFile(s.log)
 			tb.Fatalf("postgres exited while starting:\n%s", tail(b, 40))
 		case <-ctx.Done():
@@ -130,6 +142,40 @@ func StartPostgres(tb testing.TB) *PostgresServer {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// Crash kills the server and its backends outright (SIGKILL, as a power
+// loss would leave it), then starts it again on the same address: what a
+// client was told is committed must still be there.
+func (s *PostgresServer) Crash(tb testing.TB) {
+	tb.Helper()
+	// Backends call setsid, so the postmaster's group is not all of them:
+	// kill its children by parent, then the postmaster.
+	pm := s.cmd.Process.Pid
+	kids := children(pm)
+	for _, pid := range kids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(-pm, syscall.SIGKILL)
+	<-s.done
+	// A new postmaster refuses the data directory while any old process
+	// still has the shared memory attached.
+	for i := 0; ; i++ {
+		alive := 0
+		for _, pid := range kids {
+			if running(pid) {
+				alive++
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		if i == 200 {
+			tb.Fatalf("%d postgres processes outlived SIGKILL for 10s", alive)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.start(tb)
 }
 
 // DSN is the connection string of database db on the server.
@@ -172,6 +218,47 @@ func (s *PostgresServer) stop() {
 	}
 	// Backends exit with their postmaster; make sure none is left.
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// children lists the processes whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _, ok := procStat(child); ok && ppid == pid {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// running reports whether pid exists and is not a zombie.
+func running(pid int) bool {
+	_, state, ok := procStat(pid)
+	return ok && state != 'Z' && state != 'X'
+}
+
+// procStat reads a process's parent and state from /proc/<pid>/stat.
+func procStat(pid int) (ppid int, state byte, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, false
+	}
+	f := bytes.Fields(b[i+2:])
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(string(f[1]))
+	return ppid, f[0][0], err == nil
 }
 
 func freePort() (int, error) {
