@@ -58,6 +58,10 @@ func (s *api) handleScale(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid_count", err.Error())
 	case errors.Is(err, scaler.ErrCannotReadCount):
 		writeError(w, http.StatusBadGateway, "nomad_error", err.Error())
+	case errors.Is(err, scaler.ErrDeploymentActive):
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusConflict, apiError{Error: apiErrorBody{Code: "deployment_active", Message: err.Error(),
+			Details: []string{"activity " + res.Activity + " records the failure"}}})
 	case errors.Is(err, scaler.ErrJournal):
 		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
 	case err != nil:

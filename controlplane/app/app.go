@@ -252,6 +252,9 @@ func (a *App) Run(ctx context.Context) error {
 	sctx, stopScaler := context.WithCancel(ctx)
 	defer stopScaler()
 	go a.scaler.Run(sctx)
+	if a.controller != nil {
+		go a.controller.Run(sctx, 10*time.Second)
+	}
 	a.log.Info("serving", "addr", "http://"+a.Addr(), "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
 	select {
 	case err := <-errc:

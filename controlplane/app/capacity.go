@@ -38,5 +38,5 @@ func (a *App) counts(nc *nomad.Client) (scaler.Counts, error) {
 		Logger: a.log.With("component", "controller"), Registerer: a.reg,
 	})
 	a.activities, a.stopActivities = context.WithCancel(context.Background())
-	return &controller.Counts{Next: next, Controller: a.controller, Nomad: nc, Policies: a.Policies, Context: a.activities, Now: time.Now}, nil
+	return &controller.Counts{Next: next, Controller: a.controller, Policies: a.Policies, Context: a.activities, Now: time.Now}, nil
 }

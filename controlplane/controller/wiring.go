@@ -47,24 +47,31 @@ func OwnedHosts(ctx context.Context, nc *nomad.Client, cfg *pools.Config) (map[s
 type Counts struct {
 	Next       scaler.Counts
 	Controller *Controller
-	Nomad      *nomad.Client
 	Policies   func() *policies.Set
 	// Context bounds the activities; they outlive the scaling request.
 	Context context.Context
 	Now     func() time.Time
 }
 
-var _ scaler.Counts = (*Counts)(nil)
+var (
+	_ scaler.Counts      = (*Counts)(nil)
+	_ scaler.CountReader = (*Counts)(nil)
+)
+
+// Count implements scaler.CountReader through Next.
+func (c *Counts) Count(ctx context.Context, t policies.Target) (int, error) {
+	r, ok := c.Next.(scaler.CountReader)
+	if !ok {
+		return 0, scaler.ErrCannotReadCount
+	}
+	return r.Count(ctx, t)
+}
 
 // Scale implements scaler.Counts.
 func (c *Counts) Scale(ctx context.Context, t policies.Target, count int, message string, meta map[string]any) error {
-	before := -1
-	if job, _, err := c.Nomad.Jobs().Info(t.Job, (&nomad.QueryOptions{Namespace: t.Namespace}).WithContext(ctx)); err == nil {
-		for _, g := range job.TaskGroups {
-			if g.Name != nil && *g.Name == t.Group && g.Count != nil {
-				before = *g.Count
-			}
-		}
+	before, err := c.Count(ctx, t)
+	if err != nil {
+		before = -1 // unknown: scale, but start no activity
 	}
 	if err := c.Next.Scale(ctx, t, count, message, meta); err != nil {
 		return err

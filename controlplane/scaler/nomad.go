@@ -2,7 +2,9 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	nomad "github.com/hashicorp/nomad/api"
 
@@ -32,7 +34,14 @@ func (n NomadCounts) Count(ctx context.Context, t policies.Target) (int, error) 
 func (n NomadCounts) Scale(ctx context.Context, t policies.Target, count int, message string, meta map[string]any) error {
 	q := (&nomad.WriteOptions{Namespace: t.Namespace}).WithContext(ctx)
 	if _, _, err := n.Client.Jobs().Scale(t.Job, t.Group, &count, message, false, meta, q); err != nil {
+		if strings.Contains(err.Error(), "active deployment") {
+			return fmt.Errorf("scaling %s to %d: %w (%v)", t, count, ErrDeploymentActive, err)
+		}
 		return fmt.Errorf("scaling %s to %d in nomad: %w", t, count, err)
 	}
 	return nil
 }
+
+// ErrDeploymentActive is returned when Nomad refuses to change a count
+// because a deployment of the job is running; retry when it has ended.
+var ErrDeploymentActive = errors.New("a deployment of the job is running, and Nomad refuses to scale it until the deployment ends")

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	nomad "github.com/hashicorp/nomad/api"
+
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/lab"
@@ -160,5 +162,54 @@ func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
 	// The phases are exported.
 	if v, ok := metricValue(t, l.SpillwayURL, `spillway_scaleout_phase_seconds_count{phase="allocations_healthy",pool="shared"}`); !ok || v != 1 {
 		t.Errorf("spillway_scaleout_phase_seconds for allocations_healthy: %v %v", v, ok)
+	}
+
+	// Scale in: pause the policy (its fixed count would scale out again),
+	// lower the count by hand, and the borrowed host goes back once what
+	// runs on it fits on bu-a's own host.
+	post(t, l, "/v1/policies/demo-burst/pause", []byte(`{"reason":"e2e: scale in"}`))
+	// Nomad refuses to scale a job while the scale-out's deployment runs.
+	deadline = time.Now().Add(time.Minute)
+	for {
+		d, _, err := l.Nomad().Jobs().LatestDeployment(lab.DemoJob, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == nil || d.Status != nomad.DeploymentStatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scale-out's deployment still runs after a minute: %s", d.StatusDescription)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	post(t, l, "/v1/scale", []byte(`{"service":"default/demo/web","to":4,"reason":"e2e: the burst is over"}`))
+	var returned []journal.Event
+	deadline = time.Now().Add(2 * time.Minute)
+	for len(returned) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the borrowed host was not returned in 2 minutes; journal:\n%s", dump(events(t, l, "")))
+		}
+		time.Sleep(time.Second)
+		returned = events(t, l, "kind="+controller.KindReturned)
+	}
+	t.Logf("returned: %s", returned[0].Message)
+	intents := events(t, l, "kind="+controller.KindIntentReturn)
+	if len(intents) != 1 || intents[0].Seq > returned[0].Seq {
+		t.Fatalf("the return's intent must be journaled before it: %s", dump(intents))
+	}
+	for _, stub := range nodes {
+		n, _, err := l.Nomad().Nodes().Info(stub.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{pools.MetaLentTo, pools.MetaServes, pools.MetaLease, pools.MetaClaim} {
+			if v, ok := n.Meta[k]; ok && n.NodePool == lab.SharedPool {
+				t.Errorf("shared host %s still carries %s=%s after the return", n.Name, k, v)
+			}
+		}
+	}
+	if err := l.WaitHealthy(t.Context(), lab.DemoJob, 4, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 }

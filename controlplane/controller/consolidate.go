@@ -1,0 +1,215 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers"
+)
+
+// Journal event kinds of scale-in.
+const (
+	KindIntentReturn = "intent.return"
+	KindReturned     = "capacity.returned"
+	KindReturnFailed = "capacity.return_failed"
+)
+
+// MinLoanAge is how long a borrowed host is kept at least, so a flapping
+// count does not borrow and return the same host in a loop.
+const MinLoanAge = 30 * time.Second
+
+// Run gives back, every interval, the borrowed hosts a business unit no
+// longer needs, until ctx ends.
+func (c *Controller) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := c.Consolidate(ctx); err != nil {
+				c.cfg.Logger.Warn("consolidating borrowed hosts", "err", err)
+			}
+		}
+	}
+}
+
+// Consolidate returns at most one borrowed host per business unit per
+// call: the emptiest one whose allocations fit on the other hosts that
+// serve the business unit. It never returns a host while a scale-out of the
+// business unit is in flight, nor one borrowed less than MinLoanAge ago.
+// It returns the hosts it gave back.
+func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
+	if c.cfg.Shared == nil || c.cfg.Ledger == nil {
+		return nil, nil
+	}
+	c.mu.Lock()
+	busy := len(c.active) > 0
+	c.mu.Unlock()
+	if busy {
+		return nil, nil // a scale-out is placing work; its hosts are not spare
+	}
+	now := c.cfg.Now()
+	byBorrower := map[string][]pools.Loan{}
+	for _, l := range c.cfg.Ledger.Loans() {
+		if l.Tier == pools.TierShared && now.Sub(l.Since) >= MinLoanAge {
+			byBorrower[l.Borrower] = append(byBorrower[l.Borrower], l)
+		}
+	}
+	var returned []string
+	for _, borrower := range sortedLoanKeys(byBorrower) {
+		view, err := c.serving(ctx, borrower)
+		if err != nil {
+			return returned, err
+		}
+		loans := byBorrower[borrower]
+		// Emptiest first.
+		sort.Slice(loans, func(i, j int) bool {
+			return len(view.allocs[loans[i].Host]) < len(view.allocs[loans[j].Host])
+		})
+		for _, loan := range loans {
+			if !view.fitsElsewhere(loan.Host) {
+				continue
+			}
+			if err := c.giveBack(ctx, loan, len(view.allocs[loan.Host])); err != nil {
+				return returned, err
+			}
+			returned = append(returned, loan.HostName)
+			break // one host per business unit per round: re-read before the next
+		}
+	}
+	return returned, nil
+}
+
+func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, allocs int) error {
+	subject := "business-unit/" + loan.Borrower
+	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": loan.Host, "pool": loan.Pool, "borrower": loan.Borrower,
+		"lender": loan.Lender, "claim": loan.Claim, "allocations": allocs})
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntentReturn, Subject: subject, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("returning %s to %s: its %d allocations fit on %s's other hosts", loan.HostName, loan.Lender, allocs, loan.Borrower)}); err != nil {
+		return fmt.Errorf("journaling the intent to return %s: %w", loan.HostName, err)
+	}
+	err := c.cfg.Shared.Delete(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim})
+	if err != nil && !providers.IsNotFound(err) {
+		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturnFailed, Subject: subject, Actor: "controller", Data: data,
+			Message: fmt.Sprintf("returning %s failed: %v", loan.HostName, err)})
+		return fmt.Errorf("returning %s: %w", loan.HostName, err)
+	}
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturned, Subject: subject, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("returned %s to %s after draining it", loan.HostName, loan.Lender)})
+	return nil
+}
+
+func sortedLoanKeys(m map[string][]pools.Loan) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// servingView is the hosts serving one business unit: what is free on
+// each, and the sizes of the allocations each runs.
+type servingView struct {
+	free   map[string]demand.Size
+	allocs map[string][]demand.Size
+}
+
+// serving reads every ready, eligible node serving borrower.
+func (c *Controller) serving(ctx context.Context, borrower string) (*servingView, error) {
+	q := (&nomad.QueryOptions{}).WithContext(ctx)
+	stubs, _, err := c.cfg.Nomad.Nodes().List(q)
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}}
+	for _, s := range stubs {
+		if s.Status != nomad.NodeStatusReady || s.SchedulingEligibility != nomad.NodeSchedulingEligible {
+			continue
+		}
+		n, _, err := c.cfg.Nomad.Nodes().Info(s.ID, q)
+		if err != nil || n.Meta[pools.MetaServes] != borrower || n.NodeResources == nil {
+			continue
+		}
+		free := demand.Size{CPUMHz: int(n.NodeResources.Cpu.CpuShares), MemoryMB: int(n.NodeResources.Memory.MemoryMB)}
+		if n.ReservedResources != nil {
+			free.CPUMHz -= int(n.ReservedResources.Cpu.CpuShares)
+			free.MemoryMB -= int(n.ReservedResources.Memory.MemoryMB)
+		}
+		allocs, _, err := c.cfg.Nomad.Nodes().Allocations(s.ID, q)
+		if err != nil {
+			return nil, fmt.Errorf("reading the allocations of %s: %w", s.Name, err)
+		}
+		for _, a := range allocs {
+			if a.DesiredStatus != nomad.AllocDesiredStatusRun || (a.ClientStatus != nomad.AllocClientStatusRunning && a.ClientStatus != nomad.AllocClientStatusPending) {
+				continue
+			}
+			sz := allocSize(a)
+			free.CPUMHz -= sz.CPUMHz
+			free.MemoryMB -= sz.MemoryMB
+			v.allocs[s.ID] = append(v.allocs[s.ID], sz)
+		}
+		v.free[s.ID] = free
+	}
+	return v, nil
+}
+
+func allocSize(a *nomad.Allocation) demand.Size {
+	var sz demand.Size
+	if a.AllocatedResources == nil {
+		return sz
+	}
+	for _, t := range a.AllocatedResources.Tasks {
+		if t == nil {
+			continue
+		}
+		sz.CPUMHz += int(t.Cpu.CpuShares)
+		sz.MemoryMB += int(t.Memory.MemoryMB)
+	}
+	return sz
+}
+
+// fitsElsewhere reports whether host's allocations fit, largest first, on
+// the free room of the other serving hosts.
+func (v *servingView) fitsElsewhere(host string) bool {
+	free := map[string]demand.Size{}
+	for id, f := range v.free {
+		if id != host {
+			free[id] = f
+		}
+	}
+	allocs := append([]demand.Size(nil), v.allocs[host]...)
+	sort.Slice(allocs, func(i, j int) bool { return allocs[i].CPUMHz > allocs[j].CPUMHz })
+	ids := make([]string, 0, len(free))
+	for id := range free {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, a := range allocs {
+		placed := false
+		for _, id := range ids {
+			f := free[id]
+			if f.CPUMHz >= a.CPUMHz && f.MemoryMB >= a.MemoryMB {
+				f.CPUMHz -= a.CPUMHz
+				f.MemoryMB -= a.MemoryMB
+				free[id] = f
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			return false
+		}
+	}
+	return true
+}
