@@ -312,15 +312,19 @@ func (e *Elector) renew(ctx context.Context, lock string, deadline time.Time) er
 	return err
 }
 
-// observeHolder reads who holds the lock, for Leader. Failing to read it
-// (no read permission, say) only leaves Leader empty.
+// observeHolder reads who holds the lock, for Leader, after Nomad refused
+// it to us. The holder wrote its identity into the variable when it took
+// the lock. (Nomad hides the lock itself from non-management tokens, so
+// the refusal is what says the lock is held; during the lock delay after
+// an expiry, the name is the old holder's.) Failing to read it (no read
+// permission, say) only leaves Leader empty.
 func (e *Elector) observeHolder(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, e.opts.RetryInterval)
 	defer cancel()
 	qo := (&nomad.QueryOptions{Namespace: e.opts.Namespace}).WithContext(rctx)
 	v, _, err := e.opts.Client.Variables().Peek(e.opts.Path, qo)
 	holder := ""
-	if err == nil && v != nil && v.Lock != nil {
+	if err == nil && v != nil {
 		holder = v.Items["holder"]
 	}
 	e.mu.Lock()

@@ -180,6 +180,43 @@ func TestElection(t *testing.T) {
 		}
 	})
 
+	t.Run("LeaderWhoseLockIsTakenCancelsItsWork", func(t *testing.T) {
+		// An operator force-releases the lock (as management can) and the
+		// other candidate takes it: the old leader's next renewal is refused,
+		// and it cancels its work at once instead of waiting for the TTL.
+		path := "spillway/test-stolen"
+		tr := &tracker{}
+		a := newCandidate(t, addr, path, "a", tr)
+		waitLeader(t, 15*time.Second, a)
+		b := newCandidate(t, addr, path, "b", tr)
+		nc := client(t, addr)
+		v, _, err := nc.Variables().Peek(path, nil)
+		if err != nil || v == nil || v.LockID() == "" {
+			t.Fatalf("reading the lock as management: %+v, %v", v, err)
+		}
+		if v.Items["holder"] != "a" {
+			t.Errorf("the lock variable names holder %q, want a", v.Items["holder"])
+		}
+		stolen := time.Now()
+		if _, _, err := nc.Variables().ReleaseLock(&nomad.Variable{Path: path, Lock: &nomad.VariableLock{ID: v.LockID()}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitLeader(t, 5*time.Second, b)
+		deadline := time.Now().Add(leader.MinTTL)
+		for a.running.Load() || a.e.IsLeader() {
+			if time.Now().After(deadline) {
+				t.Fatal("the leader whose lock was taken still runs its work")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		// Renewals come every TTL/3: the refusal is seen within one.
+		if took := a.cancelled[0].Sub(stolen); took > leader.MinTTL/3+2*time.Second {
+			t.Errorf("the old leader stopped %s after losing the lock; want within a renewal period", took)
+		}
+	})
+
 	t.Run("PartitionedLeaderStopsBeforeHandover", func(t *testing.T) {
 		// The leader talks to Nomad through a proxy the test cuts: it can no
 		// longer renew, so it must cancel its work by the TTL, and the other
