@@ -25,6 +25,8 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spillwayhq/spillway/controlplane/config"
 )
 
 // Defaults.
@@ -379,4 +381,15 @@ func isLockConflict(err error) bool {
 		return ue.StatusCode() == http.StatusConflict || ue.StatusCode() == http.StatusNotFound
 	}
 	return false
+}
+
+// ConfigOptions maps the daemon's leader.* keys onto Options. The lock's
+// namespace defaults to nomadNamespace (nomad.namespace). The caller adds
+// the Client, Logger and Registerer.
+func ConfigOptions(c config.Leader, nomadNamespace string) Options {
+	ns := c.Namespace
+	if ns == "" {
+		ns = nomadNamespace
+	}
+	return Options{Path: c.Path, Namespace: ns, TTL: c.TTL, LockDelay: c.LockDelay}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/controlplane/lab"
 	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
 	"github.com/spillwayhq/spillway/controlplane/leader"
@@ -378,5 +379,17 @@ func TestNewChecksOptions(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(gauge(t, reg)); v != 0 {
 		t.Errorf("spillway_leader = %v before running", v)
+	}
+}
+
+func TestConfigOptions(t *testing.T) {
+	c := config.Default().Leader
+	o := leader.ConfigOptions(c, "ops")
+	if o.Path != "spillway/leader" || o.Namespace != "ops" || o.TTL != 10*time.Second || o.LockDelay != 2*time.Second {
+		t.Fatalf("defaults: %+v", o)
+	}
+	c.Namespace = "spillway"
+	if o := leader.ConfigOptions(c, "ops"); o.Namespace != "spillway" {
+		t.Fatalf("leader.namespace must win over nomad.namespace: %+v", o)
 	}
 }
