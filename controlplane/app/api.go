@@ -47,6 +47,7 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	}
 	handle("GET /v1/openapi.yaml", "openapi", http.HandlerFunc(serveOpenAPI))
 	handle("GET /v1/status", "status", read(s.handleStatus))
+	handle("POST /v1/reload", "reload", write(auth.Admin, a.handleReload))
 
 	handle("GET /v1/policies", "policies", read(s.handlePolicies))
 	handle("GET /v1/policies/{name}", "policy", read(s.handlePolicy))
@@ -63,10 +64,13 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	handle("GET /v1/hosts", "hosts", read(s.handleHosts))
 	handle("GET /v1/hosts/{id}", "host", read(s.handleHost))
 	handle("POST /v1/hosts/{id}/drain", "host_drain", write(auth.Operator, s.handleDrain))
+	handle("POST /v1/hosts/{id}/release", "host_release", write(auth.Operator, s.handleRelease))
 
 	handle("GET /v1/pools", "pools", read(s.handlePools))
 	handle("GET /v1/pools/loans", "pool_loans", read(s.handleLoans))
 	handle("GET /v1/pools/chargeback", "pool_chargeback", read(s.handleChargeback))
+	handle("POST /v1/pools/{name}/pause", "pool_pause", write(auth.Operator, s.handlePoolPause))
+	handle("POST /v1/pools/{name}/resume", "pool_resume", write(auth.Operator, s.handlePoolResume))
 }
 
 // limitWrites answers 429 when the token sends writes too fast.

@@ -188,7 +188,6 @@ func (a *App) routes() {
 	}))
 	handle("GET /readyz", "readyz", http.HandlerFunc(a.readyz))
 	handle("GET /metrics", "metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	handle("POST /v1/reload", "reload", a.auth.Require(auth.Admin, writeError, http.HandlerFunc(a.handleReload)))
 	handle("POST /v1/alerts/alertmanager", "alertmanager", a.auth.Require(auth.Operator, writeError, http.HandlerFunc(a.handleAlertmanager)))
 	handle("GET /v1/events", "events", a.auth.Require(auth.Viewer, writeError, http.HandlerFunc(a.handleEvents)))
 	a.apiRoutes(handle)
@@ -248,7 +247,13 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	srv.RegisterOnShutdown(a.streams.close)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(a.ln) }()
+	go func() {
+		if a.cfg.TLS.CertFile != "" {
+			errc <- srv.ServeTLS(a.ln, a.cfg.TLS.CertFile, a.cfg.TLS.KeyFile)
+			return
+		}
+		errc <- srv.Serve(a.ln)
+	}()
 	sctx, stopScaler := context.WithCancel(ctx)
 	defer stopScaler()
 	go a.scaler.Run(sctx)

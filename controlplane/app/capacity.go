@@ -37,6 +37,9 @@ func (a *App) counts(nc *nomad.Client) (scaler.Counts, error) {
 		Nomad: nc, Pools: a.pools, Ledger: ledger, Shared: shared, Journal: a.journal.Events(),
 		Logger: a.log.With("component", "controller"), Registerer: a.reg,
 	})
+	if err := a.controller.RestorePauses(context.Background(), a.journal.Events()); err != nil {
+		return nil, err
+	}
 	a.activities, a.stopActivities = context.WithCancel(context.Background())
 	return &controller.Counts{Next: next, Controller: a.controller, Policies: a.Policies, Context: a.activities, Now: time.Now}, nil
 }

@@ -35,6 +35,7 @@ const EnvPrefix = "SPILLWAY"
 type Config struct {
 	// Listen is the address the API, the console and /metrics are served on.
 	Listen     string     `yaml:"listen"`
+	TLS        TLS        `yaml:"tls"`
 	Log        Log        `yaml:"log"`
 	Nomad      Nomad      `yaml:"nomad"`
 	Prometheus Prometheus `yaml:"prometheus"`
@@ -84,6 +85,12 @@ type Alerts struct {
 	// TTL forgets a firing alert Alertmanager has not re-sent for this long
 	// (its resolve was lost). Keep it above Alertmanager's repeat_interval.
 	TTL time.Duration `yaml:"ttl"`
+}
+
+// TLS serves the API over HTTPS when both files are set.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Pools says where the pool files are: business units, the shared pool
@@ -220,6 +227,8 @@ func Load(file string, flags []Flag) (*Config, string, error) {
 			{&cfg.Policies.Dir, probe.Policies.Dir},
 			{&cfg.Journal.Path, probe.Journal.Path},
 			{&cfg.Pools.Dir, probe.Pools.Dir},
+			{&cfg.TLS.CertFile, probe.TLS.CertFile},
+			{&cfg.TLS.KeyFile, probe.TLS.KeyFile},
 		} {
 			if *p.got != "" && *p.got == p.inFile && !filepath.IsAbs(*p.got) {
 				*p.got = filepath.Join(filepath.Dir(file), *p.got)
@@ -283,6 +292,17 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 			bad(key+".name", "%q is used by another token", t.Name)
 		}
 		names[t.Name] = true
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "set both cert_file and key_file, or neither")
+	}
+	for key, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			bad(key, "cannot read %q: %v", f, strictyaml.PathErrorCause(err))
+		}
 	}
 	if c.Pools.Dir != "" {
 		if st, err := os.Stat(c.Pools.Dir); err != nil || !st.IsDir() {

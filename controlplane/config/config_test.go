@@ -166,3 +166,12 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestTLSNeedsBothFiles(t *testing.T) {
+	file := write(t, "tls:\n  cert_file: /nonexistent/cert.pem\n")
+	_, _, err := Load(file, nil)
+	if err == nil || !strings.Contains(err.Error(), `key "tls": set both cert_file and key_file`) ||
+		!strings.Contains(err.Error(), `key "tls.cert_file": cannot read`) {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -80,7 +80,8 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 			if !view.fitsElsewhere(loan.Host) {
 				continue
 			}
-			if err := c.giveBack(ctx, loan, len(view.allocs[loan.Host])); err != nil {
+			why := fmt.Sprintf("its %d allocations fit on %s's other hosts", len(view.allocs[loan.Host]), loan.Borrower)
+			if err := c.giveBack(ctx, loan, len(view.allocs[loan.Host]), "controller", why); err != nil {
 				return returned, err
 			}
 			returned = append(returned, loan.HostName)
@@ -90,21 +91,23 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	return returned, nil
 }
 
-func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, allocs int) error {
+// giveBack journals the intent, drains and returns a borrowed host, and
+// journals the outcome. why says what made it spare.
+func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, allocs int, actor, why string) error {
 	subject := "business-unit/" + loan.Borrower
 	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": loan.Host, "pool": loan.Pool, "borrower": loan.Borrower,
 		"lender": loan.Lender, "claim": loan.Claim, "allocations": allocs})
-	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntentReturn, Subject: subject, Actor: "controller", Data: data,
-		Message: fmt.Sprintf("returning %s to %s: its %d allocations fit on %s's other hosts", loan.HostName, loan.Lender, allocs, loan.Borrower)}); err != nil {
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntentReturn, Subject: subject, Actor: actor, Data: data,
+		Message: fmt.Sprintf("returning %s to %s: %s", loan.HostName, loan.Lender, why)}); err != nil {
 		return fmt.Errorf("journaling the intent to return %s: %w", loan.HostName, err)
 	}
 	err := c.cfg.Shared.Delete(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim})
 	if err != nil && !providers.IsNotFound(err) {
-		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturnFailed, Subject: subject, Actor: "controller", Data: data,
+		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturnFailed, Subject: subject, Actor: actor, Data: data,
 			Message: fmt.Sprintf("returning %s failed: %v", loan.HostName, err)})
 		return fmt.Errorf("returning %s: %w", loan.HostName, err)
 	}
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturned, Subject: subject, Actor: "controller", Data: data,
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data,
 		Message: fmt.Sprintf("returned %s to %s after draining it", loan.HostName, loan.Lender)})
 	return nil
 }

@@ -78,6 +78,7 @@ type Controller struct {
 	missed prometheus.Counter
 	mu     sync.Mutex
 	active map[policies.Target]string // target -> activity in flight
+	paused map[string]PoolPause       // pools the controller takes nothing from
 	wg     sync.WaitGroup
 }
 
@@ -95,6 +96,7 @@ func New(cfg Config) *Controller {
 	c := &Controller{
 		cfg:    cfg,
 		active: map[policies.Target]string{},
+		paused: map[string]PoolPause{},
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spillway_scaleout_phase_seconds",
 			Help:    "Seconds from a scale-out's trigger to each of its phases, by phase and pool.",
@@ -298,6 +300,10 @@ func (c *Controller) findHosts(ctx context.Context, tl *timeline, d demand.Deman
 		return "none", nil
 	}
 	shared := c.cfg.Pools.Shared
+	if p, ok := c.PausedPools()[shared.Name]; ok {
+		c.unmet(ctx, r, d, 0, fmt.Sprintf("pool %s is paused by %s (%s)", shared.Name, p.By, p.Reason))
+		return "none", nil
+	}
 	// Lending shares are shares of what each business unit owns now.
 	if owned, err := OwnedHosts(ctx, c.cfg.Nomad, c.cfg.Pools); err == nil {
 		c.cfg.Ledger.SetLimits(c.cfg.Pools.Limits(owned))

@@ -144,6 +144,16 @@ func TestAlertmanagerDrivesScaling(t *testing.T) {
 
 func request(t *testing.T, l *lab.Lab, method, path string, body []byte) string {
 	t.Helper()
+	code, out := requestStatus(t, l, method, path, body)
+	if code != http.StatusOK {
+		t.Fatalf("%s %s: %d: %s", method, path, code, out)
+	}
+	return out
+}
+
+// requestStatus calls the lab's API with its admin token.
+func requestStatus(t *testing.T, l *lab.Lab, method, path string, body []byte) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, l.SpillwayURL+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -155,10 +165,7 @@ func request(t *testing.T, l *lab.Lab, method, path string, body []byte) string 
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %s: %s", method, path, resp.Status, out)
-	}
-	return string(out)
+	return resp.StatusCode, string(out)
 }
 
 func post(t *testing.T, l *lab.Lab, path string, body []byte) string {

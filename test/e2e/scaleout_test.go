@@ -164,6 +164,24 @@ func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
 		t.Errorf("spillway_scaleout_phase_seconds for allocations_healthy: %v %v", v, ok)
 	}
 
+	// Pausing a pool is journaled and idempotent; a host that was not
+	// borrowed cannot be released.
+	if body := post(t, l, "/v1/pools/shared/pause", []byte(`{"reason":"e2e"}`)); !strings.Contains(body, `"changed": true`) || !strings.Contains(body, `"paused": true`) {
+		t.Fatalf("pause: %s", body)
+	}
+	if body := post(t, l, "/v1/pools/shared/pause", []byte(`{"reason":"e2e"}`)); !strings.Contains(body, `"changed": false`) {
+		t.Fatalf("second pause: %s", body)
+	}
+	if body := post(t, l, "/v1/pools/shared/resume", []byte(`{"reason":"e2e"}`)); !strings.Contains(body, `"paused": false`) {
+		t.Fatalf("resume: %s", body)
+	}
+	if code, body := requestStatus(t, l, "POST", "/v1/hosts/bu-a-1/release", []byte(`{"reason":"e2e"}`)); code != 404 || !strings.Contains(body, "not_borrowed") {
+		t.Fatalf("releasing an own host: %d %s", code, body)
+	}
+	if evs := events(t, l, "kind=pool"); len(evs) != 2 || evs[0].Actor != "lab-admin" {
+		t.Fatalf("pool events: %s", dump(evs))
+	}
+
 	// Scale in: pause the policy (its fixed count would scale out again),
 	// lower the count by hand, and the borrowed host goes back once what
 	// runs on it fits on bu-a's own host.

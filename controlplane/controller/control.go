@@ -1,0 +1,158 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/pools"
+)
+
+// Journal event kinds of operator actions on pools and hosts.
+const (
+	KindPoolPaused  = "pool.paused"
+	KindPoolResumed = "pool.resumed"
+)
+
+// Errors of the operator actions.
+var (
+	ErrUnknownPool = errors.New("no such pool")
+	ErrNotBorrowed = errors.New("not a host Spillway borrowed")
+	ErrNoPools     = errors.New("no shared pool is configured")
+)
+
+// PoolPause is why a pool is paused.
+type PoolPause struct {
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+}
+
+// Querier reads the journal.
+type Querier interface {
+	Query(ctx context.Context, f journal.Filter) ([]journal.Event, error)
+}
+
+func (c *Controller) knownPool(name string) bool {
+	if c.cfg.Pools == nil {
+		return false
+	}
+	if c.cfg.Pools.Shared != nil && c.cfg.Pools.Shared.Name == name {
+		return true
+	}
+	_, ok := c.cfg.Pools.CloudPool(name)
+	return ok
+}
+
+// PausePool stops the controller from taking hosts from pool; hosts it has
+// are kept, and returning them goes on. The pause is journaled and
+// survives a restart (RestorePauses). It reports whether anything changed.
+func (c *Controller) PausePool(ctx context.Context, pool, actor, reason string) (bool, error) {
+	return c.setPaused(ctx, pool, actor, reason, true)
+}
+
+// ResumePool lets the controller take hosts from pool again.
+func (c *Controller) ResumePool(ctx context.Context, pool, actor, reason string) (bool, error) {
+	return c.setPaused(ctx, pool, actor, reason, false)
+}
+
+func (c *Controller) setPaused(ctx context.Context, pool, actor, reason string, pause bool) (bool, error) {
+	if !c.knownPool(pool) {
+		return false, fmt.Errorf("%w %q", ErrUnknownPool, pool)
+	}
+	c.mu.Lock()
+	_, paused := c.paused[pool]
+	c.mu.Unlock()
+	if paused == pause {
+		return false, nil
+	}
+	kind, verb := KindPoolResumed, "resumed"
+	if pause {
+		kind, verb = KindPoolPaused, "paused"
+	}
+	now := c.cfg.Now()
+	data, _ := json.Marshal(map[string]any{"pool": pool, "reason": reason})
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: now, Kind: kind, Subject: "pool/" + pool, Actor: actor, Data: data,
+		Message: fmt.Sprintf("pool %s %s by %s: %s", pool, verb, actor, reason)}); err != nil {
+		return false, fmt.Errorf("journaling the %s of pool %s: %w", verb, pool, err)
+	}
+	c.mu.Lock()
+	if pause {
+		c.paused[pool] = PoolPause{By: actor, Reason: reason, Since: now}
+	} else {
+		delete(c.paused, pool)
+	}
+	c.mu.Unlock()
+	return true, nil
+}
+
+// PausedPools returns the paused pools.
+func (c *Controller) PausedPools() map[string]PoolPause {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]PoolPause, len(c.paused))
+	for k, v := range c.paused {
+		out[k] = v
+	}
+	return out
+}
+
+// RestorePauses replays pool pauses and resumes from the journal.
+func (c *Controller) RestorePauses(ctx context.Context, q Querier) error {
+	var after int64
+	for {
+		evs, err := q.Query(ctx, journal.Filter{Kind: "pool", After: after, Limit: 1000})
+		if err != nil {
+			return fmt.Errorf("restoring pool pauses: %w", err)
+		}
+		c.mu.Lock()
+		for _, ev := range evs {
+			var d struct{ Pool, Reason string }
+			if json.Unmarshal(ev.Data, &d) != nil || d.Pool == "" {
+				continue
+			}
+			switch ev.Kind {
+			case KindPoolPaused:
+				c.paused[d.Pool] = PoolPause{By: ev.Actor, Reason: d.Reason, Since: ev.Time}
+			case KindPoolResumed:
+				delete(c.paused, d.Pool)
+			}
+		}
+		c.mu.Unlock()
+		if len(evs) < 1000 {
+			return nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}
+
+// Release drains and returns a borrowed host now, at an operator's
+// request. host is the node ID, a unique prefix of it, or the node name.
+func (c *Controller) Release(ctx context.Context, host, actor, reason string) (pools.Loan, error) {
+	if c.cfg.Ledger == nil || c.cfg.Shared == nil {
+		return pools.Loan{}, ErrNoPools
+	}
+	var match []pools.Loan
+	for _, l := range c.cfg.Ledger.Loans() {
+		if l.Tier == pools.TierShared && (l.Host == host || l.HostName == host || strings.HasPrefix(l.Host, host)) {
+			match = append(match, l)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return pools.Loan{}, fmt.Errorf("%w: %q", ErrNotBorrowed, host)
+	case 1:
+	default:
+		return pools.Loan{}, fmt.Errorf("%q matches %d borrowed hosts; give more of the node ID", host, len(match))
+	}
+	loan := match[0]
+	allocs := 0
+	if view, err := c.serving(ctx, loan.Borrower); err == nil {
+		allocs = len(view.allocs[loan.Host])
+	}
+	return loan, c.giveBack(ctx, loan, allocs, actor, fmt.Sprintf("released by %s: %s", actor, reason))
+}
