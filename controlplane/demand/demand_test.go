@@ -85,7 +85,7 @@ func TestReadQueuedDemand(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	if d.Unplaced() != 3 || d.Blocked.Exhausted["cpu"] == 0 || !strings.Contains(d.Blocked.Reason(), "cpu exhausted") ||
-		!strings.Contains(d.Blocked.Reason(), "node pool bu-a") {
+		!strings.Contains(d.Blocked.Reason(), "node pool all") {
 		t.Fatalf("blocked: %+v, reason %q", d.Blocked, d.Blocked.Reason())
 	}
 	hosts, per, err := HostsFor(d.Unplaced(), d.PerAllocation, Size{CPUMHz: 2000, MemoryMB: 2048})
