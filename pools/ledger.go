@@ -162,7 +162,14 @@ func NewLedger(ctx context.Context, store LedgerStore, limits Limits) (*Ledger, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading ledger entries: %w", err)
 	}
-	l := &Ledger{store: store, limits: limits, book: book{loans: map[string]*Loan{}}}
+	l := &Ledger{store: store, limits: limits}
+	problems := l.replay(entries)
+	return l, problems, nil
+}
+
+// replay rebuilds the book from entries. The caller holds l.mu or owns l.
+func (l *Ledger) replay(entries []Entry) []ReplayProblem {
+	l.book = book{loans: map[string]*Loan{}}
 	var problems []ReplayProblem
 	for _, e := range entries {
 		if e.Seq > l.book.seq {
@@ -174,7 +181,20 @@ func NewLedger(ctx context.Context, store LedgerStore, limits Limits) (*Ledger, 
 		}
 		l.book.apply(e)
 	}
-	return l, problems, nil
+	return problems
+}
+
+// Reload rebuilds the ledger from its store, for a replica that becomes
+// the writer after another one appended entries (its appends would
+// otherwise fail with a sequence conflict).
+func (l *Ledger) Reload(ctx context.Context) ([]ReplayProblem, error) {
+	entries, err := l.store.Entries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading ledger entries: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.replay(entries), nil
 }
 
 // SetLimits replaces the quota and share limits (after a pool reload or a

@@ -336,3 +336,33 @@ func TestVerify(t *testing.T) {
 		t.Errorf("discrepancies:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestLedgerReloadSeesAnotherWriter(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemoryStore()
+	limits := Limits{Quota: map[string]int{"a": 5}, LendCap: map[string]int{"b": 5}}
+	mine, _, err := NewLedger(ctx, store, limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, _, err := NewLedger(ctx, store, limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	if _, err := theirs.Borrow(ctx, BorrowRequest{Host: "h1", Lender: "b", Borrower: "a", At: at, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mine.Borrow(ctx, BorrowRequest{Host: "h2", Lender: "b", Borrower: "a", At: at, Lease: time.Hour}); err == nil {
+		t.Fatal("a stale ledger must not append")
+	}
+	if _, err := mine.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mine.Loan("h1"); !ok {
+		t.Fatal("the reloaded ledger does not see the other writer's loan")
+	}
+	if _, err := mine.Borrow(ctx, BorrowRequest{Host: "h2", Lender: "b", Borrower: "a", At: at, Lease: time.Hour}); err != nil {
+		t.Fatalf("after the reload the ledger appends again: %v", err)
+	}
+}

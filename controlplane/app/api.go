@@ -45,6 +45,10 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	write := func(role auth.Role, h http.HandlerFunc) http.Handler {
 		return a.auth.Require(role, writeError, s.limitWrites(h))
 	}
+	// act is a write that changes the cluster: only the acting replica takes it.
+	act := func(role auth.Role, h http.HandlerFunc) http.Handler {
+		return a.auth.Require(role, writeError, a.requireActing(s.limitWrites(h)))
+	}
 	handle("GET /v1/openapi.yaml", "openapi", http.HandlerFunc(serveOpenAPI))
 	handle("GET /v1/status", "status", read(s.handleStatus))
 	handle("POST /v1/reload", "reload", write(auth.Admin, a.handleReload))
@@ -53,24 +57,24 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	handle("GET /v1/policies/{name}", "policy", read(s.handlePolicy))
 	handle("GET /v1/policies/{name}/evaluation", "policy_evaluation", read(s.handlePolicyEvaluation))
 	handle("POST /v1/policies/validate", "policy_validate", write(auth.Viewer, s.handleValidatePolicy))
-	handle("POST /v1/policies/{name}/pause", "policy_pause", write(auth.Operator, s.handlePause))
-	handle("POST /v1/policies/{name}/resume", "policy_resume", write(auth.Operator, s.handleResume))
+	handle("POST /v1/policies/{name}/pause", "policy_pause", act(auth.Operator, s.handlePause))
+	handle("POST /v1/policies/{name}/resume", "policy_resume", act(auth.Operator, s.handleResume))
 
-	handle("POST /v1/scale", "scale", write(auth.Operator, s.handleScale))
+	handle("POST /v1/scale", "scale", act(auth.Operator, s.handleScale))
 	handle("GET /v1/activities", "activities", read(s.handleActivities))
 	handle("GET /v1/activities/{id}", "activity", read(s.handleActivity))
 	handle("GET /v1/events/stream", "events_stream", read(s.handleEventStream))
 
 	handle("GET /v1/hosts", "hosts", read(s.handleHosts))
 	handle("GET /v1/hosts/{id}", "host", read(s.handleHost))
-	handle("POST /v1/hosts/{id}/drain", "host_drain", write(auth.Operator, s.handleDrain))
-	handle("POST /v1/hosts/{id}/release", "host_release", write(auth.Operator, s.handleRelease))
+	handle("POST /v1/hosts/{id}/drain", "host_drain", act(auth.Operator, s.handleDrain))
+	handle("POST /v1/hosts/{id}/release", "host_release", act(auth.Operator, s.handleRelease))
 
 	handle("GET /v1/pools", "pools", read(s.handlePools))
 	handle("GET /v1/pools/loans", "pool_loans", read(s.handleLoans))
 	handle("GET /v1/pools/chargeback", "pool_chargeback", read(s.handleChargeback))
-	handle("POST /v1/pools/{name}/pause", "pool_pause", write(auth.Operator, s.handlePoolPause))
-	handle("POST /v1/pools/{name}/resume", "pool_resume", write(auth.Operator, s.handlePoolResume))
+	handle("POST /v1/pools/{name}/pause", "pool_pause", act(auth.Operator, s.handlePoolPause))
+	handle("POST /v1/pools/{name}/resume", "pool_resume", act(auth.Operator, s.handlePoolResume))
 }
 
 // limitWrites answers 429 when the token sends writes too fast.

@@ -24,6 +24,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/evaluate"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/controlplane/leader"
 	"github.com/spillwayhq/spillway/controlplane/metrics"
 	"github.com/spillwayhq/spillway/controlplane/scaler"
 	"github.com/spillwayhq/spillway/pools"
@@ -40,9 +41,14 @@ type App struct {
 	reload  *reloader
 	pools   *pools.Config
 	auth    *auth.Authenticator
-	journal *journal.DB
-	alerts  *alerts.Store
-	scaler  *scaler.Scaler
+	journal journal.Store
+	// elector elects the acting replica when leader election is enabled;
+	// nil means this replica always acts.
+	elector *leader.Elector
+	// ledger is the lending ledger, when a shared pool is configured.
+	ledger *pools.Ledger
+	alerts *alerts.Store
+	scaler *scaler.Scaler
 	// alertLimit rate-limits the Alertmanager receiver per token.
 	alertLimit *limiter
 	// controller finds hosts for scale-outs, when a shared pool is configured.
@@ -79,8 +85,16 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 			return nil, fmt.Errorf("loading pools from %s:\n%w", cfg.Pools.Dir, err)
 		}
 	}
-	if a.journal, err = journal.Open(context.Background(), cfg.Journal.Path); err != nil {
+	if a.journal, err = journal.OpenConfig(context.Background(), cfg.Journal); err != nil {
 		return nil, err
+	}
+	if cfg.Leader.Enabled {
+		opts := leader.ConfigOptions(cfg.Leader, cfg.Nomad.Namespace)
+		opts.Client, opts.Logger, opts.Registerer = nc, log.With("component", "leader"), a.reg
+		if a.elector, err = leader.New(opts); err != nil {
+			a.journal.Close()
+			return nil, err
+		}
 	}
 	src, err := metrics.NewPrometheus(metrics.PrometheusOptions{
 		URL: cfg.Prometheus.Address, Timeout: cfg.Prometheus.Timeout, BearerToken: cfg.Prometheus.BearerToken.Reveal(),
@@ -188,7 +202,7 @@ func (a *App) routes() {
 	}))
 	handle("GET /readyz", "readyz", http.HandlerFunc(a.readyz))
 	handle("GET /metrics", "metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	handle("POST /v1/alerts/alertmanager", "alertmanager", a.auth.Require(auth.Operator, writeError, http.HandlerFunc(a.handleAlertmanager)))
+	handle("POST /v1/alerts/alertmanager", "alertmanager", a.auth.Require(auth.Operator, writeError, a.requireActing(http.HandlerFunc(a.handleAlertmanager))))
 	handle("GET /v1/events", "events", a.auth.Require(auth.Viewer, writeError, http.HandlerFunc(a.handleEvents)))
 	a.apiRoutes(handle)
 }
@@ -207,7 +221,14 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not ready: nomad: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	fmt.Fprintln(w, "ok")
+	switch {
+	case a.elector == nil:
+		fmt.Fprintln(w, "ok")
+	case a.elector.IsLeader():
+		fmt.Fprintln(w, "ok (leader)")
+	default:
+		fmt.Fprintf(w, "ok (follower; the leader is %q)\n", a.elector.Leader())
+	}
 }
 
 // Handler is the daemon's HTTP handler.
@@ -256,9 +277,10 @@ func (a *App) Run(ctx context.Context) error {
 	}()
 	sctx, stopScaler := context.WithCancel(ctx)
 	defer stopScaler()
-	go a.scaler.Run(sctx)
-	if a.controller != nil {
-		go a.controller.Run(sctx, 10*time.Second)
+	if a.elector != nil {
+		go func() { _ = a.elector.Run(sctx, a.act) }()
+	} else {
+		go a.act(sctx)
 	}
 	a.log.Info("serving", "addr", "http://"+a.Addr(), "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
 	select {
@@ -276,3 +298,57 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 func (a *App) nomadAddress() string { return a.nomad.Address() }
+
+// act runs the controllers until ctx ends: for the whole life of a single
+// replica, or for one term of the elected leader. It first re-reads what
+// another leader may have written to the shared journal: the last scaling
+// times, the pauses and the lending ledger.
+func (a *App) act(ctx context.Context) {
+	if a.elector != nil {
+		a.log.Info("acting as the leader", "identity", a.elector.Identity())
+		if err := a.scaler.Restore(ctx); err != nil {
+			a.log.Error("restoring the scaler's state; not acting this term", "err", err)
+			<-ctx.Done()
+			return
+		}
+		if a.controller != nil {
+			if err := a.controller.RestorePauses(ctx, a.journal.Events()); err != nil {
+				a.log.Error("restoring pool pauses; not acting this term", "err", err)
+				<-ctx.Done()
+				return
+			}
+			if _, err := a.ledger.Reload(ctx); err != nil {
+				a.log.Error("reloading the lending ledger; not acting this term", "err", err)
+				<-ctx.Done()
+				return
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { a.scaler.Run(ctx); close(done) }()
+	if a.controller != nil {
+		a.controller.Run(ctx, 10*time.Second)
+	}
+	<-done
+}
+
+// acting reports whether this replica may change anything: it is the only
+// replica, or the elected leader.
+func (a *App) acting() bool { return a.elector == nil || a.elector.IsLeader() }
+
+// requireActing answers 503 on a replica that follows, so a client (or
+// Alertmanager, which retries) reaches the leader.
+func (a *App) requireActing(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.acting() {
+			w.Header().Set("Retry-After", "2")
+			msg := "this replica follows and serves reads only"
+			if l := a.elector.Leader(); l != "" {
+				msg += "; the leader is " + l
+			}
+			writeError(w, http.StatusServiceUnavailable, "not_leader", msg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -29,6 +29,7 @@ func (a *App) counts(nc *nomad.Client) (scaler.Counts, error) {
 	for _, p := range problems {
 		a.log.Warn("lending ledger entry does not fit the ledger", "problem", p)
 	}
+	a.ledger = ledger
 	shared, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: a.pools.Shared, Ledger: ledger, Cluster: "spillway"})
 	if err != nil {
 		return nil, err
