@@ -79,12 +79,26 @@ func (l *Lab) RunDemo(ctx context.Context, o DemoOptions) error {
 	}
 	// Nomad refuses to scale a job while its deployment runs: wait until
 	// it is over, so the lab starts ready to scale.
-	return l.waitFor(ctx, "job "+DemoJob+" deployment", time.Minute, nil, func(context.Context) error {
-		d, _, err := l.nomad.Jobs().LatestDeployment(DemoJob, nil)
+	return l.WaitDeployment(ctx, DemoJob, time.Minute)
+}
+
+// WaitDeployment waits until the deployment of job's current version has
+// ended. Nomad refuses to change the count of a job while one runs, and a
+// count change itself starts one (the demo has an update block).
+func (l *Lab) WaitDeployment(ctx context.Context, job string, timeout time.Duration) error {
+	return l.waitFor(ctx, "job "+job+" deployment", timeout, nil, func(context.Context) error {
+		j, _, err := l.nomad.Jobs().Info(job, nil)
 		if err != nil {
 			return err
 		}
-		if d != nil && d.Status == nomad.DeploymentStatusRunning {
+		d, _, err := l.nomad.Jobs().LatestDeployment(job, nil)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d == nil || j.Version == nil || d.JobVersion < *j.Version:
+			return fmt.Errorf("no deployment of version %d yet", *j.Version)
+		case d.Status == nomad.DeploymentStatusRunning:
 			return fmt.Errorf("deployment %s is %s", d.ID[:8], d.Status)
 		}
 		return nil

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
-
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/lab"
@@ -187,19 +185,8 @@ func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
 	// runs on it fits on bu-a's own host.
 	post(t, l, "/v1/policies/demo-burst/pause", []byte(`{"reason":"e2e: scale in"}`))
 	// Nomad refuses to scale a job while the scale-out's deployment runs.
-	deadline = time.Now().Add(time.Minute)
-	for {
-		d, _, err := l.Nomad().Jobs().LatestDeployment(lab.DemoJob, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d == nil || d.Status != nomad.DeploymentStatusRunning {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the scale-out's deployment still runs after a minute: %s", d.StatusDescription)
-		}
-		time.Sleep(500 * time.Millisecond)
+	if err := l.WaitDeployment(t.Context(), lab.DemoJob, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 	post(t, l, "/v1/scale", []byte(`{"service":"default/demo/web","to":4,"reason":"e2e: the burst is over"}`))
 	var returned []journal.Event
