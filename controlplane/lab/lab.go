@@ -127,13 +127,16 @@ type Lab struct {
 	servePort int
 	// alertmanagerToken is the operator token Alertmanager sends.
 	alertmanagerToken string
-	nomad             *nomad.Client
-	tempDir           bool
-	mu                sync.Mutex
-	procs             []*process
-	stopOnce          sync.Once
-	cancel            context.CancelFunc
-	cloud             *cloudLab
+	// promArgs start Prometheus; prometheus is its current process.
+	promArgs   []string
+	prometheus *process
+	nomad      *nomad.Client
+	tempDir    bool
+	mu         sync.Mutex
+	procs      []*process
+	stopOnce   sync.Once
+	cancel     context.CancelFunc
+	cloud      *cloudLab
 }
 
 // Start brings the lab up and waits until it is ready: the Nomad server has

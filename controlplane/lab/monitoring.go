@@ -93,20 +93,41 @@ func (l *Lab) startPrometheus(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(dir, AlertRulesFile), []byte(demoRules), 0o644); err != nil {
 		return err
 	}
-	l.progress("prometheus: starting on %s", l.PrometheusURL)
-	p, err := l.startProcess("prometheus", l.bins.prometheus, []string{
+	l.promArgs = []string{
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
 		"--storage.tsdb.retention.time=1d",
 		"--web.listen-address=" + trimScheme(l.PrometheusURL),
 		"--web.enable-lifecycle",
-	}, nil, nil)
+	}
+	return l.StartPrometheus(ctx)
+}
+
+// StartPrometheus starts the lab's Prometheus (again, after
+// StopPrometheus) on the same address and data, and waits until it is ready.
+func (l *Lab) StartPrometheus(ctx context.Context) error {
+	l.progress("prometheus: starting on %s", l.PrometheusURL)
+	p, err := l.startProcess("prometheus", l.bins.prometheus, l.promArgs, nil, nil)
 	if err != nil {
 		return err
 	}
+	l.mu.Lock()
+	l.prometheus = p
+	l.mu.Unlock()
 	return l.waitFor(ctx, "prometheus", 60*time.Second, []*process{p}, func(ctx context.Context) error {
 		return httpOK(ctx, l.PrometheusURL+"/-/ready")
 	})
+}
+
+// StopPrometheus stops the lab's Prometheus, for metric outage tests.
+func (l *Lab) StopPrometheus() {
+	l.mu.Lock()
+	p := l.prometheus
+	l.mu.Unlock()
+	if p != nil {
+		l.progress("prometheus: stopping")
+		p.stop(5 * time.Second)
+	}
 }
 
 func (l *Lab) startAlertmanager(ctx context.Context) error {

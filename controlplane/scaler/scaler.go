@@ -267,6 +267,9 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	// routine decision when it differs from the last one journaled, so a
 	// metric outage shows once, not every interval.
 	note := fmt.Sprintf("%s %d %s %s", d.Direction, d.Desired, d.Winner, d.Policy)
+	if d.Direction == policies.Hold {
+		note += " " + d.Reason // why it holds (say, Prometheus went down) matters
+	}
 	s.mu.Lock()
 	noted := s.lastNoted[target] == note
 	s.lastNoted[target] = note
