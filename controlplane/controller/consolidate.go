@@ -26,15 +26,29 @@ const (
 // count does not borrow and return the same host in a loop.
 const MinLoanAge = 30 * time.Second
 
-// Run gives back, every interval, the borrowed hosts a business unit no
+// ReconcileEvery is how often Run compares the ledger with Nomad.
+const ReconcileEvery = time.Minute
+
+// Run reconciles the ledger with Nomad at once and every ReconcileEvery,
+// and gives back, every interval, the borrowed hosts a business unit no
 // longer needs, until ctx ends.
 func (c *Controller) Run(ctx context.Context, interval time.Duration) {
+	reconcile := func() {
+		if _, err := c.Reconcile(ctx); err != nil {
+			c.cfg.Logger.Warn("reconciling the ledger with nomad", "err", err)
+		}
+	}
+	reconcile()
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	r := time.NewTicker(ReconcileEvery)
+	defer r.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-r.C:
+			reconcile()
 		case <-t.C:
 			if _, err := c.Consolidate(ctx); err != nil {
 				c.cfg.Logger.Warn("consolidating borrowed hosts", "err", err)

@@ -76,6 +76,7 @@ type Controller struct {
 	cfg    Config
 	phases *prometheus.HistogramVec
 	missed prometheus.Counter
+	fixes  *prometheus.CounterVec
 	mu     sync.Mutex
 	active map[policies.Target]string // target -> activity in flight
 	paused map[string]PoolPause       // pools the controller takes nothing from
@@ -106,9 +107,13 @@ func New(cfg Config) *Controller {
 			Name: "spillway_scaleout_deadline_missed_total",
 			Help: "Scale-outs whose allocations were not healthy by the policy's deadline.",
 		}),
+		fixes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_reconcile_fixes_total",
+			Help: "Differences between the lending ledger and Nomad the reconciler repaired (or failed to).",
+		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed)
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes)
 	}
 	return c
 }

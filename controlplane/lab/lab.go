@@ -130,13 +130,15 @@ type Lab struct {
 	// promArgs start Prometheus; prometheus is its current process.
 	promArgs   []string
 	prometheus *process
-	nomad      *nomad.Client
-	tempDir    bool
-	mu         sync.Mutex
-	procs      []*process
-	stopOnce   sync.Once
-	cancel     context.CancelFunc
-	cloud      *cloudLab
+	// serve is the control plane's current process.
+	serve    *process
+	nomad    *nomad.Client
+	tempDir  bool
+	mu       sync.Mutex
+	procs    []*process
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	cloud    *cloudLab
 }
 
 // Start brings the lab up and waits until it is ready: the Nomad server has

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -24,7 +25,7 @@ func (l *Lab) startServe(ctx context.Context) error {
 		"log":        map[string]any{"level": "info", "format": "text"},
 		"nomad":      map[string]any{"address": l.NomadAddr},
 		"prometheus": map[string]any{"address": l.PrometheusURL},
-		"journal":    map[string]any{"path": filepath.Join(l.Dir, "spillway.db")},
+		"journal":    map[string]any{"path": l.JournalPath()},
 		// Alertmanager's repeat interval in the lab is 1h.
 		"alerts": map[string]any{"ttl": "2h"},
 	}
@@ -53,12 +54,37 @@ func (l *Lab) startServe(ctx context.Context) error {
 	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
 		return err
 	}
+	return l.StartServe(ctx)
+}
+
+// StartServe starts the control plane (again, after KillServe) with the
+// same configuration and journal, and waits until it is ready.
+func (l *Lab) StartServe(ctx context.Context) error {
 	l.progress("control plane: starting on %s", l.SpillwayURL)
-	p, err := l.startProcess("spillway", l.opts.Spillway, []string{"serve", "--config", cfgPath}, nil, nil)
+	p, err := l.startProcess("spillway", l.opts.Spillway, []string{"serve", "--config", filepath.Join(l.Dir, "spillway.yaml")}, nil, nil)
 	if err != nil {
 		return err
 	}
+	l.mu.Lock()
+	l.serve = p
+	l.mu.Unlock()
 	return l.waitFor(ctx, "control plane", 30*time.Second, []*process{p}, func(ctx context.Context) error {
 		return httpOK(ctx, l.SpillwayURL+"/readyz")
 	})
 }
+
+// KillServe kills the control plane with SIGKILL, as a crash would.
+func (l *Lab) KillServe() {
+	l.mu.Lock()
+	p := l.serve
+	l.mu.Unlock()
+	if p == nil {
+		return
+	}
+	l.progress("control plane: killed")
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// JournalPath is the control plane's journal in the lab.
+func (l *Lab) JournalPath() string { return filepath.Join(l.Dir, "spillway.db") }
