@@ -117,31 +117,41 @@ func (e *Events) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 
 // Query returns the events f selects, oldest first.
 func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
+	q, args := f.selectSQL(func(int) string { return "?" })
+	rows, err := e.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying events: %w", err)
+	}
+	defer rows.Close()
+	return scanEvents(rows)
+}
+
+// selectSQL builds the query for f, oldest first; placeholder renders the
+// n-th argument (1-based) in the backend's syntax.
+func (f Filter) selectSQL(placeholder func(n int) string) (string, []any) {
 	var where []string
 	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return placeholder(len(args))
+	}
 	if f.Kind != "" {
-		where = append(where, "(kind = ? OR kind LIKE ? ESCAPE '\\')")
-		args = append(args, f.Kind, escapeLike(f.Kind)+".%")
+		where = append(where, fmt.Sprintf(`(kind = %s OR kind LIKE %s ESCAPE '\')`, arg(f.Kind), arg(escapeLike(f.Kind)+".%")))
 	}
 	if f.Subject != "" {
-		where = append(where, "subject = ?")
-		args = append(args, f.Subject)
+		where = append(where, "subject = "+arg(f.Subject))
 	}
 	if f.Activity != "" {
-		where = append(where, "activity = ?")
-		args = append(args, f.Activity)
+		where = append(where, "activity = "+arg(f.Activity))
 	}
 	if !f.Since.IsZero() {
-		where = append(where, "at_ns >= ?")
-		args = append(args, f.Since.UnixNano())
+		where = append(where, "at_ns >= "+arg(f.Since.UnixNano()))
 	}
 	if !f.Until.IsZero() {
-		where = append(where, "at_ns < ?")
-		args = append(args, f.Until.UnixNano())
+		where = append(where, "at_ns < "+arg(f.Until.UnixNano()))
 	}
 	if f.After > 0 {
-		where = append(where, "seq > ?")
-		args = append(args, f.After)
+		where = append(where, "seq > "+arg(f.After))
 	}
 	limit := f.Limit
 	if limit <= 0 {
@@ -152,13 +162,19 @@ func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq LIMIT ?"
-	args = append(args, limit)
-	rows, err := e.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("querying events: %w", err)
-	}
-	defer rows.Close()
+	q += " ORDER BY seq LIMIT " + arg(limit)
+	return q, args
+}
+
+// rowScanner is what database/sql's and pgx's rows have in common.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanEvents reads the rows of a selectSQL query.
+func scanEvents(rows rowScanner) ([]Event, error) {
 	var out []Event
 	for rows.Next() {
 		var ev Event

@@ -2,10 +2,8 @@ package journal
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -172,63 +170,13 @@ func (e pgEvents) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 
 // Query implements EventLog.
 func (e pgEvents) Query(ctx context.Context, f Filter) ([]Event, error) {
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if f.Kind != "" {
-		where = append(where, fmt.Sprintf(`(kind = %s OR kind LIKE %s ESCAPE '\')`, arg(f.Kind), arg(escapeLike(f.Kind)+".%")))
-	}
-	if f.Subject != "" {
-		where = append(where, "subject = "+arg(f.Subject))
-	}
-	if f.Activity != "" {
-		where = append(where, "activity = "+arg(f.Activity))
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "at_ns >= "+arg(f.Since.UnixNano()))
-	}
-	if !f.Until.IsZero() {
-		where = append(where, "at_ns < "+arg(f.Until.UnixNano()))
-	}
-	if f.After > 0 {
-		where = append(where, "seq > "+arg(f.After))
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, 1000)
-	q := "SELECT seq, at_ns, kind, subject, activity, actor, message, data FROM events"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY seq LIMIT " + arg(limit)
+	q, args := f.selectSQL(func(n int) string { return fmt.Sprintf("$%d", n) })
 	rows, err := e.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying events: %w", err)
 	}
 	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		var ev Event
-		var atNS int64
-		var data string
-		if err := rows.Scan(&ev.Seq, &atNS, &ev.Kind, &ev.Subject, &ev.Activity, &ev.Actor, &ev.Message, &data); err != nil {
-			return nil, fmt.Errorf("querying events: %w", err)
-		}
-		ev.Time = time.Unix(0, atNS).UTC()
-		if data != "" {
-			ev.Data = json.RawMessage(data)
-		}
-		out = append(out, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("querying events: %w", err)
-	}
-	return out, nil
+	return scanEvents(rows)
 }
 
 type pgLedger struct{ pool *pgxpool.Pool }

@@ -15,34 +15,6 @@ import (
 	"github.com/spillwayhq/spillway/pools"
 )
 
-// scaleOutPools: bu-a and bu-b each own one host and lend one to the
-// shared pool; a 50% share lets each lend that one.
-const scaleOutPools = `apiVersion: spillway/v1
-kind: BusinessUnit
-name: bu-a
-selector: {node_pool: bu-a, node_class: internal}
-lending: {share: 50%}
-borrowing: {quota: 2}
----
-apiVersion: spillway/v1
-kind: BusinessUnit
-name: bu-b
-selector: {node_pool: bu-b, node_class: internal}
-lending: {share: 50%}
-borrowing: {quota: 2}
----
-apiVersion: spillway/v1
-kind: SharedPool
-name: shared
-selector:
-  node_pool: shared
-  meta: {spillway.tier: shared}
-lease: 1h
-reclaim_notice: 1m
-drain_deadline: 5s
-time_to_ready: 10s
-`
-
 // The demo asks for 12 instances of 250 MHz; bu-a's one 2000 MHz host
 // holds 8, so 4 are queued and one shared host must be borrowed.
 const scaleOutPolicy = `apiVersion: spillway/v1
@@ -67,21 +39,16 @@ func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	dir := t.TempDir()
-	policyDir, poolDir := filepath.Join(dir, "policies"), filepath.Join(dir, "pools")
-	for d, f := range map[string]string{policyDir: scaleOutPolicy, poolDir: scaleOutPools} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "lab.yaml"), []byte(f), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	policyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policyDir, "burst.yaml"), []byte(scaleOutPolicy), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	opts := lab.DefaultOptions()
 	opts.BusinessUnits = []lab.BusinessUnit{{Name: "bu-a", Hosts: 1}, {Name: "bu-b", Hosts: 1}}
 	opts.SharedHosts = 2
 	opts.Policies = policyDir
-	opts.Pools = poolDir
+	// The lab's own pools: bu-a and bu-b own one host each and lend one.
+	opts.LabPools = true
 	l := labtest.Start(t, opts)
 
 	var done []journal.Event
