@@ -91,7 +91,7 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 			return len(view.allocs[loans[i].Host]) < len(view.allocs[loans[j].Host])
 		})
 		for _, loan := range loans {
-			if !view.fitsElsewhere(loan.Host) {
+			if !view.spare(loan.Host) {
 				continue
 			}
 			why := fmt.Sprintf("its %d allocations fit on %s's other hosts", len(view.allocs[loan.Host]), loan.Borrower)
@@ -140,6 +140,8 @@ func sortedLoanKeys(m map[string][]pools.Loan) []string {
 type servingView struct {
 	free   map[string]demand.Size
 	allocs map[string][]demand.Size
+	// batch marks hosts running a batch or sysbatch allocation.
+	batch map[string]bool
 }
 
 // serving reads every ready, eligible node serving borrower.
@@ -149,7 +151,7 @@ func (c *Controller) serving(ctx context.Context, borrower string) (*servingView
 	if err != nil {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
-	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}}
+	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}, batch: map[string]bool{}}
 	for _, s := range stubs {
 		if s.Status != nomad.NodeStatusReady || s.SchedulingEligibility != nomad.NodeSchedulingEligible {
 			continue
@@ -170,6 +172,9 @@ func (c *Controller) serving(ctx context.Context, borrower string) (*servingView
 		for _, a := range allocs {
 			if a.DesiredStatus != nomad.AllocDesiredStatusRun || (a.ClientStatus != nomad.AllocClientStatusRunning && a.ClientStatus != nomad.AllocClientStatusPending) {
 				continue
+			}
+			if a.Job != nil && a.Job.Type != nil && (*a.Job.Type == nomad.JobTypeBatch || *a.Job.Type == nomad.JobTypeSysbatch) {
+				v.batch[s.ID] = true
 			}
 			sz := allocSize(a)
 			free.CPUMHz -= sz.CPUMHz
@@ -194,6 +199,13 @@ func allocSize(a *nomad.Allocation) demand.Size {
 		sz.MemoryMB += int(t.Memory.MemoryMB)
 	}
 	return sz
+}
+
+// spare reports whether host can be given back now: it runs no batch
+// allocation (a running batch is never killed to give a host back a few
+// minutes sooner) and its allocations fit on the other serving hosts.
+func (v *servingView) spare(host string) bool {
+	return !v.batch[host] && v.fitsElsewhere(host)
 }
 
 // fitsElsewhere reports whether host's allocations fit, largest first, on

@@ -36,3 +36,19 @@ func TestFitsElsewhere(t *testing.T) {
 		}
 	}
 }
+
+func TestSpareNeverInterruptsBatch(t *testing.T) {
+	alloc := demand.Size{CPUMHz: 250, MemoryMB: 64}
+	v := servingView{
+		free:   map[string]demand.Size{"b": {}, "own": {CPUMHz: 2000, MemoryMB: 2048}},
+		allocs: map[string][]demand.Size{"b": {alloc}},
+		batch:  map[string]bool{},
+	}
+	if !v.spare("b") {
+		t.Fatal("a host whose service allocations fit elsewhere is spare")
+	}
+	v.batch["b"] = true
+	if v.spare("b") {
+		t.Fatal("a host running a batch allocation must not be given back")
+	}
+}

@@ -11,6 +11,7 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -66,6 +67,10 @@ type Trigger struct {
 	// Alerts are the fingerprints of the alerts that caused it.
 	Alerts []string
 }
+
+// DeploymentRetry is how soon a group whose scaling Nomad refused during a
+// deployment is evaluated again.
+const DeploymentRetry = 2 * time.Second
 
 // Scaler is the evaluation loop.
 type Scaler struct {
@@ -296,6 +301,13 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 			Time: s.cfg.Now(), Kind: journal.KindScaleFailed, Subject: target.String(), Activity: activity,
 			Actor: "controller", Message: fmt.Sprintf("setting the count to %d failed: %v", d.Desired, err), Data: data,
 		})
+		if errors.Is(err, ErrDeploymentActive) {
+			// Try again as soon as the deployment may be over, not a whole
+			// evaluation interval later: a burst cannot wait.
+			s.mu.Lock()
+			s.nextDue[target] = s.cfg.Now().Add(DeploymentRetry)
+			s.mu.Unlock()
+		}
 		return
 	}
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -190,5 +191,23 @@ func TestDueFollowsTheShortestInterval(t *testing.T) {
 	now = now.Add(time.Second)
 	if got := s.due(); len(got) != 1 {
 		t.Fatalf("due after 4s: %v", got)
+	}
+}
+
+func TestScalerRetriesSoonAfterAnActiveDeployment(t *testing.T) {
+	ctx := context.Background()
+	db := openJournal(t)
+	set := loadSet(t, strings.Replace(policyDoc, "NAME", "a", 1))
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	ev := &fakeEvaluator{decide: func(*policies.Policy, evaluate.State) policies.Decision { return decision(policies.Up, 2, 4, "more") }}
+	counts := &fakeCounts{err: fmt.Errorf("scaling: %w", ErrDeploymentActive)}
+	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events(), Now: func() time.Time { return now }})
+	if got := s.due(); len(got) != 1 {
+		t.Fatalf("first due: %v", got)
+	}
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "evaluation interval"})
+	now = now.Add(DeploymentRetry)
+	if got := s.due(); len(got) != 1 {
+		t.Fatalf("a refused scaling must be retried after %s, not the 10s interval: due %v", DeploymentRetry, got)
 	}
 }
