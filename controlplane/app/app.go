@@ -20,6 +20,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/alerts"
 	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
+	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/evaluate"
@@ -47,8 +48,11 @@ type App struct {
 	elector *leader.Elector
 	// ledger is the lending ledger, when a shared pool is configured.
 	ledger *pools.Ledger
-	alerts *alerts.Store
-	scaler *scaler.Scaler
+	// capacity keeps spillway_pool_hosts and spillway_pool_cost_per_hour
+	// current, when pools are configured.
+	capacity *capacity.Accountant
+	alerts   *alerts.Store
+	scaler   *scaler.Scaler
 	// alertLimit rate-limits the Alertmanager receiver per token.
 	alertLimit *limiter
 	// controller finds hosts for scale-outs, when a shared pool is configured.
@@ -83,6 +87,9 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	if cfg.Pools.Dir != "" {
 		if a.pools, err = pools.LoadDir(cfg.Pools.Dir); err != nil {
 			return nil, fmt.Errorf("loading pools from %s:\n%w", cfg.Pools.Dir, err)
+		}
+		if a.capacity, err = capacity.New(capacity.Options{Nomad: nc, Registerer: a.reg}); err != nil {
+			return nil, err
 		}
 	}
 	if a.journal, err = journal.OpenConfig(context.Background(), cfg.Journal); err != nil {
@@ -282,6 +289,9 @@ func (a *App) Run(ctx context.Context) error {
 	} else {
 		go a.act(sctx)
 	}
+	if a.capacity != nil {
+		go a.account(sctx, 15*time.Second)
+	}
 	a.log.Info("serving", "addr", "http://"+a.Addr(), "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
 	select {
 	case err := <-errc:
@@ -330,6 +340,21 @@ func (a *App) act(ctx context.Context) {
 		a.controller.Run(ctx, 10*time.Second)
 	}
 	<-done
+}
+
+// account refreshes the capacity gauges every interval, on every replica
+// (it only reads Nomad), until ctx ends.
+func (a *App) account(ctx context.Context, interval time.Duration) {
+	for {
+		if _, err := a.capacity.Report(ctx, a.pools); err != nil && ctx.Err() == nil {
+			a.log.Warn("accounting pool capacity", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
 }
 
 // acting reports whether this replica may change anything: it is the only

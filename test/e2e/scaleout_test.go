@@ -124,6 +124,19 @@ func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The capacity gauges show the loan (they refresh every 15s).
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		v, ok := metricValue(t, l.SpillwayURL, `spillway_pool_hosts{pool="shared",state="borrowed"}`)
+		if ok && v == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf(`spillway_pool_hosts{pool="shared",state="borrowed"} = %v (found %v), want 1`, v, ok)
+		}
+		time.Sleep(time.Second)
+	}
+
 	// The phases are exported.
 	if v, ok := metricValue(t, l.SpillwayURL, `spillway_scaleout_phase_seconds_count{phase="allocations_healthy",pool="shared"}`); !ok || v != 1 {
 		t.Errorf("spillway_scaleout_phase_seconds for allocations_healthy: %v %v", v, ok)
