@@ -99,18 +99,11 @@ func buildActivity(id string, evs []journal.Event) Activity {
 // activityEvents reads every event of an activity.
 func (s *api) activityEvents(ctx context.Context, id string) ([]journal.Event, error) {
 	var out []journal.Event
-	var after int64
-	for {
-		evs, err := s.journal.Events().Query(ctx, journal.Filter{Activity: id, After: after, Limit: 1000})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, evs...)
-		if len(evs) < 1000 {
-			return out, nil
-		}
-		after = evs[len(evs)-1].Seq
-	}
+	err := journal.Each(ctx, s.journal.Events(), journal.Filter{Activity: id}, func(ev journal.Event) error {
+		out = append(out, ev)
+		return nil
+	})
+	return out, err
 }
 
 // handleActivities serves GET /v1/activities?service=&since=&until=&cursor=&limit=:

@@ -32,11 +32,6 @@ type PoolPause struct {
 	Since  time.Time `json:"since"`
 }
 
-// Querier reads the journal.
-type Querier interface {
-	Query(ctx context.Context, f journal.Filter) ([]journal.Event, error)
-}
-
 func (c *Controller) knownPool(name string) bool {
 	if c.cfg.Pools == nil {
 		return false
@@ -102,32 +97,26 @@ func (c *Controller) PausedPools() map[string]PoolPause {
 }
 
 // RestorePauses replays pool pauses and resumes from the journal.
-func (c *Controller) RestorePauses(ctx context.Context, q Querier) error {
-	var after int64
-	for {
-		evs, err := q.Query(ctx, journal.Filter{Kind: "pool", After: after, Limit: 1000})
-		if err != nil {
-			return fmt.Errorf("restoring pool pauses: %w", err)
-		}
-		c.mu.Lock()
-		for _, ev := range evs {
-			var d struct{ Pool, Reason string }
-			if json.Unmarshal(ev.Data, &d) != nil || d.Pool == "" {
-				continue
-			}
-			switch ev.Kind {
-			case KindPoolPaused:
-				c.paused[d.Pool] = PoolPause{By: ev.Actor, Reason: d.Reason, Since: ev.Time}
-			case KindPoolResumed:
-				delete(c.paused, d.Pool)
-			}
-		}
-		c.mu.Unlock()
-		if len(evs) < 1000 {
+func (c *Controller) RestorePauses(ctx context.Context, q journal.Querier) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := journal.Each(ctx, q, journal.Filter{Kind: "pool"}, func(ev journal.Event) error {
+		var d struct{ Pool, Reason string }
+		if json.Unmarshal(ev.Data, &d) != nil || d.Pool == "" {
 			return nil
 		}
-		after = evs[len(evs)-1].Seq
+		switch ev.Kind {
+		case KindPoolPaused:
+			c.paused[d.Pool] = PoolPause{By: ev.Actor, Reason: d.Reason, Since: ev.Time}
+		case KindPoolResumed:
+			delete(c.paused, d.Pool)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restoring pool pauses: %w", err)
 	}
+	return nil
 }
 
 // Release drains and returns a borrowed host now, at an operator's

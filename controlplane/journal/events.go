@@ -198,3 +198,32 @@ func scanEvents(rows rowScanner) ([]Event, error) {
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
+
+// Querier reads events; every EventLog is one.
+type Querier interface {
+	Query(ctx context.Context, f Filter) ([]Event, error)
+}
+
+// Each calls fn with every event f selects, oldest first, reading a page
+// of f.Limit (1000 when zero) at a time from f.After on. It stops at the
+// first error of the query or of fn.
+func Each(ctx context.Context, q Querier, f Filter, fn func(Event) error) error {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	for {
+		evs, err := q.Query(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+		if len(evs) < f.Limit {
+			return nil
+		}
+		f.After = evs[len(evs)-1].Seq
+	}
+}

@@ -80,3 +80,31 @@ func TestEventsAppendAndQuery(t *testing.T) {
 		t.Fatalf("round trip: %+v", res)
 	}
 }
+
+func TestEachReadsEveryPage(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 7 {
+		kind := KindScale
+		if i%3 == 0 {
+			kind = KindDecision
+		}
+		if _, err := db.Events().Append(ctx, Event{Kind: kind, Message: "m"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seqs []int64
+	if err := Each(ctx, db.Events(), Filter{Kind: KindScale, Limit: 2}, func(ev Event) error {
+		seqs = append(seqs, ev.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 4 || seqs[0] != 2 || seqs[3] != 6 {
+		t.Fatalf("Each over pages of 2 read %v, want [2 3 5 6]", seqs)
+	}
+}

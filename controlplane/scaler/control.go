@@ -135,31 +135,25 @@ func (s *Scaler) active(ps []*policies.Policy) []*policies.Policy {
 
 // restorePauses replays the journal's pause and resume events.
 func (s *Scaler) restorePauses(ctx context.Context) error {
-	var after int64
-	for {
-		evs, err := s.cfg.Journal.Query(ctx, journal.Filter{Kind: "policy", After: after, Limit: 1000})
-		if err != nil {
-			return fmt.Errorf("restoring the paused policies: %w", err)
-		}
-		s.mu.Lock()
-		for _, ev := range evs {
-			var d pauseData
-			if json.Unmarshal(ev.Data, &d) != nil || d.Policy == "" {
-				continue
-			}
-			switch ev.Kind {
-			case KindPolicyPaused:
-				s.paused[d.Policy] = Pause{Policy: d.Policy, Since: ev.Time, By: ev.Actor, Reason: d.Reason}
-			case KindPolicyResumed:
-				delete(s.paused, d.Policy)
-			}
-		}
-		s.mu.Unlock()
-		if len(evs) < 1000 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := journal.Each(ctx, s.cfg.Journal, journal.Filter{Kind: "policy"}, func(ev journal.Event) error {
+		var d pauseData
+		if json.Unmarshal(ev.Data, &d) != nil || d.Policy == "" {
 			return nil
 		}
-		after = evs[len(evs)-1].Seq
+		switch ev.Kind {
+		case KindPolicyPaused:
+			s.paused[d.Policy] = Pause{Policy: d.Policy, Since: ev.Time, By: ev.Actor, Reason: d.Reason}
+		case KindPolicyResumed:
+			delete(s.paused, d.Policy)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restoring the paused policies: %w", err)
 	}
+	return nil
 }
 
 // LastScale is when the scaler last changed t's count; zero if never.

@@ -147,30 +147,21 @@ func (s *Scaler) Restore(ctx context.Context) error {
 	if err := s.restorePauses(ctx); err != nil {
 		return err
 	}
-	var after int64
-	for {
-		evs, err := s.cfg.Journal.Query(ctx, journal.Filter{Kind: journal.KindScale, After: after, Limit: 1000})
-		if err != nil {
-			return fmt.Errorf("restoring the last scaling times: %w", err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := journal.Each(ctx, s.cfg.Journal, journal.Filter{Kind: journal.KindScale}, func(ev journal.Event) error {
+		var d struct {
+			Target policies.Target `json:"target"`
 		}
-		s.mu.Lock()
-		for _, ev := range evs {
-			if ev.Kind != journal.KindScale {
-				continue
-			}
-			var d struct {
-				Target policies.Target `json:"target"`
-			}
-			if json.Unmarshal(ev.Data, &d) == nil && d.Target.Job != "" {
-				s.lastScale[d.Target] = ev.Time
-			}
+		if ev.Kind == journal.KindScale && json.Unmarshal(ev.Data, &d) == nil && d.Target.Job != "" {
+			s.lastScale[d.Target] = ev.Time
 		}
-		s.mu.Unlock()
-		if len(evs) < 1000 {
-			return nil
-		}
-		after = evs[len(evs)-1].Seq
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restoring the last scaling times: %w", err)
 	}
+	return nil
 }
 
 // Run evaluates until ctx ends.
