@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -80,7 +82,7 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 		}
 	}
 	var returned []string
-	for _, borrower := range sortedLoanKeys(byBorrower) {
+	for _, borrower := range slices.Sorted(maps.Keys(byBorrower)) {
 		view, err := c.serving(ctx, borrower)
 		if err != nil {
 			return returned, err
@@ -124,15 +126,6 @@ func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, allocs int, 
 	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data,
 		Message: fmt.Sprintf("returned %s to %s after draining it", loan.HostName, loan.Lender)})
 	return nil
-}
-
-func sortedLoanKeys(m map[string][]pools.Loan) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // servingView is the hosts serving one business unit: what is free on

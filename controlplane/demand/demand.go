@@ -10,7 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -60,10 +61,10 @@ func (b *Blocked) Reason() string {
 		return ""
 	}
 	var parts []string
-	for _, k := range sortedKeys(b.Exhausted) {
+	for _, k := range slices.Sorted(maps.Keys(b.Exhausted)) {
 		parts = append(parts, fmt.Sprintf("%s exhausted on %d nodes", k, b.Exhausted[k]))
 	}
-	for _, k := range sortedKeys(b.Filtered) {
+	for _, k := range slices.Sorted(maps.Keys(b.Filtered)) {
 		parts = append(parts, fmt.Sprintf("%d nodes filtered by %s", b.Filtered[k], k))
 	}
 	if len(parts) == 0 {
@@ -74,15 +75,6 @@ func (b *Blocked) Reason() string {
 		where = " in node pool " + b.NodePool
 	}
 	return "no room" + where + ": " + strings.Join(parts, ", ")
-}
-
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Unplaced is how many allocations need room.

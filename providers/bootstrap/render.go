@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/coreos/butane/config/common"
@@ -359,7 +361,7 @@ func butaneDoc(spec *Spec, claim ClaimInfo) (butane, error) {
 	if len(spec.Sysctls) > 0 {
 		var b strings.Builder
 		b.WriteString("# Rendered by Spillway.\n")
-		for _, k := range sortedKeys(spec.Sysctls) {
+		for _, k := range slices.Sorted(maps.Keys(spec.Sysctls)) {
 			fmt.Fprintf(&b, "%s = %s\n", k, spec.Sysctls[k])
 		}
 		st.Files = append(st.Files, inline(sysctlFile, 0o644, b.String()))

@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -299,7 +299,7 @@ func (s *Spec) Validate(pos *strictyaml.Positions, path string) strictyaml.Error
 			}
 		}
 	}
-	for _, k := range sortedKeys(s.Sysctls) {
+	for _, k := range slices.Sorted(maps.Keys(s.Sysctls)) {
 		if !sysctlRe.MatchString(k) {
 			v.errf("sysctls."+k, "is not a sysctl name such as net.ipv4.ip_forward")
 		}
@@ -418,7 +418,7 @@ func (s *Spec) validateNomad(v *validator) {
 	if n.NodeClass != "" && !nameRe.MatchString(n.NodeClass) {
 		v.errf("nomad.node_class", "%q is not a valid node class", n.NodeClass)
 	}
-	for _, k := range sortedKeys(n.Meta) {
+	for _, k := range slices.Sorted(maps.Keys(n.Meta)) {
 		if strings.HasPrefix(k, "spillway.") {
 			v.errf("nomad.meta."+k, "keys starting with spillway. are set by Spillway")
 		} else if !nameRe.MatchString(k) {
@@ -504,15 +504,6 @@ func (v *validator) errf(field, format string, args ...any) {
 		path = v.base + "." + field
 	}
 	v.errs = append(v.errs, v.pos.Errorf(path, format, args...))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Load decodes a standalone spec document strictly and validates it.
