@@ -192,44 +192,50 @@ func (g *Generator) progress(el time.Duration) {
 		el.Round(time.Second), tau.Round(time.Second), g.cfg.Scale*g.cfg.Trace.RateAt(tau), s.Sent, s.OK, s.Failed, s.Dropped, len(g.cfg.Targets()))
 }
 
-// NomadTargets follows the registrations of a Nomad native service with
-// blocking queries and returns a function that lists their base URLs. It
-// stops when ctx is done.
+// NomadTargets follows the registrations of a Nomad native service and
+// returns a function that lists their base URLs. It stops when ctx is done.
 func NomadTargets(ctx context.Context, client *nomad.Client, service string, log *slog.Logger) func() []string {
 	var mu sync.Mutex
 	var current []string
-	go func() {
-		var index uint64
-		for ctx.Err() == nil {
-			q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
-			regs, meta, err := client.Services().Get(service, q)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("listing service instances", "service", service, "err", err)
-					select {
-					case <-ctx.Done():
-					case <-time.After(2 * time.Second):
-					}
-				}
-				continue
-			}
-			urls := make([]string, 0, len(regs))
-			for _, r := range regs {
-				urls = append(urls, fmt.Sprintf("http://%s:%d", r.Address, r.Port))
-			}
-			mu.Lock()
-			current = urls
-			mu.Unlock()
-			if meta.LastIndex < index {
-				index = 0 // the index went backwards: start over
-			} else {
-				index = meta.LastIndex
-			}
+	go FollowService(ctx, client, service, func(regs []*nomad.ServiceRegistration) {
+		urls := make([]string, 0, len(regs))
+		for _, r := range regs {
+			urls = append(urls, fmt.Sprintf("http://%s:%d", r.Address, r.Port))
 		}
-	}()
+		mu.Lock()
+		current = urls
+		mu.Unlock()
+	}, func(err error) { log.Warn("listing service instances", "service", service, "err", err) })
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return current
+	}
+}
+
+// FollowService calls onChange with the registrations of a Nomad native
+// service whenever Nomad's catalogue changes, using blocking queries, until
+// ctx ends. A failed query goes to onError and is retried a second later.
+func FollowService(ctx context.Context, client *nomad.Client, service string, onChange func([]*nomad.ServiceRegistration), onError func(error)) {
+	var index uint64
+	for ctx.Err() == nil {
+		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
+		regs, meta, err := client.Services().Get(service, q)
+		if err != nil {
+			if ctx.Err() == nil {
+				onError(err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		onChange(regs)
+		if meta.LastIndex < index {
+			index = 0 // the index went backwards: start over
+		} else {
+			index = meta.LastIndex
+		}
 	}
 }

@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/controlplane/demo"
 )
 
 // fileSDGroup is one target group of Prometheus's file_sd format.
@@ -19,30 +20,14 @@ type fileSDGroup struct {
 }
 
 // followService keeps Prometheus's file_sd targets for a Nomad native
-// service in step with Nomad's catalogue, using blocking queries. It
-// returns when ctx ends.
+// service in step with Nomad's catalogue. It returns when ctx ends.
 func (l *Lab) followService(ctx context.Context, service string) {
 	path := filepath.Join(l.Dir, "prometheus", "targets", service+".json")
-	var index uint64
-	for ctx.Err() == nil {
-		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
-		regs, meta, err := l.nomad.Services().Get(service, q)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
+	demo.FollowService(ctx, l.nomad, service, func(regs []*nomad.ServiceRegistration) {
 		if err := writeTargets(path, service, regs); err != nil {
 			l.progress("prometheus targets for %s: %v", service, err)
 		}
-		if meta.LastIndex < index {
-			index = 0
-		} else {
-			index = meta.LastIndex
-		}
-	}
+	}, func(error) {})
 }
 
 func writeTargets(path, service string, regs []*nomad.ServiceRegistration) error {
