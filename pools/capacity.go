@@ -178,3 +178,25 @@ func cheapestOnDemand(cp *CloudPool) float64 {
 	}
 	return best
 }
+
+// OwnedHosts counts each business unit's hosts: those its selector matches
+// and those it put in the shared pool (by the shared pool's lender meta).
+// Lending shares are shares of these counts.
+func OwnedHosts(cfg *Config, nodes []NodeUsage) map[string]int {
+	out := map[string]int{}
+	for _, n := range nodes {
+		for _, bu := range cfg.BusinessUnits {
+			if bu.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
+				out[bu.Name]++
+			}
+		}
+		if cfg.Shared != nil && cfg.Shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
+			key := cfg.Shared.LenderMeta
+			if key == "" {
+				key = MetaBusinessUnit
+			}
+			out[n.Meta[key]]++
+		}
+	}
+	return out
+}

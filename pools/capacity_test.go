@@ -46,3 +46,18 @@ func TestAccount(t *testing.T) {
 		t.Errorf("pricey-fast = %+v", p)
 	}
 }
+
+func TestOwnedHosts(t *testing.T) {
+	cfg := ladderCfg(t)
+	nodes := []NodeUsage{
+		{Name: "a1", NodePool: "bu-a", NodeClass: "internal"},
+		{Name: "a2", NodePool: "bu-a", NodeClass: "internal"},
+		{Name: "s1", NodePool: "shared", Meta: map[string]string{MetaBusinessUnit: "bu-a"}},
+		{Name: "s2", NodePool: "shared", Meta: map[string]string{MetaBusinessUnit: "bu-b"}},
+		{Name: "x", NodePool: "elsewhere"},
+	}
+	got := OwnedHosts(cfg, nodes)
+	if got["bu-a"] != 3 || got["bu-b"] != 1 || len(got) != 2 {
+		t.Fatalf("OwnedHosts = %v, want bu-a 3 (2 own + 1 lent), bu-b 1", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
@@ -81,13 +82,17 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 			byBorrower[l.Borrower] = append(byBorrower[l.Borrower], l)
 		}
 	}
+	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+	if err != nil {
+		return nil, fmt.Errorf("reading nomad's nodes: %w", err)
+	}
 	var returned []string
 	for _, borrower := range slices.Sorted(maps.Keys(byBorrower)) {
-		view, err := c.serving(ctx, borrower)
+		loans := byBorrower[borrower]
+		view, err := c.serving(ctx, nodes, borrower, loans)
 		if err != nil {
 			return returned, err
 		}
-		loans := byBorrower[borrower]
 		// Emptiest first.
 		sort.Slice(loans, func(i, j int) bool {
 			return len(view.allocs[loans[i].Host]) < len(view.allocs[loans[j].Host])
@@ -137,44 +142,31 @@ type servingView struct {
 	batch map[string]bool
 }
 
-// serving reads every ready, eligible node serving borrower.
-func (c *Controller) serving(ctx context.Context, borrower string) (*servingView, error) {
-	q := (&nomad.QueryOptions{}).WithContext(ctx)
-	stubs, _, err := c.cfg.Nomad.Nodes().List(q)
-	if err != nil {
-		return nil, fmt.Errorf("listing nodes: %w", err)
-	}
+// serving is the view of the ready, eligible nodes serving borrower: the
+// free room of each (from nodes), and the size and kind of every
+// allocation on the hosts of loans, the candidates to give back.
+func (c *Controller) serving(ctx context.Context, nodes []pools.NodeUsage, borrower string, loans []pools.Loan) (*servingView, error) {
 	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}, batch: map[string]bool{}}
-	for _, s := range stubs {
-		if s.Status != nomad.NodeStatusReady || s.SchedulingEligibility != nomad.NodeSchedulingEligible {
-			continue
+	for _, n := range nodes {
+		if n.Ready && n.Eligible && n.Meta[pools.MetaServes] == borrower {
+			v.free[n.ID] = demand.Size{CPUMHz: int(n.CPU - n.UsedCPU), MemoryMB: int(n.MemoryMB - n.UsedMemoryMB)}
 		}
-		n, _, err := c.cfg.Nomad.Nodes().Info(s.ID, q)
-		if err != nil || n.Meta[pools.MetaServes] != borrower || n.NodeResources == nil {
-			continue
-		}
-		free := demand.Size{CPUMHz: int(n.NodeResources.Cpu.CpuShares), MemoryMB: int(n.NodeResources.Memory.MemoryMB)}
-		if n.ReservedResources != nil {
-			free.CPUMHz -= int(n.ReservedResources.Cpu.CpuShares)
-			free.MemoryMB -= int(n.ReservedResources.Memory.MemoryMB)
-		}
-		allocs, _, err := c.cfg.Nomad.Nodes().Allocations(s.ID, q)
+	}
+	q := (&nomad.QueryOptions{}).WithContext(ctx)
+	for _, l := range loans {
+		allocs, _, err := c.cfg.Nomad.Nodes().Allocations(l.Host, q)
 		if err != nil {
-			return nil, fmt.Errorf("reading the allocations of %s: %w", s.Name, err)
+			return nil, fmt.Errorf("reading the allocations of %s: %w", l.HostName, err)
 		}
 		for _, a := range allocs {
 			if a.DesiredStatus != nomad.AllocDesiredStatusRun || (a.ClientStatus != nomad.AllocClientStatusRunning && a.ClientStatus != nomad.AllocClientStatusPending) {
 				continue
 			}
 			if a.Job != nil && a.Job.Type != nil && (*a.Job.Type == nomad.JobTypeBatch || *a.Job.Type == nomad.JobTypeSysbatch) {
-				v.batch[s.ID] = true
+				v.batch[l.Host] = true
 			}
-			sz := allocSize(a)
-			free.CPUMHz -= sz.CPUMHz
-			free.MemoryMB -= sz.MemoryMB
-			v.allocs[s.ID] = append(v.allocs[s.ID], sz)
+			v.allocs[l.Host] = append(v.allocs[l.Host], allocSize(a))
 		}
-		v.free[s.ID] = free
 	}
 	return v, nil
 }

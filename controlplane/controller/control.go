@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	nomad "github.com/hashicorp/nomad/api"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -140,8 +141,12 @@ func (c *Controller) Release(ctx context.Context, host, actor, reason string) (p
 	}
 	loan := match[0]
 	allocs := 0
-	if view, err := c.serving(ctx, loan.Borrower); err == nil {
-		allocs = len(view.allocs[loan.Host])
+	if as, _, err := c.cfg.Nomad.Nodes().Allocations(loan.Host, (&nomad.QueryOptions{}).WithContext(ctx)); err == nil {
+		for _, a := range as {
+			if !a.ClientTerminalStatus() {
+				allocs++
+			}
+		}
 	}
 	return loan, c.giveBack(ctx, loan, allocs, actor, fmt.Sprintf("released by %s: %s", actor, reason))
 }

@@ -21,6 +21,7 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/policies"
@@ -309,13 +310,14 @@ func (c *Controller) findHosts(ctx context.Context, tl *timeline, d demand.Deman
 		c.unmet(ctx, r, d, 0, fmt.Sprintf("pool %s is paused by %s (%s)", shared.Name, p.By, p.Reason))
 		return "none", nil
 	}
-	// Lending shares are shares of what each business unit owns now.
-	if owned, err := OwnedHosts(ctx, c.cfg.Nomad, c.cfg.Pools); err == nil {
-		c.cfg.Ledger.SetLimits(c.cfg.Pools.Limits(owned))
-	} else {
-		log.Warn("counting owned hosts; keeping the last lending limits", "err", err)
+	// One read of Nomad's nodes gives both the lending limits (shares of
+	// what each business unit owns now) and the size of a shared host.
+	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+	if err != nil {
+		return "", fmt.Errorf("reading nomad's nodes: %w", err)
 	}
-	size, err := c.sharedHostSize(ctx, shared)
+	c.cfg.Ledger.SetLimits(c.cfg.Pools.Limits(pools.OwnedHosts(c.cfg.Pools, nodes)))
+	size, err := sharedHostSize(shared, nodes)
 	if err != nil {
 		return "", err
 	}
@@ -385,29 +387,13 @@ func (c *Controller) unmet(ctx context.Context, r Request, d demand.Demand, host
 		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s", d.Unplaced(), r.Target, why)})
 }
 
-// sharedHostSize is the allocatable size of a shared-pool host, read from
-// Nomad (the largest, so a mixed pool does not under-size).
-func (c *Controller) sharedHostSize(ctx context.Context, shared *pools.SharedPool) (demand.Size, error) {
-	stubs, _, err := c.cfg.Nomad.Nodes().List((&nomad.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return demand.Size{}, fmt.Errorf("listing nodes: %w", err)
-	}
+// sharedHostSize is the allocatable size of a shared-pool host (the
+// largest, so a mixed pool does not under-size).
+func sharedHostSize(shared *pools.SharedPool, nodes []pools.NodeUsage) (demand.Size, error) {
 	var best demand.Size
-	for _, s := range stubs {
-		if shared.Selector.NodePool != "" && s.NodePool != shared.Selector.NodePool {
-			continue
-		}
-		n, _, err := c.cfg.Nomad.Nodes().Info(s.ID, (&nomad.QueryOptions{}).WithContext(ctx))
-		if err != nil || !shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) || n.NodeResources == nil {
-			continue
-		}
-		sz := demand.Size{CPUMHz: int(n.NodeResources.Cpu.CpuShares), MemoryMB: int(n.NodeResources.Memory.MemoryMB)}
-		if n.ReservedResources != nil {
-			sz.CPUMHz -= int(n.ReservedResources.Cpu.CpuShares)
-			sz.MemoryMB -= int(n.ReservedResources.Memory.MemoryMB)
-		}
-		if sz.CPUMHz > best.CPUMHz {
-			best = sz
+	for _, n := range nodes {
+		if shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) && int(n.CPU) > best.CPUMHz {
+			best = demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)}
 		}
 	}
 	if best.CPUMHz == 0 {

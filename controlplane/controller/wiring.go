@@ -2,45 +2,11 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/scaler"
 	"github.com/spillwayhq/spillway/policies"
-	"github.com/spillwayhq/spillway/pools"
 )
-
-// OwnedHosts counts each business unit's hosts in Nomad: the hosts its
-// selector matches and those it put in the shared pool. Lending shares are
-// a share of them.
-func OwnedHosts(ctx context.Context, nc *nomad.Client, cfg *pools.Config) (map[string]int, error) {
-	stubs, _, err := nc.Nodes().List((&nomad.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("listing nodes: %w", err)
-	}
-	out := map[string]int{}
-	for _, s := range stubs {
-		n, _, err := nc.Nodes().Info(s.ID, (&nomad.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return nil, fmt.Errorf("reading node %s: %w", s.Name, err)
-		}
-		for _, bu := range cfg.BusinessUnits {
-			if bu.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
-				out[bu.Name]++
-			}
-		}
-		if cfg.Shared != nil && cfg.Shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
-			lenderKey := cfg.Shared.LenderMeta
-			if lenderKey == "" {
-				lenderKey = pools.MetaBusinessUnit
-			}
-			out[n.Meta[lenderKey]]++
-		}
-	}
-	return out, nil
-}
 
 // Counts sets task group counts through Next and starts a scale-out
 // activity when a count rises, so the hosts for it are found.

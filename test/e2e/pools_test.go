@@ -96,26 +96,11 @@ func (c *stepClock) Set(t time.Time) {
 // in the shared pool.
 func ownedHosts(t *testing.T, nc *nomad.Client, cfg *pools.Config) map[string]int {
 	t.Helper()
-	stubs, _, err := nc.Nodes().List(nil)
+	nodes, err := capacity.Nodes(context.Background(), nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]int{}
-	for _, s := range stubs {
-		n, _, err := nc.Nodes().Info(s.ID, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, bu := range cfg.BusinessUnits {
-			if bu.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
-				out[bu.Name]++
-			}
-		}
-		if cfg.Shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
-			out[n.Meta[cfg.Shared.LenderMeta]]++
-		}
-	}
-	return out
+	return pools.OwnedHosts(cfg, nodes)
 }
 
 func lendingMeta(t *testing.T, nc *nomad.Client, id string) map[string]string {
