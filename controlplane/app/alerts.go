@@ -109,7 +109,7 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 				if c.Outcome == alerts.OutcomeNew {
 					t := triggers[p.Target]
 					if t == nil {
-						t = &scaler.Trigger{Target: p.Target}
+						t = &scaler.Trigger{Target: p.Target, At: now}
 						triggers[p.Target] = t
 					}
 					t.Alerts = append(t.Alerts, c.Alert.Fingerprint)

@@ -46,15 +46,26 @@ func (c *Counts) Scale(ctx context.Context, t policies.Target, count int, messag
 		return nil
 	}
 	now := c.Now()
-	activity, _ := meta["spillway.activity"].(string)
-	policyName, _ := meta["spillway.policy"].(string)
-	bu, deadline := "", now.Add(policies.DefaultDeadline)
+	activity, _ := meta[scaler.MetaActivity].(string)
+	policyName, _ := meta[scaler.MetaPolicy].(string)
+	triggered, decided := metaTime(meta, scaler.MetaTriggeredAt, now), metaTime(meta, scaler.MetaDecidedAt, now)
+	bu, deadline := "", triggered.Add(policies.DefaultDeadline)
 	if p, ok := c.Policies().Get(policyName); ok {
 		bu = p.BusinessUnit
 		if p.Deadline > 0 {
-			deadline = now.Add(p.Deadline)
+			deadline = triggered.Add(p.Deadline)
 		}
 	}
-	c.Controller.Start(c.Context, Request{Activity: activity, Target: t, BusinessUnit: bu, Triggered: now, Decided: now, Deadline: deadline})
+	c.Controller.Start(c.Context, Request{Activity: activity, Target: t, BusinessUnit: bu, Triggered: triggered, Decided: decided, Deadline: deadline})
 	return nil
+}
+
+// metaTime reads a time the scaler put in meta, or def.
+func metaTime(meta map[string]any, key string, def time.Time) time.Time {
+	s, _ := meta[key].(string)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return def
+	}
+	return t
 }

@@ -254,7 +254,7 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 		return res, nil
 	}
 	msg := fmt.Sprintf("spillway: manual scaling by %s: %s", m.Actor, m.Reason)
-	meta := map[string]any{"spillway.activity": res.Activity, "spillway.actor": m.Actor}
+	meta := map[string]any{MetaActivity: res.Activity, "spillway.actor": m.Actor}
 	if err := s.cfg.Counts.Scale(ctx, m.Target, res.Desired, msg, meta); err != nil {
 		s.scaleErrors.Inc()
 		_, _ = s.cfg.Journal.Append(ctx, journal.Event{

@@ -66,7 +66,18 @@ type Trigger struct {
 	Cause string
 	// Alerts are the fingerprints of the alerts that caused it.
 	Alerts []string
+	// At is when the trigger arrived; zero means when it is evaluated.
+	At time.Time
 }
+
+// Meta keys the scaler sets on a scaling, in Nomad's scaling event and for
+// the Counts that carry it out.
+const (
+	MetaActivity    = "spillway.activity"
+	MetaPolicy      = "spillway.policy"
+	MetaTriggeredAt = "spillway.triggered_at"
+	MetaDecidedAt   = "spillway.decided_at"
+)
 
 // DeploymentRetry is how soon a group whose scaling Nomad refused during a
 // deployment is evaluated again.
@@ -284,7 +295,12 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 		return
 	}
 	msg := fmt.Sprintf("spillway: %s (policy %s)", d.Reason, d.Policy)
-	meta := map[string]any{"spillway.activity": activity, "spillway.policy": d.Policy}
+	triggered := cause.At
+	if triggered.IsZero() {
+		triggered = now
+	}
+	meta := map[string]any{MetaActivity: activity, MetaPolicy: d.Policy,
+		MetaTriggeredAt: triggered.UTC().Format(time.RFC3339Nano), MetaDecidedAt: now.UTC().Format(time.RFC3339Nano)}
 	if err := s.cfg.Counts.Scale(ctx, target, d.Desired, msg, meta); err != nil {
 		s.scaleErrors.Inc()
 		log.Error("scaling failed", "desired", d.Desired, "err", err)

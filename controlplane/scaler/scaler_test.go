@@ -35,11 +35,13 @@ func (f *fakeEvaluator) Evaluate(_ context.Context, p *policies.Policy, st evalu
 
 type fakeCounts struct {
 	calls []int
+	metas []map[string]any
 	err   error
 }
 
 func (f *fakeCounts) Scale(_ context.Context, _ policies.Target, count int, _ string, meta map[string]any) error {
 	f.calls = append(f.calls, count)
+	f.metas = append(f.metas, meta)
 	return f.err
 }
 
@@ -105,9 +107,15 @@ func TestScalerAppliesAndJournals(t *testing.T) {
 	counts := &fakeCounts{}
 	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events(), Now: func() time.Time { return now }})
 
-	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "alert X fired", Alerts: []string{"fp1"}})
+	arrived := now.Add(-1500 * time.Millisecond)
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "alert X fired", Alerts: []string{"fp1"}, At: arrived})
 	if len(counts.calls) != 1 || counts.calls[0] != 5 {
 		t.Fatalf("scale calls %v, want [5]", counts.calls)
+	}
+	// The Counts learn when the trigger arrived and when it was decided, for the timeline.
+	if m := counts.metas[0]; m[MetaTriggeredAt] != arrived.Format(time.RFC3339Nano) || m[MetaDecidedAt] != now.Format(time.RFC3339Nano) ||
+		m[MetaPolicy] != "b" || m[MetaActivity] == "" {
+		t.Fatalf("scaling meta %v", m)
 	}
 	evs, _ := db.Events().Query(ctx, journal.Filter{})
 	if len(evs) != 2 || evs[0].Kind != journal.KindDecision || evs[1].Kind != journal.KindScale || evs[0].Activity == "" || evs[0].Activity != evs[1].Activity {
