@@ -56,14 +56,7 @@ func ParseRole(s string) (Role, error) {
 }
 
 // UnmarshalYAML reads a role name.
-func (r *Role) UnmarshalYAML(n *yaml.Node) error {
-	role, err := ParseRole(n.Value)
-	if err != nil {
-		return err
-	}
-	*r = role
-	return nil
-}
+func (r *Role) UnmarshalYAML(n *yaml.Node) error { return r.UnmarshalText([]byte(n.Value)) }
 
 // MarshalYAML writes the role name.
 func (r Role) MarshalYAML() (any, error) { return r.String(), nil }

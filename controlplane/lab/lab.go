@@ -451,7 +451,7 @@ func (l *Lab) startHosts(ctx context.Context) error {
 		}
 		procs = append(procs, p)
 		l.Hosts = append(l.Hosts, &Host{Name: s.name, BusinessUnit: s.bu, NodePool: s.pool, Tier: s.tier,
-			HTTPAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), proc: p})
+			HTTPAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0])})
 	}
 	want := len(specs)
 	return l.waitFor(ctx, "nomad clients", 90*time.Second, procs, func(context.Context) error {

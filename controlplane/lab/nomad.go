@@ -134,7 +134,6 @@ type Host struct {
 	NodePool     string
 	Tier         string
 	HTTPAddr     string
-	proc         *process
 }
 
 func sortedMeta(m map[string]string) []kv {
