@@ -7,8 +7,10 @@ PKG     := github.com/spillwayhq/spillway
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REV     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/controlplane/buildinfo.Version=$(VERSION) -X $(PKG)/controlplane/buildinfo.Revision=$(REV)
-# Fuzz targets run for this long each in `make test` (and CI).
-FUZZTIME ?= 10s
+# Each fuzz target runs this many inputs in `make test` (and CI). A count,
+# not a duration: a duration ends with Go's fuzzing deadline, which can fail
+# a run ("context deadline exceeded") when a worker is slow to stop.
+FUZZTIME ?= 20000x
 
 .PHONY: all build run test unit fuzz bench lint vet fmt fmt-check tools clean
 
