@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -16,6 +17,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of scale-in.
@@ -32,16 +34,28 @@ const MinLoanAge = 30 * time.Second
 // ReconcileEvery is how often Run compares the ledger with Nomad.
 const ReconcileEvery = time.Minute
 
-// Run reconciles the ledger with Nomad at once and every ReconcileEvery,
-// and gives back, every interval, the borrowed hosts a business unit no
-// longer needs, until ctx ends.
+// Run reconciles at once and every ReconcileEvery (the ledger with Nomad,
+// and the clouds with the ledger and the journal), resumes the scale-outs
+// a restart interrupted, and gives back, every interval, the hosts a
+// business unit no longer needs, until ctx ends.
 func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 	reconcile := func() {
 		if _, err := c.Reconcile(ctx); err != nil {
 			c.cfg.Logger.Warn("reconciling the ledger with nomad", "err", err)
 		}
+		if _, err := c.ReconcileClouds(ctx); err != nil {
+			c.cfg.Logger.Warn("reconciling the clouds", "err", err)
+		}
+	}
+	if err := c.RestoreTimeToReady(ctx, c.cfg.Journal); err != nil {
+		c.cfg.Logger.Warn("restoring measured times-to-ready", "err", err)
 	}
 	reconcile()
+	if n, err := c.Resume(ctx); err != nil {
+		c.cfg.Logger.Warn("resuming interrupted scale-outs", "err", err)
+	} else if n > 0 {
+		c.cfg.Logger.Info("resumed interrupted scale-outs", "count", n)
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	r := time.NewTicker(ReconcileEvery)
@@ -60,13 +74,16 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Consolidate returns at most one borrowed host per business unit per
-// call: the emptiest one whose allocations fit on the other hosts that
-// serve the business unit. It never returns a host while a scale-out of the
-// business unit is in flight, nor one borrowed less than MinLoanAge ago.
-// It returns the hosts it gave back.
+// Consolidate gives back at most one host per business unit per call: a
+// rented cloud host before a borrowed shared one, the priciest and then the
+// emptiest first, spot before on-demand when equal, and only one whose
+// allocations fit on the other hosts that serve the business unit. It never
+// gives back a host while a scale-out is in flight (its hosts are not
+// spare), one held less than MinLoanAge, or one that runs a batch
+// allocation. A rented host that never became a Nomad node within its
+// ready timeout is terminated. It returns the hosts it gave back.
 func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
-	if c.cfg.Shared == nil || c.cfg.Ledger == nil {
+	if c.cfg.Ledger == nil {
 		return nil, nil
 	}
 	c.mu.Lock()
@@ -75,62 +92,196 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	if busy {
 		return nil, nil // a scale-out is placing work; its hosts are not spare
 	}
-	now := c.cfg.Now()
-	byBorrower := map[string][]pools.Loan{}
-	for _, l := range c.cfg.Ledger.Loans() {
-		if l.Tier == pools.TierShared && now.Sub(l.Since) >= MinLoanAge {
-			byBorrower[l.Borrower] = append(byBorrower[l.Borrower], l)
-		}
-	}
 	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
 	if err != nil {
 		return nil, fmt.Errorf("reading nomad's nodes: %w", err)
 	}
+	nodeOf := map[string]pools.NodeUsage{} // instance → node
+	for _, n := range nodes {
+		if id := n.Meta[bootstrap.MetaInstance]; id != "" && n.Ready {
+			nodeOf[id] = n
+		}
+	}
+	now := c.cfg.Now()
+	offering := c.rentedOfferings(ctx)
 	var returned []string
+	byBorrower := map[string][]candidate{}
+	for _, l := range c.cfg.Ledger.Loans() {
+		if now.Sub(l.Since) < MinLoanAge {
+			continue
+		}
+		switch {
+		case l.Tier == pools.TierShared && c.cfg.Shared != nil:
+			byBorrower[l.Borrower] = append(byBorrower[l.Borrower], candidate{loan: l, node: l.Host})
+		case l.Tier != pools.TierShared && c.cfg.Clouds[l.Pool] != nil:
+			cp, _ := c.cfg.Pools.CloudPool(l.Pool)
+			n, ok := nodeOf[l.Host]
+			if !ok {
+				if cp != nil && now.Sub(l.Since) > readyTimeout(c.ready.estimate(cp)) {
+					h := providers.Host{ID: l.Host, Pool: l.Pool, Claim: l.Claim}
+					if err := c.terminate(ctx, h, "", "controller", "it never became a ready nomad node"); err != nil {
+						return returned, err
+					}
+					returned = append(returned, l.Host)
+				}
+				continue
+			}
+			o := offering[l.Host]
+			price := 0.0
+			if cp != nil {
+				price = priceOf(cp, o)
+			}
+			byBorrower[l.Borrower] = append(byBorrower[l.Borrower], candidate{loan: l, node: n.ID, cloud: true, price: price, spot: o.CapacityType == providers.CapacitySpot})
+		}
+	}
 	for _, borrower := range slices.Sorted(maps.Keys(byBorrower)) {
-		loans := byBorrower[borrower]
-		view, err := c.serving(ctx, nodes, borrower, loans)
+		cands := byBorrower[borrower]
+		view, err := c.serving(ctx, nodes, borrower, cands)
 		if err != nil {
 			return returned, err
 		}
-		// Emptiest first.
-		sort.Slice(loans, func(i, j int) bool {
-			return len(view.allocs[loans[i].Host]) < len(view.allocs[loans[j].Host])
-		})
-		for _, loan := range loans {
-			if !view.spare(loan.Host) {
+		sort.SliceStable(cands, func(i, j int) bool { return cands[i].before(cands[j], view) })
+		for _, cand := range cands {
+			if !view.spare(cand.node) {
 				continue
 			}
-			why := fmt.Sprintf("its %d allocations fit on %s's other hosts", len(view.allocs[loan.Host]), loan.Borrower)
-			if err := c.giveBack(ctx, loan, len(view.allocs[loan.Host]), "controller", why); err != nil {
+			n := len(view.allocs[cand.node])
+			why := fmt.Sprintf("its %d allocations fit on %s's other hosts", n, borrower)
+			if err := c.giveBack(ctx, cand.loan, cand.node, n, "controller", why); err != nil {
 				return returned, err
 			}
-			returned = append(returned, loan.HostName)
+			returned = append(returned, cand.loan.HostName)
 			break // one host per business unit per round: re-read before the next
 		}
 	}
 	return returned, nil
 }
 
-// giveBack journals the intent, drains and returns a borrowed host, and
-// journals the outcome. why says what made it spare.
-func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, allocs int, actor, why string) error {
+// candidate is a host scale-in may give back.
+type candidate struct {
+	loan pools.Loan
+	// node is the Nomad node ID.
+	node  string
+	cloud bool
+	price float64
+	spot  bool
+}
+
+// before orders candidates for giving back: cloud before internal, the
+// priciest first, then the emptiest, then spot before on-demand.
+func (a candidate) before(b candidate, v *servingView) bool {
+	if a.cloud != b.cloud {
+		return a.cloud
+	}
+	if a.price != b.price {
+		return a.price > b.price
+	}
+	if na, nb := len(v.allocs[a.node]), len(v.allocs[b.node]); na != nb {
+		return na < nb
+	}
+	if a.spot != b.spot {
+		return a.spot
+	}
+	return a.loan.Host < b.loan.Host
+}
+
+// rentedOfferings maps each live rented instance to its offering, from the
+// providers' listings (through the ownership tags).
+func (c *Controller) rentedOfferings(ctx context.Context) map[string]providers.Offering {
+	out := map[string]providers.Offering{}
+	for name, p := range c.cfg.Clouds {
+		hosts, err := p.List(ctx, name)
+		if err != nil {
+			c.cfg.Logger.Warn("listing rented hosts", "pool", name, "err", err)
+			continue
+		}
+		for _, h := range hosts {
+			out[h.ID] = h.Offering
+		}
+	}
+	return out
+}
+
+// giveBack journals the intent, drains the host and gives it back
+// (a borrowed host to its lender through the ledger, a rented one
+// terminated), and journals the outcome. why says what made it spare.
+func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string, allocs int, actor, why string) error {
 	subject := "business-unit/" + loan.Borrower
-	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": loan.Host, "pool": loan.Pool, "borrower": loan.Borrower,
-		"lender": loan.Lender, "claim": loan.Claim, "allocations": allocs})
+	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": node, "instance": loan.Host, "pool": loan.Pool, "tier": loan.Tier,
+		"borrower": loan.Borrower, "lender": loan.Lender, "claim": loan.Claim, "allocations": allocs})
+	verb, to := "returning", " to "+loan.Lender
+	if loan.Tier != pools.TierShared {
+		verb, to = "terminating rented host", ""
+	}
 	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntentReturn, Subject: subject, Actor: actor, Data: data,
-		Message: fmt.Sprintf("returning %s to %s: %s", loan.HostName, loan.Lender, why)}); err != nil {
-		return fmt.Errorf("journaling the intent to return %s: %w", loan.HostName, err)
+		Message: fmt.Sprintf("%s %s%s: %s", verb, loan.HostName, to, why)}); err != nil {
+		return fmt.Errorf("journaling the intent to give back %s: %w", loan.HostName, err)
 	}
-	err := c.cfg.Shared.Delete(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim})
-	if err != nil && !providers.IsNotFound(err) {
+	var err error
+	if loan.Tier == pools.TierShared {
+		err = c.cfg.Shared.Delete(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim})
+		if providers.IsNotFound(err) {
+			err = nil
+		}
+	} else {
+		err = c.drain(ctx, node, c.drainDeadline())
+		if err == nil {
+			err = c.terminate(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim}, "", actor, "scale-in: "+why)
+		}
+	}
+	if err != nil {
 		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturnFailed, Subject: subject, Actor: actor, Data: data,
-			Message: fmt.Sprintf("returning %s failed: %v", loan.HostName, err)})
-		return fmt.Errorf("returning %s: %w", loan.HostName, err)
+			Message: fmt.Sprintf("giving back %s failed: %v", loan.HostName, err)})
+		return fmt.Errorf("giving back %s: %w", loan.HostName, err)
 	}
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data,
-		Message: fmt.Sprintf("returned %s to %s after draining it", loan.HostName, loan.Lender)})
+	msg := fmt.Sprintf("returned %s to %s after draining it", loan.HostName, loan.Lender)
+	if loan.Tier != pools.TierShared {
+		msg = fmt.Sprintf("terminated rented host %s of %s after draining it", loan.HostName, loan.Pool)
+	}
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data, Message: msg})
 	return nil
+}
+
+// drainDeadline bounds the drain of a rented host: the shared pool's drain
+// deadline when there is one, else pools.DefaultDrainDeadline.
+func (c *Controller) drainDeadline() time.Duration {
+	if c.cfg.Pools != nil && c.cfg.Pools.Shared != nil && c.cfg.Pools.Shared.DrainDeadline > 0 {
+		return c.cfg.Pools.Shared.DrainDeadline
+	}
+	return pools.DefaultDrainDeadline
+}
+
+// drain drains a node with deadline (Nomad migrates the allocations in
+// steps of each job's migrate.max_parallel, which bounds the disruption)
+// and waits until the drain is over. A node Nomad no longer has is drained.
+func (c *Controller) drain(ctx context.Context, node string, deadline time.Duration) error {
+	if node == "" {
+		return nil
+	}
+	_, err := c.cfg.Nomad.Nodes().UpdateDrainOpts(node, &nomad.DrainOptions{
+		DrainSpec: &nomad.DrainSpec{Deadline: deadline, IgnoreSystemJobs: true},
+		Meta:      map[string]string{"drained_by": "spillway", "reason": "scale-in"},
+	}, (&nomad.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		if strings.Contains(err.Error(), "404") || strings.Contains(strings.ToLower(err.Error()), "not found") {
+			return nil
+		}
+		return fmt.Errorf("draining node %s: %w", node, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadline+time.Minute)
+	defer cancel()
+	var index uint64
+	for {
+		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
+		cur, meta, err := c.cfg.Nomad.Nodes().Info(node, q)
+		if err != nil {
+			return fmt.Errorf("waiting for node %s to drain: %w", node, err)
+		}
+		if cur.DrainStrategy == nil {
+			return nil
+		}
+		index = meta.LastIndex
+	}
 }
 
 // servingView is the hosts serving one business unit: what is free on
@@ -145,7 +296,7 @@ type servingView struct {
 // serving is the view of the ready, eligible nodes serving borrower: the
 // free room of each (from nodes), and the size and kind of every
 // allocation on the hosts of loans, the candidates to give back.
-func (c *Controller) serving(ctx context.Context, nodes []pools.NodeUsage, borrower string, loans []pools.Loan) (*servingView, error) {
+func (c *Controller) serving(ctx context.Context, nodes []pools.NodeUsage, borrower string, cands []candidate) (*servingView, error) {
 	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}, batch: map[string]bool{}}
 	for _, n := range nodes {
 		if n.Ready && n.Eligible && n.Meta[pools.MetaServes] == borrower {
@@ -153,19 +304,19 @@ func (c *Controller) serving(ctx context.Context, nodes []pools.NodeUsage, borro
 		}
 	}
 	q := (&nomad.QueryOptions{}).WithContext(ctx)
-	for _, l := range loans {
-		allocs, _, err := c.cfg.Nomad.Nodes().Allocations(l.Host, q)
+	for _, cand := range cands {
+		allocs, _, err := c.cfg.Nomad.Nodes().Allocations(cand.node, q)
 		if err != nil {
-			return nil, fmt.Errorf("reading the allocations of %s: %w", l.HostName, err)
+			return nil, fmt.Errorf("reading the allocations of %s: %w", cand.loan.HostName, err)
 		}
 		for _, a := range allocs {
 			if a.DesiredStatus != nomad.AllocDesiredStatusRun || (a.ClientStatus != nomad.AllocClientStatusRunning && a.ClientStatus != nomad.AllocClientStatusPending) {
 				continue
 			}
 			if a.Job != nil && a.Job.Type != nil && (*a.Job.Type == nomad.JobTypeBatch || *a.Job.Type == nomad.JobTypeSysbatch) {
-				v.batch[l.Host] = true
+				v.batch[cand.node] = true
 			}
-			v.allocs[l.Host] = append(v.allocs[l.Host], allocSize(a))
+			v.allocs[cand.node] = append(v.allocs[cand.node], allocSize(a))
 		}
 	}
 	return v, nil

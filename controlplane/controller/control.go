@@ -9,8 +9,10 @@ import (
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
+	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of operator actions on pools and hosts.
@@ -22,7 +24,7 @@ const (
 // Errors of the operator actions.
 var (
 	ErrUnknownPool = errors.New("no such pool")
-	ErrNotBorrowed = errors.New("not a host Spillway borrowed")
+	ErrNotBorrowed = errors.New("not a host Spillway borrowed or rented")
 	ErrNoPools     = errors.New("no shared pool is configured")
 )
 
@@ -120,33 +122,61 @@ func (c *Controller) RestorePauses(ctx context.Context, q journal.Querier) error
 	return nil
 }
 
-// Release drains and returns a borrowed host now, at an operator's
-// request. host is the node ID, a unique prefix of it, or the node name.
+// Release gives a host back now, at an operator's request: a borrowed
+// host is drained and returned to its lender, a rented one drained and
+// terminated. host is the node ID or a unique prefix of it, the node name,
+// or a rented host's instance ID.
 func (c *Controller) Release(ctx context.Context, host, actor, reason string) (pools.Loan, error) {
-	if c.cfg.Ledger == nil || c.cfg.Shared == nil {
+	if c.cfg.Ledger == nil {
 		return pools.Loan{}, ErrNoPools
 	}
-	var match []pools.Loan
-	for _, l := range c.cfg.Ledger.Loans() {
-		if l.Tier == pools.TierShared && (l.Host == host || l.HostName == host || strings.HasPrefix(l.Host, host)) {
-			match = append(match, l)
+	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+	if err != nil {
+		return pools.Loan{}, fmt.Errorf("reading nomad's nodes: %w", err)
+	}
+	nodeOf := map[string]pools.NodeUsage{}
+	for _, n := range nodes {
+		if id := n.Meta[bootstrap.MetaInstance]; id != "" {
+			nodeOf[id] = n
 		}
 	}
-	switch len(match) {
+	type match struct {
+		loan pools.Loan
+		node string
+	}
+	var found []match
+	for _, l := range c.cfg.Ledger.Loans() {
+		node, name := l.Host, l.HostName
+		if l.Tier != pools.TierShared {
+			if c.cfg.Clouds[l.Pool] == nil {
+				continue
+			}
+			n := nodeOf[l.Host]
+			node, name = n.ID, n.Name
+		} else if c.cfg.Shared == nil {
+			continue
+		}
+		if l.Host == host || l.HostName == host || (name != "" && name == host) || (node != "" && strings.HasPrefix(node, host)) {
+			found = append(found, match{l, node})
+		}
+	}
+	switch len(found) {
 	case 0:
 		return pools.Loan{}, fmt.Errorf("%w: %q", ErrNotBorrowed, host)
 	case 1:
 	default:
-		return pools.Loan{}, fmt.Errorf("%q matches %d borrowed hosts; give more of the node ID", host, len(match))
+		return pools.Loan{}, fmt.Errorf("%q matches %d hosts; give more of the node ID", host, len(found))
 	}
-	loan := match[0]
+	m := found[0]
 	allocs := 0
-	if as, _, err := c.cfg.Nomad.Nodes().Allocations(loan.Host, (&nomad.QueryOptions{}).WithContext(ctx)); err == nil {
-		for _, a := range as {
-			if !a.ClientTerminalStatus() {
-				allocs++
+	if m.node != "" {
+		if as, _, err := c.cfg.Nomad.Nodes().Allocations(m.node, (&nomad.QueryOptions{}).WithContext(ctx)); err == nil {
+			for _, a := range as {
+				if !a.ClientTerminalStatus() {
+					allocs++
+				}
 			}
 		}
 	}
-	return loan, c.giveBack(ctx, loan, allocs, actor, fmt.Sprintf("released by %s: %s", actor, reason))
+	return m.loan, c.giveBack(ctx, m.loan, m.node, allocs, actor, fmt.Sprintf("released by %s: %s", actor, reason))
 }

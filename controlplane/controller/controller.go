@@ -6,8 +6,9 @@
 // are healthy. Every activity is a timeline of named phases, journaled and
 // exported as spillway_scaleout_phase_seconds{phase,pool}.
 //
-// Today the controller acts on the shared internal pool; cloud tiers are
-// planned and reported (an unmet remainder is journaled) but not rented.
+// The tiers are asked in parallel: hosts borrowed from the shared pool are
+// ready at once, rented cloud hosts boot the pool's Ignition config and are
+// followed until they are ready Nomad nodes serving the business unit.
 package controller
 
 import (
@@ -21,7 +22,6 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/policies"
@@ -52,20 +52,28 @@ const (
 	KindActivityEnded = "activity.done"
 )
 
-// Journal records events.
+// Journal records events and reads them back.
 type Journal interface {
 	Append(ctx context.Context, evs ...journal.Event) ([]journal.Event, error)
+	journal.Querier
 }
 
 // Config wires a controller.
 type Config struct {
-	Nomad   *nomad.Client
-	Pools   *pools.Config
-	Ledger  *pools.Ledger
-	Shared  *internalpool.Provider // nil without a shared pool
-	Journal Journal
-	Now     func() time.Time
-	Logger  *slog.Logger
+	Nomad  *nomad.Client
+	Pools  *pools.Config
+	Ledger *pools.Ledger
+	Shared *internalpool.Provider // nil without a shared pool
+	// Clouds are the providers of the cloud pools, by pool name. A cloud
+	// pool without one is never rented from.
+	Clouds map[string]providers.Provider
+	// OrphanGrace is how old an instance tagged as this cluster's must be
+	// before the reconciler terminates it for want of a journaled claim.
+	// Default 10m.
+	OrphanGrace time.Duration
+	Journal     Journal
+	Now         func() time.Time
+	Logger      *slog.Logger
 	// Registerer receives the phase histogram; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Poll is how often the controller re-reads Nomad while it waits. Default 500ms.
@@ -82,6 +90,9 @@ type Controller struct {
 	active map[policies.Target]string // target -> activity in flight
 	paused map[string]PoolPause       // pools the controller takes nothing from
 	wg     sync.WaitGroup
+	// memory remembers offerings that ran out, for the ladder.
+	memory *pools.OfferingMemory
+	ready  readiness
 }
 
 // New builds a controller.
@@ -95,10 +106,14 @@ func New(cfg Config) *Controller {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 500 * time.Millisecond
 	}
+	if cfg.OrphanGrace <= 0 {
+		cfg.OrphanGrace = 10 * time.Minute
+	}
 	c := &Controller{
 		cfg:    cfg,
 		active: map[policies.Target]string{},
 		paused: map[string]PoolPause{},
+		memory: pools.NewOfferingMemory(10 * time.Minute),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spillway_scaleout_phase_seconds",
 			Help:    "Seconds from a scale-out's trigger to each of its phases, by phase and pool.",
@@ -129,6 +144,9 @@ type Request struct {
 	Triggered, Decided time.Time
 	// Deadline is when the allocations must be healthy.
 	Deadline time.Time
+	// resumed marks an activity a new term took over after a crash; its
+	// trigger and decided phases are journaled already.
+	resumed bool
 }
 
 // Wait blocks until every activity started by Start has ended.
@@ -154,6 +172,10 @@ func (c *Controller) Start(ctx context.Context, r Request) bool {
 		}()
 		if err := c.ScaleOut(ctx, r); err != nil {
 			c.cfg.Logger.Error("scale-out", "activity", r.Activity, "target", r.Target.String(), "err", err)
+			if ctx.Err() == nil { // not a shutdown or a lost term: the next leader must not resume it
+				c.record(context.WithoutCancel(ctx), journal.Event{Time: c.cfg.Now(), Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity,
+					Actor: "controller", Message: fmt.Sprintf("scale-out ended unfinished: %v", err)})
+			}
 		}
 	}()
 	return true
@@ -169,7 +191,12 @@ type timeline struct {
 func (tl *timeline) phase(ctx context.Context, phase string, at time.Time, msg string) {
 	secs := at.Sub(tl.r.Triggered).Seconds()
 	tl.c.phases.WithLabelValues(phase, tl.pool).Observe(secs)
-	data, _ := json.Marshal(map[string]any{"phase": phase, "seconds": secs, "pool": tl.pool, "target": tl.r.Target})
+	fields := map[string]any{"phase": phase, "seconds": secs, "pool": tl.pool, "target": tl.r.Target}
+	if phase == PhaseTrigger {
+		// Enough to resume the activity after a crash (Resume).
+		fields["business_unit"], fields["triggered"], fields["decided"], fields["deadline"] = tl.r.BusinessUnit, tl.r.Triggered, tl.r.Decided, tl.r.Deadline
+	}
+	data, _ := json.Marshal(fields)
 	tl.c.record(ctx, journal.Event{Time: at, Kind: KindPhase, Subject: tl.r.Target.String(), Activity: tl.r.Activity,
 		Actor: "controller", Message: fmt.Sprintf("%s after %.1fs: %s", phase, secs, msg), Data: data})
 }
@@ -184,8 +211,10 @@ func (c *Controller) record(ctx context.Context, ev journal.Event) {
 // hosts for what is queued, and waits for the allocations to be healthy.
 func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
 	tl := &timeline{c: c, r: r, pool: "none"}
-	tl.phase(ctx, PhaseTrigger, r.Triggered, "the trigger arrived")
-	tl.phase(ctx, PhaseDecided, r.Decided, "the count was raised")
+	if !r.resumed {
+		tl.phase(ctx, PhaseTrigger, r.Triggered, "the trigger arrived")
+		tl.phase(ctx, PhaseDecided, r.Decided, "the count was raised")
+	}
 	ctx, cancel := context.WithDeadline(ctx, r.Deadline.Add(5*time.Minute))
 	defer cancel()
 
@@ -193,11 +222,9 @@ func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
 	if err != nil {
 		return err
 	}
-	if d.Unplaced() > 0 {
-		tl.pool, err = c.findHosts(ctx, tl, d)
-		if err != nil {
-			return err
-		}
+	a := &activity{c: c, tl: tl, d: d, exclude: map[string]string{}}
+	if err := a.run(ctx); err != nil {
+		return err
 	}
 	placedAt, err := c.until(ctx, func() (bool, error) {
 		d, err := demand.Read(ctx, c.cfg.Nomad, r.Target)
@@ -294,91 +321,6 @@ func (c *Controller) healthy(ctx context.Context, t policies.Target) (bool, erro
 		n++
 	}
 	return n >= want, nil
-}
-
-// findHosts plans hosts for the queued allocations and claims them. It
-// returns the pool it took from.
-func (c *Controller) findHosts(ctx context.Context, tl *timeline, d demand.Demand) (string, error) {
-	r := tl.r
-	log := c.cfg.Logger.With("activity", r.Activity, "target", r.Target.String())
-	if c.cfg.Pools == nil || c.cfg.Shared == nil || c.cfg.Pools.Shared == nil {
-		c.unmet(ctx, r, d, 0, "no shared pool is configured, and renting cloud hosts is not wired yet")
-		return "none", nil
-	}
-	shared := c.cfg.Pools.Shared
-	if p, ok := c.PausedPools()[shared.Name]; ok {
-		c.unmet(ctx, r, d, 0, fmt.Sprintf("pool %s is paused by %s (%s)", shared.Name, p.By, p.Reason))
-		return "none", nil
-	}
-	// One read of Nomad's nodes gives both the lending limits (shares of
-	// what each business unit owns now) and the size of a shared host.
-	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-	if err != nil {
-		return "", fmt.Errorf("reading nomad's nodes: %w", err)
-	}
-	c.cfg.Ledger.SetLimits(c.cfg.Pools.Limits(pools.OwnedHosts(c.cfg.Pools, nodes)))
-	size, err := sharedHostSize(shared, nodes)
-	if err != nil {
-		return "", err
-	}
-	need, perHost, err := demand.HostsFor(d.Unplaced(), d.PerAllocation, size)
-	if err != nil {
-		c.unmet(ctx, r, d, 0, err.Error())
-		return "none", nil
-	}
-	free, err := c.cfg.Shared.Free(ctx)
-	if err != nil {
-		return "", fmt.Errorf("counting free shared hosts: %w", err)
-	}
-	now := c.cfg.Now()
-	plan := pools.Ladder(pools.LadderInput{
-		Config: c.cfg.Pools, BusinessUnit: r.BusinessUnit, Need: need, Now: now, Deadline: r.Deadline,
-		SharedFree: free, Borrowed: c.cfg.Ledger.Borrowed(r.BusinessUnit),
-	})
-	log.Info("capacity plan", "queued", d.Unplaced(), "per_host", perHost, "need", need, "shared_free", free, "unmet", plan.Unmet, "reason", d.Blocked.Reason())
-	pool := "none"
-	for _, step := range plan.Taken() {
-		if step.Tier != pools.TierShared {
-			continue // cloud tiers are planned, not rented, yet
-		}
-		pool = step.Pool
-		tl.pool = pool
-		claimID := r.Activity + "-" + step.Pool
-		intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "tier": step.Tier, "hosts": step.Hosts,
-			"borrower": r.BusinessUnit, "queued": d.Unplaced(), "blocked": d.Blocked.Reason()})
-		// The intent is durable before the provider acts, so a restart knows
-		// what may be half done.
-		if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: now, Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
-			Actor: "controller", Data: intent,
-			Message: fmt.Sprintf("borrowing %d shared %s for %d queued allocations (%s)", step.Hosts, plural(step.Hosts, "host", "hosts"), d.Unplaced(), d.Blocked.Reason())}); err != nil {
-			return "", fmt.Errorf("journaling the intent to claim %s: %w", claimID, err)
-		}
-		tl.phase(ctx, PhaseCapacityRequested, c.cfg.Now(), fmt.Sprintf("asked the shared pool for %d %s", step.Hosts, plural(step.Hosts, "host", "hosts")))
-		hosts, err := c.cfg.Shared.Create(ctx, internalpool.Claim(shared, claimID, r.BusinessUnit, step.Hosts))
-		got := make([]string, 0, len(hosts))
-		for _, h := range hosts {
-			got = append(got, h.Tags[internalpool.TagNodeName])
-		}
-		data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got})
-		if err != nil && len(hosts) == 0 {
-			c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
-				Data: data, Message: fmt.Sprintf("borrowing from %s failed: %v", step.Pool, err)})
-			if providers.IsInsufficientCapacity(err) || providers.IsQuota(err) {
-				continue
-			}
-			return pool, fmt.Errorf("borrowing from %s: %w", step.Pool, err)
-		}
-		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
-			Data: data, Message: fmt.Sprintf("borrowed %d %s from %s: %v", len(hosts), plural(len(hosts), "host", "hosts"), step.Pool, got)})
-		// A borrowed host is a running, ready Nomad node already.
-		at := c.cfg.Now()
-		tl.phase(ctx, PhaseHostsRunning, at, "the borrowed hosts are running")
-		tl.phase(ctx, PhaseNodesReady, at, "the borrowed hosts are ready Nomad nodes serving "+r.BusinessUnit)
-	}
-	if plan.Unmet > 0 {
-		c.unmet(ctx, r, d, plan.Unmet, "the shared pool cannot give more and renting cloud hosts is not wired yet")
-	}
-	return pool, nil
 }
 
 func (c *Controller) unmet(ctx context.Context, r Request, d demand.Demand, hosts int, why string) {

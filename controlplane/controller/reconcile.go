@@ -1,11 +1,21 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
+	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/policies"
+	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of the reconciler.
@@ -48,4 +58,242 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindRepaired, Actor: "controller",
 		Message: fmt.Sprintf("repaired %d differences between the ledger and nomad", len(ds))})
 	return len(ds), nil
+}
+
+// ReconcileClouds compares each cloud pool's instances (found through the
+// ownership tags) with the ledger, the journal and Nomad, and finishes or
+// rolls back what a crash left half done:
+//   - an instance whose claim is journaled but which the ledger lacks (a
+//     crash after the cloud call) is adopted into the ledger;
+//   - an instance no journaled claim names is terminated once it is older
+//     than OrphanGrace;
+//   - a ledger entry whose instance is gone is closed;
+//   - a rented node that lost spillway.serves gets it back;
+//   - a host whose return was journaled but not finished (a crash during
+//     a drain) is drained and given back, borrowed hosts included.
+//
+// Each fix is journaled. It returns how many it made.
+func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
+	if c.cfg.Ledger == nil {
+		return 0, nil
+	}
+	claims, err := c.journaledClaims(ctx)
+	if err != nil {
+		return 0, err
+	}
+	returns, err := c.pendingReturns(ctx)
+	if err != nil {
+		return 0, err
+	}
+	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+	if err != nil {
+		return 0, fmt.Errorf("reading nomad's nodes: %w", err)
+	}
+	nodeOf := map[string]pools.NodeUsage{}
+	for _, n := range nodes {
+		if id := n.Meta[bootstrap.MetaInstance]; id != "" {
+			nodeOf[id] = n
+		}
+	}
+	now := c.cfg.Now()
+	fixes := 0
+	fixed := func(kind, subject, msg string, data any) {
+		fixes++
+		c.fixes.WithLabelValues("repaired").Inc()
+		b, _ := json.Marshal(data)
+		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: kind, Subject: subject, Actor: "reconciler", Data: b, Message: msg})
+	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(c.cfg.Clouds)) {
+		p := c.cfg.Clouds[name]
+		hosts, err := p.List(ctx, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing the hosts of %s: %w", name, err))
+			continue
+		}
+		live := map[string]bool{}
+		for _, h := range hosts {
+			live[h.ID] = true
+			loan, ok := c.cfg.Ledger.Loan(h.ID)
+			if !ok {
+				if cl, known := claims[h.Claim]; known {
+					if err := c.recordRental(ctx, h, cl.tier, cl.borrower, h.Claim, "adopted: launched for a journaled claim before a restart"); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fixed(KindAdopted, "host/"+h.ID, fmt.Sprintf("adopted %s of %s: claim %s was journaled for %s, the ledger lacked the host", h.ID, name, h.Claim, cl.borrower),
+						map[string]any{"host": h.ID, "pool": name, "claim": h.Claim, "borrower": cl.borrower})
+					continue
+				}
+				if age := now.Sub(h.LaunchedAt); !h.LaunchedAt.IsZero() && age > c.cfg.OrphanGrace {
+					if err := c.terminate(ctx, h, "", "reconciler", fmt.Sprintf("tagged as this cluster's for %s, but no journaled claim names it (claim %q)", age.Round(time.Second), h.Claim)); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fixes++
+					c.fixes.WithLabelValues("repaired").Inc()
+				}
+				continue
+			}
+			n, registered := nodeOf[h.ID]
+			if registered && n.Ready && n.Meta[pools.MetaServes] != loan.Borrower {
+				c.markServes(ctx, n, loan.Borrower)
+				fixed(KindRepaired, "host/"+h.ID, fmt.Sprintf("node %s of rented host %s serves %s again", n.Name, h.ID, loan.Borrower),
+					map[string]any{"host": h.ID, "node": n.ID, "borrower": loan.Borrower})
+			}
+			if returns[h.ID] {
+				if err := c.giveBack(ctx, loan, n.ID, n.Allocs, "reconciler", "finishing a scale-in a restart interrupted"); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fixes++
+			}
+		}
+		for _, l := range c.cfg.Ledger.Loans() {
+			if l.Pool != name || l.Tier == pools.TierShared || live[l.Host] || now.Sub(l.Since) < time.Minute {
+				continue
+			}
+			if _, err := p.Get(ctx, l.Host); !providers.IsNotFound(err) {
+				continue // listed late, or the cloud did not answer: look again next time
+			}
+			if _, err := c.cfg.Ledger.Return(ctx, l.Host, now, "the instance is gone"); err != nil && !errors.Is(err, pools.ErrNotLent) {
+				errs = append(errs, err)
+				continue
+			}
+			fixed(KindRepaired, "host/"+l.Host, fmt.Sprintf("closed the ledger entry of %s of %s: the instance is gone", l.Host, name),
+				map[string]any{"host": l.Host, "pool": name, "borrower": l.Borrower})
+		}
+	}
+	if c.cfg.Shared != nil {
+		for _, l := range c.cfg.Ledger.Loans() {
+			if l.Tier == pools.TierShared && returns[l.Host] {
+				if err := c.giveBack(ctx, l, l.Host, 0, "reconciler", "finishing a return a restart interrupted"); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fixes++
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.fixes.WithLabelValues("failed").Inc()
+		return fixes, err
+	}
+	return fixes, nil
+}
+
+// journaledClaim is what an intent said about a claim.
+type journaledClaim struct {
+	borrower string
+	tier     pools.Tier
+}
+
+// journaledClaims reads the claims journaled in the last week.
+func (c *Controller) journaledClaims(ctx context.Context) (map[string]journaledClaim, error) {
+	out := map[string]journaledClaim{}
+	err := journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: KindIntent, Since: c.cfg.Now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
+		var d struct {
+			Claim, Borrower string
+			Tier            pools.Tier
+		}
+		if json.Unmarshal(ev.Data, &d) == nil && d.Claim != "" {
+			out[d.Claim] = journaledClaim{borrower: d.Borrower, tier: d.Tier}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading journaled claims: %w", err)
+	}
+	return out, nil
+}
+
+// pendingReturns reads the hosts (instance IDs, or node IDs of borrowed
+// hosts) whose return was journaled in the last day and not finished.
+func (c *Controller) pendingReturns(ctx context.Context) (map[string]bool, error) {
+	type mark struct {
+		seq     int64
+		host    string
+		pending bool
+	}
+	var marks []mark
+	for _, kind := range []string{KindIntentReturn, KindReturned} {
+		err := journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: kind, Since: c.cfg.Now().Add(-24 * time.Hour)}, func(ev journal.Event) error {
+			var d struct{ Instance, Node string }
+			if json.Unmarshal(ev.Data, &d) == nil {
+				if d.Instance == "" {
+					d.Instance = d.Node
+				}
+				if d.Instance != "" {
+					marks = append(marks, mark{ev.Seq, d.Instance, ev.Kind == KindIntentReturn})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading journaled returns: %w", err)
+		}
+	}
+	slices.SortFunc(marks, func(a, b mark) int { return cmp.Compare(a.seq, b.seq) })
+	out := map[string]bool{}
+	for _, m := range marks {
+		out[m.host] = m.pending
+	}
+	return out, nil
+}
+
+// Resume takes over the scale-outs a previous term or process left
+// unfinished: each activity whose trigger is journaled, that has not
+// ended, and whose deadline (plus the 5 minutes ScaleOut waits past it) has
+// not passed, is started again. Claims are not repeated: the hosts rented
+// before are in the ledger (or adopted by ReconcileClouds) and followed.
+func (c *Controller) Resume(ctx context.Context) (int, error) {
+	now := c.cfg.Now()
+	type started struct {
+		r  Request
+		ok bool
+	}
+	acts := map[string]*started{}
+	var order []string
+	err := journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: "activity", Since: now.Add(-time.Hour)}, func(ev journal.Event) error {
+		switch ev.Kind {
+		case KindPhase:
+			var d struct {
+				Phase        string
+				Target       policies.Target
+				BusinessUnit string `json:"business_unit"`
+				Triggered    time.Time
+				Decided      time.Time
+				Deadline     time.Time
+			}
+			if json.Unmarshal(ev.Data, &d) != nil || d.Phase != PhaseTrigger || ev.Activity == "" {
+				return nil
+			}
+			if _, seen := acts[ev.Activity]; !seen {
+				order = append(order, ev.Activity)
+			}
+			acts[ev.Activity] = &started{r: Request{Activity: ev.Activity, Target: d.Target, BusinessUnit: d.BusinessUnit,
+				Triggered: d.Triggered, Decided: d.Decided, Deadline: d.Deadline, resumed: true}, ok: true}
+		case KindActivityEnded:
+			if a, seen := acts[ev.Activity]; seen {
+				a.ok = false
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading unfinished activities: %w", err)
+	}
+	n := 0
+	for _, id := range order {
+		a := acts[id]
+		if !a.ok || a.r.Deadline.IsZero() || now.After(a.r.Deadline.Add(5*time.Minute)) {
+			continue
+		}
+		c.record(ctx, journal.Event{Time: now, Kind: KindPhase + ".resumed", Subject: a.r.Target.String(), Activity: id, Actor: "controller",
+			Message: "resuming a scale-out a restart interrupted"})
+		if c.Start(ctx, a.r) {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -91,6 +91,11 @@ type ClaimInfo struct {
 	// carries no claim meta, and its claim is found through
 	// spillway.instance and the instance's spillway:claim tag.
 	Claim string
+	// Serves, when set, is the business unit the host is rented for,
+	// written to node meta spillway.serves so the unit's bursting services
+	// can be placed on the host as soon as it registers. A per-pool config
+	// (no claim) leaves it out; the controller then sets it on the node.
+	Serves string
 }
 
 // Rendered is a rendered bootstrap config.
@@ -422,6 +427,9 @@ func nomadConfig(spec *Spec, claim ClaimInfo) (string, error) {
 	}
 	if claim.Claim != "" {
 		meta[MetaClaim] = claim.Claim
+	}
+	if claim.Serves != "" {
+		meta[MetaServes] = claim.Serves
 	}
 	meta[MetaPool] = claim.Pool
 	meta[MetaProvider] = claim.Provider

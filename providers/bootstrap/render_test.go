@@ -521,8 +521,16 @@ func TestPerPoolConfig(t *testing.T) {
 	}
 	cfg := parse(t, r.IgnitionVersion, r.UserData)
 	nc := fileContents(t, cfg, bootstrap.NomadConfigFile)
-	if strings.Contains(nc, bootstrap.MetaClaim) || !strings.Contains(nc, `"spillway.pool": "aws-use1"`) {
+	if strings.Contains(nc, bootstrap.MetaClaim) || strings.Contains(nc, bootstrap.MetaServes) || !strings.Contains(nc, `"spillway.pool": "aws-use1"`) {
 		t.Errorf("per-pool nomad config:\n%s", nc)
+	}
+	r, err = bootstrap.Render(spec, bootstrap.ClaimInfo{Provider: "aws", Pool: "aws-use1", Claim: "claim-9", Serves: "feed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc = fileContents(t, parse(t, r.IgnitionVersion, r.UserData), bootstrap.NomadConfigFile)
+	if !strings.Contains(nc, `"spillway.serves": "feed"`) || !strings.Contains(nc, `"spillway.claim": "claim-9"`) {
+		t.Errorf("a claim rented for business unit feed: nomad config\n%s", nc)
 	}
 	if _, err := bootstrap.Render(spec, bootstrap.ClaimInfo{Provider: "aws"}); err == nil {
 		t.Error("a config without a pool renders")

@@ -61,6 +61,9 @@ const (
 	MetaPool     = "spillway.pool"
 	MetaProvider = "spillway.provider"
 	MetaInstance = "spillway.instance"
+	// MetaServes names the business unit whose services the host runs
+	// (pools.MetaServes); it is rendered from ClaimInfo.Serves.
+	MetaServes = "spillway.serves"
 	// MetaPrePull is "pending" until the images to pre-pull are present,
 	// then "done". Only hosts with pre-pull images carry it. The pre-pull
 	// unit also keeps the node ineligible meanwhile, but the node

@@ -1,0 +1,392 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/spillwayhq/spillway/controlplane/capacity"
+	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/internalpool"
+)
+
+// maxRounds bounds how often one activity plans again after a tier fell
+// short (an offering ran out, a pool failed, a host was stuck).
+const maxRounds = 6
+
+// activity is the capacity side of one scale-out: it plans hosts on the
+// ladder, asks every planned tier at once, plans again for what fell short,
+// and follows the rented hosts until they are ready.
+type activity struct {
+	c  *Controller
+	tl *timeline
+	d  demand.Demand
+	// size is the allocatable size of one host unit.
+	size demand.Size
+	// exclude holds pools this activity gave up on, and why.
+	exclude map[string]string
+	round   int
+	// requested is set once capacity was first requested.
+	requested bool
+	pools     []string
+
+	mu     sync.Mutex
+	rented []*rented
+}
+
+// run finds hosts for what Nomad queued and waits until the rented ones are
+// ready Nomad nodes.
+func (a *activity) run(ctx context.Context) error {
+	c, r := a.c, a.tl.r
+	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+	if err != nil {
+		return fmt.Errorf("reading nomad's nodes: %w", err)
+	}
+	// Rented hosts of the business unit still booting (a resumed activity,
+	// or one started while another's hosts boot) are followed, not rented
+	// again.
+	pending := a.pendingRentals(ctx, nodes)
+	if a.d.Unplaced() > 0 {
+		a.size, err = c.hostSize(nodes, r.BusinessUnit)
+		if err != nil {
+			c.unmet(ctx, r, a.d, 0, err.Error())
+			return nil
+		}
+		need, perHost, err := demand.HostsFor(a.d.Unplaced(), a.d.PerAllocation, a.size)
+		if err != nil {
+			c.unmet(ctx, r, a.d, 0, err.Error())
+			return nil
+		}
+		c.cfg.Logger.Info("capacity needed", "activity", r.Activity, "target", r.Target.String(), "queued", a.d.Unplaced(),
+			"per_host", perHost, "hosts", need, "booting", len(pending), "reason", a.d.Blocked.Reason())
+		if need -= len(pending); need > 0 {
+			a.acquire(ctx, nodes, need)
+		}
+	}
+	a.mu.Lock()
+	follow := append(pending, a.rented...)
+	a.mu.Unlock()
+	if len(follow) == 0 {
+		if a.requested {
+			// Only borrowed hosts: they are running, ready Nomad nodes already.
+			at := c.cfg.Now()
+			a.tl.phase(ctx, PhaseHostsRunning, at, "the borrowed hosts are running")
+			a.tl.phase(ctx, PhaseNodesReady, at, "the borrowed hosts are ready Nomad nodes serving "+r.BusinessUnit)
+		}
+		return nil
+	}
+	return c.follow(ctx, a.tl, follow, func(ctx context.Context, h *rented) []*rented {
+		return c.stuck(ctx, a.tl, h, func(ctx context.Context, n int) []*rented {
+			nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+			if err != nil {
+				return nil
+			}
+			a.mu.Lock()
+			before := len(a.rented)
+			a.mu.Unlock()
+			a.acquire(ctx, nodes, n)
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return append([]*rented(nil), a.rented[before:]...)
+		})
+	})
+}
+
+// pendingRentals returns the business unit's rented hosts that are not
+// ready Nomad nodes yet.
+func (a *activity) pendingRentals(ctx context.Context, nodes []pools.NodeUsage) []*rented {
+	c := a.c
+	if c.cfg.Ledger == nil {
+		return nil
+	}
+	ready := readyInstances(nodes)
+	var out []*rented
+	for _, l := range c.cfg.Ledger.Loans() {
+		if l.Tier == pools.TierShared || l.Borrower != a.tl.r.BusinessUnit || ready[l.Host] {
+			continue
+		}
+		cp, ok := c.cfg.Pools.CloudPool(l.Pool)
+		if _, has := c.cfg.Clouds[l.Pool]; !ok || !has {
+			continue
+		}
+		out = append(out, &rented{host: providers.Host{ID: l.Host, Pool: l.Pool, Claim: l.Claim}, pool: cp, claim: l.Claim, launched: l.Since})
+		a.pools = append(a.pools, l.Pool)
+	}
+	return out
+}
+
+// acquire plans need more hosts and asks the planned tiers in parallel,
+// planning again for whatever fell short, until the need is met, nothing is
+// left to ask, or maxRounds is reached. What stays unmet is journaled with
+// the ladder's reasons (quota, paused pools, budgets, exhausted offerings).
+func (a *activity) acquire(ctx context.Context, nodes []pools.NodeUsage, need int) {
+	c, r := a.c, a.tl.r
+	log := c.cfg.Logger.With("activity", r.Activity, "target", r.Target.String())
+	var lastPlan pools.Plan
+	for ; need > 0 && a.round < maxRounds; a.round++ {
+		if a.round > 0 {
+			if fresh, err := capacity.Nodes(ctx, c.cfg.Nomad); err == nil {
+				nodes = fresh
+			}
+		}
+		plan := a.plan(ctx, nodes, need)
+		lastPlan = plan
+		taken := plan.Taken()
+		log.Info("capacity plan", "round", a.round, "need", need, "steps", stepsString(taken), "unmet", plan.Unmet, "at_risk", plan.AtRisk, "skipped", skipsString(plan.Skipped))
+		if len(taken) == 0 {
+			break
+		}
+		hedges := a.hedges(ctx, plan)
+		if !a.requested {
+			a.requested = true
+			var names []string
+			for _, s := range append(taken, hedges...) {
+				names = append(names, s.Pool)
+			}
+			a.tl.pool = poolLabel(append(a.pools, names...))
+			a.tl.phase(ctx, PhaseCapacityRequested, c.cfg.Now(), "asked "+stepsString(append(taken, hedges...)))
+		}
+		got := make([]int, len(taken)+len(hedges))
+		var wg sync.WaitGroup
+		for i, step := range append(taken, hedges...) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i] = a.request(ctx, step)
+			}()
+		}
+		wg.Wait()
+		short := 0
+		for i, step := range taken {
+			short += max(step.Hosts-got[i], 0)
+		}
+		for i := range hedges {
+			short -= got[len(taken)+i] // a hedge that came through covers a shortfall
+		}
+		need = short
+	}
+	a.tl.pool = poolLabel(a.pools)
+	if need > 0 {
+		why := skipsString(lastPlan.Skipped)
+		if why == "" {
+			why = "every tier that could give hosts fell short"
+		}
+		c.unmet(ctx, r, a.d, need, why)
+	}
+}
+
+// excluded says why the activity gave up on pool, or "".
+func (a *activity) excluded(pool string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.exclude[pool]
+}
+
+// plan runs the ladder on the current state.
+func (a *activity) plan(ctx context.Context, nodes []pools.NodeUsage, need int) pools.Plan {
+	c, r := a.c, a.tl.r
+	in := pools.LadderInput{Config: c.cfg.Pools, BusinessUnit: r.BusinessUnit, Need: need, Now: c.cfg.Now(), Deadline: r.Deadline,
+		Unavailable: c.memory}
+	var skipped []pools.Skip
+	paused := c.PausedPools()
+	if shared := c.cfg.Pools.Shared; shared != nil && c.cfg.Shared != nil {
+		c.cfg.Ledger.SetLimits(c.cfg.Pools.Limits(pools.OwnedHosts(c.cfg.Pools, nodes)))
+		in.Borrowed = c.cfg.Ledger.Borrowed(r.BusinessUnit)
+		switch p, isPaused := paused[shared.Name]; {
+		case isPaused:
+			skipped = append(skipped, pools.Skip{Tier: pools.TierShared, Pool: shared.Name, Reason: fmt.Sprintf("paused by %s (%s)", p.By, p.Reason)})
+		case a.excluded(shared.Name) != "":
+			skipped = append(skipped, pools.Skip{Tier: pools.TierShared, Pool: shared.Name, Reason: a.excluded(shared.Name)})
+		default:
+			free, err := c.cfg.Shared.Free(ctx)
+			if err != nil {
+				skipped = append(skipped, pools.Skip{Tier: pools.TierShared, Pool: shared.Name, Reason: "counting free hosts failed: " + err.Error()})
+			}
+			in.SharedFree = free
+		}
+	}
+	if len(c.cfg.Pools.CloudPools) > 0 {
+		states, s := c.cloudStates(ctx)
+		skipped = append(skipped, s...)
+		for name, st := range states {
+			cp, _ := c.cfg.Pools.CloudPool(name)
+			if p, isPaused := paused[name]; isPaused {
+				st.Hosts = cp.MaxHosts
+				skipped = append(skipped, pools.Skip{Tier: pools.TierCold, Pool: name, Reason: fmt.Sprintf("paused by %s (%s)", p.By, p.Reason)})
+			} else if why := a.excluded(name); why != "" {
+				st.Hosts = cp.MaxHosts
+				skipped = append(skipped, pools.Skip{Tier: pools.TierCold, Pool: name, Reason: why})
+			}
+			states[name] = st
+		}
+		in.Cloud = states
+	}
+	plan := pools.Ladder(in)
+	// A pool forced full above would read "at max_hosts"; say why instead.
+	var kept []pools.Skip
+	for _, s := range plan.Skipped {
+		forced := false
+		for _, f := range skipped {
+			forced = forced || f.Pool == s.Pool
+		}
+		if !forced {
+			kept = append(kept, s)
+		}
+	}
+	plan.Skipped = append(skipped, kept...)
+	return plan
+}
+
+// hedges returns extra steps for the cloud steps whose time-to-ready leaves
+// less than hedgeMargin before the deadline: the same number of hosts from
+// the next pool the ladder offers as a fallback. The surplus is released by
+// scale-in once the activity is over.
+func (a *activity) hedges(ctx context.Context, plan pools.Plan) []pools.Step {
+	c, r := a.c, a.tl.r
+	if r.Deadline.IsZero() {
+		return nil
+	}
+	var out []pools.Step
+	used := map[string]int{}
+	for _, s := range plan.Taken() {
+		used[s.Pool] += s.Hosts
+	}
+	now := c.cfg.Now()
+	for _, s := range plan.Taken() {
+		if s.Tier != pools.TierWarm && s.Tier != pools.TierCold {
+			continue
+		}
+		slack := r.Deadline.Sub(now.Add(s.TimeToReady))
+		if slack >= hedgeMargin(s.TimeToReady) {
+			continue
+		}
+		for _, f := range plan.Steps {
+			if f.Pool == s.Pool || (f.Tier != pools.TierWarm && f.Tier != pools.TierCold) {
+				continue
+			}
+			spare := f.Available - used[f.Pool]
+			if spare <= 0 || f.TimeToReady >= s.TimeToReady {
+				continue
+			}
+			h := f
+			h.Hosts = min(s.Hosts, spare)
+			h.Spot = min(h.Spot, h.Hosts)
+			used[f.Pool] += h.Hosts
+			out = append(out, h)
+			data, _ := json.Marshal(map[string]any{"pool": s.Pool, "hedge_pool": h.Pool, "hosts": h.Hosts, "slack_seconds": slack.Seconds(),
+				"time_to_ready_seconds": s.TimeToReady.Seconds()})
+			c.record(ctx, journal.Event{Time: now, Kind: KindHedge, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
+				Message: fmt.Sprintf("hedging: %s needs about %s to be ready, which leaves %s before the deadline; also asking %s for %d %s (the surplus is released after the deadline)",
+					s.Pool, s.TimeToReady.Round(1e9), slack.Round(1e9), h.Pool, h.Hosts, plural(h.Hosts, "host", "hosts"))})
+			break
+		}
+	}
+	return out
+}
+
+// request asks one step's tier for its hosts and returns how many it got.
+func (a *activity) request(ctx context.Context, step pools.Step) int {
+	c := a.c
+	a.mu.Lock()
+	a.pools = append(a.pools, step.Pool)
+	round := a.round
+	a.mu.Unlock()
+	switch step.Tier {
+	case pools.TierShared:
+		n, err := a.borrow(ctx, step, round)
+		if err != nil {
+			a.mu.Lock()
+			a.exclude[step.Pool] = err.Error()
+			a.mu.Unlock()
+		}
+		return n
+	case pools.TierWarm, pools.TierCold:
+		hosts, err := c.rent(ctx, a.tl, step, round)
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.rented = append(a.rented, hosts...)
+		if err != nil && !fallsBack(err) {
+			a.exclude[step.Pool] = err.Error()
+		}
+		return len(hosts)
+	}
+	return 0
+}
+
+// borrow takes step.Hosts hosts from the shared pool. A borrowed host is a
+// ready Nomad node at once.
+func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int, error) {
+	c, r, d := a.c, a.tl.r, a.d
+	claimID := fmt.Sprintf("%s-%s", r.Activity, step.Pool)
+	if round > 0 {
+		claimID = fmt.Sprintf("%s-%d", claimID, round)
+	}
+	intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "tier": step.Tier, "hosts": step.Hosts,
+		"borrower": r.BusinessUnit, "queued": d.Unplaced(), "blocked": d.Blocked.Reason()})
+	// The intent is durable before the provider acts, so a restart knows
+	// what may be half done.
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
+		Actor: "controller", Data: intent,
+		Message: fmt.Sprintf("borrowing %d shared %s for %d queued allocations (%s)", step.Hosts, plural(step.Hosts, "host", "hosts"), d.Unplaced(), d.Blocked.Reason())}); err != nil {
+		return 0, fmt.Errorf("journaling the intent to claim %s: %w", claimID, err)
+	}
+	hosts, err := c.cfg.Shared.Create(ctx, internalpool.Claim(c.cfg.Pools.Shared, claimID, r.BusinessUnit, step.Hosts))
+	got := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		got = append(got, h.Tags[internalpool.TagNodeName])
+	}
+	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got})
+	if err != nil && len(hosts) == 0 {
+		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+			Data: data, Message: fmt.Sprintf("borrowing from %s failed: %v", step.Pool, err)})
+		if providers.IsInsufficientCapacity(err) || providers.IsQuota(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("borrowing from %s: %w", step.Pool, err)
+	}
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+		Data: data, Message: fmt.Sprintf("borrowed %d %s from %s: %v", len(hosts), plural(len(hosts), "host", "hosts"), step.Pool, got)})
+	return len(hosts), nil
+}
+
+// hostSize is the allocatable size of one host unit: a shared-pool host's
+// when there is a shared pool, else the largest node serving the business
+// unit (a weight-1 cloud instance is taken to be that big).
+func (c *Controller) hostSize(nodes []pools.NodeUsage, bu string) (demand.Size, error) {
+	if c.cfg.Pools.Shared != nil {
+		if s, err := sharedHostSize(c.cfg.Pools.Shared, nodes); err == nil {
+			return s, nil
+		}
+	}
+	var best demand.Size
+	for _, n := range nodes {
+		if n.Ready && n.Meta[pools.MetaServes] == bu && int(n.CPU) > best.CPUMHz {
+			best = demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)}
+		}
+	}
+	if best.CPUMHz == 0 {
+		return best, fmt.Errorf("no host serving %s or of the shared pool is known to nomad, so the size of a host is unknown", bu)
+	}
+	return best, nil
+}
+
+func stepsString(steps []pools.Step) string {
+	parts := make([]string, 0, len(steps))
+	for _, s := range steps {
+		parts = append(parts, fmt.Sprintf("%s %s for %d", s.Tier, s.Pool, s.Hosts))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func skipsString(skips []pools.Skip) string {
+	parts := make([]string, 0, len(skips))
+	for _, s := range skips {
+		parts = append(parts, fmt.Sprintf("%s: %s", s.Pool, s.Reason))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,461 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/controlplane/capacity"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
+)
+
+// Journal event kinds of renting cloud hosts.
+const (
+	KindHedge      = "capacity.hedged"
+	KindHostReady  = "host.ready"
+	KindHostStuck  = "host.stuck"
+	KindTerminate  = "intent.terminate"
+	KindTerminated = "capacity.terminated"
+	KindAdopted    = "reconcile.adopted"
+)
+
+// RentalLease is the lease recorded in the ledger for a rented cloud host.
+// A rental has no lender to give it back to; the lease only bounds how long
+// the ledger shows it without a renewal, for chargeback.
+const RentalLease = 24 * time.Hour
+
+// hedgeMargin is the least slack a cloud tier must leave before the
+// deadline; with less, the controller also asks the next tier.
+func hedgeMargin(ttr time.Duration) time.Duration { return max(ttr/5, 5*time.Second) }
+
+// readyTimeout is how long a launched host may take to become a ready
+// Nomad node before it is replaced: twice the expected time-to-ready, and
+// at least 30s.
+func readyTimeout(ttr time.Duration) time.Duration { return max(2*ttr, 30*time.Second) }
+
+// readiness learns each cloud pool's time-to-ready from the hosts that
+// became ready.
+type readiness struct {
+	mu      sync.Mutex
+	samples map[string][]time.Duration
+}
+
+func (r *readiness) add(pool string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.samples == nil {
+		r.samples = map[string][]time.Duration{}
+	}
+	s := append(r.samples[pool], d)
+	if len(s) > 50 {
+		s = s[len(s)-50:]
+	}
+	r.samples[pool] = s
+}
+
+// estimate is the pool's expected time-to-ready (pools.EstimateTimeToReady).
+func (r *readiness) estimate(cp *pools.CloudPool) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return pools.EstimateTimeToReady(cp.TimeToReady, r.samples[cp.Name])
+}
+
+// TimeToReady is the controller's current estimate of a cloud pool's
+// time-to-ready, learnt from the hosts it rented.
+func (c *Controller) TimeToReady(pool string) (time.Duration, bool) {
+	cp, ok := c.cfg.Pools.CloudPool(pool)
+	if !ok {
+		return 0, false
+	}
+	return c.ready.estimate(cp), true
+}
+
+// RestoreTimeToReady replays the measured times-to-ready from the journal.
+func (c *Controller) RestoreTimeToReady(ctx context.Context, q journal.Querier) error {
+	return journal.Each(ctx, q, journal.Filter{Kind: KindHostReady, Since: c.cfg.Now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
+		var d struct {
+			Pool    string  `json:"pool"`
+			Seconds float64 `json:"seconds"`
+		}
+		if json.Unmarshal(ev.Data, &d) == nil && d.Pool != "" && d.Seconds > 0 {
+			c.ready.add(d.Pool, time.Duration(d.Seconds*float64(time.Second)))
+		}
+		return nil
+	})
+}
+
+// rented is one cloud host an activity launched and follows.
+type rented struct {
+	host     providers.Host
+	pool     *pools.CloudPool
+	claim    string
+	launched time.Time
+	running  time.Time
+	ready    time.Time
+	node     string
+	replaced bool
+}
+
+// cloudStates reads what the ladder needs about every cloud pool that has
+// a provider: the hosts it runs now (from the provider, through the
+// ownership tags), their cost and the learnt time-to-ready. A pool whose
+// listing fails is reported full, with the reason in skipped.
+func (c *Controller) cloudStates(ctx context.Context) (map[string]pools.CloudState, []pools.Skip) {
+	states := map[string]pools.CloudState{}
+	var skipped []pools.Skip
+	for _, cp := range c.cfg.Pools.CloudPools {
+		p, ok := c.cfg.Clouds[cp.Name]
+		if !ok {
+			states[cp.Name] = pools.CloudState{Hosts: cp.MaxHosts}
+			skipped = append(skipped, pools.Skip{Tier: pools.TierCold, Pool: cp.Name, Reason: "no credentials for its cloud are configured (clouds in the serve config)"})
+			continue
+		}
+		hosts, err := p.List(ctx, cp.Name)
+		if err != nil {
+			states[cp.Name] = pools.CloudState{Hosts: cp.MaxHosts}
+			skipped = append(skipped, pools.Skip{Tier: pools.TierCold, Pool: cp.Name, Reason: "listing its hosts failed: " + err.Error()})
+			continue
+		}
+		st := pools.CloudState{TimeToReady: c.ready.estimate(cp)}
+		for _, h := range hosts {
+			st.Hosts++
+			st.CostPerHour += priceOf(cp, h.Offering)
+		}
+		states[cp.Name] = st
+	}
+	return states, skipped
+}
+
+// priceOf is the configured hourly price of a host's offering.
+func priceOf(cp *pools.CloudPool, o providers.Offering) float64 {
+	if o.Price > 0 {
+		return o.Price
+	}
+	for _, io := range cp.Offerings {
+		if io.InstanceType == o.InstanceType {
+			return io.Price.Of(o.CapacityType)
+		}
+	}
+	return 0
+}
+
+// pendingCloud counts the business unit's rented hosts that are not ready
+// Nomad nodes yet: capacity on its way, which a new plan must not ask for
+// again.
+func (c *Controller) pendingCloud(bu string, nodes []pools.NodeUsage) int {
+	if c.cfg.Ledger == nil {
+		return 0
+	}
+	ready := readyInstances(nodes)
+	n := 0
+	for _, l := range c.cfg.Ledger.Loans() {
+		if l.Tier != pools.TierShared && l.Borrower == bu && !ready[l.Host] {
+			n++
+		}
+	}
+	return n
+}
+
+// readyInstances is the set of cloud instance IDs whose Nomad node is
+// ready, eligible and done pre-pulling.
+func readyInstances(nodes []pools.NodeUsage) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range nodes {
+		if id := n.Meta[bootstrap.MetaInstance]; id != "" && nodeReady(n) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+func nodeReady(n pools.NodeUsage) bool {
+	return n.Ready && n.Eligible && n.Meta[bootstrap.MetaPrePull] != bootstrap.PrePullPending
+}
+
+// rent launches step.Hosts hosts of a cloud pool for the activity: the
+// spot share and the on-demand rest as two claims, each journaled before
+// the provider is called, each falling back through the pool's usable
+// offerings (the provider tries them in order). Offerings that ran out are
+// remembered, so the next plan leaves them out. It returns the hosts it
+// got; fewer than asked is not an error.
+func (c *Controller) rent(ctx context.Context, tl *timeline, step pools.Step, round int) ([]*rented, error) {
+	r := tl.r
+	cp, ok := c.cfg.Pools.CloudPool(step.Pool)
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownPool, step.Pool)
+	}
+	p := c.cfg.Clouds[step.Pool]
+	var spot, onDemand []providers.Offering
+	for _, o := range step.Offerings {
+		if o.CapacityType == providers.CapacitySpot {
+			spot = append(spot, o)
+		} else {
+			onDemand = append(onDemand, o)
+		}
+	}
+	parts := []struct {
+		suffix    string
+		count     int
+		offerings []providers.Offering
+	}{
+		{"s", step.Spot, append(slices.Clone(spot), onDemand...)},
+		{"o", step.Hosts - step.Spot, append(slices.Clone(onDemand), spot...)},
+	}
+	var out []*rented
+	var errs []error
+	for _, part := range parts {
+		if part.count <= 0 {
+			continue
+		}
+		claimID := fmt.Sprintf("%s-%s-%d%s", r.Activity, step.Pool, round, part.suffix)
+		hosts, err := c.launch(ctx, tl, cp, p, step, claimID, part.count, part.offerings)
+		out = append(out, hosts...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// launch is one claim: journal the intent, render the bootstrap config,
+// call the provider, record each host in the ledger.
+func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPool, p providers.Provider, step pools.Step,
+	claimID string, count int, offerings []providers.Offering) ([]*rented, error) {
+	r := tl.r
+	keys := make([]string, len(offerings))
+	for i, o := range offerings {
+		keys[i] = o.Key()
+	}
+	intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": cp.Name, "tier": step.Tier, "hosts": count, "provider": cp.Provider,
+		"borrower": r.BusinessUnit, "offerings": keys, "time_to_ready_seconds": step.TimeToReady.Seconds()})
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
+		Actor: "controller", Data: intent,
+		Message: fmt.Sprintf("renting %d %s from %s (%s) for %s, first choice %s", count, plural(count, "host", "hosts"), cp.Name, cp.Provider, r.BusinessUnit, keys[0])}); err != nil {
+		return nil, fmt.Errorf("journaling the intent to claim %s: %w", claimID, err)
+	}
+	rendered, err := bootstrap.Render(cp.Bootstrap, bootstrap.ClaimInfo{Provider: cp.Provider, Pool: cp.Name, Claim: claimID, Serves: r.BusinessUnit})
+	if err == nil && rendered.Pointer() {
+		err = fmt.Errorf("the bootstrap config of pool %s needs a pointer config (%s), which per-claim configs cannot use: make it smaller", cp.Name, rendered.ConfigURL)
+	}
+	if err != nil {
+		c.claimFailed(ctx, r, cp.Name, claimID, err)
+		return nil, err
+	}
+	pool := cp.ProviderPool()
+	pool.UserData = rendered.UserData
+	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
+	if err != nil {
+		c.memory.RecordError(cp.Name, c.cfg.Now(), err, offerings...)
+	}
+	now := c.cfg.Now()
+	var out []*rented
+	var ids []string
+	for _, h := range hosts {
+		if err := c.recordRental(ctx, h, step.Tier, r.BusinessUnit, claimID, "rented for "+r.Target.String()); err != nil {
+			return out, err
+		}
+		out = append(out, &rented{host: h, pool: cp, claim: claimID, launched: now})
+		ids = append(ids, fmt.Sprintf("%s (%s)", h.ID, h.Offering.Key()))
+	}
+	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": cp.Name, "hosts": ids})
+	switch {
+	case len(hosts) == 0 && err != nil:
+		c.claimFailed(ctx, r, cp.Name, claimID, err)
+	case err != nil:
+		c.record(ctx, journal.Event{Time: now, Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
+			Message: fmt.Sprintf("rented %d of %d from %s: %v; the rest falls back: %v", len(hosts), count, cp.Name, ids, err)})
+	default:
+		c.record(ctx, journal.Event{Time: now, Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
+			Message: fmt.Sprintf("rented %d %s from %s: %v", len(hosts), plural(len(hosts), "host", "hosts"), cp.Name, ids)})
+	}
+	if err != nil && !fallsBack(err) {
+		return out, err
+	}
+	return out, nil
+}
+
+// fallsBack reports whether a provider error means "try another offering or
+// pool" rather than "stop".
+func fallsBack(err error) bool {
+	return providers.IsInsufficientCapacity(err) || providers.IsQuota(err) || providers.IsThrottled(err) || providers.IsUnavailable(err)
+}
+
+func (c *Controller) claimFailed(ctx context.Context, r Request, pool, claimID string, err error) {
+	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": pool, "error": err.Error()})
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+		Data: data, Message: fmt.Sprintf("renting from %s failed: %v", pool, err)})
+}
+
+// recordRental puts a rented host in the ledger, for chargeback and so
+// scale-in and the reconciler know whom it serves.
+func (c *Controller) recordRental(ctx context.Context, h providers.Host, tier pools.Tier, bu, claim, reason string) error {
+	if tier == "" {
+		tier = pools.TierCold
+	}
+	at := h.LaunchedAt
+	if at.IsZero() || at.After(c.cfg.Now()) {
+		at = c.cfg.Now()
+	}
+	_, err := c.cfg.Ledger.Borrow(ctx, pools.BorrowRequest{Host: h.ID, HostName: h.ID, Tier: tier, Pool: h.Pool, Lender: h.Pool,
+		Borrower: bu, At: at, Lease: RentalLease, Reason: reason, Claim: claim})
+	if errors.Is(err, pools.ErrHostLent) {
+		return nil // recorded before (an adopted or resumed claim)
+	}
+	if err != nil {
+		return fmt.Errorf("recording rented host %s in the ledger: %w", h.ID, err)
+	}
+	return nil
+}
+
+// follow waits until every rented host is a ready Nomad node serving the
+// business unit, recording hosts_running and nodes_ready when the last one
+// gets there. A host not ready within readyTimeout of its launch is
+// terminated and replaced (replace rents its successor). It returns when
+// all are ready or ctx ends.
+func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, replace func(context.Context, *rented) []*rented) error {
+	if len(hosts) == 0 {
+		return nil
+	}
+	log := c.cfg.Logger.With("activity", tl.r.Activity)
+	var runningAt time.Time
+	for {
+		nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+		if err != nil {
+			log.Warn("reading nomad's nodes", "err", err)
+		}
+		byInstance := map[string]pools.NodeUsage{}
+		for _, n := range nodes {
+			if id := n.Meta[bootstrap.MetaInstance]; id != "" {
+				byInstance[id] = n
+			}
+		}
+		now := c.cfg.Now()
+		allRunning, allReady := true, true
+		var next []*rented
+		for _, h := range hosts {
+			if h.replaced {
+				continue
+			}
+			next = append(next, h)
+			if h.running.IsZero() {
+				if cur, err := c.cfg.Clouds[h.pool.Name].Get(ctx, h.host.ID); err == nil && cur.State == providers.HostRunning {
+					h.running = now
+				} else if providers.IsNotFound(err) {
+					log.Warn("rented host vanished before it was ready", "host", h.host.ID, "err", err)
+				}
+			}
+			n, registered := byInstance[h.host.ID]
+			if registered && h.running.IsZero() {
+				h.running = now // a node registered, so the host runs
+			}
+			if registered && n.Meta[pools.MetaServes] != tl.r.BusinessUnit {
+				c.markServes(ctx, n, tl.r.BusinessUnit)
+			}
+			if h.ready.IsZero() && registered && nodeReady(n) && n.Meta[pools.MetaServes] == tl.r.BusinessUnit {
+				h.ready, h.node = now, n.ID
+				took := now.Sub(h.launched)
+				c.ready.add(h.pool.Name, took)
+				data, _ := json.Marshal(map[string]any{"pool": h.pool.Name, "host": h.host.ID, "node": n.ID, "seconds": took.Seconds(), "claim": h.claim})
+				c.record(ctx, journal.Event{Time: now, Kind: KindHostReady, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
+					Message: fmt.Sprintf("rented host %s of %s is a ready nomad node after %s", h.host.ID, h.pool.Name, took.Round(100*time.Millisecond))})
+			}
+			if h.ready.IsZero() {
+				allReady = false
+				if timeout := readyTimeout(c.ready.estimate(h.pool)); now.Sub(h.launched) > timeout {
+					h.replaced = true
+					next = append(next[:len(next)-1], replace(ctx, h)...)
+					allRunning = false
+					continue
+				}
+			}
+			if h.running.IsZero() {
+				allRunning = false
+			}
+		}
+		hosts = next
+		if allRunning && runningAt.IsZero() {
+			runningAt = now
+			tl.phase(ctx, PhaseHostsRunning, now, fmt.Sprintf("%d rented %s running", len(hosts), plural(len(hosts), "host is", "hosts are")))
+		}
+		if allReady {
+			tl.phase(ctx, PhaseNodesReady, now, fmt.Sprintf("%d rented %s ready nomad nodes serving %s", len(hosts), plural(len(hosts), "host is a", "hosts are"), tl.r.BusinessUnit))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.cfg.Poll):
+		}
+	}
+}
+
+// markServes sets spillway.serves on a rented host's node (a per-pool
+// bootstrap config, such as a launch template's, cannot carry it).
+func (c *Controller) markServes(ctx context.Context, n pools.NodeUsage, bu string) {
+	v := bu
+	if _, err := c.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: n.ID, Meta: map[string]*string{pools.MetaServes: &v}},
+		(&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+		c.cfg.Logger.Warn("marking a rented node", "node", n.Name, "err", err)
+	}
+}
+
+// terminate journals the intent, terminates a rented host, and closes its
+// ledger entry. A host already gone counts as terminated.
+func (c *Controller) terminate(ctx context.Context, h providers.Host, activity, actor, why string) error {
+	p, ok := c.cfg.Clouds[h.Pool]
+	if !ok {
+		return fmt.Errorf("%w %q: no provider", ErrUnknownPool, h.Pool)
+	}
+	data, _ := json.Marshal(map[string]any{"host": h.ID, "instance": h.ID, "pool": h.Pool, "claim": h.Claim, "reason": why})
+	subject := "host/" + h.ID
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindTerminate, Subject: subject, Activity: activity, Actor: actor, Data: data,
+		Message: fmt.Sprintf("terminating %s of %s: %s", h.ID, h.Pool, why)}); err != nil {
+		return fmt.Errorf("journaling the intent to terminate %s: %w", h.ID, err)
+	}
+	if err := p.Delete(ctx, h); err != nil && !providers.IsNotFound(err) {
+		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturnFailed, Subject: subject, Activity: activity, Actor: actor, Data: data,
+			Message: fmt.Sprintf("terminating %s failed: %v", h.ID, err)})
+		return fmt.Errorf("terminating %s: %w", h.ID, err)
+	}
+	if _, lent := c.cfg.Ledger.Loan(h.ID); lent {
+		if _, err := c.cfg.Ledger.Return(ctx, h.ID, c.cfg.Now(), why); err != nil && !errors.Is(err, pools.ErrNotLent) {
+			return fmt.Errorf("closing the ledger entry of %s: %w", h.ID, err)
+		}
+	}
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindTerminated, Subject: subject, Activity: activity, Actor: actor, Data: data,
+		Message: fmt.Sprintf("terminated %s of %s: %s", h.ID, h.Pool, why)})
+	return nil
+}
+
+// stuck replaces a host that was not ready in time: it is terminated and
+// one host is rented again through a new plan.
+func (c *Controller) stuck(ctx context.Context, tl *timeline, h *rented, rentAgain func(context.Context, int) []*rented) []*rented {
+	waited := c.cfg.Now().Sub(h.launched).Round(time.Second)
+	data, _ := json.Marshal(map[string]any{"host": h.host.ID, "pool": h.pool.Name, "waited_seconds": waited.Seconds()})
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindHostStuck, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("rented host %s of %s is not a ready nomad node after %s; replacing it", h.host.ID, h.pool.Name, waited)})
+	if err := c.terminate(ctx, h.host, tl.r.Activity, "controller", fmt.Sprintf("not ready after %s", waited)); err != nil {
+		c.cfg.Logger.Error("terminating a stuck host", "host", h.host.ID, "err", err)
+	}
+	return rentAgain(ctx, 1)
+}
+
+// poolLabel joins the pools of an activity for the phase metric's label.
+func poolLabel(names []string) string {
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, "+")
+}
