@@ -100,7 +100,7 @@ traffic trace. Ctrl-C stops everything it started.`,
 	f.BoolVar(&serve, "serve", true, "run the control plane")
 	f.StringVar(&cloud, "cloud", "examples/cloudsim.yaml", "cloud simulator config; its instances boot real Nomad clients (empty: no cloud)")
 	f.StringVar(&opts.Policies, "policies", "", "the control plane's scaling policy directory (e.g. policies/examples)")
-	f.StringVar(&opts.Pools, "pools", "", "the control plane's pool directory (default: pool files written from the lab's own business units and shared pool)")
+	f.StringVar(&opts.Pools, "pools", "", "the control plane's pool directory (default: pool files written from the lab's own business units, shared pool and simulated clouds)")
 	f.IntVar(&demoCount, "demo", 2, "demo service instances to start with (0: no demo)")
 	f.StringVar(&trace, "trace", "testdata/traces/hot-topic.csv", "traffic trace the load generator plays in a loop (empty: no load)")
 	f.Float64Var(&speed, "speed", 1, "trace seconds played per second")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,68 @@ type Config struct {
 	Journal    Journal    `yaml:"journal"`
 	Alerts     Alerts     `yaml:"alerts"`
 	Leader     Leader     `yaml:"leader"`
+	Clouds     Clouds     `yaml:"clouds"`
+}
+
+// Clouds says how serve reaches the clouds its cloud pools rent from. Each
+// cloud pool names its provider and region in its pool file; the keys here
+// are shared by every pool of a cloud.
+type Clouds struct {
+	// Cluster is the value of the spillway:cluster tag on every instance
+	// (default "spillway"); it must match the Terraform modules'
+	// cluster_name variable, and follows its rule: 1–32 lowercase letters,
+	// digits and dashes, starting and ending with a letter or digit.
+	Cluster string `yaml:"cluster"`
+	// OrphanGrace: an instance tagged as ours with no journaled claim is
+	// terminated after this long (default 10m; 0 terminates at once).
+	OrphanGrace time.Duration `yaml:"orphan_grace"`
+	AWS         AWSCloud      `yaml:"aws"`
+	Alicloud    AlicloudCloud `yaml:"alicloud"`
+}
+
+// AWSCloud says how to reach EC2. With no access key, credentials come
+// from the SDK's standard chain (AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, the shared config and SSO, the instance or task
+// role).
+type AWSCloud struct {
+	// Endpoint overrides the EC2 endpoint with an http or https URL, such
+	// as the cloud simulator's http://127.0.0.1:PORT. Empty: the region's
+	// endpoint.
+	Endpoint string `yaml:"endpoint"`
+	// AccessKeyID and SecretAccessKey are a static key; set both or neither.
+	AccessKeyID     string `yaml:"access_key_id"`
+	SecretAccessKey Secret `yaml:"secret_access_key"`
+}
+
+// AlicloudCloud says how to reach Alibaba Cloud ECS. With no access key,
+// credentials come from the SDK's default chain
+// (ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, the
+// credentials file, the instance RAM role named in
+// ALIBABA_CLOUD_ECS_METADATA).
+type AlicloudCloud struct {
+	// Endpoint overrides the ECS endpoint with an http or https URL of a
+	// host and optional port, no path, such as the cloud simulator's
+	// http://127.0.0.1:PORT; the URL's scheme is the scheme requests use.
+	// Empty: the SDK's endpoint for the region, over https.
+	Endpoint string `yaml:"endpoint"`
+	// AccessKeyID and AccessKeySecret are a static AccessKey; set both or
+	// neither.
+	AccessKeyID     string `yaml:"access_key_id"`
+	AccessKeySecret Secret `yaml:"access_key_secret"`
+}
+
+// Domain splits Endpoint into what the ECS SDK takes: the host[:port]
+// requests go to and the scheme, "http" or "https". Both are empty when
+// Endpoint is; Validate has checked its shape.
+func (a AlicloudCloud) Domain() (host, scheme string) {
+	if a.Endpoint == "" {
+		return "", ""
+	}
+	u, err := url.Parse(a.Endpoint)
+	if err != nil {
+		return "", ""
+	}
+	return u.Host, u.Scheme
 }
 
 // Leader configures the election of the one replica that acts when several
@@ -151,6 +214,7 @@ func Default() Config {
 		Journal:    Journal{Driver: "sqlite", Path: "spillway.db"},
 		Alerts:     Alerts{TTL: 2 * time.Hour},
 		Leader:     Leader{Path: "spillway/leader", TTL: 10 * time.Second, LockDelay: 2 * time.Second},
+		Clouds:     Clouds{Cluster: "spillway", OrphanGrace: 10 * time.Minute},
 	}
 }
 
@@ -343,8 +407,47 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 	if c.Prometheus.Timeout <= 0 {
 		bad("prometheus.timeout", "must be positive, got %s", c.Prometheus.Timeout)
 	}
+	c.Clouds.validate(bad)
 	errs.Sort()
 	return errs
+}
+
+// clusterName is what clouds.cluster may be: the rule of the Terraform
+// modules' cluster_name variable, which names their resources and the
+// ownership tag their policies require.
+var clusterName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+
+// validate checks the clouds keys, reporting each problem through bad.
+func (c *Clouds) validate(bad func(key, format string, args ...any)) {
+	if !clusterName.MatchString(c.Cluster) {
+		bad("clouds.cluster", "want 1-32 lowercase letters, digits and dashes, starting and ending with a letter or digit (the Terraform modules' cluster_name), got %q", c.Cluster)
+	}
+	if c.OrphanGrace < 0 {
+		bad("clouds.orphan_grace", "must not be negative, got %s", c.OrphanGrace)
+	}
+	if c.AWS.Endpoint != "" {
+		if err := checkURL(c.AWS.Endpoint); err != nil {
+			bad("clouds.aws.endpoint", "%v", err)
+		}
+	}
+	if c.Alicloud.Endpoint != "" {
+		if err := checkURL(c.Alicloud.Endpoint); err != nil {
+			bad("clouds.alicloud.endpoint", "%v", err)
+		} else if u, _ := url.Parse(c.Alicloud.Endpoint); strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil {
+			bad("clouds.alicloud.endpoint", "want scheme://host[:port] with no path, query or user, got %q", c.Alicloud.Endpoint)
+		}
+	}
+	// A half-set key is reported at the half that is set, where it was set.
+	pair := func(prefix, id, secret string, idSet, secretSet bool) {
+		switch {
+		case idSet && !secretSet:
+			bad(prefix+"."+id, "needs %s.%s too: set both or neither (neither uses the SDK's credential chain)", prefix, secret)
+		case secretSet && !idSet:
+			bad(prefix+"."+secret, "needs %s.%s too: set both or neither (neither uses the SDK's credential chain)", prefix, id)
+		}
+	}
+	pair("clouds.aws", "access_key_id", "secret_access_key", c.AWS.AccessKeyID != "", c.AWS.SecretAccessKey != "")
+	pair("clouds.alicloud", "access_key_id", "access_key_secret", c.Alicloud.AccessKeyID != "", c.Alicloud.AccessKeySecret != "")
 }
 
 // checkDSN checks the shape of a PostgreSQL connection string without

@@ -55,6 +55,9 @@ type CloudOptions struct {
 	// HostCPU (MHz) and HostMemoryMB size each cloud host. Zero means the
 	// lab's internal host size.
 	HostCPU, HostMemoryMB int
+	// MaxHosts is max_hosts of each cloud pool the lab writes (with
+	// Options.LabPools). Zero means 10.
+	MaxHosts int
 }
 
 // instanceEnv marks every process of one cloud instance (its agent, and

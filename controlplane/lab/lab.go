@@ -57,7 +57,9 @@ type Options struct {
 	// Pools is the control plane's pool directory; empty means none.
 	Pools string
 	// LabPools gives the control plane pool files written from the lab's
-	// own topology (its business units and shared pool), when Pools is empty.
+	// own topology (its business units and shared pool, and with Cloud a
+	// cloud pool per simulated cloud: AWSCloudPool, AlicloudCloudPool),
+	// when Pools is empty.
 	LabPools bool
 	// Demo starts the demo service; nil leaves it out.
 	Demo *DemoOptions

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
+	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
 // startServe runs `spillway serve` against the lab's Nomad and Prometheus.
@@ -28,6 +29,9 @@ func (l *Lab) startServe(ctx context.Context) error {
 		"journal":    map[string]any{"path": l.JournalPath()},
 		// Alertmanager's repeat interval in the lab is 1h.
 		"alerts": map[string]any{"ttl": "2h"},
+	}
+	if l.cloud != nil {
+		cfg["clouds"] = l.cloudsConfig()
 	}
 	poolDir := l.opts.Pools
 	if poolDir == "" && l.opts.LabPools {
@@ -55,6 +59,22 @@ func (l *Lab) startServe(ctx context.Context) error {
 		return err
 	}
 	return l.StartServe(ctx)
+}
+
+// cloudsConfig is the control plane's clouds key: the simulator's
+// endpoint and first account of each cloud, and the lab's cluster.
+func (l *Lab) cloudsConfig() map[string]any {
+	sim := l.cloud.sim
+	clouds := map[string]any{"cluster": CloudCluster, "orphan_grace": "1m"}
+	if a, ok := sim.Credentials(cloudsim.CloudAWS); ok {
+		clouds["aws"] = map[string]any{"endpoint": sim.URL(), "access_key_id": a.AccessKeyID, "secret_access_key": a.SecretAccessKey}
+	}
+	if a, ok := sim.Credentials(cloudsim.CloudAlicloud); ok {
+		// The config takes a URL for both clouds; sim.Endpoint gives the
+		// ECS SDK's bare host:port.
+		clouds["alicloud"] = map[string]any{"endpoint": sim.URL(), "access_key_id": a.AccessKeyID, "access_key_secret": a.SecretAccessKey}
+	}
+	return clouds
 }
 
 // StartServe starts the control plane (again, after KillServe) with the
