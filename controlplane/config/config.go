@@ -59,7 +59,7 @@ type Clouds struct {
 	// digits and dashes, starting and ending with a letter or digit.
 	Cluster string `yaml:"cluster"`
 	// OrphanGrace: an instance tagged as ours with no journaled claim is
-	// terminated after this long (default 10m; 0 terminates at once).
+	// terminated after this long (default 10m, at least 1m).
 	OrphanGrace time.Duration `yaml:"orphan_grace"`
 	AWS         AWSCloud      `yaml:"aws"`
 	Alicloud    AlicloudCloud `yaml:"alicloud"`
@@ -422,8 +422,8 @@ func (c *Clouds) validate(bad func(key, format string, args ...any)) {
 	if !clusterName.MatchString(c.Cluster) {
 		bad("clouds.cluster", "want 1-32 lowercase letters, digits and dashes, starting and ending with a letter or digit (the Terraform modules' cluster_name), got %q", c.Cluster)
 	}
-	if c.OrphanGrace < 0 {
-		bad("clouds.orphan_grace", "must not be negative, got %s", c.OrphanGrace)
+	if c.OrphanGrace < time.Minute {
+		bad("clouds.orphan_grace", "must be at least 1m (an instance is listed a moment before the ledger records it), got %s", c.OrphanGrace)
 	}
 	if c.AWS.Endpoint != "" {
 		if err := checkURL(c.AWS.Endpoint); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -69,7 +70,12 @@ func (a *activity) run(ctx context.Context) error {
 		}
 	}
 	a.mu.Lock()
-	follow := append(pending, a.rented...)
+	follow := a.rented
+	for _, p := range pending {
+		if !slices.ContainsFunc(a.rented, func(h *rented) bool { return h.host.ID == p.host.ID }) {
+			follow = append(follow, p)
+		}
+	}
 	a.mu.Unlock()
 	if len(follow) == 0 {
 		if a.requested {

@@ -243,6 +243,7 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 		Message: fmt.Sprintf("renting %d %s from %s (%s) for %s, first choice %s", count, plural(count, "host", "hosts"), cp.Name, cp.Provider, r.BusinessUnit, keys[0])}); err != nil {
 		return nil, fmt.Errorf("journaling the intent to claim %s: %w", claimID, err)
 	}
+	c.failpoint(FailAfterClaimJournaled)
 	rendered, err := bootstrap.Render(cp.Bootstrap, bootstrap.ClaimInfo{Provider: cp.Provider, Pool: cp.Name, Claim: claimID, Serves: r.BusinessUnit})
 	if err == nil && rendered.Pointer() {
 		err = fmt.Errorf("the bootstrap config of pool %s needs a pointer config (%s), which per-claim configs cannot use: make it smaller", cp.Name, rendered.ConfigURL)
@@ -256,6 +257,9 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
 	if err != nil {
 		c.memory.RecordError(cp.Name, c.cfg.Now(), err, offerings...)
+	}
+	if len(hosts) > 0 {
+		c.failpoint(FailAfterCloudCall)
 	}
 	now := c.cfg.Now()
 	var out []*rented

@@ -268,6 +268,7 @@ func (c *Controller) drain(ctx context.Context, node string, deadline time.Durat
 		}
 		return fmt.Errorf("draining node %s: %w", node, err)
 	}
+	c.failpoint(FailDuringDrain)
 	ctx, cancel := context.WithTimeout(ctx, deadline+time.Minute)
 	defer cancel()
 	var index uint64

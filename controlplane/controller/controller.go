@@ -52,6 +52,25 @@ const (
 	KindActivityEnded = "activity.done"
 )
 
+// Failpoints: where Config.Failpoint is called.
+const (
+	// FailAfterClaimJournaled is after a cloud claim's intent is durable,
+	// before the provider is called.
+	FailAfterClaimJournaled = "after-claim-journaled"
+	// FailAfterCloudCall is after the provider launched a claim's hosts,
+	// before the ledger records them.
+	FailAfterCloudCall = "after-cloud-call"
+	// FailDuringDrain is after a rented host's drain was asked of Nomad,
+	// before it is terminated.
+	FailDuringDrain = "during-drain"
+)
+
+func (c *Controller) failpoint(point string) {
+	if c.cfg.Failpoint != nil {
+		c.cfg.Failpoint(point)
+	}
+}
+
 // Journal records events and reads them back.
 type Journal interface {
 	Append(ctx context.Context, evs ...journal.Event) ([]journal.Event, error)
@@ -74,6 +93,10 @@ type Config struct {
 	Journal     Journal
 	Now         func() time.Time
 	Logger      *slog.Logger
+	// Failpoint, when set, is called at named points of a scale operation
+	// (FailAfterClaimJournaled, FailAfterCloudCall, FailDuringDrain); the
+	// crash tests make it kill the process there.
+	Failpoint func(point string)
 	// Registerer receives the phase histogram; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Poll is how often the controller re-reads Nomad while it waits. Default 500ms.
@@ -181,14 +204,31 @@ func (c *Controller) Start(ctx context.Context, r Request) bool {
 	return true
 }
 
-// timeline records the phases of one activity.
+// settleTime is how long allocations may stay queued after their hosts
+// are ready before the activity looks for more hosts: Nomad places queued
+// allocations within a second or two of a node becoming ready.
+const settleTime = 5 * time.Second
+
+// timeline records the phases of one activity, each once.
 type timeline struct {
 	c    *Controller
 	r    Request
 	pool string
+	mu   sync.Mutex
+	done map[string]bool
 }
 
 func (tl *timeline) phase(ctx context.Context, phase string, at time.Time, msg string) {
+	tl.mu.Lock()
+	if tl.done == nil {
+		tl.done = map[string]bool{}
+	}
+	seen := tl.done[phase]
+	tl.done[phase] = true
+	tl.mu.Unlock()
+	if seen {
+		return
+	}
 	secs := at.Sub(tl.r.Triggered).Seconds()
 	tl.c.phases.WithLabelValues(phase, tl.pool).Observe(secs)
 	fields := map[string]any{"phase": phase, "seconds": secs, "pool": tl.pool, "target": tl.r.Target}
@@ -226,9 +266,25 @@ func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
 	if err := a.run(ctx); err != nil {
 		return err
 	}
+	lastRun := c.cfg.Now()
 	placedAt, err := c.until(ctx, func() (bool, error) {
 		d, err := demand.Read(ctx, c.cfg.Nomad, r.Target)
-		return err == nil && d.Queued == 0 && d.Running+d.Starting >= d.Count, err
+		if err != nil {
+			return false, err
+		}
+		if d.Queued == 0 && d.Running+d.Starting >= d.Count {
+			return true, nil
+		}
+		// Still queued a while after the hosts came: the count rose again
+		// (the scaler does not start a second activity for a target), or a
+		// host was lost. Find hosts for what is queued now.
+		if d.Queued > 0 && c.cfg.Now().Sub(lastRun) > settleTime && a.round < maxRounds {
+			a.d = d
+			err := a.run(ctx)
+			lastRun = c.cfg.Now()
+			return false, err
+		}
+		return false, nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)

@@ -134,6 +134,8 @@ type Lab struct {
 	prometheus *process
 	// serve is the control plane's current process.
 	serve    *process
+	// serveEnv is added to serve's environment (SetServeEnv).
+	serveEnv []string
 	nomad    *nomad.Client
 	tempDir  bool
 	mu       sync.Mutex

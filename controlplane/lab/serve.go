@@ -81,7 +81,10 @@ func (l *Lab) cloudsConfig() map[string]any {
 // same configuration and journal, and waits until it is ready.
 func (l *Lab) StartServe(ctx context.Context) error {
 	l.progress("control plane: starting on %s", l.SpillwayURL)
-	p, err := l.startProcess("spillway", l.opts.Spillway, []string{"serve", "--config", filepath.Join(l.Dir, "spillway.yaml")}, nil, nil)
+	l.mu.Lock()
+	env := l.serveEnv
+	l.mu.Unlock()
+	p, err := l.startProcess("spillway", l.opts.Spillway, []string{"serve", "--config", filepath.Join(l.Dir, "spillway.yaml")}, env, nil)
 	if err != nil {
 		return err
 	}
@@ -91,6 +94,47 @@ func (l *Lab) StartServe(ctx context.Context) error {
 	return l.waitFor(ctx, "control plane", 30*time.Second, []*process{p}, func(ctx context.Context) error {
 		return httpOK(ctx, l.SpillwayURL+"/readyz")
 	})
+}
+
+// SetServeEnv sets extra environment variables (KEY=value) for the next
+// StartServe, such as a crash failpoint; none clears them.
+func (l *Lab) SetServeEnv(env ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.serveEnv = env
+}
+
+// WaitServeExit waits until the control plane's process has exited (a
+// failpoint killed it, say), or ctx ends.
+func (l *Lab) WaitServeExit(ctx context.Context) error {
+	l.mu.Lock()
+	p := l.serve
+	l.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ServeExited reports whether the control plane's process has exited.
+func (l *Lab) ServeExited() bool {
+	l.mu.Lock()
+	p := l.serve
+	l.mu.Unlock()
+	if p == nil {
+		return true
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // KillServe kills the control plane with SIGKILL, as a crash would.
