@@ -133,7 +133,7 @@ type Lab struct {
 	promArgs   []string
 	prometheus *process
 	// serve is the control plane's current process.
-	serve    *process
+	serve *process
 	// serveEnv is added to serve's environment (SetServeEnv).
 	serveEnv []string
 	nomad    *nomad.Client
