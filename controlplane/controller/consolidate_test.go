@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"slices"
+	"sort"
 	"testing"
 
 	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/pools"
 )
 
 func TestFitsElsewhere(t *testing.T) {
@@ -50,5 +53,34 @@ func TestSpareNeverInterruptsBatch(t *testing.T) {
 	v.batch["b"] = true
 	if v.spare("b") {
 		t.Fatal("a host running a batch allocation must not be given back")
+	}
+}
+
+// TestScaleInOrder: rented before borrowed, the priciest first, then the
+// emptiest, then spot before on-demand.
+func TestScaleInOrder(t *testing.T) {
+	alloc := demand.Size{CPUMHz: 250}
+	v := &servingView{allocs: map[string][]demand.Size{
+		"shared-1": {}, "od-busy": {alloc, alloc}, "od-empty": {}, "spot-empty": {}, "cheap": {}, "dear-busy": {alloc, alloc, alloc},
+	}}
+	cand := func(node string, cloud bool, price float64, spot bool) candidate {
+		return candidate{loan: pools.Loan{Host: node}, node: node, cloud: cloud, price: price, spot: spot}
+	}
+	cands := []candidate{
+		cand("shared-1", false, 0, false),
+		cand("cheap", true, 0.05, true),
+		cand("od-busy", true, 0.1, false),
+		cand("od-empty", true, 0.1, false),
+		cand("spot-empty", true, 0.1, true),
+		cand("dear-busy", true, 0.2, false),
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].before(cands[j], v) })
+	var got []string
+	for _, c := range cands {
+		got = append(got, c.node)
+	}
+	want := []string{"dear-busy", "spot-empty", "od-empty", "od-busy", "cheap", "shared-1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("scale-in order %v, want %v", got, want)
 	}
 }

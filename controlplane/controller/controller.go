@@ -136,7 +136,7 @@ func New(cfg Config) *Controller {
 		cfg:    cfg,
 		active: map[policies.Target]string{},
 		paused: map[string]PoolPause{},
-		memory: pools.NewOfferingMemory(10 * time.Minute),
+		memory: pools.NewOfferingMemory(pools.DefaultUnavailableFor),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spillway_scaleout_phase_seconds",
 			Help:    "Seconds from a scale-out's trigger to each of its phases, by phase and pool.",

@@ -107,14 +107,8 @@ func (l *Lab) SetServeEnv(env ...string) {
 // WaitServeExit waits until the control plane's process has exited (a
 // failpoint killed it, say), or ctx ends.
 func (l *Lab) WaitServeExit(ctx context.Context) error {
-	l.mu.Lock()
-	p := l.serve
-	l.mu.Unlock()
-	if p == nil {
-		return nil
-	}
 	select {
-	case <-p.done:
+	case <-l.serveDone():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -123,18 +117,24 @@ func (l *Lab) WaitServeExit(ctx context.Context) error {
 
 // ServeExited reports whether the control plane's process has exited.
 func (l *Lab) ServeExited() bool {
-	l.mu.Lock()
-	p := l.serve
-	l.mu.Unlock()
-	if p == nil {
-		return true
-	}
 	select {
-	case <-p.done:
+	case <-l.serveDone():
 		return true
 	default:
 		return false
 	}
+}
+
+// serveDone is closed when the control plane's process has exited.
+func (l *Lab) serveDone() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.serve == nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return l.serve.done
 }
 
 // KillServe kills the control plane with SIGKILL, as a crash would.
