@@ -70,16 +70,6 @@ func (r *readiness) estimate(cp *pools.CloudPool) time.Duration {
 	return pools.EstimateTimeToReady(cp.TimeToReady, r.samples[cp.Name])
 }
 
-// TimeToReady is the controller's current estimate of a cloud pool's
-// time-to-ready, learnt from the hosts it rented.
-func (c *Controller) TimeToReady(pool string) (time.Duration, bool) {
-	cp, ok := c.cfg.Pools.CloudPool(pool)
-	if !ok {
-		return 0, false
-	}
-	return c.ready.estimate(cp), true
-}
-
 // RestoreTimeToReady replays the measured times-to-ready from the journal.
 func (c *Controller) RestoreTimeToReady(ctx context.Context, q journal.Querier) error {
 	return journal.Each(ctx, q, journal.Filter{Kind: KindHostReady, Since: c.cfg.Now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
@@ -147,23 +137,6 @@ func priceOf(cp *pools.CloudPool, o providers.Offering) float64 {
 		}
 	}
 	return 0
-}
-
-// pendingCloud counts the business unit's rented hosts that are not ready
-// Nomad nodes yet: capacity on its way, which a new plan must not ask for
-// again.
-func (c *Controller) pendingCloud(bu string, nodes []pools.NodeUsage) int {
-	if c.cfg.Ledger == nil {
-		return 0
-	}
-	ready := readyInstances(nodes)
-	n := 0
-	for _, l := range c.cfg.Ledger.Loans() {
-		if l.Tier != pools.TierShared && l.Borrower == bu && !ready[l.Host] {
-			n++
-		}
-	}
-	return n
 }
 
 // readyInstances is the set of cloud instance IDs whose Nomad node is
