@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -18,6 +17,7 @@ import (
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/bootstrap"
+	"github.com/spillwayhq/spillway/providers/internalpool"
 )
 
 // Journal event kinds of scale-in.
@@ -251,38 +251,21 @@ func (c *Controller) drainDeadline() time.Duration {
 	return pools.DefaultDrainDeadline
 }
 
-// drain drains a node with deadline (Nomad migrates the allocations in
-// steps of each job's migrate.max_parallel, which bounds the disruption)
-// and waits until the drain is over. A node Nomad no longer has is drained.
+// drain drains a rented host's node with deadline and waits until the
+// drain is over (internalpool.RequestDrain, WaitDrained). A node Nomad no
+// longer has is drained.
 func (c *Controller) drain(ctx context.Context, node string, deadline time.Duration) error {
 	if node == "" {
 		return nil
 	}
-	_, err := c.cfg.Nomad.Nodes().UpdateDrainOpts(node, &nomad.DrainOptions{
-		DrainSpec: &nomad.DrainSpec{Deadline: deadline, IgnoreSystemJobs: true},
-		Meta:      map[string]string{"drained_by": "spillway", "reason": "scale-in"},
-	}, (&nomad.WriteOptions{}).WithContext(ctx))
-	if err != nil {
-		if strings.Contains(err.Error(), "404") || strings.Contains(strings.ToLower(err.Error()), "not found") {
+	if err := internalpool.RequestDrain(ctx, c.cfg.Nomad, node, node, deadline, "scale-in"); err != nil {
+		if providers.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("draining node %s: %w", node, err)
+		return err
 	}
 	c.failpoint(FailDuringDrain)
-	ctx, cancel := context.WithTimeout(ctx, deadline+time.Minute)
-	defer cancel()
-	var index uint64
-	for {
-		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
-		cur, meta, err := c.cfg.Nomad.Nodes().Info(node, q)
-		if err != nil {
-			return fmt.Errorf("waiting for node %s to drain: %w", node, err)
-		}
-		if cur.DrainStrategy == nil {
-			return nil
-		}
-		index = meta.LastIndex
-	}
+	return internalpool.WaitDrained(ctx, c.cfg.Nomad, node, node, deadline+time.Minute)
 }
 
 // servingView is the hosts serving one business unit: what is free on

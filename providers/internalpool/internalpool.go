@@ -382,22 +382,43 @@ func (p *Provider) giveBack(ctx context.Context, id string, deadline time.Durati
 }
 
 // drain drains the node's allocations with deadline and waits for the
-// drain to finish, following the node with blocking queries.
+// drain to finish.
 func (p *Provider) drain(ctx context.Context, n *nomad.Node, deadline time.Duration) error {
-	if _, err := p.cfg.Nomad.Nodes().UpdateDrainOpts(n.ID, &nomad.DrainOptions{
-		DrainSpec: &nomad.DrainSpec{Deadline: deadline, IgnoreSystemJobs: true},
-		Meta:      map[string]string{"drained_by": "spillway", "reason": "shared host returned"},
-	}, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
-		return providers.NewUnavailableError(fmt.Errorf("draining node %s: %w", n.Name, err))
+	if err := RequestDrain(ctx, p.cfg.Nomad, n.ID, n.Name, deadline, "shared host returned"); err != nil {
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, deadline+p.cfg.DrainGrace)
+	return WaitDrained(ctx, p.cfg.Nomad, n.ID, n.Name, deadline+p.cfg.DrainGrace)
+}
+
+// RequestDrain asks Nomad to drain a node with deadline, leaving system
+// jobs on it: Nomad migrates the allocations migrate.max_parallel of each
+// job at a time, which bounds the disruption of every service. A node
+// Nomad does not have is a providers NotFoundError; other failures are
+// Unavailable. name is for messages.
+func RequestDrain(ctx context.Context, nc *nomad.Client, node, name string, deadline time.Duration, reason string) error {
+	if _, err := nc.Nodes().UpdateDrainOpts(node, &nomad.DrainOptions{
+		DrainSpec: &nomad.DrainSpec{Deadline: deadline, IgnoreSystemJobs: true},
+		Meta:      map[string]string{"drained_by": "spillway", "reason": reason},
+	}, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
+		if isNotFound(err) {
+			return providers.NewNotFoundError(node, err)
+		}
+		return providers.NewUnavailableError(fmt.Errorf("draining node %s: %w", name, err))
+	}
+	return nil
+}
+
+// WaitDrained follows a node with blocking queries until its drain is
+// over, or timeout passes.
+func WaitDrained(ctx context.Context, nc *nomad.Client, node, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var index uint64
 	for {
 		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
-		cur, meta, err := p.cfg.Nomad.Nodes().Info(n.ID, q)
+		cur, meta, err := nc.Nodes().Info(node, q)
 		if err != nil {
-			return providers.NewUnavailableError(fmt.Errorf("waiting for node %s to drain: %w", n.Name, err))
+			return providers.NewUnavailableError(fmt.Errorf("waiting for node %s to drain: %w", name, err))
 		}
 		if cur.DrainStrategy == nil {
 			return nil
