@@ -139,14 +139,24 @@ func priceOf(cp *pools.CloudPool, o providers.Offering) float64 {
 	return 0
 }
 
+// byInstance maps the cloud instance ID of every rented host's node (its
+// spillway.instance meta) to the node.
+func byInstance(nodes []pools.NodeUsage) map[string]pools.NodeUsage {
+	out := map[string]pools.NodeUsage{}
+	for _, n := range nodes {
+		if id := n.Meta[bootstrap.MetaInstance]; id != "" {
+			out[id] = n
+		}
+	}
+	return out
+}
+
 // readyInstances is the set of cloud instance IDs whose Nomad node is
 // ready, eligible and done pre-pulling.
 func readyInstances(nodes []pools.NodeUsage) map[string]bool {
 	out := map[string]bool{}
-	for _, n := range nodes {
-		if id := n.Meta[bootstrap.MetaInstance]; id != "" && nodeReady(n) {
-			out[id] = true
-		}
+	for id, n := range byInstance(nodes) {
+		out[id] = nodeReady(n)
 	}
 	return out
 }
@@ -310,12 +320,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 		if err != nil {
 			log.Warn("reading nomad's nodes", "err", err)
 		}
-		byInstance := map[string]pools.NodeUsage{}
-		for _, n := range nodes {
-			if id := n.Meta[bootstrap.MetaInstance]; id != "" {
-				byInstance[id] = n
-			}
-		}
+		nodeOf := byInstance(nodes)
 		now := c.cfg.Now()
 		allRunning, allReady := true, true
 		var next []*rented
@@ -331,7 +336,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 					log.Warn("rented host vanished before it was ready", "host", h.host.ID, "err", err)
 				}
 			}
-			n, registered := byInstance[h.host.ID]
+			n, registered := nodeOf[h.host.ID]
 			if registered && h.running.IsZero() {
 				h.running = now // a node registered, so the host runs
 			}

@@ -16,7 +16,6 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
-	"github.com/spillwayhq/spillway/providers/bootstrap"
 	"github.com/spillwayhq/spillway/providers/internalpool"
 )
 
@@ -96,12 +95,7 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading nomad's nodes: %w", err)
 	}
-	nodeOf := map[string]pools.NodeUsage{} // instance → node
-	for _, n := range nodes {
-		if id := n.Meta[bootstrap.MetaInstance]; id != "" && n.Ready {
-			nodeOf[id] = n
-		}
-	}
+	nodeOf := byInstance(nodes)
 	now := c.cfg.Now()
 	offering := c.rentedOfferings(ctx)
 	var returned []string
@@ -116,7 +110,7 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 		case l.Tier != pools.TierShared && c.cfg.Clouds[l.Pool] != nil:
 			cp, _ := c.cfg.Pools.CloudPool(l.Pool)
 			n, ok := nodeOf[l.Host]
-			if !ok {
+			if !ok || !n.Ready {
 				if cp != nil && now.Sub(l.Since) > readyTimeout(c.ready.estimate(cp)) {
 					h := providers.Host{ID: l.Host, Pool: l.Pool, Claim: l.Claim}
 					if err := c.terminate(ctx, h, "", "controller", "it never became a ready nomad node"); err != nil {

@@ -12,7 +12,6 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
-	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of operator actions on pools and hosts.
@@ -134,12 +133,7 @@ func (c *Controller) Release(ctx context.Context, host, actor, reason string) (p
 	if err != nil {
 		return pools.Loan{}, fmt.Errorf("reading nomad's nodes: %w", err)
 	}
-	nodeOf := map[string]pools.NodeUsage{}
-	for _, n := range nodes {
-		if id := n.Meta[bootstrap.MetaInstance]; id != "" {
-			nodeOf[id] = n
-		}
-	}
+	nodeOf := byInstance(nodes)
 	type match struct {
 		loan pools.Loan
 		node string

@@ -15,7 +15,6 @@ import (
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
-	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of the reconciler.
@@ -89,12 +88,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading nomad's nodes: %w", err)
 	}
-	nodeOf := map[string]pools.NodeUsage{}
-	for _, n := range nodes {
-		if id := n.Meta[bootstrap.MetaInstance]; id != "" {
-			nodeOf[id] = n
-		}
-	}
+	nodeOf := byInstance(nodes)
 	now := c.cfg.Now()
 	fixes := 0
 	fixed := func(kind, subject, msg string, data any) {
