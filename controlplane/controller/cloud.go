@@ -321,6 +321,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			log.Warn("reading nomad's nodes", "err", err)
 		}
 		nodeOf := byInstance(nodes)
+		states := c.hostStates(ctx, hosts)
 		now := c.cfg.Now()
 		allRunning, allReady := true, true
 		var next []*rented
@@ -329,12 +330,8 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 				continue
 			}
 			next = append(next, h)
-			if h.running.IsZero() {
-				if cur, err := c.cfg.Clouds[h.pool.Name].Get(ctx, h.host.ID); err == nil && cur.State == providers.HostRunning {
-					h.running = now
-				} else if providers.IsNotFound(err) {
-					log.Warn("rented host vanished before it was ready", "host", h.host.ID, "err", err)
-				}
+			if h.running.IsZero() && states[h.host.ID] == providers.HostRunning {
+				h.running = now
 			}
 			n, registered := nodeOf[h.host.ID]
 			if registered && h.running.IsZero() {
@@ -379,6 +376,28 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 		case <-time.After(c.cfg.Poll):
 		}
 	}
+}
+
+// hostStates reads the state of the hosts not yet seen running: one
+// listing per pool (through the ownership tags), not one call per host.
+func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string]providers.HostState {
+	out := map[string]providers.HostState{}
+	listed := map[string]bool{}
+	for _, h := range hosts {
+		if !h.running.IsZero() || h.replaced || listed[h.pool.Name] {
+			continue
+		}
+		listed[h.pool.Name] = true
+		live, err := c.cfg.Clouds[h.pool.Name].List(ctx, h.pool.Name)
+		if err != nil {
+			c.cfg.Logger.Warn("listing rented hosts", "pool", h.pool.Name, "err", err)
+			continue
+		}
+		for _, l := range live {
+			out[l.ID] = l.State
+		}
+	}
+	return out
 }
 
 // markServes sets spillway.serves on a rented host's node (a per-pool
