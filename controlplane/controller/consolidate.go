@@ -97,10 +97,11 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	}
 	nodeOf := byInstance(nodes)
 	now := c.cfg.Now()
-	offering := c.rentedOfferings(ctx)
+	loans := c.cfg.Ledger.Loans()
+	offering := c.rentedOfferings(ctx, loans)
 	var returned []string
 	byBorrower := map[string][]candidate{}
-	for _, l := range c.cfg.Ledger.Loans() {
+	for _, l := range loans {
 		if now.Sub(l.Since) < MinLoanAge {
 			continue
 		}
@@ -179,11 +180,19 @@ func (a candidate) before(b candidate, v *servingView) bool {
 	return a.loan.Host < b.loan.Host
 }
 
-// rentedOfferings maps each live rented instance to its offering, from the
-// providers' listings (through the ownership tags).
-func (c *Controller) rentedOfferings(ctx context.Context) map[string]providers.Offering {
+// rentedOfferings maps each live rented instance of the pools loans rent
+// from to its offering, from the providers' listings (through the
+// ownership tags). Pools with no loan are not listed.
+func (c *Controller) rentedOfferings(ctx context.Context, loans []pools.Loan) map[string]providers.Offering {
 	out := map[string]providers.Offering{}
-	for name, p := range c.cfg.Clouds {
+	listed := map[string]bool{}
+	for _, l := range loans {
+		p, ok := c.cfg.Clouds[l.Pool]
+		if l.Tier == pools.TierShared || !ok || listed[l.Pool] {
+			continue
+		}
+		listed[l.Pool] = true
+		name := l.Pool
 		hosts, err := p.List(ctx, name)
 		if err != nil {
 			c.cfg.Logger.Warn("listing rented hosts", "pool", name, "err", err)
