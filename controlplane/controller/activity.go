@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/demand"
@@ -86,21 +87,31 @@ func (a *activity) run(ctx context.Context) error {
 		}
 		return nil
 	}
-	return c.follow(ctx, a.tl, follow, func(ctx context.Context, h *rented) []*rented {
-		return c.stuck(ctx, a.tl, h, func(ctx context.Context, n int) []*rented {
-			nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-			if err != nil {
-				return nil
-			}
-			a.mu.Lock()
-			before := len(a.rented)
-			a.mu.Unlock()
-			a.acquire(ctx, nodes, n)
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			return append([]*rented(nil), a.rented[before:]...)
-		})
-	})
+	return c.follow(ctx, a.tl, follow, a.replace)
+}
+
+// replace terminates a host that was not ready in time and rents one
+// again through a new plan; it returns the hosts that plan rented.
+func (a *activity) replace(ctx context.Context, h *rented) []*rented {
+	c := a.c
+	waited := c.cfg.Now().Sub(h.launched).Round(time.Second)
+	data, _ := json.Marshal(map[string]any{"host": h.host.ID, "pool": h.pool.Name, "waited_seconds": waited.Seconds()})
+	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindHostStuck, Subject: "host/" + h.host.ID, Activity: a.tl.r.Activity, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("rented host %s of %s is not a ready nomad node after %s; replacing it", h.host.ID, h.pool.Name, waited)})
+	if err := c.terminate(ctx, h.host, a.tl.r.Activity, "controller", fmt.Sprintf("not ready after %s", waited)); err != nil {
+		c.cfg.Logger.Error("terminating a stuck host", "host", h.host.ID, "err", err)
+	}
+	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
+	if err != nil {
+		return nil
+	}
+	a.mu.Lock()
+	before := len(a.rented)
+	a.mu.Unlock()
+	a.acquire(ctx, nodes, 1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.rented[before:])
 }
 
 // pendingRentals returns the business unit's rented hosts that are not

@@ -438,19 +438,6 @@ func (c *Controller) terminate(ctx context.Context, h providers.Host, activity, 
 	return nil
 }
 
-// stuck replaces a host that was not ready in time: it is terminated and
-// one host is rented again through a new plan.
-func (c *Controller) stuck(ctx context.Context, tl *timeline, h *rented, rentAgain func(context.Context, int) []*rented) []*rented {
-	waited := c.cfg.Now().Sub(h.launched).Round(time.Second)
-	data, _ := json.Marshal(map[string]any{"host": h.host.ID, "pool": h.pool.Name, "waited_seconds": waited.Seconds()})
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindHostStuck, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
-		Message: fmt.Sprintf("rented host %s of %s is not a ready nomad node after %s; replacing it", h.host.ID, h.pool.Name, waited)})
-	if err := c.terminate(ctx, h.host, tl.r.Activity, "controller", fmt.Sprintf("not ready after %s", waited)); err != nil {
-		c.cfg.Logger.Error("terminating a stuck host", "host", h.host.ID, "err", err)
-	}
-	return rentAgain(ctx, 1)
-}
-
 // poolLabel joins the pools of an activity for the phase metric's label.
 func poolLabel(names []string) string {
 	slices.Sort(names)
