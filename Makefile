@@ -52,7 +52,7 @@ terraform-fmt-check:
 ## nomad-fmt-check: nomad fmt -check on deploy/ (skipped, saying so, without nomad; deploy/'s Go tests validate the job on a real server)
 .PHONY: nomad-fmt-check
 nomad-fmt-check:
-	@nomad="$${SPILLWAY_NOMAD_BIN:-$${XDG_CACHE_HOME:-$$HOME/.cache}/spillway/tools/nomad-1.11.0/nomad}"; \
+	@nomad="$${SPILLWAY_NOMAD_BIN:-$${XDG_CACHE_HOME:-$$HOME/.cache}/spillway/tools/nomad-1.6.3/nomad}"; \
 	if [ ! -x "$$nomad" ]; then nomad=$$(command -v nomad 2>/dev/null || true); fi; \
 	if [ -n "$$nomad" ]; then \
 		"$$nomad" fmt -check -list=true deploy && echo "nomad fmt: ok"; \

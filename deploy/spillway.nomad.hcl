@@ -1,7 +1,9 @@
 # Spillway's control plane as a Nomad job: several replicas of
 # `spillway serve` sharing one PostgreSQL journal. One replica is elected
-# leader through a lock on the Nomad variable spillway/leader and acts; the
-# others serve the API, the console and /metrics from the journal.
+# leader through a lease in that journal (taken and renewed on the
+# database's clock, with a fencing token per term) and acts; the others
+# serve the API, the console and /metrics from the journal. It runs on
+# Nomad 1.6 and later.
 #
 # Before the first run (see deploy/README.md):
 #   1. the ACL policy below, attached to this job:
@@ -60,7 +62,7 @@ job "spillway" {
     count = var.replicas
 
     # One replica per host, so losing a host loses at most the leader, whose
-    # lock then passes to another replica.
+    # lease then passes to another replica.
     constraint {
       operator = "distinct_hosts"
       value    = "true"
@@ -120,7 +122,7 @@ job "spillway" {
 
       # The workload identity is the Nomad token (NOMAD_TOKEN, which
       # nomad.token defaults to): the ACL policy attached to this job gives
-      # it the lock and the scaling operations.
+      # it the scaling operations.
       identity {
         env = true
       }
@@ -160,11 +162,9 @@ job "spillway" {
         {{- end }}
         leader:
           enabled: true
-          # In the job's namespace, where the ACL policy grants it.
-          namespace: {{ env "NOMAD_NAMESPACE" }}
-          path: spillway/leader
+          # A replica that dies is replaced within ttl + renew_interval.
           ttl: 10s
-          lock_delay: 2s
+          renew_interval: 3s
         EOT
       }
 
@@ -173,7 +173,7 @@ job "spillway" {
         memory = 256
       }
 
-      # A clean stop releases the lock at once; give it time to.
+      # A clean stop releases the lease at once; give it time to.
       kill_timeout = "20s"
       kill_signal  = "SIGTERM"
     }

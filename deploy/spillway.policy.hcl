@@ -11,15 +11,6 @@ namespace "*" {
   capabilities = ["scale-job", "read-job-scaling", "submit-job"]
 }
 
-# The leader lock, a variable in the job's own namespace.
-namespace "spillway" {
-  variables {
-    path "spillway/*" {
-      capabilities = ["read", "write", "list"]
-    }
-  }
-}
-
 # Nodes: read them and their meta, set eligibility, drain, and write the
 # dynamic meta that records claims and who drained a host.
 node {

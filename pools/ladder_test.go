@@ -61,7 +61,7 @@ func bootstrapYAML(region, image, os string) string {
   nomad:
     servers: ["127.0.0.1:4647"]
     datacenter: dc1
-    install: {method: download, version: 1.11.0, url: "https://a.example/nomad-1.11.0", sha512: %[4]s}`,
+    install: {method: download, version: 1.6.3, url: "https://a.example/nomad-1.6.3", sha512: %[4]s}`,
 		region, image, os, strings.Repeat("ab", 64))
 }
 

@@ -191,3 +191,19 @@ func OwnershipTags(cluster string, claim Claim) map[string]string {
 	tags[TagClaim] = claim.ID
 	return tags
 }
+
+// AppID turns a replica's identity into the application ID the cloud SDKs
+// put in the User-Agent ("app/<id>"): at most 50 characters, each a letter,
+// a digit or one of "-._" (others become "-").
+func AppID(identity string) string {
+	b := []byte(identity)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 50 {
+		b = b[:50]
+	}
+	return string(b)
+}

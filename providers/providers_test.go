@@ -1,6 +1,7 @@
 package providers_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -84,5 +85,54 @@ spillway_provider_call_errors_total{operation="list",pool="p1",provider="fake"} 
 	}
 	if n := testutil.CollectAndCount(reg, providers.MetricCallDuration); n != 2 {
 		t.Fatalf("duration series = %d, want 2", n)
+	}
+}
+
+func TestGuardStopsEveryCallBeforeTheCloud(t *testing.T) {
+	f := fake.New(fake.NewCloud(nil), "test", fake.Credential)
+	refuse := errors.New("term over")
+	var allow bool
+	p := providers.Guard(f, func(context.Context) error {
+		if allow {
+			return nil
+		}
+		return refuse
+	})
+	if providers.Guard(f, nil) != providers.Provider(f) {
+		t.Error("a nil check must not wrap")
+	}
+	pool := providers.Pool{Name: "p1", Offerings: []providers.Offering{{InstanceType: "small", Zone: "z"}}}
+	ctx := t.Context()
+	_, errCreate := p.Create(ctx, providers.Claim{ID: "c", Pool: pool, Count: 1})
+	errDelete := p.Delete(ctx, providers.Host{ID: "i-1"})
+	_, errGet := p.Get(ctx, "i-1")
+	_, errList := p.List(ctx, "p1")
+	_, errCatalog := p.Catalog(ctx, pool)
+	for name, err := range map[string]error{"create": errCreate, "delete": errDelete, "get": errGet, "list": errList, "catalog": errCatalog} {
+		if !errors.Is(err, refuse) {
+			t.Errorf("%s while refused: %v", name, err)
+		}
+	}
+	if n := len(f.CreateCalls) + len(f.DeleteCalls) + len(f.GetCalls) + len(f.ListCalls) + len(f.CatalogCalls); n != 0 {
+		t.Fatalf("%d refused calls reached the provider", n)
+	}
+	allow = true
+	hosts, err := p.Create(ctx, providers.Claim{ID: "c", Pool: pool, Count: 1})
+	if err != nil || len(hosts) != 1 || len(f.CreateCalls) != 1 || p.Name() != "fake" {
+		t.Fatalf("an allowed create: %v, %v, %d calls", hosts, err, len(f.CreateCalls))
+	}
+}
+
+func TestAppID(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                     "",
+		"replica-a":                            "replica-a",
+		"host.example:4242":                    "host.example-4242",
+		"5c6b1a8e-0f1d-4c1b-9d7e-1b2c3d4e5f60": "5c6b1a8e-0f1d-4c1b-9d7e-1b2c3d4e5f60",
+		"a b/c" + strings.Repeat("x", 60):      "a-b-c" + strings.Repeat("x", 45),
+	} {
+		if got := providers.AppID(in); got != want {
+			t.Errorf("AppID(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -7,9 +7,14 @@
 # Idempotent: a second run with a warm cache takes seconds.
 set -euo pipefail
 
-NOMAD_VERSION="${NOMAD_VERSION:-1.11.0}"
-# The api module version pinned by Nomad v1.11.0's go.mod (replaced by ./api there).
-NOMAD_API_VERSION="${NOMAD_API_VERSION:-v0.0.0-20251112085157-4f01f1455f20}"
+# Nomad v1.6.3 is the last release under the MPL-2.0; from v1.7.0 on, Nomad's
+# source is under the Business Source License. The lab and the tests run only
+# open-source Nomad. (Spillway itself links only github.com/hashicorp/nomad/api,
+# which stays MPL-2.0, and supports Nomad servers 1.6 and later.)
+NOMAD_VERSION="1.6.3"
+# The api module at the same commit as v1.6.3 (e0497bff1437): the module zip
+# omits the nested api module, so it is copied into ./api before building.
+NOMAD_API_VERSION="v0.0.0-20231030125810-e0497bff1437"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/spillway/tools"
 NOMAD_DIR="$CACHE_ROOT/nomad-$NOMAD_VERSION"
 NOMAD_BIN="$NOMAD_DIR/nomad"
@@ -21,7 +26,7 @@ install_nomad() {
     log "nomad v$NOMAD_VERSION: cached at $NOMAD_BIN"
     return
   fi
-  log "nomad v$NOMAD_VERSION: building from the Go module proxy (about 7 minutes the first time)"
+  log "nomad v$NOMAD_VERSION: building from the Go module proxy (a few minutes the first time)"
   local src api work
   src="$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/nomad@v$NOMAD_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   api="$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/nomad/api@$NOMAD_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"

@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/spillwayhq/spillway/controlplane/app"
 	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/controlplane/demo"
+	"github.com/spillwayhq/spillway/controlplane/nomadapi"
 )
 
 func newDemoAppCmd() *cobra.Command {
@@ -71,7 +71,7 @@ service that Nomad's service discovery lists (or over --targets).`,
 				list := strings.Split(targets, ",")
 				cfg.Targets = func() []string { return list }
 			} else {
-				nc, err := app.NomadClient(config.Nomad{Address: nomadAddr})
+				nc, err := nomadapi.New(config.Nomad{Address: nomadAddr}, nomadapi.Options{})
 				if err != nil {
 					return err
 				}

@@ -11,11 +11,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
 	"github.com/spf13/cobra"
 
+	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/controlplane/evaluate"
 	"github.com/spillwayhq/spillway/controlplane/metrics"
+	"github.com/spillwayhq/spillway/controlplane/nomadapi"
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 	"github.com/spillwayhq/spillway/policies"
 )
@@ -61,13 +62,9 @@ Nomad: --nomad, else $NOMAD_ADDR; the ACL token is $NOMAD_TOKEN.`,
 			if err != nil {
 				return fmt.Errorf("plan: %w", err)
 			}
-			ncfg := nomad.DefaultConfig()
-			if nomadURL != "" {
-				ncfg.Address = nomadURL
-			}
-			nc, err := nomad.NewClient(ncfg)
+			nc, err := nomadapi.New(config.Nomad{Address: nomadURL}, nomadapi.Options{})
 			if err != nil {
-				return fmt.Errorf("plan: creating nomad client: %w", err)
+				return fmt.Errorf("plan: %w", err)
 			}
 			// Problems show in the output; the log only carries the unexpected.
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelError}))
@@ -90,7 +87,7 @@ Nomad: --nomad, else $NOMAD_ADDR; the ACL token is $NOMAD_TOKEN.`,
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				out := planJSON{Time: now, Prometheus: promURL, Nomad: ncfg.Address, Alerts: firing, Results: results}
+				out := planJSON{Time: now, Prometheus: promURL, Nomad: nc.Address(), Alerts: firing, Results: results}
 				if alertErr != nil {
 					out.AlertsError = alertErr.Error()
 				}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -27,6 +28,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/leader"
 	"github.com/spillwayhq/spillway/controlplane/metrics"
+	"github.com/spillwayhq/spillway/controlplane/nomadapi"
 	"github.com/spillwayhq/spillway/controlplane/scaler"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -66,10 +68,6 @@ type App struct {
 // the policies, and fails if they do not load: a daemon never starts on a
 // broken set. It opens no sockets: Listen does.
 func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
-	nc, err := NomadClient(cfg.Nomad)
-	if err != nil {
-		return nil, err
-	}
 	authn, err := auth.New(cfg.API.Tokens)
 	if err != nil {
 		return nil, err
@@ -77,8 +75,13 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	if !authn.Configured() {
 		log.Warn("no API tokens are configured: every /v1 route answers 401 (see 'spillway token create')")
 	}
-	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), nomad: nc, mux: http.NewServeMux(), auth: authn}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), auth: authn}
 	a.registerMetrics(hash)
+	nc, err := nomadapi.New(cfg.Nomad, nomadapi.Options{Registerer: a.reg, Logger: log.With("component", "nomad"), Guard: a.guard("nomad")})
+	if err != nil {
+		return nil, err
+	}
+	a.nomad = nc
 	a.reload = newReloader(cfg.Policies.Dir, a.reg)
 	if _, err := a.Reload(context.Background()); err != nil {
 		return nil, fmt.Errorf("loading policies from %s:\n%w", cfg.Policies.Dir, err)
@@ -96,12 +99,20 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	if cfg.Leader.Enabled {
-		opts := leader.ConfigOptions(cfg.Leader, cfg.Nomad.Namespace)
-		opts.Client, opts.Logger, opts.Registerer = nc, log.With("component", "leader"), a.reg
+		// The lease is in the shared journal, and every write of the
+		// acting replica to it carries the term's fencing token.
+		pg, ok := a.journal.(*journal.Postgres)
+		if !ok {
+			a.journal.Close()
+			return nil, fmt.Errorf("leader election needs the PostgreSQL journal, not %s", a.journal.Driver())
+		}
+		opts := leader.ConfigOptions(cfg.Leader)
+		opts.Lease, opts.Logger, opts.Registerer = pg.Lease(leader.DefaultElection), log.With("component", "leader"), a.reg
 		if a.elector, err = leader.New(opts); err != nil {
 			a.journal.Close()
 			return nil, err
 		}
+		a.journal = pg.Fenced(leader.DefaultElection, a.elector)
 	}
 	src, err := metrics.NewPrometheus(metrics.PrometheusOptions{
 		URL: cfg.Prometheus.Address, Timeout: cfg.Prometheus.Timeout, BearerToken: cfg.Prometheus.BearerToken.Reveal(),
@@ -146,27 +157,28 @@ func (a *App) Close() error {
 	return a.journal.Close()
 }
 
-// NomadClient builds a Nomad API client. Unset fields keep Nomad's own
-// defaults, which honour NOMAD_ADDR, NOMAD_TOKEN and the other NOMAD_* variables.
-func NomadClient(c config.Nomad) (*nomad.Client, error) {
-	nc := nomad.DefaultConfig()
-	if c.Address != "" {
-		nc.Address = c.Address
+// identity names this replica: in the election, and to the clouds.
+func (a *App) identity() string {
+	if a.elector != nil {
+		return a.elector.Identity()
 	}
-	if c.Region != "" {
-		nc.Region = c.Region
+	return leader.DefaultIdentity()
+}
+
+// guard returns the check for the calls to target (Nomad's writes, a
+// cloud provider) that only the acting replica may make: none without
+// leader election, else the elector's guard, which refuses once this
+// replica's term has ended.
+func (a *App) guard(target string) func(context.Context) error {
+	var once sync.Once
+	var check func(context.Context) error
+	return func(ctx context.Context) error {
+		if a.elector == nil {
+			return nil
+		}
+		once.Do(func() { check = a.elector.Guard(target) })
+		return check(ctx)
 	}
-	if c.Namespace != "" {
-		nc.Namespace = c.Namespace
-	}
-	if c.Token != "" {
-		nc.SecretID = c.Token.Reveal()
-	}
-	client, err := nomad.NewClient(nc)
-	if err != nil {
-		return nil, fmt.Errorf("creating the nomad client for %s: %w", nc.Address, err)
-	}
-	return client, nil
 }
 
 func (a *App) registerMetrics(hash string) {
@@ -287,7 +299,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.elector != nil {
 		go func() { _ = a.elector.Run(sctx, a.act) }()
 	} else {
-		go a.act(sctx)
+		go a.act(sctx, leader.Term{})
 	}
 	if a.capacity != nil {
 		go a.account(sctx, 15*time.Second)
@@ -310,12 +322,18 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) nomadAddress() string { return a.nomad.Address() }
 
 // act runs the controllers until ctx ends: for the whole life of a single
-// replica, or for one term of the elected leader. It first re-reads what
-// another leader may have written to the shared journal: the last scaling
-// times, the pauses and the lending ledger.
-func (a *App) act(ctx context.Context) {
+// replica, or for one term of the elected leader. A leader first journals
+// how it took over, then re-reads what another leader may have written to
+// the shared journal: the last scaling times, the pauses and the lending
+// ledger.
+func (a *App) act(ctx context.Context, term leader.Term) {
 	if a.elector != nil {
-		a.log.Info("acting as the leader", "identity", a.elector.Identity())
+		a.log.Info("acting as the leader", "identity", a.elector.Identity(), "term", term.Token)
+		if err := a.journalElected(ctx, term); err != nil {
+			a.log.Error("journaling the new term; not acting this term", "err", err)
+			<-ctx.Done()
+			return
+		}
 		if err := a.scaler.Restore(ctx); err != nil {
 			a.log.Error("restoring the scaler's state; not acting this term", "err", err)
 			<-ctx.Done()

@@ -47,7 +47,9 @@ func (a *App) counts(nc *nomad.Client) (scaler.Counts, error) {
 	}
 	var clouds map[string]providers.Provider
 	if len(a.pools.CloudPools) > 0 {
-		if clouds, err = cloudProviders(context.Background(), a.cfg.Clouds, a.pools, a.reg, a.log.With("component", "provider")); err != nil {
+		if clouds, err = cloudProviders(context.Background(), a.cfg.Clouds, a.pools, providerOptions{
+			reg: a.reg, log: a.log.With("component", "provider"), guard: a.guard, appID: a.identity(),
+		}); err != nil {
 			return nil, err
 		}
 	}

@@ -22,11 +22,12 @@ import (
 // sharing loses nothing. Building a provider does not call the cloud,
 // except that Alibaba Cloud's SDK resolves its credential chain at once,
 // so missing Alibaba credentials fail here rather than on the first call.
-func cloudProviders(ctx context.Context, c config.Clouds, pc *pools.Config, reg prometheus.Registerer, log *slog.Logger) (map[string]providers.Provider, error) {
+func cloudProviders(ctx context.Context, c config.Clouds, pc *pools.Config, o providerOptions) (map[string]providers.Provider, error) {
 	out := map[string]providers.Provider{}
 	if pc == nil {
 		return out, nil
 	}
+	log := o.log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -43,26 +44,41 @@ func cloudProviders(ctx context.Context, c config.Clouds, pc *pools.Config, reg 
 		)
 		switch p.Provider {
 		case pools.ProviderAWS:
-			prov, err = awsProvider(ctx, c, p.Region)
+			prov, err = awsProvider(ctx, c, p.Region, o.appID)
 		case pools.ProviderAlicloud:
-			prov, err = alicloudProvider(c, p.Region)
+			prov, err = alicloudProvider(c, p.Region, o.appID)
 		default:
 			return nil, fmt.Errorf("cloud pool %s: unknown provider %q; want %q or %q", p.Name, p.Provider, pools.ProviderAWS, pools.ProviderAlicloud)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("cloud pool %s: creating the %s provider for region %s: %w", p.Name, p.Provider, p.Region, err)
 		}
-		prov = providers.Instrument(prov, reg, log.With("region", p.Region))
+		prov = providers.Instrument(prov, o.reg, log.With("region", p.Region))
+		if o.guard != nil {
+			prov = providers.Guard(prov, o.guard(p.Provider))
+		}
 		shared[key] = prov
 		out[p.Name] = prov
 	}
 	return out, nil
 }
 
+// providerOptions is what every cloud provider of serve shares.
+type providerOptions struct {
+	reg prometheus.Registerer
+	log *slog.Logger
+	// guard, when not nil, gives the check every call of a cloud ("aws",
+	// "alicloud") runs first, outside the instrumentation: a refused call
+	// never reaches the cloud.
+	guard func(cloud string) func(context.Context) error
+	// appID names this replica in each request's User-Agent.
+	appID string
+}
+
 // awsProvider is the EC2 provider of region; a static key from the config
 // replaces the SDK's standard credential chain.
-func awsProvider(ctx context.Context, c config.Clouds, region string) (providers.Provider, error) {
-	opts := aws.Options{Cluster: c.Cluster, Region: region, Endpoint: c.AWS.Endpoint}
+func awsProvider(ctx context.Context, c config.Clouds, region, appID string) (providers.Provider, error) {
+	opts := aws.Options{Cluster: c.Cluster, Region: region, Endpoint: c.AWS.Endpoint, AppID: appID}
 	if c.AWS.AccessKeyID != "" {
 		opts.Credentials = credentials.NewStaticCredentialsProvider(c.AWS.AccessKeyID, c.AWS.SecretAccessKey.Reveal(), "")
 	}
@@ -71,10 +87,10 @@ func awsProvider(ctx context.Context, c config.Clouds, region string) (providers
 
 // alicloudProvider is the ECS provider of region; the endpoint URL is split
 // into the SDK's domain and scheme.
-func alicloudProvider(c config.Clouds, region string) (providers.Provider, error) {
+func alicloudProvider(c config.Clouds, region, appID string) (providers.Provider, error) {
 	host, scheme := c.Alicloud.Domain()
 	return alicloud.New(alicloud.Options{
 		Cluster: c.Cluster, Region: region, Endpoint: host, Scheme: scheme,
-		AccessKeyID: c.Alicloud.AccessKeyID, AccessKeySecret: c.Alicloud.AccessKeySecret.Reveal(),
+		AccessKeyID: c.Alicloud.AccessKeyID, AccessKeySecret: c.Alicloud.AccessKeySecret.Reveal(), AppID: appID,
 	})
 }

@@ -69,7 +69,7 @@ func TestCloudProviders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	ps, err := cloudProviders(ctx, simClouds(sim), pc, reg, nil)
+	ps, err := cloudProviders(ctx, simClouds(sim), pc, providerOptions{reg: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestCloudProviders(t *testing.T) {
 		t.Errorf("metrics %v lack %s", names, providers.MetricCallDuration)
 	}
 	// A reload builds the providers again into the same registry.
-	if _, err := cloudProviders(ctx, simClouds(sim), pc, reg, nil); err != nil {
+	if _, err := cloudProviders(ctx, simClouds(sim), pc, providerOptions{reg: reg}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -134,7 +134,7 @@ func TestCloudProvidersWrongSecret(t *testing.T) {
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ps, err := cloudProviders(ctx, c, pc, prometheus.NewRegistry(), nil)
+	ps, err := cloudProviders(ctx, c, pc, providerOptions{reg: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,11 +151,11 @@ func TestCloudProvidersWrongSecret(t *testing.T) {
 
 func TestCloudProvidersUnknownProvider(t *testing.T) {
 	pc := &pools.Config{CloudPools: []*pools.CloudPool{cloudPool("gcp-1", "gcp", "us-central1")}}
-	_, err := cloudProviders(context.Background(), config.Default().Clouds, pc, nil, nil)
+	_, err := cloudProviders(context.Background(), config.Default().Clouds, pc, providerOptions{})
 	if err == nil || !strings.Contains(err.Error(), `cloud pool gcp-1: unknown provider "gcp"`) {
 		t.Fatalf("got %v", err)
 	}
-	if ps, err := cloudProviders(context.Background(), config.Default().Clouds, nil, nil, nil); err != nil || len(ps) != 0 {
+	if ps, err := cloudProviders(context.Background(), config.Default().Clouds, nil, providerOptions{}); err != nil || len(ps) != 0 {
 		t.Fatalf("no pools: %v, %v", ps, err)
 	}
 }

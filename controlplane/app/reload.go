@@ -147,7 +147,11 @@ func (a *App) handleReload(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			msg = fmt.Sprintf("reload by %s failed; the previous policies stay in force: %v", id.Name, err)
 		}
-		a.record(r, journal.Event{Kind: journal.KindReload, Actor: id.Name, Message: msg})
+		// A follower's writes are fenced: only the acting replica
+		// journals (each replica loads its own files; the log has it).
+		if a.acting() {
+			a.record(r, journal.Event{Kind: journal.KindReload, Actor: id.Name, Message: msg})
+		}
 	}
 	if err != nil {
 		var errs strictyaml.Errors

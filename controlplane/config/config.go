@@ -113,20 +113,23 @@ func (a AlicloudCloud) Domain() (host, scheme string) {
 // Leader configures the election of the one replica that acts when several
 // run (deploy/spillway.nomad.hcl); the others serve reads.
 type Leader struct {
-	// Enabled elects the acting replica through a lock on a Nomad variable.
-	// Several replicas share one journal, so it needs journal.driver postgres.
+	// Enabled elects the acting replica through a lease in the shared
+	// PostgreSQL journal, so it needs journal.driver postgres.
 	Enabled bool `yaml:"enabled"`
-	// Path is the lock's Nomad variable, in Namespace (default:
-	// nomad.namespace). The Nomad token needs read and write on it.
-	Path      string `yaml:"path"`
-	Namespace string `yaml:"namespace"`
-	// TTL is the lock's lease (10s to 24h): a leader that cannot renew it
-	// for this long stops acting. A replica that dies is replaced after
-	// about twice the TTL plus LockDelay; one that stops cleanly, at once.
+	// TTL is the lease (2s to 10m), on the database's clock: a leader that
+	// cannot renew it for this long stops acting. A replica that dies is
+	// replaced within TTL + RenewInterval; one that stops cleanly, at once.
 	TTL time.Duration `yaml:"ttl"`
-	// LockDelay keeps an expired lock from being taken for this long, a
-	// margin for the old leader's last calls.
-	LockDelay time.Duration `yaml:"lock_delay"`
+	// RenewInterval is how often the leader renews the lease (default:
+	// a third of the TTL; at most half of it).
+	RenewInterval time.Duration `yaml:"renew_interval"`
+}
+
+// RemovedKeys implements strictyaml.Retired: the keys of the election
+// through a Nomad variable lock, which needs Nomad 1.7 or later.
+func (Leader) RemovedKeys() map[string]string {
+	const why = "the leader's lease is in the PostgreSQL journal now, not in a Nomad variable lock; delete this key"
+	return map[string]string{"path": why, "namespace": why, "lock_delay": why}
 }
 
 // Journal says where the durable record of events and the lending ledger is.
@@ -213,7 +216,7 @@ func Default() Config {
 		Prometheus: Prometheus{Address: "http://127.0.0.1:9090", Timeout: 10 * time.Second},
 		Journal:    Journal{Driver: "sqlite", Path: "spillway.db"},
 		Alerts:     Alerts{TTL: 2 * time.Hour},
-		Leader:     Leader{Path: "spillway/leader", TTL: 10 * time.Second, LockDelay: 2 * time.Second},
+		Leader:     Leader{TTL: 10 * time.Second},
 		Clouds:     Clouds{Cluster: "spillway", OrphanGrace: 10 * time.Minute},
 	}
 }
@@ -391,14 +394,11 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 		if c.Journal.Driver != "postgres" {
 			bad("leader.enabled", "needs journal.driver postgres: the replicas must share one journal")
 		}
-		if c.Leader.Path == "" || strings.HasPrefix(c.Leader.Path, "/") || strings.HasSuffix(c.Leader.Path, "/") {
-			bad("leader.path", "want a Nomad variable path such as spillway/leader, got %q", c.Leader.Path)
+		if c.Leader.TTL < 2*time.Second || c.Leader.TTL > 10*time.Minute {
+			bad("leader.ttl", "want 2s to 10m, got %s", c.Leader.TTL)
 		}
-		if c.Leader.TTL < 10*time.Second || c.Leader.TTL > 24*time.Hour {
-			bad("leader.ttl", "want 10s to 24h (Nomad's limits for a lock), got %s", c.Leader.TTL)
-		}
-		if c.Leader.LockDelay <= 0 {
-			bad("leader.lock_delay", "must be positive, got %s", c.Leader.LockDelay)
+		if c.Leader.RenewInterval < 0 || c.Leader.RenewInterval > c.Leader.TTL/2 {
+			bad("leader.renew_interval", "want at most half of leader.ttl (%s), got %s", c.Leader.TTL/2, c.Leader.RenewInterval)
 		}
 	}
 	if c.Alerts.TTL <= 0 {

@@ -57,19 +57,21 @@ func TestLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Leader.Enabled || cfg.Leader.Path != "spillway/leader" || cfg.Leader.TTL != 10*time.Second || cfg.Leader.LockDelay != 2*time.Second {
+	if cfg.Leader.Enabled || cfg.Leader.TTL != 10*time.Second || cfg.Leader.RenewInterval != 0 {
 		t.Fatalf("defaults: %+v", cfg.Leader)
 	}
 	pg := "journal:\n  driver: postgres\n  dsn: postgres://db/spillway\n"
-	cfg, _, err = Load(write(t, pg+"leader:\n  enabled: true\n  path: ops/spillway/leader\n  ttl: 20s\n"), nil)
-	if err != nil || !cfg.Leader.Enabled || cfg.Leader.TTL != 20*time.Second || cfg.Leader.Path != "ops/spillway/leader" {
+	cfg, _, err = Load(write(t, pg+"leader:\n  enabled: true\n  ttl: 20s\n  renew_interval: 5s\n"), nil)
+	if err != nil || !cfg.Leader.Enabled || cfg.Leader.TTL != 20*time.Second || cfg.Leader.RenewInterval != 5*time.Second {
 		t.Fatalf("leader: %+v, %v", cfg.Leader, err)
 	}
 	for _, c := range []struct{ body, want string }{
 		{"leader:\n  enabled: true\n", `key "leader.enabled": needs journal.driver postgres`},
-		{pg + "leader:\n  enabled: true\n  ttl: 5s\n", `key "leader.ttl": want 10s to 24h`},
-		{pg + "leader:\n  enabled: true\n  path: /spillway/leader\n", `key "leader.path": want a Nomad variable path`},
-		{pg + "leader:\n  enabled: true\n  lock_delay: 0s\n", `key "leader.lock_delay": must be positive`},
+		{pg + "leader:\n  enabled: true\n  ttl: 1s\n", `key "leader.ttl": want 2s to 10m`},
+		{pg + "leader:\n  enabled: true\n  ttl: 10s\n  renew_interval: 6s\n", `key "leader.renew_interval": want at most half of leader.ttl (5s)`},
+		// The keys of the Nomad variable lock say what happened to them.
+		{pg + "leader:\n  enabled: true\n  path: spillway/leader\n", `:6:3: key "leader.path": removed: the leader's lease is in the PostgreSQL journal`},
+		{pg + "leader:\n  enabled: true\n  lock_delay: 2s\n", `key "leader.lock_delay": removed: the leader's lease is in the PostgreSQL journal`},
 	} {
 		if _, _, err := Load(write(t, c.body), nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want %q", c.body, err, c.want)

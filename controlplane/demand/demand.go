@@ -123,13 +123,17 @@ func Read(ctx context.Context, c *nomad.Client, t policies.Target) (Demand, erro
 		if err != nil {
 			return Demand{}, fmt.Errorf("reading the evaluations of job %s: %w", t, err)
 		}
-		d.Blocked = blockedFor(evals, t.Group)
+		d.Blocked = BlockedFor(evals, t.Group)
+		if d.Blocked != nil && d.Blocked.NodePool == "" && job.NodePool != nil {
+			// Nomad 1.6 does not say where it looked; the job does.
+			d.Blocked.NodePool = *job.NodePool
+		}
 	}
 	return d, nil
 }
 
-// blockedFor finds the newest blocked evaluation's failure for group.
-func blockedFor(evals []*nomad.Evaluation, group string) *Blocked {
+// BlockedFor finds the newest blocked evaluation's failure for group.
+func BlockedFor(evals []*nomad.Evaluation, group string) *Blocked {
 	var newest *nomad.Evaluation
 	for _, e := range evals {
 		if e.FailedTGAllocs[group] == nil {

@@ -58,6 +58,10 @@ type Event struct {
 	Message string `json:"message"`
 	// Data is the event's details as JSON. It must never hold secrets.
 	Data json.RawMessage `json:"data,omitempty"`
+	// Term is the leader term (its fencing token) of the replica that
+	// wrote the event, when replicas elect a leader; 0 otherwise. It is
+	// set by the journal on append.
+	Term int64 `json:"term,omitempty"`
 }
 
 // Filter selects events. Zero fields do not filter.
@@ -117,7 +121,7 @@ func (e *Events) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 
 // Query returns the events f selects, oldest first.
 func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
-	q, args := f.selectSQL(func(int) string { return "?" })
+	q, args := f.selectSQL("0", func(int) string { return "?" })
 	rows, err := e.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying events: %w", err)
@@ -126,9 +130,10 @@ func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
 	return scanEvents(rows)
 }
 
-// selectSQL builds the query for f, oldest first; placeholder renders the
-// n-th argument (1-based) in the backend's syntax.
-func (f Filter) selectSQL(placeholder func(n int) string) (string, []any) {
+// selectSQL builds the query for f, oldest first; term is the expression
+// of the writer's term (a column, or 0 where there is none), and
+// placeholder renders the n-th argument (1-based) in the backend's syntax.
+func (f Filter) selectSQL(term string, placeholder func(n int) string) (string, []any) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -158,7 +163,7 @@ func (f Filter) selectSQL(placeholder func(n int) string) (string, []any) {
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	q := "SELECT seq, at_ns, kind, subject, activity, actor, message, data FROM events"
+	q := "SELECT seq, at_ns, kind, subject, activity, actor, message, data, " + term + " FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -180,7 +185,7 @@ func scanEvents(rows rowScanner) ([]Event, error) {
 		var ev Event
 		var atNS int64
 		var data string
-		if err := rows.Scan(&ev.Seq, &atNS, &ev.Kind, &ev.Subject, &ev.Activity, &ev.Actor, &ev.Message, &data); err != nil {
+		if err := rows.Scan(&ev.Seq, &atNS, &ev.Kind, &ev.Subject, &ev.Activity, &ev.Actor, &ev.Message, &data, &ev.Term); err != nil {
 			return nil, fmt.Errorf("querying events: %w", err)
 		}
 		ev.Time = time.Unix(0, atNS).UTC()

@@ -69,7 +69,9 @@ const schemaLockKey = 0x5350494c4c574159 // "SPILLWAY"
 // Reads never wait for writers. It is safe for concurrent use.
 type Postgres struct {
 	pool      *pgxpool.Pool
-	closeOnce sync.Once
+	closeOnce *sync.Once
+	// fence, when set, fences every write (Fenced).
+	fence *fencing
 }
 
 // OpenPostgres connects to the PostgreSQL database dsn names (a
@@ -90,7 +92,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the PostgreSQL journal %s: %w", where, err)
 	}
-	p := &Postgres{pool: pool}
+	p := &Postgres{pool: pool, closeOnce: new(sync.Once)}
 	if err := p.init(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("opening the PostgreSQL journal %s: %w", where, err)
@@ -110,8 +112,22 @@ func (p *Postgres) init(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(schemaLockKey)); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, pgSchema); err != nil {
-			return fmt.Errorf("creating the journal schema: %w", err)
+		for _, ddl := range []string{pgSchema, leaseSchema} {
+			if _, err := tx.Exec(ctx, ddl); err != nil {
+				return fmt.Errorf("creating the journal schema: %w", err)
+			}
+		}
+		for table, ddl := range termColumns {
+			var has bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+				WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'term')`, table).Scan(&has); err != nil {
+				return err
+			}
+			if !has {
+				if _, err := tx.Exec(ctx, ddl); err != nil {
+					return fmt.Errorf("adding the term to %s: %w", table, err)
+				}
+			}
 		}
 		return nil
 	})
@@ -127,12 +143,15 @@ func (p *Postgres) Close() error {
 func (p *Postgres) Driver() string { return DriverPostgres }
 
 // Events implements Store.
-func (p *Postgres) Events() EventLog { return pgEvents{p.pool} }
+func (p *Postgres) Events() EventLog { return pgEvents{p.pool, p.fence} }
 
 // LedgerStore implements Store.
-func (p *Postgres) LedgerStore() pools.LedgerStore { return pgLedger{p.pool} }
+func (p *Postgres) LedgerStore() pools.LedgerStore { return pgLedger{p.pool, p.fence} }
 
-type pgEvents struct{ pool *pgxpool.Pool }
+type pgEvents struct {
+	pool  *pgxpool.Pool
+	fence *fencing
+}
 
 // Append implements EventLog.
 func (e pgEvents) Append(ctx context.Context, evs ...Event) ([]Event, error) {
@@ -148,14 +167,19 @@ func (e pgEvents) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 		if _, err := tx.Exec(ctx, "LOCK TABLE events IN EXCLUSIVE MODE"); err != nil {
 			return err
 		}
+		term, err := e.fence.check(ctx, tx)
+		if err != nil {
+			return err
+		}
 		for i, ev := range evs {
 			if ev.Time.IsZero() {
 				ev.Time = time.Now()
 			}
 			ev.Time = ev.Time.UTC()
-			if err := tx.QueryRow(ctx, `INSERT INTO events (at_ns, kind, subject, activity, actor, message, data)
-				VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
-				ev.Time.UnixNano(), ev.Kind, ev.Subject, ev.Activity, ev.Actor, ev.Message, string(ev.Data)).Scan(&ev.Seq); err != nil {
+			ev.Term = term
+			if err := tx.QueryRow(ctx, `INSERT INTO events (at_ns, kind, subject, activity, actor, message, data, term)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`,
+				ev.Time.UnixNano(), ev.Kind, ev.Subject, ev.Activity, ev.Actor, ev.Message, string(ev.Data), term).Scan(&ev.Seq); err != nil {
 				return fmt.Errorf("appending a %s event: %w", ev.Kind, err)
 			}
 			out[i] = ev
@@ -170,7 +194,7 @@ func (e pgEvents) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 
 // Query implements EventLog.
 func (e pgEvents) Query(ctx context.Context, f Filter) ([]Event, error) {
-	q, args := f.selectSQL(func(n int) string { return fmt.Sprintf("$%d", n) })
+	q, args := f.selectSQL("term", func(n int) string { return fmt.Sprintf("$%d", n) })
 	rows, err := e.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying events: %w", err)
@@ -179,7 +203,10 @@ func (e pgEvents) Query(ctx context.Context, f Filter) ([]Event, error) {
 	return scanEvents(rows)
 }
 
-type pgLedger struct{ pool *pgxpool.Pool }
+type pgLedger struct {
+	pool  *pgxpool.Pool
+	fence *fencing
+}
 
 // Append implements pools.LedgerStore.
 func (s pgLedger) Append(ctx context.Context, e pools.Entry) error {
@@ -190,23 +217,29 @@ func (s pgLedger) Append(ctx context.Context, e pools.Entry) error {
 		if _, err := tx.Exec(ctx, "LOCK TABLE ledger_entries IN SHARE ROW EXCLUSIVE MODE"); err != nil {
 			return err
 		}
+		term, err := s.fence.check(ctx, tx)
+		if err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, "SELECT COALESCE(MAX(seq), 0) FROM ledger_entries").Scan(&last); err != nil {
 			return err
 		}
 		if e.Seq != last+1 {
 			return ErrSeqConflict
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO ledger_entries
-			(seq, kind, host, host_name, tier, pool, lender, borrower, at_ns, lease_ns, reason, claim, overcommit)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		_, err = tx.Exec(ctx, `INSERT INTO ledger_entries
+			(seq, kind, host, host_name, tier, pool, lender, borrower, at_ns, lease_ns, reason, claim, overcommit, term)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			e.Seq, string(e.Kind), e.Host, e.HostName, string(e.Tier), e.Pool, e.Lender, e.Borrower,
-			e.At.UnixNano(), int64(e.Lease), e.Reason, e.Claim, e.Overcommit)
+			e.At.UnixNano(), int64(e.Lease), e.Reason, e.Claim, e.Overcommit, term)
 		return err
 	})
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, ErrFenced):
+		return fmt.Errorf("appending ledger entry %d: %w", e.Seq, err)
 	case errors.Is(err, ErrSeqConflict):
 		return fmt.Errorf("appending ledger entry %d after entry %d: %w", e.Seq, last, ErrSeqConflict)
 	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation: the lock makes it unlikely, the key makes it impossible

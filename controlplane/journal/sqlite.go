@@ -24,6 +24,7 @@ import (
 type DB struct {
 	db   *sql.DB
 	path string
+	lock *fileLock // held by OpenExclusive
 }
 
 const schema = `
@@ -68,8 +69,31 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return &DB{db: db, path: path}, nil
 }
 
-// Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+// OpenExclusive opens the SQLite journal at path for the one process that
+// acts on it, `spillway serve`: it first takes an exclusive lock on
+// path+".lock" and fails, wrapping ErrInUse, with an error naming the file
+// and the holder's process ID, while another process holds it. Two serves
+// on one file would each act as if alone. (Readers beside it, such as
+// tests and tools, use Open.)
+func OpenExclusive(ctx context.Context, path string) (*DB, error) {
+	lock, err := lockFile(path + ".lock")
+	if err != nil {
+		if errors.Is(err, ErrInUse) {
+			return nil, fmt.Errorf("opening journal %s: %w; one spillway serve per SQLite journal (for several replicas use journal.driver postgres with leader.enabled)", path, err)
+		}
+		return nil, fmt.Errorf("opening journal %s: %w", path, err)
+	}
+	db, err := Open(ctx, path)
+	if err != nil {
+		_ = lock.unlock()
+		return nil, err
+	}
+	db.lock = lock
+	return db, nil
+}
+
+// Close closes the database, and releases its lock.
+func (d *DB) Close() error { return errors.Join(d.db.Close(), d.lock.unlock()) }
 
 // Path is the database file.
 func (d *DB) Path() string { return d.path }

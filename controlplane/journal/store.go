@@ -53,11 +53,12 @@ var (
 )
 
 // OpenConfig opens the journal the daemon's configuration names: the
-// SQLite file journal.path, or the PostgreSQL database journal.dsn.
+// SQLite file journal.path, exclusively (OpenExclusive), or the PostgreSQL
+// database journal.dsn.
 func OpenConfig(ctx context.Context, cfg config.Journal) (Store, error) {
 	switch cfg.Driver {
 	case DriverSQLite, "":
-		db, err := Open(ctx, cfg.Path)
+		db, err := OpenExclusive(ctx, cfg.Path)
 		if err != nil {
 			return nil, err
 		}

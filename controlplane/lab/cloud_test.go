@@ -25,8 +25,8 @@ func testSpec(t *testing.T, os bootstrap.Variant) *bootstrap.Spec {
 		Nomad: bootstrap.Nomad{
 			Servers: []string{"10.1.2.3:4647"}, Datacenter: "aws-use1", NodePool: "burst-aws", NodeClass: "burst",
 			Meta: map[string]string{"team": "payments"},
-			Install: bootstrap.Install{Method: bootstrap.InstallDownload, Version: "1.11.0",
-				URL:    "https://artifacts.dc1.example.com/nomad/1.11.0/nomad",
+			Install: bootstrap.Install{Method: bootstrap.InstallDownload, Version: "1.6.3",
+				URL:    "https://artifacts.dc1.example.com/nomad/1.6.3/nomad",
 				SHA512: strings.Repeat("ab", 64)},
 			ACLToken: bootstrap.NewSecret("lab-test-token-0000"),
 			TLS: &bootstrap.TLS{

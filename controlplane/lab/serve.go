@@ -17,6 +17,27 @@ import (
 // startServe runs `spillway serve` against the lab's Nomad and Prometheus.
 func (l *Lab) startServe(ctx context.Context) error {
 	l.SpillwayURL = fmt.Sprintf("http://127.0.0.1:%d", l.servePort)
+	cfg, err := l.ServeConfig()
+	if err != nil {
+		return err
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(l.Dir, "spillway.yaml")
+	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+		return err
+	}
+	return l.StartServe(ctx)
+}
+
+// ServeConfig is the configuration of the lab's control plane, as a YAML
+// document's map: its listener, the lab's Nomad, Prometheus, journal,
+// policies, pool files (written on the first call, with LabPools) and
+// clouds. A test that runs its own `spillway serve` replicas starts from
+// it and changes what it needs (listen, journal, leader).
+func (l *Lab) ServeConfig() (map[string]any, error) {
 	cfg := map[string]any{
 		"api": map[string]any{"tokens": []map[string]any{
 			{"name": "lab-admin", "role": "admin", "sha256": auth.Hash(l.APIToken)},
@@ -37,7 +58,7 @@ func (l *Lab) startServe(ctx context.Context) error {
 	if poolDir == "" && l.opts.LabPools {
 		var err error
 		if poolDir, err = l.writePools(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for key, dir := range map[string]string{"policies": l.opts.Policies, "pools": poolDir} {
@@ -46,19 +67,11 @@ func (l *Lab) startServe(ctx context.Context) error {
 		}
 		abs, err := filepath.Abs(dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cfg[key] = map[string]any{"dir": abs}
 	}
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(l.Dir, "spillway.yaml")
-	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
-		return err
-	}
-	return l.StartServe(ctx)
+	return cfg, nil
 }
 
 // cloudsConfig is the control plane's clouds key: the simulator's

@@ -1,15 +1,23 @@
-// Package leader elects one replica of the control plane to act, through a
-// lock on a Nomad variable. Every replica runs an Elector; the one holding
-// the lock runs the leader's work (scaling, reconciling), the others only
-// serve reads and wait. The lock has a TTL that the leader renews; a
-// leader that cannot renew in time stops its work by itself before the
-// lock can pass to another replica, so two replicas never act at once.
+// Package leader elects the one replica of the control plane that acts,
+// through a lease in the shared PostgreSQL journal (journal.Lease). Every
+// replica runs an Elector; the one holding the lease runs the leader's work
+// (scaling, renting, reconciling), the others only serve reads and wait.
 //
-// It drives Nomad's lock API (Variables().AcquireLock, RenewLock and
-// ReleaseLock) directly rather than through api.LockLeaser: the leaser has
-// no way to tell its caller that leadership was lost short of returning,
-// waits 1.1 TTLs between attempts, and does not fence the work before the
-// TTL runs out when renewals fail.
+// The lease is taken and renewed on the database's clock, so the replicas'
+// clocks do not matter. Each term carries a fencing token that only grows:
+// the journal refuses a write whose token is not the live term's, and the
+// leader's Nomad and cloud calls are guarded by the same token (Guard). A
+// leader that cannot renew stops its work by the TTL, measured on its own
+// monotonic clock from before it asked, which ends no later than the
+// database's; and a deposed leader's late write (after a pause or a
+// partition) is refused by the journal, so the action it intended never
+// happens: Spillway journals an intent before it acts.
+//
+// A follower tries again when the holder's lease runs out (the database
+// tells it how long that is), so a replica that dies holding the lease is
+// replaced within the TTL plus one renewal interval; one that stops
+// cleanly releases the lease, which the followers hear about at once
+// (PostgreSQL's NOTIFY).
 package leader
 
 import (
@@ -17,91 +25,123 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spillwayhq/spillway/controlplane/config"
+	"github.com/spillwayhq/spillway/controlplane/journal"
 )
 
 // Defaults.
 const (
-	// DefaultPath is the Nomad variable that holds the lock.
-	DefaultPath = "spillway/leader"
-	// DefaultTTL is the lock's lease: a leader that has not renewed it for
-	// this long stops acting. Nomad accepts 10s to 24h, and expires a lock
-	// only after twice its TTL, as a grace period.
+	// DefaultElection names the lease's row in the journal.
+	DefaultElection = "spillway"
+	// DefaultTTL is the lease: a leader that has not renewed it for this
+	// long stops acting, and another replica may take over.
 	DefaultTTL = 10 * time.Second
-	// DefaultLockDelay is how long Nomad keeps an expired lock from being
-	// taken again: a margin, on top of Nomad's grace period, for the old
-	// leader's in-flight calls and for clock rate differences. (The old
-	// leader has stopped by the TTL.)
-	DefaultLockDelay = 2 * time.Second
-	// DefaultRetryInterval is how often a follower tries to take the lock.
+	// DefaultRetryInterval bounds how long a follower waits between
+	// attempts when it cannot tell when the lease runs out (an error).
 	DefaultRetryInterval = 2 * time.Second
 
-	// MinTTL is the shortest TTL Nomad accepts.
-	MinTTL = 10 * time.Second
+	// MinTTL is the shortest lease: every renewal is a database round trip
+	// that must fit in a third of it with room to spare.
+	MinTTL = time.Second
 )
+
+// ErrNotLeader is wrapped by Token and the guards when this replica does
+// not act: it follows, or its lease ran out on its own clock.
+var ErrNotLeader = errors.New("this replica is not the acting leader")
+
+// Lease is the election's lease; *journal.Lease is the real one.
+type Lease interface {
+	Election() string
+	Acquire(ctx context.Context, holder string, ttl time.Duration) (journal.Grant, error)
+	Renew(ctx context.Context, term int64, ttl time.Duration) error
+	Release(ctx context.Context, term int64) error
+	// Wait returns after d, earlier when the lease is released, or when
+	// ctx ends.
+	Wait(ctx context.Context, d time.Duration)
+}
+
+var _ Lease = (*journal.Lease)(nil)
 
 // Options configures an Elector.
 type Options struct {
-	// Client talks to Nomad. Its token needs write on the variable Path.
-	Client *nomad.Client
-	// Path is the lock variable (default DefaultPath) in Namespace (default:
-	// the client's namespace).
-	Path      string
-	Namespace string
-	// Identity names this replica in the lock variable and the logs
-	// (default: $NOMAD_ALLOC_ID, else hostname:pid).
+	// Lease is the election's lease in the shared journal.
+	Lease Lease
+	// Identity names this replica in the lease and the logs (default:
+	// $NOMAD_ALLOC_ID, else hostname:pid).
 	Identity string
-	// TTL, LockDelay and RetryInterval: see the defaults.
-	TTL, LockDelay, RetryInterval time.Duration
-	Logger                        *slog.Logger
-	// Registerer receives spillway_leader and
-	// spillway_leader_transitions_total; nil registers nothing.
+	// TTL is the lease (default DefaultTTL). RenewInterval is how often
+	// the leader renews it (default TTL/3; at most TTL/2).
+	TTL, RenewInterval time.Duration
+	// RetryInterval: see DefaultRetryInterval.
+	RetryInterval time.Duration
+	Logger        *slog.Logger
+	// Registerer receives spillway_leader, spillway_leader_term,
+	// spillway_leader_transitions_total, spillway_leader_lease_errors_total,
+	// spillway_leader_handover_seconds and spillway_leader_fenced_total;
+	// nil registers nothing.
 	Registerer prometheus.Registerer
 }
 
+// Term is one term of this replica's leadership, as the work sees it.
+type Term struct {
+	// Token is the term's fencing token.
+	Token int64
+	// Began is when this replica took the lease (its own clock).
+	Began time.Time
+	// Previous is how the term before ended, if there was one.
+	Previous *journal.Handover
+}
+
 // Elector campaigns for leadership and runs the leader's work while it
-// holds the lock. Its methods are safe for concurrent use.
+// holds the lease. Its methods are safe for concurrent use. It implements
+// journal.Fence.
 type Elector struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	leading bool
-	holder  string // the leader as last seen
+	mu       sync.Mutex
+	leading  bool
+	term     int64
+	deadline time.Time // of the lease, on this replica's clock
+	holder   string    // the leader as last seen
+	refused  chan struct{}
 
 	lastWarn    time.Time // of a failed acquire, to log one a minute
 	lastWarnErr string
 
 	gauge       prometheus.Gauge
+	termGauge   prometheus.Gauge
+	handover    prometheus.Gauge
 	transitions *prometheus.CounterVec
 	errors      *prometheus.CounterVec
+	fenced      *prometheus.CounterVec
 }
+
+var _ journal.Fence = (*Elector)(nil)
 
 // New returns an Elector; it campaigns once Run is called.
 func New(opts Options) (*Elector, error) {
-	if opts.Client == nil {
-		return nil, errors.New("leader election needs a Nomad client")
-	}
-	if opts.Path == "" {
-		opts.Path = DefaultPath
+	if opts.Lease == nil {
+		return nil, errors.New("leader election needs a lease in the journal")
 	}
 	if opts.TTL == 0 {
 		opts.TTL = DefaultTTL
 	}
 	if opts.TTL < MinTTL {
-		return nil, fmt.Errorf("leader election: the lock TTL %s is below Nomad's minimum of %s", opts.TTL, MinTTL)
+		return nil, fmt.Errorf("leader election: the lease TTL %s is below the minimum of %s", opts.TTL, MinTTL)
 	}
-	if opts.LockDelay <= 0 {
-		opts.LockDelay = DefaultLockDelay
+	if opts.RenewInterval == 0 {
+		opts.RenewInterval = opts.TTL / 3
+	}
+	if opts.RenewInterval <= 0 || opts.RenewInterval > opts.TTL/2 {
+		return nil, fmt.Errorf("leader election: renew the lease at most every TTL/2 (%s), not every %s", opts.TTL/2, opts.RenewInterval)
 	}
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = DefaultRetryInterval
@@ -113,25 +153,39 @@ func New(opts Options) (*Elector, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Elector{
-		opts: opts,
-		log:  opts.Logger.With("lock", opts.Path, "identity", opts.Identity),
+		opts:    opts,
+		log:     opts.Logger.With("election", opts.Lease.Election(), "identity", opts.Identity),
+		refused: make(chan struct{}, 1),
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spillway_leader",
 			Help: "Whether this replica is the leader (1), which acts, or a follower (0), which serves reads.",
+		}),
+		termGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_leader_term",
+			Help: "The fencing token of the term this replica leads in; 0 while it follows.",
+		}),
+		handover: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_leader_handover_seconds",
+			Help: "When this replica last took over the lease: the time from the previous leader's last renewal, on the database's clock.",
 		}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_leader_transitions_total",
 			Help: "Changes of this replica's leadership, by the state entered (leader or follower).",
 		}, []string{"to"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spillway_leader_lock_errors_total",
-			Help: "Failed calls to Nomad's lock API other than finding the lock held, by operation.",
+			Name: "spillway_leader_lease_errors_total",
+			Help: "Failed calls on the leader lease other than finding it held, by operation.",
 		}, []string{"op"}),
+		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_leader_fenced_total",
+			Help: "Writes refused because this replica did not hold the live term, by target (journal, nomad or a cloud provider).",
+		}, []string{"target"}),
 	}
 	e.transitions.WithLabelValues("leader")
 	e.transitions.WithLabelValues("follower")
+	e.fenced.WithLabelValues("journal")
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.gauge, e.transitions, e.errors} {
+		for _, c := range []prometheus.Collector{e.gauge, e.termGauge, e.handover, e.transitions, e.errors, e.fenced} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("registering the leader metrics: %w", err)
 			}
@@ -150,8 +204,8 @@ func DefaultIdentity() string {
 	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
-// IsLeader reports whether this replica holds the lock and its work runs.
-// It turns false before the work's context is cancelled.
+// IsLeader reports whether this replica holds the lease and its work
+// runs. It turns false before the work's context is cancelled.
 func (e *Elector) IsLeader() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -169,127 +223,165 @@ func (e *Elector) Leader() string {
 // Identity is this replica's name in the election.
 func (e *Elector) Identity() string { return e.opts.Identity }
 
-// TTL is the lock's lease. A replica that stops cleanly releases the lock
-// and is replaced within RetryInterval. One that dies holding it (or loses
-// Nomad) stops its work by the TTL by itself, and Nomad frees the lock
-// after twice the TTL plus LockDelay, so it is replaced within
-// 2×TTL + LockDelay + RetryInterval (22-24s with the defaults).
+// TTL is the lease. A replica that dies holding it is replaced within
+// TTL + RenewInterval; one that stops cleanly, at once.
 func (e *Elector) TTL() time.Duration { return e.opts.TTL }
 
-// Run campaigns until ctx ends. Whenever it holds the lock it calls work
+// Token implements journal.Fence: the fencing token of the term this
+// replica leads in, or an error wrapping ErrNotLeader when it does not
+// lead, or when the lease ran out on this replica's clock (after a pause,
+// say) even if the step down has not happened yet.
+func (e *Elector) Token() (int64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case !e.leading:
+		return 0, ErrNotLeader
+	case !time.Now().Before(e.deadline):
+		return 0, fmt.Errorf("%w: the lease of term %d ran out %s ago on this replica's clock", ErrNotLeader, e.term, time.Since(e.deadline).Round(time.Millisecond))
+	}
+	return e.term, nil
+}
+
+// Refused implements journal.Fence: the journal refused a write with this
+// replica's token, so a newer term began. The leader steps down at once.
+func (e *Elector) Refused(err error) {
+	e.fenced.WithLabelValues("journal").Inc()
+	e.log.Warn("the journal refused a write of this replica's term; stepping down", "err", err)
+	select {
+	case e.refused <- struct{}{}:
+	default:
+	}
+}
+
+// Guard returns a check for the calls of one target ("nomad", or a cloud
+// provider's name) that only the acting leader may make: nil while it
+// acts, else an error wrapping ErrNotLeader, counted in
+// spillway_leader_fenced_total.
+func (e *Elector) Guard(target string) func(context.Context) error {
+	refused := e.fenced.WithLabelValues(target)
+	return func(context.Context) error {
+		if _, err := e.Token(); err != nil {
+			refused.Inc()
+			return fmt.Errorf("not calling %s: %w", target, err)
+		}
+		return nil
+	}
+}
+
+// Run campaigns until ctx ends. Whenever it holds the lease it calls work
 // with a context that is cancelled as soon as leadership ends: ctx ended,
-// the lock was lost (another holder, or no successful renewal for a TTL),
-// or work returned. Run waits for work to return before it releases the
-// lock, so the next leader never overlaps it; work must therefore return
-// promptly once its context is cancelled. If work returns on its own, the
-// lock is released and Run campaigns again after RetryInterval. Run
-// returns nil once ctx ends.
-func (e *Elector) Run(ctx context.Context, work func(ctx context.Context)) error {
+// the lease was lost (another term began, the journal refused the token,
+// or no renewal succeeded within the TTL), or work returned. Run waits for
+// work to return before it releases the lease, so the next leader never
+// overlaps it; work must therefore return promptly once its context is
+// cancelled. If work returns on its own, the lease is released and Run
+// campaigns again after RetryInterval. Run returns nil once ctx ends.
+func (e *Elector) Run(ctx context.Context, work func(ctx context.Context, term Term)) error {
 	defer e.setFollower("stopped")
 	for {
-		lock, acquiredAt, err := e.acquire(ctx)
+		wait := e.opts.RetryInterval
+		start := time.Now()
+		g, err := e.acquire(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
 			e.warnAcquire(err)
-		case lock != "":
-			e.lead(ctx, lock, acquiredAt, work)
+		case g.Acquired:
+			e.lead(ctx, g, start, work)
 			if ctx.Err() != nil {
 				return nil
 			}
+		default:
+			e.mu.Lock()
+			e.holder = g.Holder
+			e.mu.Unlock()
+			// Try again just after the holder's lease runs out: a
+			// crashed leader is replaced within the TTL. A release cuts
+			// the wait short.
+			wait = min(wait, g.Remaining+10*time.Millisecond)
 		}
-		select {
-		case <-ctx.Done():
+		e.opts.Lease.Wait(ctx, max(wait, 10*time.Millisecond))
+		if ctx.Err() != nil {
 			return nil
-		case <-time.After(e.opts.RetryInterval):
 		}
 	}
 }
 
-// acquire tries to take the lock once. It returns the lock ID when it got
-// it, "" when another replica holds it.
-func (e *Elector) acquire(ctx context.Context) (string, time.Time, error) {
-	start := time.Now()
-	v := &nomad.Variable{
-		Namespace: e.opts.Namespace,
-		Path:      e.opts.Path,
-		Items:     nomad.VariableItems{"holder": e.opts.Identity, "since": start.UTC().Format(time.RFC3339)},
-		Lock:      &nomad.VariableLock{TTL: e.opts.TTL.String(), LockDelay: e.opts.LockDelay.String()},
-	}
-	rctx, cancel := context.WithTimeout(ctx, e.opts.TTL/2)
+// acquire tries to take the lease once.
+func (e *Elector) acquire(ctx context.Context) (journal.Grant, error) {
+	rctx, cancel := context.WithTimeout(ctx, max(e.opts.TTL/2, time.Second))
 	defer cancel()
-	out, _, err := e.opts.Client.Variables().AcquireLock(v, e.writeOptions(rctx))
-	if err != nil {
-		if isLockConflict(err) {
-			e.observeHolder(ctx)
-			return "", time.Time{}, nil
-		}
-		if ctx.Err() == nil {
-			e.errors.WithLabelValues("acquire").Inc()
-		}
-		return "", time.Time{}, fmt.Errorf("acquiring the lock %s: %w", e.opts.Path, err)
+	g, err := e.opts.Lease.Acquire(rctx, e.opts.Identity, e.opts.TTL)
+	if err != nil && ctx.Err() == nil {
+		e.errors.WithLabelValues("acquire").Inc()
 	}
-	if out == nil || out.LockID() == "" {
-		return "", time.Time{}, fmt.Errorf("acquiring the lock %s: Nomad answered without a lock ID", e.opts.Path)
-	}
-	return out.LockID(), start, nil
+	return g, err
 }
 
-// lead runs work while the lock is held, renewing it, and steps down when
-// ctx ends, work returns, or the lock is lost.
-func (e *Elector) lead(ctx context.Context, lock string, acquiredAt time.Time, work func(context.Context)) {
-	// The lease runs from when the acquire was sent: Nomad started it no
-	// earlier, so our deadline passes no later than Nomad's.
-	deadline := acquiredAt.Add(e.opts.TTL)
+// lead runs work while the lease is held, renewing it, and steps down when
+// ctx ends, work returns, or the lease is lost.
+func (e *Elector) lead(ctx context.Context, g journal.Grant, askedAt time.Time, work func(context.Context, Term)) {
+	// The lease runs from when the acquire was sent: the database started
+	// it no earlier, so this deadline passes no later than the database's.
+	e.setLeader(g.Term, askedAt.Add(e.opts.TTL), g.Previous)
 	workCtx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
 	done := make(chan struct{})
-	e.setLeader()
 	go func() {
 		defer close(done)
-		work(workCtx)
+		work(workCtx, Term{Token: g.Term, Began: time.Now(), Previous: g.Previous})
 	}()
+	// Drop a refusal left over from an earlier term.
+	select {
+	case <-e.refused:
+	default:
+	}
 
 	release := true
 	reason := ""
-	renewEvery := e.opts.TTL / 3
-	next := time.NewTimer(renewEvery)
+	next := time.NewTimer(e.opts.RenewInterval)
 	defer next.Stop()
 loop:
 	for {
-		fence := time.NewTimer(time.Until(deadline))
+		fence := time.NewTimer(time.Until(e.leaseDeadline()))
 		select {
 		case <-ctx.Done():
 			reason = "shutting down"
 		case <-done:
 			reason = "the leader's work returned"
+		case <-e.refused:
+			reason, release = "the journal refused this term's token: a newer term began", false
 		case <-fence.C:
-			reason, release = "the lock was not renewed within its TTL", false
+			reason, release = "the lease was not renewed within its TTL", false
 		case <-next.C:
 			fence.Stop()
 			start := time.Now()
-			err := e.renew(ctx, lock, deadline)
+			err := e.renew(ctx, g.Term)
 			switch {
 			case err == nil:
-				deadline = start.Add(e.opts.TTL)
-				next.Reset(renewEvery)
+				e.extend(start.Add(e.opts.TTL))
+				next.Reset(e.opts.RenewInterval)
 				continue loop
 			case ctx.Err() != nil:
 				reason = "shutting down"
-			case isLockConflict(err):
-				reason, release = "the lock is no longer ours", false
+			case errors.Is(err, journal.ErrLeaseLost):
+				reason, release = "the lease is no longer this term's", false
 			default:
 				e.errors.WithLabelValues("renew").Inc()
-				e.log.Warn("renewing the leader lock failed; retrying until its TTL runs out", "err", err, "left", time.Until(deadline).Round(time.Millisecond))
-				next.Reset(min(time.Second, max(time.Until(deadline)/4, 100*time.Millisecond)))
+				left := time.Until(e.leaseDeadline())
+				e.log.Warn("renewing the leader lease failed; retrying until it runs out", "err", err, "left", left.Round(time.Millisecond))
+				next.Reset(min(time.Second, max(left/4, 50*time.Millisecond)))
 				continue loop
 			}
 		}
 		fence.Stop()
 		break
 	}
-	// Step down before the work is told to stop: IsLeader is false from here.
+	// Step down before the work is told to stop: IsLeader and Token fail
+	// from here.
+	deadline := e.leaseDeadline()
 	e.setFollower(reason)
 	stopWork()
 	<-done
@@ -297,40 +389,29 @@ loop:
 		// Release even when ctx ended: the next leader need not wait a TTL.
 		rctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
-		v := &nomad.Variable{Namespace: e.opts.Namespace, Path: e.opts.Path, Lock: &nomad.VariableLock{ID: lock}}
-		if _, _, err := e.opts.Client.Variables().ReleaseLock(v, e.writeOptions(rctx)); err != nil && !isLockConflict(err) {
+		if err := e.opts.Lease.Release(rctx, g.Term); err != nil && !errors.Is(err, journal.ErrLeaseLost) {
 			e.errors.WithLabelValues("release").Inc()
-			e.log.Warn("releasing the leader lock failed; it expires after its TTL", "err", err)
+			e.log.Warn("releasing the leader lease failed; it runs out after its TTL", "err", err)
 		}
 	}
 }
 
 // renew extends the lease; the call may not outlive the current lease.
-func (e *Elector) renew(ctx context.Context, lock string, deadline time.Time) error {
-	rctx, cancel := context.WithDeadline(ctx, deadline)
+func (e *Elector) renew(ctx context.Context, term int64) error {
+	rctx, cancel := context.WithDeadline(ctx, e.leaseDeadline())
 	defer cancel()
-	v := &nomad.Variable{Namespace: e.opts.Namespace, Path: e.opts.Path, Lock: &nomad.VariableLock{ID: lock}}
-	_, _, err := e.opts.Client.Variables().RenewLock(v, e.writeOptions(rctx))
-	return err
+	return e.opts.Lease.Renew(rctx, term, e.opts.TTL)
 }
 
-// observeHolder reads who holds the lock, for Leader, after Nomad refused
-// it to us. The holder wrote its identity into the variable when it took
-// the lock. (Nomad hides the lock itself from non-management tokens, so
-// the refusal is what says the lock is held; during the lock delay after
-// an expiry, the name is the old holder's.) Failing to read it (no read
-// permission, say) only leaves Leader empty.
-func (e *Elector) observeHolder(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, e.opts.RetryInterval)
-	defer cancel()
-	qo := (&nomad.QueryOptions{Namespace: e.opts.Namespace}).WithContext(rctx)
-	v, _, err := e.opts.Client.Variables().Peek(e.opts.Path, qo)
-	holder := ""
-	if err == nil && v != nil {
-		holder = v.Items["holder"]
-	}
+func (e *Elector) leaseDeadline() time.Time {
 	e.mu.Lock()
-	e.holder = holder
+	defer e.mu.Unlock()
+	return e.deadline
+}
+
+func (e *Elector) extend(deadline time.Time) {
+	e.mu.Lock()
+	e.deadline = deadline
 	e.mu.Unlock()
 }
 
@@ -344,17 +425,20 @@ func (e *Elector) warnAcquire(err error) {
 	e.log.Warn("could not take part in the leader election; retrying", "err", err)
 }
 
-func (e *Elector) writeOptions(ctx context.Context) *nomad.WriteOptions {
-	return (&nomad.WriteOptions{Namespace: e.opts.Namespace}).WithContext(ctx)
-}
-
-func (e *Elector) setLeader() {
+func (e *Elector) setLeader(term int64, deadline time.Time, prev *journal.Handover) {
 	e.mu.Lock()
-	e.leading, e.holder = true, e.opts.Identity
+	e.leading, e.holder, e.term, e.deadline = true, e.opts.Identity, term, deadline
 	e.mu.Unlock()
 	e.gauge.Set(1)
+	e.termGauge.Set(float64(term))
 	e.transitions.WithLabelValues("leader").Inc()
-	e.log.Info("became the leader")
+	attrs := []any{"term", term}
+	if prev != nil {
+		e.handover.Set(prev.SinceRenewed.Seconds())
+		attrs = append(attrs, "previous", prev.Holder, "previous_term", prev.Term, "released", prev.Released,
+			"since_renewed", prev.SinceRenewed.Round(time.Millisecond), "since_ended", prev.SinceEnded.Round(time.Millisecond))
+	}
+	e.log.Info("became the leader", attrs...)
 }
 
 func (e *Elector) setFollower(reason string) {
@@ -364,32 +448,19 @@ func (e *Elector) setFollower(reason string) {
 	if was {
 		e.holder = ""
 	}
+	term := e.term
 	e.mu.Unlock()
 	if !was {
 		return
 	}
 	e.gauge.Set(0)
+	e.termGauge.Set(0)
 	e.transitions.WithLabelValues("follower").Inc()
-	e.log.Info("stepped down as leader", "reason", reason)
+	e.log.Info("stepped down as leader", "term", term, "reason", reason)
 }
 
-// isLockConflict reports Nomad's answer that the lock is held by another
-// (409), or that there is no lock to renew or release (404).
-func isLockConflict(err error) bool {
-	var ue nomad.UnexpectedResponseError
-	if errors.As(err, &ue) {
-		return ue.StatusCode() == http.StatusConflict || ue.StatusCode() == http.StatusNotFound
-	}
-	return false
-}
-
-// ConfigOptions maps the daemon's leader.* keys onto Options. The lock's
-// namespace defaults to nomadNamespace (nomad.namespace). The caller adds
-// the Client, Logger and Registerer.
-func ConfigOptions(c config.Leader, nomadNamespace string) Options {
-	ns := c.Namespace
-	if ns == "" {
-		ns = nomadNamespace
-	}
-	return Options{Path: c.Path, Namespace: ns, TTL: c.TTL, LockDelay: c.LockDelay}
+// ConfigOptions maps the daemon's leader.* keys onto Options. The caller
+// adds the Lease, Logger and Registerer.
+func ConfigOptions(c config.Leader) Options {
+	return Options{TTL: c.TTL, RenewInterval: c.RenewInterval}
 }

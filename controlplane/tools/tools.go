@@ -15,7 +15,7 @@ import (
 
 // NomadVersion is the Nomad release `make tools` builds and the lab runs.
 // scripts/tools.sh builds the same version.
-const NomadVersion = "1.11.0"
+const NomadVersion = "1.6.3"
 
 // Tool is an external program and how to find it.
 type Tool struct {

@@ -386,6 +386,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		seen[key] = true
 		f, ok := fields[key]
 		if !ok {
+			if why, ok := removedKey(v, key); ok {
+				d.errorf(k, child, "removed: %s", why)
+				continue
+			}
 			msg := "unknown key"
 			if s := suggest(key, fields); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
@@ -595,6 +599,30 @@ func Keys(t reflect.Type) []string {
 	walk(t, "")
 	sort.Strings(out)
 	return out
+}
+
+// Retired is implemented by a struct type some of whose keys were removed:
+// RemovedKeys maps each such key to what to do instead, and the decoder
+// says that instead of "unknown key".
+type Retired interface {
+	RemovedKeys() map[string]string
+}
+
+var retiredType = reflect.TypeFor[Retired]()
+
+func removedKey(v reflect.Value, key string) (string, bool) {
+	if !v.Type().Implements(retiredType) && !reflect.PointerTo(v.Type()).Implements(retiredType) {
+		return "", false
+	}
+	r, ok := reflect.New(v.Type()).Interface().(Retired)
+	if !ok {
+		r, _ = reflect.Zero(v.Type()).Interface().(Retired)
+	}
+	if r == nil {
+		return "", false
+	}
+	why, ok := r.RemovedKeys()[key]
+	return why, ok
 }
 
 // suggest returns the known key closest to key, if it is close enough to be a

@@ -60,6 +60,9 @@ type Options struct {
 	PageSize int
 	// Timeout of one HTTP request. Default 30s.
 	Timeout time.Duration
+	// AppID names the caller in every request's User-Agent ("app/<AppID>"),
+	// so ActionTrail (and the simulator) can tell the replicas apart.
+	AppID string
 }
 
 // Provider is the ECS providers.Provider.
@@ -108,6 +111,9 @@ func New(opts Options) (*Provider, error) {
 	client, err := ecs.NewClientWithOptions(opts.Region, cfg, credential)
 	if err != nil {
 		return nil, fmt.Errorf("creating ecs client: %w", err)
+	}
+	if id := providers.AppID(opts.AppID); id != "" {
+		client.AppendUserAgent("app", id)
 	}
 	return &Provider{ecs: client, opts: opts}, nil
 }

@@ -1,6 +1,7 @@
 package alicloud_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -100,4 +101,24 @@ func TestContract(t *testing.T) {
 			},
 		}
 	})
+}
+
+// TestAppIDNamesTheCaller: every request carries the replica's identity
+// in its User-Agent, which the simulator's call log (and ActionTrail) shows.
+func TestAppIDNamesTheCaller(t *testing.T) {
+	sim := newSim(t)
+	p, err := alicloud.New(alicloud.Options{
+		Cluster: "test-cluster", Region: "cn-hangzhou", Endpoint: sim.Addr(), Scheme: "http",
+		AccessKeyID: accessKey, AccessKeySecret: secretKey, AppID: "replica-b",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.List(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	calls := sim.Calls("replica-b", time.Time{})
+	if len(calls) != 1 || calls[0].Action != "DescribeInstances" || calls[0].Cloud != cloudsim.CloudAlicloud {
+		t.Fatalf("calls of replica-b: %+v (all: %+v)", calls, sim.Calls("", time.Time{}))
+	}
 }

@@ -54,6 +54,10 @@ type Options struct {
 	PageSize int32
 	// HTTPClient, when nil, is a buildable client (works with AWS_CA_BUNDLE).
 	HTTPClient aws.HTTPClient
+	// AppID names the caller in every request's User-Agent ("app/<AppID>"),
+	// so CloudTrail (and the simulator) can tell the replicas apart. It is
+	// cut to the SDK's 50 characters of letters, digits and "-._".
+	AppID string
 }
 
 // Provider is the EC2 providers.Provider.
@@ -95,6 +99,9 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	}
 	if opts.Credentials != nil {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(opts.Credentials))
+	}
+	if id := providers.AppID(opts.AppID); id != "" {
+		loadOpts = append(loadOpts, config.WithAppID(id))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/aws"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
@@ -172,5 +175,26 @@ func TestOneFleetSpansOfferingsInPriorityOrder(t *testing.T) {
 	}
 	if n := sim.Requests(cloudsim.CloudAWS, "CreateFleet"); n != 1 {
 		t.Fatalf("CreateFleet calls = %d, want 1", n)
+	}
+}
+
+// TestAppIDNamesTheCaller: every request carries the replica's identity
+// in its User-Agent, which the simulator's call log (and CloudTrail) shows.
+func TestAppIDNamesTheCaller(t *testing.T) {
+	sim, _ := newSim(t)
+	p, err := aws.New(context.Background(), aws.Options{
+		Cluster: "test-cluster", Region: "us-east-1", Endpoint: sim.URL(),
+		Credentials: credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
+		AppID:       "replica a:1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.List(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	calls := sim.Calls("replica-a-1", time.Time{})
+	if len(calls) != 1 || calls[0].Action != "DescribeInstances" || calls[0].Cloud != cloudsim.CloudAWS {
+		t.Fatalf("calls of replica-a-1: %+v (all: %+v)", calls, sim.Calls("", time.Time{}))
 	}
 }

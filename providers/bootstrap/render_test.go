@@ -447,7 +447,7 @@ func TestValidateConsistency(t *testing.T) {
 		{"mixed clouds", func(s *bootstrap.Spec) { s.Images[1].ID = "m-bp1abcdefgh12345" }, "bootstrap.images[1].id: is an image of alicloud but images[0] is one of aws"},
 		{"duplicate region", func(s *bootstrap.Spec) { s.Images[1].Region = s.Images[0].Region }, "bootstrap.images[1].region: region us-east-1 already has images[0]"},
 		{"bad ami", func(s *bootstrap.Spec) { s.Images[0].ID = "flatcar-stable" }, "bootstrap.images[0].id: must be an AMI"},
-		{"wrong sysext url", func(s *bootstrap.Spec) { s.Nomad.Install.URL = "https://artifacts.example.com/nomad-1.11.0.zip" }, "bootstrap.nomad.install.url: a sysext image ends in .raw"},
+		{"wrong sysext url", func(s *bootstrap.Spec) { s.Nomad.Install.URL = "https://artifacts.example.com/nomad-1.6.3.zip" }, "bootstrap.nomad.install.url: a sysext image ends in .raw"},
 		{"version mismatch", func(s *bootstrap.Spec) { s.Nomad.Install.Version = "1.10.5" }, "does not mention version 1.10.5"},
 		{"short sha", func(s *bootstrap.Spec) { s.Nomad.Install.SHA512 = "abc" }, "bootstrap.nomad.install.sha512: must be 128 hex digits"},
 		{"no servers", func(s *bootstrap.Spec) { s.Nomad.Servers = nil }, "bootstrap.nomad: servers or retry_join is required"},
@@ -498,8 +498,8 @@ func ExampleRender() {
 		Images: []bootstrap.Image{{Region: "us-east-1", ID: "ami-0a1b2c3d4e5f60718", Variant: bootstrap.Flatcar, Version: "4230.2.3"}},
 		Nomad: bootstrap.Nomad{
 			Servers: []string{"10.0.0.10:4647"}, Datacenter: "aws-use1", NodePool: "burst", NodeClass: "burst",
-			Install: bootstrap.Install{Method: bootstrap.InstallSysext, Version: "1.11.0",
-				URL: "https://artifacts.example.com/nomad-1.11.0-x86-64.raw"},
+			Install: bootstrap.Install{Method: bootstrap.InstallSysext, Version: "1.6.3",
+				URL: "https://artifacts.example.com/nomad-1.6.3-x86-64.raw"},
 		},
 	}
 	r, err := bootstrap.Render(spec, bootstrap.ClaimInfo{Provider: "aws", Pool: "aws-use1", Claim: "claim-1"})

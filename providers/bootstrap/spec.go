@@ -202,7 +202,7 @@ type Nomad struct {
 type Install struct {
 	// Method is sysext (Flatcar) or download.
 	Method string `yaml:"method" json:"method,omitempty"`
-	// Version is the Nomad version, e.g. 1.11.0.
+	// Version is the Nomad version, e.g. 1.6.3.
 	Version string `yaml:"version" json:"version,omitempty"`
 	// URL is the sysext image or the nomad binary on the internal artifact
 	// mirror.
@@ -444,7 +444,7 @@ func (s *Spec) validateNomad(v *validator) {
 		v.errf("nomad.install.method", "must be sysext or download, not %q", in.Method)
 	}
 	if !versionRe.MatchString(in.Version) {
-		v.errf("nomad.install.version", "must be a Nomad version such as 1.11.0, not %q", in.Version)
+		v.errf("nomad.install.version", "must be a Nomad version such as 1.6.3, not %q", in.Version)
 	}
 	if u, err := url.Parse(in.URL); in.URL == "" {
 		v.errf("nomad.install.url", "is required")

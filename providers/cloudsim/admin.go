@@ -136,6 +136,18 @@ func (s *Simulator) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /_cloudsim/v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, s.Stats())
 	})
+	mux.HandleFunc("GET /_cloudsim/v1/calls", func(w http.ResponseWriter, r *http.Request) {
+		var since time.Time
+		if v := r.URL.Query().Get("since"); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				adminError(w, 400, "since: want an RFC 3339 time: "+err.Error())
+				return
+			}
+			since = t
+		}
+		writeJSON(w, 200, s.Calls(r.URL.Query().Get("caller"), since))
+	})
 	return mux
 }
 
@@ -195,6 +207,41 @@ func (s *Simulator) Stats() map[string]int {
 	out := make(map[string]int, len(s.stats))
 	for k, v := range s.stats {
 		out[k] = v
+	}
+	return out
+}
+
+// maxCalls bounds the call log.
+const maxCalls = 10000
+
+// Call is one authenticated API request, as the call log keeps it.
+type Call struct {
+	// At is the wall-clock time it arrived (not the simulated clock).
+	At     time.Time `json:"at"`
+	Cloud  string    `json:"cloud"`
+	Action string    `json:"action"`
+	// Caller is the User-Agent's "app/<id>": which control plane replica
+	// sent it ("" when it did not say).
+	Caller string `json:"caller,omitempty"`
+}
+
+func (s *Simulator) recordCallLocked(req *apiRequest) {
+	if len(s.calls) == maxCalls {
+		s.calls = append(s.calls[:0], s.calls[maxCalls/2:]...)
+	}
+	s.calls = append(s.calls, Call{At: time.Now(), Cloud: req.cloud, Action: req.action, Caller: req.caller})
+}
+
+// Calls returns the logged requests (the last few thousand) of caller ("":
+// every caller) that arrived at or after since, oldest first.
+func (s *Simulator) Calls(caller string, since time.Time) []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []Call{}
+	for _, c := range s.calls {
+		if (caller == "" || c.Caller == caller) && !c.At.Before(since) {
+			out = append(out, c)
+		}
 	}
 	return out
 }

@@ -92,7 +92,7 @@ func (s *Simulator) serveEC2(w http.ResponseWriter, r *http.Request, body []byte
 			params[k] = append(params[k], v...)
 		}
 	}
-	req := &apiRequest{cloud: CloudAWS, action: params.Get("Action"), params: params, body: body}
+	req := &apiRequest{cloud: CloudAWS, action: params.Get("Action"), caller: callerOf(r), params: params, body: body}
 	s.Step()
 
 	// Authentication first, as EC2 does.
@@ -213,6 +213,7 @@ func (s *Simulator) admit(req *apiRequest, class string, th Throttle) (FaultKind
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats[req.cloud+"/"+req.action]++
+	s.recordCallLocked(req)
 	if f := s.takeFaultLocked(req.cloud, req.action); f != "" {
 		return f, true
 	}

@@ -107,7 +107,7 @@ func (s *Simulator) serveECS(w http.ResponseWriter, r *http.Request, body []byte
 			params[k] = append(params[k], v...)
 		}
 	}
-	req := &apiRequest{cloud: CloudAlicloud, action: params.Get("Action"), params: params, body: body}
+	req := &apiRequest{cloud: CloudAlicloud, action: params.Get("Action"), caller: callerOf(r), params: params, body: body}
 	s.Step()
 
 	acct, ok := s.account(CloudAlicloud, params.Get("AccessKeyId"))

@@ -14,8 +14,11 @@ const maxBody = 8 << 20
 
 // apiRequest is one decoded cloud API request.
 type apiRequest struct {
-	cloud   string
-	action  string
+	cloud  string
+	action string
+	// caller is the "app/<id>" token of the User-Agent: which replica of
+	// the control plane sent it.
+	caller  string
 	params  url.Values
 	body    []byte
 	account Account
@@ -38,6 +41,18 @@ func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveEC2(w, r, body)
+}
+
+// callerOf is the application ID a cloud SDK puts in the User-Agent as
+// "app/<id>" (aws-sdk-go-v2's AppID; Spillway appends the same token to
+// the Alibaba SDK's), or "" without one.
+func callerOf(r *http.Request) string {
+	for _, tok := range strings.Fields(r.UserAgent()) {
+		if id, ok := strings.CutPrefix(tok, "app/"); ok {
+			return id
+		}
+	}
+	return ""
 }
 
 // paramsHash hashes the request parameters that matter for idempotency,

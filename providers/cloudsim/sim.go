@@ -159,6 +159,7 @@ type Simulator struct {
 	buckets   map[string]*bucket
 	errorRate float64
 	stats     map[string]int
+	calls     []Call // the last maxCalls authenticated requests, oldest first
 
 	adminOnce sync.Once
 	admin     *http.ServeMux

@@ -297,6 +297,9 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	if len(order) < 3 || order[len(order)-1] != "shared" {
 		t.Errorf("scale-in order by tier %v: cloud hosts go before the shared one", order)
 	}
+	// The whole burst used only the Nomad API that Nomad 1.6 serves.
+	serveLog, _ := os.ReadFile(filepath.Join(l.Dir, "logs", "spillway.log"))
+	assertNomadCallsPinned(t, l.SpillwayURL, string(serveLog))
 }
 
 // TestBurstSurvivesCrashes runs the same burst while the control plane is

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +42,75 @@ func TestServeRejectsABadConfig(t *testing.T) {
 			t.Errorf("%v: stderr %q lacks %q", args, stderr.String(), want)
 		}
 	}
+}
+
+// TestSecondServeOnOneSQLiteJournalIsRefused: the SQLite journal is for
+// one replica, so a second `spillway serve` on the same file exits at once,
+// naming the file and the process that holds it; once the first stops, the
+// file is free again.
+func TestSecondServeOnOneSQLiteJournalIsRefused(t *testing.T) {
+	bin := labtest.Spillway(t)
+	dir := t.TempDir()
+	journalPath := filepath.Join(dir, "journal.db")
+	config := func(name string) (string, string) {
+		addr := freeAddr(t)
+		path := filepath.Join(dir, name+".yaml")
+		// Nomad and Prometheus are not needed to start: nothing is there.
+		body := "listen: " + addr + "\nnomad: {address: http://127.0.0.1:1}\nprometheus: {address: http://127.0.0.1:1}\njournal: {path: " + journalPath + "}\n"
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path, addr
+	}
+	firstCfg, firstAddr := config("first")
+	first := exec.Command(bin, "serve", "--config", firstCfg)
+	firstLog := &lockedBuffer{}
+	first.Stdout, first.Stderr = firstLog, firstLog
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Process.Kill(); _ = first.Wait() })
+	waitUntil(t, "the first serve listens", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + firstAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
+	})
+
+	secondCfg, _ := config("second")
+	out, err := exec.Command(bin, "serve", "--config", secondCfg).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("a second serve on %s: want a non-zero exit, got %v\n%s", journalPath, err, out)
+	}
+	for _, want := range []string{journalPath, "in use", fmt.Sprintf("process %d", first.Process.Pid)} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the second serve's error lacks %q:\n%s", want, out)
+		}
+	}
+
+	// A clean stop frees the file for the next serve.
+	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the first serve's stop: %v\n%s", err, firstLog.String())
+	}
+	third := exec.Command(bin, "serve", "--check-config", "--config", secondCfg)
+	if out, err := third.CombinedOutput(); err != nil {
+		t.Fatalf("--check-config after the first stopped: %v\n%s", err, out)
+	}
+	restart := exec.Command(bin, "serve", "--config", secondCfg)
+	restartLog := &lockedBuffer{}
+	restart.Stdout, restart.Stderr = restartLog, restartLog
+	if err := restart.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = restart.Process.Kill(); _ = restart.Wait() })
+	waitUntil(t, "a serve on the freed journal logs that it serves", 30*time.Second, func() bool {
+		return strings.Contains(restartLog.String(), "serving")
+	})
 }
 
 func TestServeCheckConfigAcceptsTheExample(t *testing.T) {

@@ -39,8 +39,8 @@ func awsBootstrap() *bootstrap.Spec {
 			Servers:    []string{"nomad.dc1.example.com:4647"},
 			Datacenter: "aws-use1", NodePool: "burst-aws", NodeClass: "burst",
 			Meta: map[string]string{"team": "payments"},
-			Install: bootstrap.Install{Method: bootstrap.InstallSysext, Version: "1.11.0",
-				URL: "https://artifacts.dc1.example.com/sysext/nomad-1.11.0-x86-64.raw"},
+			Install: bootstrap.Install{Method: bootstrap.InstallSysext, Version: "1.6.3",
+				URL: "https://artifacts.dc1.example.com/sysext/nomad-1.6.3-x86-64.raw"},
 			TLS: &bootstrap.TLS{
 				CA:   "-----BEGIN CERTIFICATE-----\nMIIBe2eCA\n-----END CERTIFICATE-----",
 				Cert: "-----BEGIN CERTIFICATE-----\nMIIBe2eClient\n-----END CERTIFICATE-----",
@@ -61,8 +61,8 @@ func alicloudBootstrap() *bootstrap.Spec {
 		Nomad: bootstrap.Nomad{
 			RetryJoin:  []string{"nomad.dc1.example.com"},
 			Datacenter: "ali-hz", NodePool: "burst-ali", NodeClass: "burst",
-			Install: bootstrap.Install{Method: bootstrap.InstallDownload, Version: "1.11.0",
-				URL:    "https://artifacts.dc1.example.com/nomad/1.11.0/linux_amd64/nomad",
+			Install: bootstrap.Install{Method: bootstrap.InstallDownload, Version: "1.6.3",
+				URL:    "https://artifacts.dc1.example.com/nomad/1.6.3/linux_amd64/nomad",
 				SHA512: strings.Repeat("0f", 64)},
 		},
 		Sysctls: map[string]string{"net.ipv4.ip_forward": "1"},

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,13 +15,42 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spillwayhq/spillway/controlplane/app"
 	"github.com/spillwayhq/spillway/controlplane/auth"
+	"github.com/spillwayhq/spillway/controlplane/controller"
+	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/journal/journaltest"
 	"github.com/spillwayhq/spillway/controlplane/lab"
 	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
-// replica is one `spillway serve` of a highly available pair.
+// The lease of the failover suite: a replica that dies is replaced within
+// failoverTTL + failoverRenew.
+const (
+	failoverTTL   = 4 * time.Second
+	failoverRenew = time.Second
+)
+
+// failoverPolicy keeps the demo at count instances of bu-a; the test raises
+// it by rewriting the file and reloading every replica.
+const failoverPolicy = `apiVersion: spillway/v1
+kind: ScalingPolicy
+name: demo-failover
+business_unit: bu-a
+target: {namespace: default, job: demo, group: web}
+min: 1
+max: 12
+evaluation_interval: 2s
+deadline: 2m
+checks:
+  - name: fixed
+    fixed: {count: %d}
+`
+
+// replica is one `spillway serve` of a highly available group.
 type replica struct {
 	name string
 	url  string
@@ -26,7 +58,7 @@ type replica struct {
 	logs *lockedBuffer
 }
 
-func (r *replica) readyz(t *testing.T) string {
+func (r *replica) readyz() string {
 	resp, err := http.Get(r.url + "/readyz")
 	if err != nil {
 		return ""
@@ -36,38 +68,76 @@ func (r *replica) readyz(t *testing.T) string {
 	return strings.TrimSpace(string(b))
 }
 
-// TestFailover runs two replicas of `spillway serve` on one PostgreSQL
-// journal with leader election through a Nomad variable lock. Exactly one
-// leads; a follower refuses writes and names the leader; when the leader
-// stops (SIGTERM) or dies (SIGKILL), the other takes over and accepts the
-// work.
+// TestFailover runs `spillway serve` replicas on one PostgreSQL journal,
+// electing their leader through a lease in it. Exactly one leads; a
+// follower refuses writes and names the leader. A clean stop (SIGTERM)
+// hands over at once; a crash (SIGKILL) within the lease TTL plus one
+// renewal, as measured here and journaled by the new leader. A write with
+// a deposed term's fencing token is refused. A leader paused past its
+// lease (SIGSTOP, then SIGCONT) while it rents a cloud host makes no
+// journal write and no cloud call after it resumes, and the new leader
+// finishes the scale-out.
 func TestFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
 	pg := journaltest.StartPostgres(t)
 	dsn := pg.NewDatabase(t)
+	policyDir := t.TempDir()
+	writePolicy := func(count int) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(policyDir, "demo.yaml"), []byte(fmt.Sprintf(failoverPolicy, count)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePolicy(2)
+	zero := 0.0
 	opts := lab.DefaultOptions()
 	opts.Serve = false
 	opts.SharedHosts = 0
+	// bu-a's one host holds 4 demo instances (250 MHz each); more need a
+	// cloud host.
 	opts.BusinessUnits = []lab.BusinessUnit{{Name: "bu-a", Hosts: 1}}
+	opts.HostCPU, opts.HostMemoryMB = 1000, 1024
+	opts.Policies = policyDir
+	opts.LabPools = true
+	opts.Cloud = &lab.CloudOptions{
+		Config: cloudsim.Config{
+			Seed: 11, TimeScale: burstTimeScale, ErrorRate: &zero,
+			AWS: cloudsim.CloudConfig{
+				Region:    "us-east-1",
+				Accounts:  []cloudsim.Account{{AccessKeyID: "AKIDFAILOVERE2E", SecretAccessKey: "failover-e2e-secret"}},
+				Subnets:   map[string]string{"subnet-0a11": "us-east-1a"},
+				Offerings: []cloudsim.OfferingConfig{{InstanceType: "m5.large", Zone: "us-east-1a", CapacityType: cloudsim.OnDemand, Price: 0.096, Capacity: refOf(4)}},
+			},
+		},
+		HostCPU: 1000, HostMemoryMB: 1024,
+	}
 	l := labtest.Start(t, opts)
+	base, err := l.ServeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	const token = "failover-admin-token"
 	dir := t.TempDir()
 	start := func(name string) *replica {
+		t.Helper()
 		addr := freeAddr(t)
-		cfg := fmt.Sprintf(`listen: %s
-nomad: {address: %s}
-prometheus: {address: %s}
-journal: {driver: postgres, dsn: %q}
-leader: {enabled: true, ttl: 10s, lock_delay: 1s}
-api:
-  tokens:
-    - {name: admin, role: admin, sha256: %q}
-`, addr, l.NomadAddr, l.PrometheusURL, dsn, auth.Hash(token))
+		cfg := map[string]any{}
+		for k, v := range base {
+			cfg[k] = v
+		}
+		cfg["listen"] = addr
+		cfg["journal"] = map[string]any{"driver": "postgres", "dsn": dsn}
+		cfg["leader"] = map[string]any{"enabled": true, "ttl": failoverTTL.String(), "renew_interval": failoverRenew.String()}
+		cfg["api"] = map[string]any{"tokens": []map[string]any{{"name": "admin", "role": "admin", "sha256": auth.Hash(token)}}}
+		data, err := yaml.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		path := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		r := &replica{name: name, url: "http://" + addr, logs: &lockedBuffer{}}
@@ -78,6 +148,7 @@ api:
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
+			_ = r.cmd.Process.Signal(syscall.SIGCONT)
 			_ = r.cmd.Process.Kill()
 			_ = r.cmd.Wait()
 			if t.Failed() {
@@ -86,9 +157,8 @@ api:
 		})
 		return r
 	}
-	scale := func(r *replica, to int) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/scale",
-			strings.NewReader(fmt.Sprintf(`{"service":"default/demo/web","to":%d,"reason":"failover test"}`, to)))
+	call := func(r *replica, method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -98,14 +168,15 @@ api:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	// leaderOf waits until exactly one of rs reports leading, and returns it.
+	// leaderOf waits until exactly one of rs reports leading, and returns
+	// it with how long that took.
 	leaderOf := func(within time.Duration, rs ...*replica) (*replica, time.Duration) {
 		t.Helper()
 		began := time.Now()
 		for time.Since(began) < within {
 			var leaders []*replica
 			for _, r := range rs {
-				if r.readyz(t) == "ok (leader)" {
+				if r.readyz() == "ok (leader)" {
 					leaders = append(leaders, r)
 				}
 			}
@@ -115,10 +186,32 @@ api:
 			if len(leaders) == 1 {
 				return leaders[0], time.Since(began)
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
 		}
 		t.Fatalf("no leader among %d replicas within %s", len(rs), within)
 		return nil, 0
+	}
+	db, err := journal.OpenPostgres(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// elected returns the leader.elected event of who's latest term.
+	elected := func(who string) (journal.Event, map[string]any) {
+		t.Helper()
+		var last journal.Event
+		_ = journal.Each(t.Context(), db.Events(), journal.Filter{Kind: app.KindLeaderElected}, func(ev journal.Event) error {
+			if ev.Actor == who {
+				last = ev
+			}
+			return nil
+		})
+		if last.Seq == 0 {
+			t.Fatalf("no %s event of %s", app.KindLeaderElected, who)
+		}
+		var d map[string]any
+		_ = json.Unmarshal(last.Data, &d)
+		return last, d
 	}
 
 	a, b := start("replica-a"), start("replica-b")
@@ -127,42 +220,158 @@ api:
 	if first == b {
 		follower = a
 	}
-	if got := follower.readyz(t); !strings.Contains(got, "follower") || !strings.Contains(got, first.name) {
+	// The follower may still be starting: wait until it answers.
+	waitUntil(t, follower.name+" follows", 30*time.Second, func() bool { return follower.readyz() != "" })
+	if got := follower.readyz(); !strings.Contains(got, "follower") || !strings.Contains(got, first.name) {
 		t.Fatalf("the follower's /readyz: %q", got)
 	}
-	if code, body := scale(follower, 3); code != http.StatusServiceUnavailable || !strings.Contains(body, "not_leader") {
+	if code, body := call(follower, "POST", "/v1/policies/demo-failover/pause", `{"reason":"failover test"}`); code != http.StatusServiceUnavailable || !strings.Contains(body, "not_leader") {
 		t.Fatalf("a write to the follower: %d %s", code, body)
 	}
-	if code, body := scale(first, 3); code != http.StatusOK {
+	if code, body := call(first, "POST", "/v1/policies/demo-failover/pause", `{"reason":"failover test"}`); code != http.StatusOK {
 		t.Fatalf("a write to the leader: %d %s", code, body)
 	}
-	if err := l.WaitDeployment(t.Context(), lab.DemoJob, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	firstElected, _ := elected(first.name)
 
 	// A clean stop hands over at once.
 	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	second, took := leaderOf(15*time.Second, follower)
-	t.Logf("after SIGTERM, %s leads after %s", second.name, took.Round(100*time.Millisecond))
-	// The new leader does the work, and sees what the old one journaled.
-	if code, body := scale(second, 4); code != http.StatusOK || !strings.Contains(body, `"current": 3`) {
+	second, took := leaderOf(failoverTTL, follower)
+	t.Logf("after SIGTERM, %s leads after %s", second.name, took.Round(10*time.Millisecond))
+	if took > failoverTTL/2 {
+		t.Errorf("a clean stop handed over after %s; want at once, well within the TTL %s", took, failoverTTL)
+	}
+	ev, d := elected(second.name)
+	prev, _ := d["previous"].(map[string]any)
+	if prev["holder"] != first.name || prev["released"] != true || ev.Term != firstElected.Term+1 || ev.Term != int64(d["term"].(float64)) {
+		t.Fatalf("the new leader journaled %s: %s %s", ev.Kind, ev.Message, ev.Data)
+	}
+	// The new leader acts on what the old one journaled: the pause.
+	if code, body := call(second, "GET", "/v1/policies/demo-failover", ""); code != http.StatusOK || !strings.Contains(body, `"paused"`) {
+		t.Fatalf("the new leader's view of the paused policy: %d %s", code, body)
+	}
+	if code, body := call(second, "POST", "/v1/policies/demo-failover/resume", `{"reason":"failover test"}`); code != http.StatusOK {
 		t.Fatalf("a write to the new leader: %d %s", code, body)
 	}
-	if err := l.WaitDeployment(t.Context(), lab.DemoJob, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	secondTerm := ev.Term
 
-	// A crash: the lock is freed by Nomad after about 2 x TTL + lock_delay.
+	// A crash: the follower takes over when the lease runs out, within the
+	// TTL plus one renewal.
 	third := start("replica-c")
-	time.Sleep(2 * time.Second) // let it campaign as a follower
+	waitUntil(t, "replica-c follows", 30*time.Second, func() bool { return strings.Contains(third.readyz(), second.name) })
 	if err := second.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	leader, took := leaderOf(45*time.Second, third)
-	t.Logf("after SIGKILL, %s leads after %s", leader.name, took.Round(100*time.Millisecond))
-	if code, body := scale(leader, 2); code != http.StatusOK {
-		t.Fatalf("a write after the crash: %d %s", code, body)
+	killed := time.Now()
+	_, _ = leaderOf(failoverTTL+failoverRenew+2*time.Second, third)
+	took = time.Since(killed)
+	t.Logf("after SIGKILL, %s leads after %s", third.name, took.Round(10*time.Millisecond))
+	// The readiness poll adds up to its interval and a round trip.
+	if took > failoverTTL+failoverRenew+300*time.Millisecond {
+		t.Errorf("after SIGKILL the handover took %s; want within TTL + one renewal (%s)", took, failoverTTL+failoverRenew)
 	}
+	ev, d = elected(third.name)
+	prev, _ = d["previous"].(map[string]any)
+	gap, _ := prev["since_renewed_seconds"].(float64)
+	if prev["holder"] != second.name || prev["released"] != false || gap > (failoverTTL+failoverRenew).Seconds() {
+		t.Fatalf("the new leader journaled %s: %s %s", ev.Kind, ev.Message, ev.Data)
+	}
+	t.Logf("journaled: %s", ev.Message)
+	thirdTerm := ev.Term
+
+	// A write with the deposed term's token is refused by the database.
+	before := countEvents(t, db)
+	if _, err := db.Fenced("spillway", staleFence(secondTerm)).Events().Append(t.Context(),
+		journal.Event{Kind: "test.stale", Message: "a late write of term " + fmt.Sprint(secondTerm)}); !errors.Is(err, journal.ErrFenced) {
+		t.Fatalf("a write with the stale token %d: %v; want ErrFenced", secondTerm, err)
+	}
+	if after := countEvents(t, db); after != before {
+		t.Fatalf("the refused write left %d events", after-before)
+	}
+
+	// A pause past the lease while the leader rents a cloud host.
+	fourth := start("replica-d")
+	waitUntil(t, "replica-d follows", 30*time.Second, func() bool { return strings.Contains(fourth.readyz(), third.name) })
+	writePolicy(8)
+	for _, r := range []*replica{third, fourth} {
+		if code, body := call(r, "POST", "/v1/reload", ""); code != http.StatusOK {
+			t.Fatalf("reloading %s: %d %s", r.name, code, body)
+		}
+	}
+	// The leader journals the intent to rent, then calls the cloud.
+	waitUntil(t, "replica-c rents a cloud host", 2*time.Minute, func() bool {
+		found := false
+		_ = journal.Each(t.Context(), db.Events(), journal.Filter{Kind: controller.KindIntent}, func(ev journal.Event) error {
+			found = found || (ev.Term == thirdTerm && strings.Contains(string(ev.Data), `"pool":"aws-lab"`))
+			return nil
+		})
+		return found && len(l.Cloud().Calls(third.name, killed)) > 0
+	})
+	if err := third.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	fourthLeads, _ := leaderOf(failoverTTL+failoverRenew+2*time.Second, fourth)
+	// Stay stopped past the lease on every clock, then wake.
+	if wait := failoverTTL + failoverRenew - time.Since(stopped); wait > 0 {
+		time.Sleep(wait)
+	}
+	seqAtResume := lastSeq(t, db)
+	resumed := time.Now()
+	if err := third.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// The positive signal: the woken replica knows it follows.
+	waitUntil(t, "replica-c steps down after SIGCONT", 15*time.Second, func() bool {
+		return strings.Contains(third.readyz(), "follower") && strings.Contains(third.logs.String(), "stepped down as leader")
+	})
+	if calls := l.Cloud().Calls(third.name, resumed); len(calls) != 0 {
+		t.Errorf("replica-c called the cloud after it woke: %+v", calls)
+	}
+	var late []journal.Event
+	_ = journal.Each(t.Context(), db.Events(), journal.Filter{After: seqAtResume}, func(ev journal.Event) error {
+		if ev.Term == thirdTerm {
+			late = append(late, ev)
+		}
+		return nil
+	})
+	if len(late) > 0 {
+		t.Errorf("replica-c's term %d wrote to the journal after it woke:\n%s", thirdTerm, dump(late))
+	}
+	if v, ok := metricValue(t, third.url, `spillway_leader_fenced_total{target="journal"}`); ok {
+		t.Logf("replica-c's refused journal writes after it woke: %v", v)
+	}
+	// The new leader finishes the scale-out: 8 healthy instances, 4 of
+	// them on the rented host.
+	if err := l.WaitHealthy(t.Context(), lab.DemoJob, 8, 3*time.Minute); err != nil {
+		t.Fatalf("after the failover: %v", err)
+	}
+	ev, _ = elected(fourthLeads.name)
+	t.Logf("journaled: %s", ev.Message)
+	assertNomadCallsPinned(t, fourthLeads.url, fourthLeads.logs.String())
+}
+
+// staleFence is a journal.Fence that keeps offering one term's token.
+type staleFence int64
+
+func (f staleFence) Token() (int64, error) { return int64(f), nil }
+func (staleFence) Refused(error)           {}
+
+func countEvents(t *testing.T, db *journal.Postgres) int {
+	t.Helper()
+	n := 0
+	if err := journal.Each(t.Context(), db.Events(), journal.Filter{}, func(journal.Event) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func lastSeq(t *testing.T, db *journal.Postgres) int64 {
+	t.Helper()
+	var last int64
+	if err := journal.Each(context.Background(), db.Events(), journal.Filter{}, func(ev journal.Event) error { last = ev.Seq; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return last
 }

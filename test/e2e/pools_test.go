@@ -72,7 +72,7 @@ bootstrap:
   nomad:
     servers: ["127.0.0.1:4647"]
     datacenter: aws-lab
-    install: {method: sysext, version: 1.11.0, url: "https://artifacts.example/nomad-1.11.0.raw"}
+    install: {method: sysext, version: 1.6.3, url: "https://artifacts.example/nomad-1.6.3.raw"}
 `
 
 type stepClock struct {

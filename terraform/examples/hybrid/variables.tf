@@ -51,7 +51,7 @@ variable "nomad_servers" {
 }
 
 variable "nomad_version" {
-  description = "Nomad version the burst hosts run, e.g. 1.11.0."
+  description = "Nomad version the burst hosts run, e.g. 1.6.3."
   type        = string
 }
 
