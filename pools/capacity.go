@@ -13,10 +13,15 @@ const MetaPool = "spillway.pool"
 // capacity arithmetic needs it.
 type NodeUsage struct {
 	ID, Name            string
+	Datacenter          string
 	NodePool, NodeClass string
 	Meta                map[string]string
 	// Ready is Nomad status ready; Eligible is scheduling eligibility.
 	Ready, Eligible bool
+	// Draining says a drain is in progress; Status is Nomad's node status
+	// (ready, down, initializing, disconnected).
+	Draining bool
+	Status   string
 	// CPU (MHz) and MemoryMB are what the node offers to allocations (its
 	// resources minus reserved).
 	CPU, MemoryMB int64

@@ -192,6 +192,13 @@ func TestOfferingMemory(t *testing.T) {
 	if !m.Unavailable("p", b, now.Add(4*time.Minute)) {
 		t.Error("throttling should be remembered for its retry-after")
 	}
+	// Throttling without a retry-after is about the rate of calls, not
+	// the offering: it is left alone briefly, not for the whole window.
+	c := providers.Offering{InstanceType: "c", Zone: "z", CapacityType: providers.CapacitySpot}
+	m.RecordError("p", now, providers.NewThrottledError(errors.New("slow down"), 0), c)
+	if !m.Unavailable("p", c, now.Add(ThrottleBackoff-time.Second)) || m.Unavailable("p", c, now.Add(ThrottleBackoff)) {
+		t.Errorf("a throttle without retry-after should be remembered for %s", ThrottleBackoff)
+	}
 	if m.Unavailable("p", a, now.Add(time.Minute)) {
 		t.Error("failure remembered past the window")
 	}

@@ -40,7 +40,18 @@ func (m *OfferingMemory) MarkUnavailable(pool string, now time.Time, d time.Dura
 	if m == nil {
 		return
 	}
-	d = max(d, m.ttl)
+	m.mark(pool, now, max(d, m.ttl), offerings...)
+}
+
+// ThrottleBackoff is how long a throttled offering is left alone when the
+// cloud did not say: throttling is about the rate of calls, not about the
+// offering, so it is short.
+const ThrottleBackoff = 10 * time.Second
+
+func (m *OfferingMemory) mark(pool string, now time.Time, d time.Duration, offerings ...providers.Offering) {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, o := range offerings {
@@ -66,8 +77,13 @@ func (m *OfferingMemory) RecordError(pool string, now time.Time, err error, trie
 		}
 		m.MarkUnavailable(pool, now, 0, named...)
 	case providers.IsThrottled(err):
-		after, _ := providers.RetryAfter(err)
-		m.MarkUnavailable(pool, now, after, tried...)
+		// For as long as the cloud asked, else briefly: not the window of
+		// an offering that ran out.
+		after, ok := providers.RetryAfter(err)
+		if !ok || after <= 0 {
+			after = ThrottleBackoff
+		}
+		m.mark(pool, now, after, tried...)
 	case providers.IsQuota(err), providers.IsUnavailable(err):
 		m.MarkUnavailable(pool, now, 0, tried...)
 	}

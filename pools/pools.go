@@ -161,6 +161,21 @@ type BusinessUnit struct {
 	Priority  int       `yaml:"priority" json:"priority"`
 	Lending   Lending   `yaml:"lending" json:"lending"`
 	Borrowing Borrowing `yaml:"borrowing" json:"borrowing"`
+	// Deadline is how soon a scale-out of the unit's services must be
+	// healthy when no policy governs the task group (a count raised by
+	// `nomad job scale`, a deploy, another autoscaler). Default 5m.
+	Deadline time.Duration `yaml:"deadline" json:"deadline,omitempty"`
+}
+
+// DefaultScaleOutDeadline is a business unit's Deadline when it sets none.
+const DefaultScaleOutDeadline = 5 * time.Minute
+
+// ScaleOutDeadline is Deadline, or its default.
+func (b *BusinessUnit) ScaleOutDeadline() time.Duration {
+	if b.Deadline > 0 {
+		return b.Deadline
+	}
+	return DefaultScaleOutDeadline
 }
 
 // Lending is what a business unit lends to the shared pool.

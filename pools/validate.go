@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 	"github.com/spillwayhq/spillway/providers"
@@ -67,6 +68,9 @@ func (b *BusinessUnit) validate() strictyaml.Errors {
 	}
 	if v.Required("borrowing.quota", has("borrowing.quota")) && b.Borrowing.Quota < 0 {
 		v.Errorf("borrowing.quota", "must not be negative, got %d", b.Borrowing.Quota)
+	}
+	if has("deadline") && (b.Deadline < 10*time.Second || b.Deadline > time.Hour) {
+		v.Errorf("deadline", "want 10s to 1h, got %s", b.Deadline)
 	}
 	return v.Errs
 }

@@ -10,7 +10,6 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
-	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/pools"
 )
 
@@ -64,16 +63,11 @@ func placeHost(cfg *pools.Config, n pools.NodeUsage) (pool string, tier pools.Ti
 	return "", ""
 }
 
-func (s *api) toHost(n pools.NodeUsage, stub *nomad.NodeListStub) Host {
+func (s *api) toHost(n pools.NodeUsage) Host {
 	h := Host{ID: n.ID, Name: n.Name, Eligible: n.Eligible, NodePool: n.NodePool, NodeClass: n.NodeClass,
-		Meta: map[string]string{}, Allocations: n.Allocs,
+		Meta: map[string]string{}, Allocations: n.Allocs, Status: n.Status, Draining: n.Draining, Datacenter: n.Datacenter,
 		CPUMHz:   pools.Resources{Total: n.CPU, Used: n.UsedCPU, Free: max(n.CPU-n.UsedCPU, 0)},
 		MemoryMB: pools.Resources{Total: n.MemoryMB, Used: n.UsedMemoryMB, Free: max(n.MemoryMB-n.UsedMemoryMB, 0)},
-	}
-	if stub != nil {
-		h.Status, h.Draining, h.Datacenter = stub.Status, stub.Drain, stub.Datacenter
-	} else if n.Ready {
-		h.Status = nomad.NodeStatusReady
 	}
 	for k, v := range n.Meta {
 		if strings.HasPrefix(k, "spillway.") {
@@ -87,23 +81,17 @@ func (s *api) toHost(n pools.NodeUsage, stub *nomad.NodeListStub) Host {
 	return h
 }
 
-// hosts reads every node from Nomad.
+// hosts reads every node from the cluster model. While the model is not
+// following Nomad, what it knows is stale: an error.
 func (s *api) hosts(r *http.Request) ([]Host, error) {
-	nodes, err := capacity.Nodes(r.Context(), s.nomad)
+	snap, err := s.liveSnapshot()
 	if err != nil {
 		return nil, err
 	}
-	stubs, _, err := s.nomad.Nodes().List((&nomad.QueryOptions{}).WithContext(r.Context()))
-	if err != nil {
-		return nil, fmt.Errorf("listing nodes: %w", err)
-	}
-	byID := map[string]*nomad.NodeListStub{}
-	for _, st := range stubs {
-		byID[st.ID] = st
-	}
+	nodes := snap.NodeUsage()
 	out := make([]Host, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, s.toHost(n, byID[n.ID]))
+		out = append(out, s.toHost(n))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

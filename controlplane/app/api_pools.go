@@ -10,7 +10,6 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
-	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -33,12 +32,12 @@ func (s *api) handlePools(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, pools.CapacityReport{At: now, Pools: []pools.PoolCapacity{}})
 		return
 	}
-	nodes, err := capacity.Nodes(r.Context(), s.nomad)
+	snap, err := s.liveSnapshot()
 	if err != nil {
 		writeError(w, http.StatusBadGateway, "nomad_error", err.Error())
 		return
 	}
-	report := pools.Account(s.Pools(), nodes, nil, now)
+	report := pools.Account(s.Pools(), snap.NodeUsage(), nil, now)
 	if report.Pools == nil {
 		report.Pools = []pools.PoolCapacity{}
 	}

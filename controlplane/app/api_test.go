@@ -22,31 +22,49 @@ import (
 	"github.com/spillwayhq/spillway/policies"
 )
 
-// fakeNomad answers the few Nomad endpoints the API uses: one job (demo,
-// group web) and one node.
+// fakeNomad answers the few Nomad endpoints the API and the cluster model
+// use: one job (demo, group web), one node, and an event stream that
+// tells of every change of the job's count.
 type fakeNomad struct {
 	mu     sync.Mutex
 	count  int
+	index  int
 	scales []int
 	drains []string
 	tokens map[string]bool
+	events chan string
+}
+
+func (f *fakeNomad) job() string {
+	return `{"ID":"demo","Name":"demo","Namespace":"default","Type":"service","ModifyIndex":` + itoa(f.index) +
+		`,"TaskGroups":[{"Name":"web","Count":` + itoa(f.count) + `,"Tasks":[{"Name":"app","Resources":{"CPU":100,"MemoryMB":64}}]}]}`
 }
 
 func (f *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/event/stream" {
+		f.stream(w, r)
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tokens[r.Header.Get("X-Nomad-Token")] = true
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Nomad-Index", "1")
+	w.Header().Set("X-Nomad-Index", itoa(f.index))
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/job/demo":
-		_, _ = io.WriteString(w, `{"ID":"demo","Name":"demo","Namespace":"default","TaskGroups":[{"Name":"web","Count":`+itoa(f.count)+
-			`,"Tasks":[{"Name":"app","Resources":{"CPU":100,"MemoryMB":64}}]}]}`)
+		_, _ = io.WriteString(w, f.job())
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/jobs":
+		_, _ = io.WriteString(w, `[{"ID":"demo","Name":"demo","Namespace":"default","Type":"service"}]`)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/deployments":
+		_, _ = io.WriteString(w, `[]`)
 	case r.Method != http.MethodGet && r.URL.Path == "/v1/job/demo/scale":
 		var req struct{ Count *int }
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		f.count = *req.Count
+		f.index++
 		f.scales = append(f.scales, *req.Count)
+		f.events <- `{"Index":` + itoa(f.index) + `,"Events":[{"Topic":"Job","Type":"JobRegistered","Index":` + itoa(f.index) +
+			`,"Payload":{"Job":` + f.job() + `}}]}`
 		_, _ = io.WriteString(w, `{"EvalID":"e1"}`)
 	case r.URL.Path == "/v1/nodes":
 		_, _ = io.WriteString(w, `[{"ID":"1111aaaa-0000-0000-0000-000000000000","Name":"bu-a-1","NodePool":"bu-a","NodeClass":"internal","Status":"ready","SchedulingEligibility":"eligible","Datacenter":"dc1"}]`)
@@ -64,6 +82,23 @@ func (f *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `"127.0.0.1:4647"`)
 	default:
 		http.Error(w, "not found", http.StatusNotFound)
+	}
+}
+
+// stream serves /v1/event/stream: the changes the fake makes, one JSON
+// document a line, as Nomad does.
+func (f *fakeNomad) stream(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, "{}\n")
+	w.(http.Flusher).Flush()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case ev := <-f.events:
+			_, _ = io.WriteString(w, ev+"\n")
+			w.(http.Flusher).Flush()
+		}
 	}
 }
 
@@ -88,7 +123,7 @@ func newAPIHarness(t *testing.T) *apiHarness {
 	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(alertPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fn := &fakeNomad{count: 2, tokens: map[string]bool{}}
+	fn := &fakeNomad{count: 2, index: 1, tokens: map[string]bool{}, events: make(chan string, 16)}
 	nsrv := httptest.NewServer(fn)
 	t.Cleanup(nsrv.Close)
 	cfg := testConfig(t)
@@ -116,7 +151,16 @@ func (h *apiHarness) start() {
 	}
 	h.a = a
 	h.srv = httptest.NewServer(a.Handler())
-	h.t.Cleanup(func() { h.srv.Close(); a.Close() })
+	// The cluster model follows the fake, as serve's does Nomad.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.model.Run(ctx) }()
+	h.t.Cleanup(func() { cancel(); h.srv.Close(); <-done; a.Close() })
+	live, lcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer lcancel()
+	if _, err := a.model.WaitLive(live); err != nil {
+		h.t.Fatalf("the cluster model never listed the fake nomad: %v (%s)", err, a.model.Snapshot().Sync().Err)
+	}
 }
 
 // restart builds a new daemon on the same journal, as after a restart.

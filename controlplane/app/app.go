@@ -14,6 +14,7 @@ import (
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -22,6 +23,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
 	"github.com/spillwayhq/spillway/controlplane/capacity"
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/evaluate"
@@ -35,16 +37,21 @@ import (
 
 // App is a running control plane.
 type App struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	nomad   *nomad.Client
-	mux     *http.ServeMux
-	ln      net.Listener
-	reload  *reloader
-	pools   *pools.Config
-	auth    *auth.Authenticator
-	journal journal.Store
+	cfg   *config.Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	nomad *nomad.Client
+	// model is the live model of the Nomad cluster every reader reads;
+	// orchestrator makes the changes.
+	model        *cluster.Model
+	orchestrator cluster.Orchestrator
+	mux          *http.ServeMux
+	clock        clockwork.Clock
+	ln           net.Listener
+	reload       *reloader
+	pools        *pools.Config
+	auth         *auth.Authenticator
+	journal      journal.Store
 	// elector elects the acting replica when leader election is enabled;
 	// nil means this replica always acts.
 	elector *leader.Elector
@@ -57,11 +64,10 @@ type App struct {
 	scaler   *scaler.Scaler
 	// alertLimit rate-limits the Alertmanager receiver per token.
 	alertLimit *limiter
-	// controller finds hosts for scale-outs, when a shared pool is configured.
-	controller     *controller.Controller
-	activities     context.Context
-	stopActivities context.CancelFunc
-	streams        *streamHub // the open event streams (sse.go)
+	// controller finds hosts for what Nomad cannot place and gives them
+	// back, when pools are configured.
+	controller *controller.Controller
+	streams    *streamHub // the open event streams (sse.go)
 }
 
 // New builds the daemon from cfg; hash identifies cfg in metrics. It loads
@@ -75,13 +81,15 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	if !authn.Configured() {
 		log.Warn("no API tokens are configured: every /v1 route answers 401 (see 'spillway token create')")
 	}
-	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), auth: authn}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), auth: authn, clock: clockwork.NewRealClock()}
 	a.registerMetrics(hash)
 	nc, err := nomadapi.New(cfg.Nomad, nomadapi.Options{Registerer: a.reg, Logger: log.With("component", "nomad"), Guard: a.guard("nomad")})
 	if err != nil {
 		return nil, err
 	}
 	a.nomad = nc
+	a.model = cluster.New(cluster.Options{Client: nc, Logger: log.With("component", "cluster"), Registerer: a.reg})
+	a.orchestrator = cluster.NomadOrchestrator{Client: nc}
 	a.reload = newReloader(cfg.Policies.Dir, a.reg)
 	if _, err := a.Reload(context.Background()); err != nil {
 		return nil, fmt.Errorf("loading policies from %s:\n%w", cfg.Policies.Dir, err)
@@ -91,7 +99,7 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		if a.pools, err = pools.LoadDir(cfg.Pools.Dir); err != nil {
 			return nil, fmt.Errorf("loading pools from %s:\n%w", cfg.Pools.Dir, err)
 		}
-		if a.capacity, err = capacity.New(capacity.Options{Nomad: nc, Registerer: a.reg}); err != nil {
+		if a.capacity, err = capacity.New(capacity.Options{Nodes: a.sharedNodes, Registerer: a.reg}); err != nil {
 			return nil, err
 		}
 	}
@@ -121,8 +129,7 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		a.journal.Close()
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
-	counts, err := a.counts(nc)
-	if err != nil {
+	if err := a.controllers(nc); err != nil {
 		a.journal.Close()
 		return nil, err
 	}
@@ -130,12 +137,13 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	a.alertLimit = newLimiter(5, 20)
 	a.scaler = scaler.New(scaler.Config{
 		Policies:   a.Policies,
-		Evaluator:  evaluate.New(src, evaluate.NewNomadGroups(nc), time.Now, log),
-		Counts:     counts,
+		Evaluator:  evaluate.New(src, evaluate.ClusterGroups{Cluster: a.model}, time.Now, log),
+		Counts:     scaler.ClusterCounts{Cluster: a.model, Orchestrator: a.orchestrator},
 		Journal:    a.journal.Events(),
 		Alerts:     a.alerts,
 		Logger:     log.With("component", "scaler"),
 		Registerer: a.reg,
+		OnScaled:   a.scaled,
 	})
 	if err := a.scaler.Restore(context.Background()); err != nil {
 		a.journal.Close()
@@ -148,14 +156,9 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 // Pools returns the pool configuration (empty when none is configured).
 func (a *App) Pools() *pools.Config { return a.pools }
 
-// Close stops scale-out activities and releases the journal.
-func (a *App) Close() error {
-	if a.stopActivities != nil {
-		a.stopActivities()
-		a.controller.Wait()
-	}
-	return a.journal.Close()
-}
+// Close releases the journal. (The controllers and their activities stop
+// with Run's context.)
+func (a *App) Close() error { return a.journal.Close() }
 
 // identity names this replica: in the election, and to the clouds.
 func (a *App) identity() string {
@@ -296,6 +299,8 @@ func (a *App) Run(ctx context.Context) error {
 	}()
 	sctx, stopScaler := context.WithCancel(ctx)
 	defer stopScaler()
+	// Every replica follows the cluster: the followers serve reads from it.
+	go a.model.Run(sctx)
 	if a.elector != nil {
 		go func() { _ = a.elector.Run(sctx, a.act) }()
 	} else {
@@ -356,8 +361,32 @@ func (a *App) act(ctx context.Context, term leader.Term) {
 	go func() { a.scaler.Run(ctx); close(done) }()
 	if a.controller != nil {
 		a.controller.Run(ctx, 10*time.Second)
+		a.controller.Wait()
 	}
 	<-done
+}
+
+// scaled tells the provisioning controller of a count the scaler raised,
+// so the scale-out that follows keeps the decision's activity and times.
+func (a *App) scaled(s scaler.Scaled) {
+	if a.controller == nil || s.To <= s.From {
+		return
+	}
+	a.controller.Expect(controller.Hint{Target: s.Target, Activity: s.Activity, Policy: s.Policy, Triggered: s.Triggered, Decided: s.Decided})
+}
+
+// liveSnapshot is the cluster model's current snapshot, or an error saying
+// since when it has not followed Nomad.
+func (a *App) liveSnapshot() (*cluster.Snapshot, error) {
+	s := a.model.Snapshot()
+	if !s.Live() {
+		sync := s.Sync()
+		if sync.Since.IsZero() {
+			return s, errors.New("the cluster model has not listed nomad yet")
+		}
+		return s, fmt.Errorf("the cluster model has not followed nomad since %s: %s", sync.Since.UTC().Format(time.RFC3339), sync.Err)
+	}
+	return s, nil
 }
 
 // account refreshes the capacity gauges every interval, on every replica
@@ -370,7 +399,7 @@ func (a *App) account(ctx context.Context, interval time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-a.clock.After(interval):
 		}
 	}
 }

@@ -5,12 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"syscall"
-	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/controller"
-	"github.com/spillwayhq/spillway/controlplane/scaler"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/internalpool"
@@ -21,48 +19,60 @@ import (
 // production.
 const FailpointEnv = "SPILLWAY_FAILPOINT"
 
-// counts is how the scaler sets job counts: straight through Nomad, or,
-// when a shared pool or cloud pools are configured, through the scale-out
-// controller, which also finds hosts for what Nomad cannot place.
-func (a *App) counts(nc *nomad.Client) (scaler.Counts, error) {
-	next := scaler.NomadCounts{Client: nc}
+// controllers builds the capacity controllers when a shared pool or cloud
+// pools are configured: the lending ledger, the shared pool's provider, the
+// cloud providers, and the controller that finds hosts for what Nomad
+// cannot place (whoever raised the count) and gives them back.
+func (a *App) controllers(nc *nomad.Client) error {
 	if a.pools.Shared == nil && len(a.pools.CloudPools) == 0 {
-		return next, nil
+		return nil
 	}
 	// Limits start empty (nothing may be borrowed) and are set from Nomad's
 	// hosts before each scale-out.
 	ledger, problems, err := pools.NewLedger(context.Background(), a.journal.LedgerStore(), a.pools.Limits(nil))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, p := range problems {
 		a.log.Warn("lending ledger entry does not fit the ledger", "problem", p)
 	}
 	a.ledger = ledger
-	var shared *internalpool.Provider
+	var shared controller.SharedPool
 	if a.pools.Shared != nil {
-		if shared, err = internalpool.New(internalpool.Config{Nomad: nc, Pool: a.pools.Shared, Ledger: ledger, Cluster: a.cfg.Clouds.Cluster}); err != nil {
-			return nil, err
+		p, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: a.pools.Shared, Ledger: ledger, Cluster: a.cfg.Clouds.Cluster,
+			Nodes: a.sharedNodes})
+		if err != nil {
+			return err
 		}
+		shared = p
 	}
 	var clouds map[string]providers.Provider
 	if len(a.pools.CloudPools) > 0 {
 		if clouds, err = cloudProviders(context.Background(), a.cfg.Clouds, a.pools, providerOptions{
 			reg: a.reg, log: a.log.With("component", "provider"), guard: a.guard, appID: a.identity(),
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	a.controller = controller.New(controller.Config{
-		Nomad: nc, Pools: a.pools, Ledger: ledger, Shared: shared, Clouds: clouds, OrphanGrace: a.cfg.Clouds.OrphanGrace,
+		Cluster: a.model, Orchestrator: a.orchestrator, Policies: a.Policies,
+		Pools: a.pools, Ledger: ledger, Shared: shared, Clouds: clouds, OrphanGrace: a.cfg.Clouds.OrphanGrace,
 		Journal: a.journal.Events(), Logger: a.log.With("component", "controller"), Registerer: a.reg,
 		Failpoint: failpoint(a.log),
 	})
-	if err := a.controller.RestorePauses(context.Background(), a.journal.Events()); err != nil {
+	return a.controller.RestorePauses(context.Background(), a.journal.Events())
+}
+
+// sharedNodes gives Nomad's nodes with their usage from the cluster model:
+// the shared pool's provider counts free hosts and verifies the ledger
+// with them, and the accountant fills the capacity gauges, without
+// reading a node from Nomad.
+func (a *App) sharedNodes(context.Context) ([]pools.NodeUsage, error) {
+	s, err := a.liveSnapshot()
+	if err != nil {
 		return nil, err
 	}
-	a.activities, a.stopActivities = context.WithCancel(context.Background())
-	return &controller.Counts{Next: next, Controller: a.controller, Policies: a.Policies, Context: a.activities, Now: time.Now}, nil
+	return s.NodeUsage(), nil
 }
 
 // failpoint returns the controller's failpoint hook when FailpointEnv is

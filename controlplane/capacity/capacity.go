@@ -1,5 +1,6 @@
-// Package capacity owns the capacity report of every pool: it reads
-// Nomad's nodes and allocations, works out total, free, in-use and
+// Package capacity owns the capacity report of every pool: it takes
+// Nomad's nodes and what their allocations use (in the daemon, from the
+// cluster model), works out total, free, in-use and
 // borrowed hosts, CPU and memory and the cost per hour of each tier with
 // pools.Account, and exports them as Prometheus gauges
 // spillway_pool_hosts{pool,state} and spillway_pool_cost_per_hour{pool}
@@ -19,7 +20,9 @@ import (
 )
 
 // Nodes reads every Nomad node with the resources its non-terminal
-// allocations use.
+// allocations use, straight from Nomad (2 + N requests): for one-off
+// reads outside the daemon, such as tools and tests. The daemon reads the
+// cluster model instead.
 func Nodes(ctx context.Context, nc *nomad.Client) ([]pools.NodeUsage, error) {
 	stubs, _, err := nc.Nodes().List((&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil {
@@ -81,7 +84,7 @@ func Nodes(ctx context.Context, nc *nomad.Client) ([]pools.NodeUsage, error) {
 
 // Accountant produces capacity reports and keeps the gauges current.
 type Accountant struct {
-	nomad *nomad.Client
+	nodes func(ctx context.Context) ([]pools.NodeUsage, error)
 	now   func() time.Time
 	// CloudCost, if set, returns each cloud pool's cost per hour from its
 	// provider's hosts.
@@ -96,6 +99,9 @@ type Accountant struct {
 
 // Options configures an Accountant.
 type Options struct {
+	// Nodes gives the nodes with their usage (the daemon's cluster model);
+	// when nil, they are read from Nomad.
+	Nodes func(ctx context.Context) ([]pools.NodeUsage, error)
 	Nomad *nomad.Client
 	// Registerer receives the gauges; nil means none are registered.
 	Registerer prometheus.Registerer
@@ -114,8 +120,12 @@ func New(opts Options) (*Accountant, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Nodes == nil {
+		nc := opts.Nomad
+		opts.Nodes = func(ctx context.Context) ([]pools.NodeUsage, error) { return Nodes(ctx, nc) }
+	}
 	a := &Accountant{
-		nomad: opts.Nomad, now: opts.Now, cloudCost: opts.CloudCost,
+		nodes: opts.Nodes, now: opts.Now, cloudCost: opts.CloudCost,
 		hosts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spillway_pool_hosts",
 			Help: "Hosts of each pool by state: total (ready), free, in_use, borrowed (shared pool: lent out; business unit: shared hosts it holds).",
@@ -138,7 +148,7 @@ func New(opts Options) (*Accountant, error) {
 // Report reads Nomad, accounts every pool of cfg, updates the gauges and
 // returns the report.
 func (a *Accountant) Report(ctx context.Context, cfg *pools.Config) (pools.CapacityReport, error) {
-	nodes, err := Nodes(ctx, a.nomad)
+	nodes, err := a.nodes(ctx)
 	if err != nil {
 		return pools.CapacityReport{}, fmt.Errorf("accounting capacity: %w", err)
 	}

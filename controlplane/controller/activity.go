@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spillwayhq/spillway/controlplane/capacity"
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
@@ -17,9 +17,11 @@ import (
 	"github.com/spillwayhq/spillway/providers/internalpool"
 )
 
-// maxRounds bounds how often one activity plans again after a tier fell
-// short (an offering ran out, a pool failed, a host was stuck).
-const maxRounds = 6
+// roundsPerRun bounds how often one request for capacity plans again
+// after a tier fell short (an offering ran out, a pool failed): the
+// fallback across offerings and clouds happens within it. A need still
+// unmet after it is retried by the activity, with backoff, without limit.
+const roundsPerRun = 6
 
 // activity is the capacity side of one scale-out: it plans hosts on the
 // ladder, asks every planned tier at once, plans again for what fell short,
@@ -33,8 +35,10 @@ type activity struct {
 	// exclude holds pools this activity gave up on, and why.
 	exclude map[string]string
 	round   int
-	// requested is set once capacity was first requested.
+	// requested is set once capacity was first requested; borrowed counts
+	// the shared hosts it got.
 	requested bool
+	borrowed  int
 	pools     []string
 
 	mu     sync.Mutex
@@ -42,32 +46,31 @@ type activity struct {
 }
 
 // run finds hosts for what Nomad queued and waits until the rented ones are
-// ready Nomad nodes.
-func (a *activity) run(ctx context.Context) error {
+// ready Nomad nodes. met says whether every host it needed was found.
+func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err error) {
 	c, r := a.c, a.tl.r
-	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-	if err != nil {
-		return fmt.Errorf("reading nomad's nodes: %w", err)
-	}
+	nodes := s.NodeUsage()
 	// Rented hosts of the business unit still booting (a resumed activity,
 	// or one started while another's hosts boot) are followed, not rented
 	// again.
 	pending := a.pendingRentals(ctx, nodes)
+	met = true
 	if a.d.Unplaced() > 0 {
+		a.tl.begin(ctx)
 		a.size, err = c.hostSize(nodes, r.BusinessUnit)
 		if err != nil {
 			c.unmet(ctx, r, a.d, 0, err.Error())
-			return nil
+			return false, nil
 		}
 		need, perHost, err := demand.HostsFor(a.d.Unplaced(), a.d.PerAllocation, a.size)
 		if err != nil {
 			c.unmet(ctx, r, a.d, 0, err.Error())
-			return nil
+			return false, nil
 		}
 		c.cfg.Logger.Info("capacity needed", "activity", r.Activity, "target", r.Target.String(), "queued", a.d.Unplaced(),
 			"per_host", perHost, "hosts", need, "booting", len(pending), "reason", a.d.Blocked.Reason())
 		if need -= len(pending); need > 0 {
-			a.acquire(ctx, nodes, need)
+			met = a.acquire(ctx, need) == 0
 		}
 	}
 	a.mu.Lock()
@@ -79,52 +82,50 @@ func (a *activity) run(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	if len(follow) == 0 {
-		if a.requested {
+		if a.borrowed > 0 {
 			// Only borrowed hosts: they are running, ready Nomad nodes already.
-			at := c.cfg.Now()
+			at := c.now()
 			a.tl.phase(ctx, PhaseHostsRunning, at, "the borrowed hosts are running")
 			a.tl.phase(ctx, PhaseNodesReady, at, "the borrowed hosts are ready Nomad nodes serving "+r.BusinessUnit)
 		}
-		return nil
+		return met, nil
 	}
-	return c.follow(ctx, a.tl, follow, a.replace)
+	return met, c.follow(ctx, a.tl, follow, a.replace)
 }
 
 // replace terminates a host that was not ready in time and rents one
 // again through a new plan; it returns the hosts that plan rented.
 func (a *activity) replace(ctx context.Context, h *rented) []*rented {
 	c := a.c
-	waited := c.cfg.Now().Sub(h.launched).Round(time.Second)
+	waited := c.now().Sub(h.launched).Round(time.Second)
 	data, _ := json.Marshal(map[string]any{"host": h.host.ID, "pool": h.pool.Name, "waited_seconds": waited.Seconds()})
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindHostStuck, Subject: "host/" + h.host.ID, Activity: a.tl.r.Activity, Actor: "controller", Data: data,
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindHostStuck, Subject: "host/" + h.host.ID, Activity: a.tl.r.Activity, Actor: "controller", Data: data,
 		Message: fmt.Sprintf("rented host %s of %s is not a ready nomad node after %s; replacing it", h.host.ID, h.pool.Name, waited)})
 	if err := c.terminate(ctx, h.host, a.tl.r.Activity, "controller", fmt.Sprintf("not ready after %s", waited)); err != nil {
 		c.cfg.Logger.Error("terminating a stuck host", "host", h.host.ID, "err", err)
 	}
-	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-	if err != nil {
-		return nil
-	}
 	a.mu.Lock()
 	before := len(a.rented)
 	a.mu.Unlock()
-	a.acquire(ctx, nodes, 1)
+	a.acquire(ctx, 1)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.rented[before:])
 }
 
-// pendingRentals returns the business unit's rented hosts that are not
-// ready Nomad nodes yet.
+// pendingRentals returns the business unit's rented hosts that are still
+// booting: in the ledger, with no Nomad node yet. A host whose node has
+// registered is not pending, whatever its state: a node being drained for
+// a return, or down, is not a boot to wait for (nor to replace).
 func (a *activity) pendingRentals(ctx context.Context, nodes []pools.NodeUsage) []*rented {
 	c := a.c
 	if c.cfg.Ledger == nil {
 		return nil
 	}
-	ready := readyInstances(nodes)
+	registered := byInstance(nodes)
 	var out []*rented
 	for _, l := range c.cfg.Ledger.Loans() {
-		if l.Tier == pools.TierShared || l.Borrower != a.tl.r.BusinessUnit || ready[l.Host] {
+		if _, joined := registered[l.Host]; l.Tier == pools.TierShared || l.Borrower != a.tl.r.BusinessUnit || joined {
 			continue
 		}
 		cp, ok := c.cfg.Pools.CloudPool(l.Pool)
@@ -139,19 +140,15 @@ func (a *activity) pendingRentals(ctx context.Context, nodes []pools.NodeUsage) 
 
 // acquire plans need more hosts and asks the planned tiers in parallel,
 // planning again for whatever fell short, until the need is met, nothing is
-// left to ask, or maxRounds is reached. What stays unmet is journaled with
-// the ladder's reasons (quota, paused pools, budgets, exhausted offerings).
-func (a *activity) acquire(ctx context.Context, nodes []pools.NodeUsage, need int) {
+// left to ask, or roundsPerRun rounds have passed. What stays unmet is
+// journaled with the ladder's reasons (quota, paused pools, budgets,
+// exhausted offerings, throttling) and returned.
+func (a *activity) acquire(ctx context.Context, need int) int {
 	c, r := a.c, a.tl.r
 	log := c.cfg.Logger.With("activity", r.Activity, "target", r.Target.String())
 	var lastPlan pools.Plan
-	for ; need > 0 && a.round < maxRounds; a.round++ {
-		if a.round > 0 {
-			if fresh, err := capacity.Nodes(ctx, c.cfg.Nomad); err == nil {
-				nodes = fresh
-			}
-		}
-		plan := a.plan(ctx, nodes, need)
+	for first := a.round; need > 0 && a.round < first+roundsPerRun; a.round++ {
+		plan := a.plan(ctx, c.cfg.Cluster.Snapshot().NodeUsage(), need)
 		lastPlan = plan
 		taken := plan.Taken()
 		log.Info("capacity plan", "round", a.round, "need", need, "steps", stepsString(taken), "unmet", plan.Unmet, "at_risk", plan.AtRisk, "skipped", skipsString(plan.Skipped))
@@ -165,8 +162,8 @@ func (a *activity) acquire(ctx context.Context, nodes []pools.NodeUsage, need in
 			for _, s := range append(taken, hedges...) {
 				names = append(names, s.Pool)
 			}
-			a.tl.pool = poolLabel(append(a.pools, names...))
-			a.tl.phase(ctx, PhaseCapacityRequested, c.cfg.Now(), "asked "+stepsString(append(taken, hedges...)))
+			a.tl.setPool(poolLabel(append(a.pools, names...)))
+			a.tl.phase(ctx, PhaseCapacityRequested, c.now(), "asked "+stepsString(append(taken, hedges...)))
 		}
 		got := make([]int, len(taken)+len(hedges))
 		var wg sync.WaitGroup
@@ -187,14 +184,15 @@ func (a *activity) acquire(ctx context.Context, nodes []pools.NodeUsage, need in
 		}
 		need = short
 	}
-	a.tl.pool = poolLabel(a.pools)
+	a.tl.setPool(poolLabel(a.pools))
 	if need > 0 {
 		why := skipsString(lastPlan.Skipped)
 		if why == "" {
 			why = "every tier that could give hosts fell short"
 		}
-		c.unmet(ctx, r, a.d, need, why)
+		c.unmet(ctx, r, a.d, need, why+"; asking again with backoff")
 	}
+	return need
 }
 
 // excluded says why the activity gave up on pool, or "".
@@ -207,7 +205,7 @@ func (a *activity) excluded(pool string) string {
 // plan runs the ladder on the current state.
 func (a *activity) plan(ctx context.Context, nodes []pools.NodeUsage, need int) pools.Plan {
 	c, r := a.c, a.tl.r
-	in := pools.LadderInput{Config: c.cfg.Pools, BusinessUnit: r.BusinessUnit, Need: need, Now: c.cfg.Now(), Deadline: r.Deadline,
+	in := pools.LadderInput{Config: c.cfg.Pools, BusinessUnit: r.BusinessUnit, Need: need, Now: c.now(), Deadline: r.Deadline,
 		Unavailable: c.memory}
 	var skipped []pools.Skip
 	paused := c.PausedPools()
@@ -265,7 +263,8 @@ func (a *activity) plan(ctx context.Context, nodes []pools.NodeUsage, need int) 
 // scale-in once the activity is over.
 func (a *activity) hedges(ctx context.Context, plan pools.Plan) []pools.Step {
 	c, r := a.c, a.tl.r
-	if r.Deadline.IsZero() {
+	if r.Deadline.IsZero() || c.now().After(r.Deadline) {
+		// Past the deadline every tier is late: no surplus is bought.
 		return nil
 	}
 	var out []pools.Step
@@ -273,7 +272,7 @@ func (a *activity) hedges(ctx context.Context, plan pools.Plan) []pools.Step {
 	for _, s := range plan.Taken() {
 		used[s.Pool] += s.Hosts
 	}
-	now := c.cfg.Now()
+	now := c.now()
 	for _, s := range plan.Taken() {
 		if s.Tier != pools.TierWarm && s.Tier != pools.TierCold {
 			continue
@@ -316,11 +315,12 @@ func (a *activity) request(ctx context.Context, step pools.Step) int {
 	switch step.Tier {
 	case pools.TierShared:
 		n, err := a.borrow(ctx, step, round)
+		a.mu.Lock()
+		a.borrowed += n
 		if err != nil {
-			a.mu.Lock()
 			a.exclude[step.Pool] = err.Error()
-			a.mu.Unlock()
 		}
+		a.mu.Unlock()
 		return n
 	case pools.TierWarm, pools.TierCold:
 		hosts, err := c.rent(ctx, a.tl, step, round)
@@ -347,7 +347,7 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 		"borrower": r.BusinessUnit, "queued": d.Unplaced(), "blocked": d.Blocked.Reason()})
 	// The intent is durable before the provider acts, so a restart knows
 	// what may be half done.
-	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.now(), Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
 		Actor: "controller", Data: intent,
 		Message: fmt.Sprintf("borrowing %d shared %s for %d queued allocations (%s)", step.Hosts, plural(step.Hosts, "host", "hosts"), d.Unplaced(), d.Blocked.Reason())}); err != nil {
 		return 0, fmt.Errorf("journaling the intent to claim %s: %w", claimID, err)
@@ -359,14 +359,14 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 	}
 	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got})
 	if err != nil && len(hosts) == 0 {
-		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+		c.record(ctx, journal.Event{Time: c.now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 			Data: data, Message: fmt.Sprintf("borrowing from %s failed: %v", step.Pool, err)})
 		if providers.IsInsufficientCapacity(err) || providers.IsQuota(err) {
 			return 0, nil
 		}
 		return 0, fmt.Errorf("borrowing from %s: %w", step.Pool, err)
 	}
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 		Data: data, Message: fmt.Sprintf("borrowed %d %s from %s: %v", len(hosts), plural(len(hosts), "host", "hosts"), step.Pool, got)})
 	return len(hosts), nil
 }
@@ -406,4 +406,19 @@ func skipsString(skips []pools.Skip) string {
 		parts = append(parts, fmt.Sprintf("%s: %s", s.Pool, s.Reason))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// sharedHostSize is the allocatable size of a shared-pool host (the
+// largest, so a mixed pool does not under-size).
+func sharedHostSize(shared *pools.SharedPool, nodes []pools.NodeUsage) (demand.Size, error) {
+	var best demand.Size
+	for _, n := range nodes {
+		if shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) && int(n.CPU) > best.CPUMHz {
+			best = demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)}
+		}
+	}
+	if best.CPUMHz == 0 {
+		return best, fmt.Errorf("no host of the shared pool %s is known to nomad", shared.Name)
+	}
+	return best, nil
 }

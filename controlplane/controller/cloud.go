@@ -10,9 +10,6 @@ import (
 	"sync"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
-
-	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
@@ -72,7 +69,7 @@ func (r *readiness) estimate(cp *pools.CloudPool) time.Duration {
 
 // RestoreTimeToReady replays the measured times-to-ready from the journal.
 func (c *Controller) RestoreTimeToReady(ctx context.Context, q journal.Querier) error {
-	return journal.Each(ctx, q, journal.Filter{Kind: KindHostReady, Since: c.cfg.Now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
+	return journal.Each(ctx, q, journal.Filter{Kind: KindHostReady, Since: c.now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
 		var d struct {
 			Pool    string  `json:"pool"`
 			Seconds float64 `json:"seconds"`
@@ -151,16 +148,6 @@ func byInstance(nodes []pools.NodeUsage) map[string]pools.NodeUsage {
 	return out
 }
 
-// readyInstances is the set of cloud instance IDs whose Nomad node is
-// ready, eligible and done pre-pulling.
-func readyInstances(nodes []pools.NodeUsage) map[string]bool {
-	out := map[string]bool{}
-	for id, n := range byInstance(nodes) {
-		out[id] = nodeReady(n)
-	}
-	return out
-}
-
 func nodeReady(n pools.NodeUsage) bool {
 	return n.Ready && n.Eligible && n.Meta[bootstrap.MetaPrePull] != bootstrap.PrePullPending
 }
@@ -221,7 +208,7 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	}
 	intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": cp.Name, "tier": step.Tier, "hosts": count, "provider": cp.Provider,
 		"borrower": r.BusinessUnit, "offerings": keys, "time_to_ready_seconds": step.TimeToReady.Seconds()})
-	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.now(), Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
 		Actor: "controller", Data: intent,
 		Message: fmt.Sprintf("renting %d %s from %s (%s) for %s, first choice %s", count, plural(count, "host", "hosts"), cp.Name, cp.Provider, r.BusinessUnit, keys[0])}); err != nil {
 		return nil, fmt.Errorf("journaling the intent to claim %s: %w", claimID, err)
@@ -239,12 +226,12 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	pool.UserData = rendered.UserData
 	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
 	if err != nil {
-		c.memory.RecordError(cp.Name, c.cfg.Now(), err, offerings...)
+		c.memory.RecordError(cp.Name, c.now(), err, offerings...)
 	}
 	if len(hosts) > 0 {
 		c.failpoint(FailAfterCloudCall)
 	}
-	now := c.cfg.Now()
+	now := c.now()
 	var out []*rented
 	var ids []string
 	for _, h := range hosts {
@@ -279,7 +266,7 @@ func fallsBack(err error) bool {
 
 func (c *Controller) claimFailed(ctx context.Context, r Request, pool, claimID string, err error) {
 	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": pool, "error": err.Error()})
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 		Data: data, Message: fmt.Sprintf("renting from %s failed: %v", pool, err)})
 }
 
@@ -290,8 +277,8 @@ func (c *Controller) recordRental(ctx context.Context, h providers.Host, tier po
 		tier = pools.TierCold
 	}
 	at := h.LaunchedAt
-	if at.IsZero() || at.After(c.cfg.Now()) {
-		at = c.cfg.Now()
+	if at.IsZero() || at.After(c.now()) {
+		at = c.now()
 	}
 	_, err := c.cfg.Ledger.Borrow(ctx, pools.BorrowRequest{Host: h.ID, HostName: h.ID, Tier: tier, Pool: h.Pool, Lender: h.Pool,
 		Borrower: bu, At: at, Lease: RentalLease, Reason: reason, Claim: claim})
@@ -313,16 +300,20 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 	if len(hosts) == 0 {
 		return nil
 	}
-	log := c.cfg.Logger.With("activity", tl.r.Activity)
 	var runningAt time.Time
 	for {
-		nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-		if err != nil {
-			log.Warn("reading nomad's nodes", "err", err)
+		snap := c.cfg.Cluster.Snapshot()
+		if !snap.Live() {
+			// Unknown: a node missing from a stale model is not a host
+			// that failed to boot. Wait for the model.
+			if err := c.pause(ctx, snap); err != nil {
+				return err
+			}
+			continue
 		}
-		nodeOf := byInstance(nodes)
+		nodeOf := byInstance(snap.NodeUsage())
 		states := c.hostStates(ctx, hosts)
-		now := c.cfg.Now()
+		now := c.now()
 		allRunning, allReady := true, true
 		var next []*rented
 		for _, h := range hosts {
@@ -367,13 +358,11 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			tl.phase(ctx, PhaseHostsRunning, now, fmt.Sprintf("%d rented %s running", len(hosts), plural(len(hosts), "host is", "hosts are")))
 		}
 		if allReady {
-			tl.phase(ctx, PhaseNodesReady, now, fmt.Sprintf("%d rented %s ready nomad nodes serving %s", len(hosts), plural(len(hosts), "host is a", "hosts are"), tl.r.BusinessUnit))
+			tl.phase(ctx, PhaseNodesReady, now, fmt.Sprintf("%d rented %s serving %s", len(hosts), plural(len(hosts), "host is a ready nomad node", "hosts are ready nomad nodes"), tl.r.BusinessUnit))
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(c.cfg.Poll):
+		if err := c.pause(ctx, snap); err != nil {
+			return err
 		}
 	}
 }
@@ -404,8 +393,7 @@ func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string
 // bootstrap config, such as a launch template's, cannot carry it).
 func (c *Controller) markServes(ctx context.Context, n pools.NodeUsage, bu string) {
 	v := bu
-	if _, err := c.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: n.ID, Meta: map[string]*string{pools.MetaServes: &v}},
-		(&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+	if err := c.cfg.Orchestrator.SetNodeMeta(ctx, n.ID, map[string]*string{pools.MetaServes: &v}); err != nil {
 		c.cfg.Logger.Warn("marking a rented node", "node", n.Name, "err", err)
 	}
 }
@@ -419,21 +407,21 @@ func (c *Controller) terminate(ctx context.Context, h providers.Host, activity, 
 	}
 	data, _ := json.Marshal(map[string]any{"host": h.ID, "instance": h.ID, "pool": h.Pool, "claim": h.Claim, "reason": why})
 	subject := "host/" + h.ID
-	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindTerminate, Subject: subject, Activity: activity, Actor: actor, Data: data,
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.now(), Kind: KindTerminate, Subject: subject, Activity: activity, Actor: actor, Data: data,
 		Message: fmt.Sprintf("terminating %s of %s: %s", h.ID, h.Pool, why)}); err != nil {
 		return fmt.Errorf("journaling the intent to terminate %s: %w", h.ID, err)
 	}
 	if err := p.Delete(ctx, h); err != nil && !providers.IsNotFound(err) {
-		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturnFailed, Subject: subject, Activity: activity, Actor: actor, Data: data,
+		c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturnFailed, Subject: subject, Activity: activity, Actor: actor, Data: data,
 			Message: fmt.Sprintf("terminating %s failed: %v", h.ID, err)})
 		return fmt.Errorf("terminating %s: %w", h.ID, err)
 	}
 	if _, lent := c.cfg.Ledger.Loan(h.ID); lent {
-		if _, err := c.cfg.Ledger.Return(ctx, h.ID, c.cfg.Now(), why); err != nil && !errors.Is(err, pools.ErrNotLent) {
+		if _, err := c.cfg.Ledger.Return(ctx, h.ID, c.now(), why); err != nil && !errors.Is(err, pools.ErrNotLent) {
 			return fmt.Errorf("closing the ledger entry of %s: %w", h.ID, err)
 		}
 	}
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindTerminated, Subject: subject, Activity: activity, Actor: actor, Data: data,
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindTerminated, Subject: subject, Activity: activity, Actor: actor, Data: data,
 		Message: fmt.Sprintf("terminated %s of %s: %s", h.ID, h.Pool, why)})
 	return nil
 }

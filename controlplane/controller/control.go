@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
-	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -71,7 +69,7 @@ func (c *Controller) setPaused(ctx context.Context, pool, actor, reason string, 
 	if pause {
 		kind, verb = KindPoolPaused, "paused"
 	}
-	now := c.cfg.Now()
+	now := c.now()
 	data, _ := json.Marshal(map[string]any{"pool": pool, "reason": reason})
 	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: now, Kind: kind, Subject: "pool/" + pool, Actor: actor, Data: data,
 		Message: fmt.Sprintf("pool %s %s by %s: %s", pool, verb, actor, reason)}); err != nil {
@@ -129,11 +127,11 @@ func (c *Controller) Release(ctx context.Context, host, actor, reason string) (p
 	if c.cfg.Ledger == nil {
 		return pools.Loan{}, ErrNoPools
 	}
-	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-	if err != nil {
-		return pools.Loan{}, fmt.Errorf("reading nomad's nodes: %w", err)
+	snap := c.cfg.Cluster.Snapshot()
+	if !snap.Live() {
+		return pools.Loan{}, fmt.Errorf("the cluster model is not following nomad (%s): try again", snap.Sync().Err)
 	}
-	nodeOf := byInstance(nodes)
+	nodeOf := byInstance(snap.NodeUsage())
 	type match struct {
 		loan pools.Loan
 		node string
@@ -164,13 +162,7 @@ func (c *Controller) Release(ctx context.Context, host, actor, reason string) (p
 	m := found[0]
 	allocs := 0
 	if m.node != "" {
-		if as, _, err := c.cfg.Nomad.Nodes().Allocations(m.node, (&nomad.QueryOptions{}).WithContext(ctx)); err == nil {
-			for _, a := range as {
-				if !a.ClientTerminalStatus() {
-					allocs++
-				}
-			}
-		}
+		allocs = len(snap.AllocsOnNode(m.node))
 	}
 	return m.loan, c.giveBack(ctx, m.loan, m.node, allocs, actor, fmt.Sprintf("released by %s: %s", actor, reason))
 }

@@ -1,14 +1,27 @@
-// Package controller owns scale-out capacity. When the scaler raises a task
-// group's count, Nomad places what fits at once and queues the rest; the
-// controller reads that demand, sizes the hosts it needs, plans them on the
-// capacity ladder, journals each intent before it acts, borrows hosts from
-// the shared internal pool, and follows the activity until its allocations
-// are healthy. Every activity is a timeline of named phases, journaled and
-// exported as spillway_scaleout_phase_seconds{phase,pool}.
+// Package controller owns Spillway's capacity: finding hosts for what
+// Nomad cannot place, giving them back, and cleaning up after crashes. It
+// reads the cluster only through the live model (controlplane/cluster) and
+// changes Nomad only through a cluster.Orchestrator, so each controller is
+// tested against fakes with a stepped clock.
 //
-// The tiers are asked in parallel: hosts borrowed from the shared pool are
-// ready at once, rented cloud hosts boot the pool's Ignition config and are
-// followed until they are ready Nomad nodes serving the business unit.
+// It is four controllers over one shared core (Controller):
+//
+//   - provisioning (provisioning.go): every task group of a business unit
+//     Spillway serves that has allocations Nomad queued, whoever raised
+//     its count, gets a scale-out activity: hosts sized from the queued
+//     allocations, planned on the capacity ladder, borrowed and rented
+//     (activity.go, cloud.go), followed until the allocations are healthy.
+//     Each activity is a timeline of named phases, journaled and exported
+//     as spillway_scaleout_phase_seconds{phase,pool}.
+//   - disruption (disruption.go): scale-in gives back what the business
+//     units no longer need, rented hosts before borrowed ones.
+//   - garbage collection (gc.go): orphaned instances and launches that
+//     never became ready nodes.
+//   - the reconcile pass (reconcile.go), at the start of a term and every
+//     minute: the ledger against Nomad and the clouds, and the resumption
+//     of interrupted scale-outs.
+//
+// Every intent is journaled before it is acted on.
 package controller
 
 import (
@@ -19,15 +32,14 @@ import (
 	"sync"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
-	"github.com/spillwayhq/spillway/providers/internalpool"
 )
 
 // Phases of a scale-out, in order.
@@ -77,51 +89,81 @@ type Journal interface {
 	journal.Querier
 }
 
+// SharedPool is the shared internal pool the controller borrows from;
+// internalpool.Provider is the real one.
+type SharedPool interface {
+	Create(ctx context.Context, claim providers.Claim) ([]providers.Host, error)
+	Delete(ctx context.Context, host providers.Host) error
+	// Free is how many shared hosts may be borrowed now.
+	Free(ctx context.Context) (int, error)
+	// Verify compares the ledger with Nomad's node meta; Repair makes
+	// Nomad agree with the ledger.
+	Verify(ctx context.Context) ([]pools.Discrepancy, error)
+	Repair(ctx context.Context, ds []pools.Discrepancy) error
+}
+
 // Config wires a controller.
 type Config struct {
-	Nomad  *nomad.Client
-	Pools  *pools.Config
-	Ledger *pools.Ledger
-	Shared *internalpool.Provider // nil without a shared pool
+	// Cluster is the live model every read of Nomad goes through;
+	// Orchestrator makes every change.
+	Cluster      cluster.Source
+	Orchestrator cluster.Orchestrator
+	Pools        *pools.Config
+	Ledger       *pools.Ledger
+	// Shared is the shared pool; nil without one.
+	Shared SharedPool
 	// Clouds are the providers of the cloud pools, by pool name. A cloud
 	// pool without one is never rented from.
 	Clouds map[string]providers.Provider
+	// Policies are the policies in force: the one governing a task group
+	// gives a scale-out's deadline (and its business unit, when the group
+	// does not name one). Nil means none.
+	Policies func() *policies.Set
 	// OrphanGrace is how old an instance tagged as this cluster's must be
-	// before the reconciler terminates it for want of a journaled claim.
+	// before the collector terminates it for want of a journaled claim.
 	// Default 10m.
 	OrphanGrace time.Duration
 	Journal     Journal
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// Clock drives every wait and loop; default the real clock.
+	Clock  clockwork.Clock
+	Logger *slog.Logger
 	// Failpoint, when set, is called at named points of a scale operation
 	// (FailAfterClaimJournaled, FailAfterCloudCall, FailDuringDrain); the
 	// crash tests make it kill the process there.
 	Failpoint func(point string)
-	// Registerer receives the phase histogram; nil registers nothing.
+	// Registerer receives the controller's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
-	// Poll is how often the controller re-reads Nomad while it waits. Default 500ms.
+	// Poll bounds how long a wait goes without looking again when the
+	// model does not change (cloud states change outside it). Default 500ms.
 	Poll time.Duration
 }
 
-// Controller runs scale-out activities.
+// Controller is the core the controllers share: configuration, the
+// activities in flight, paused pools, what the ladder remembers and the
+// learnt times-to-ready.
 type Controller struct {
 	cfg    Config
 	phases *prometheus.HistogramVec
 	missed prometheus.Counter
 	fixes  *prometheus.CounterVec
+	unmetC prometheus.Counter
 	mu     sync.Mutex
 	active map[policies.Target]string // target -> activity in flight
 	paused map[string]PoolPause       // pools the controller takes nothing from
+	hints  map[policies.Target]Hint   // what the scaler said of a count it raised
 	wg     sync.WaitGroup
 	// memory remembers offerings that ran out, for the ladder.
 	memory *pools.OfferingMemory
 	ready  readiness
+	// skipped remembers the queued groups the provisioner cannot serve,
+	// so it says why once.
+	skipped map[policies.Target]string
 }
 
 // New builds a controller.
 func New(cfg Config) *Controller {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -132,11 +174,19 @@ func New(cfg Config) *Controller {
 	if cfg.OrphanGrace <= 0 {
 		cfg.OrphanGrace = 10 * time.Minute
 	}
+	if cfg.Policies == nil {
+		cfg.Policies = func() *policies.Set { return &policies.Set{} }
+	}
+	if cfg.Pools == nil {
+		cfg.Pools = &pools.Config{}
+	}
 	c := &Controller{
-		cfg:    cfg,
-		active: map[policies.Target]string{},
-		paused: map[string]PoolPause{},
-		memory: pools.NewOfferingMemory(pools.DefaultUnavailableFor),
+		cfg:     cfg,
+		active:  map[policies.Target]string{},
+		paused:  map[string]PoolPause{},
+		hints:   map[policies.Target]Hint{},
+		skipped: map[policies.Target]string{},
+		memory:  pools.NewOfferingMemory(pools.DefaultUnavailableFor),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spillway_scaleout_phase_seconds",
 			Help:    "Seconds from a scale-out's trigger to each of its phases, by phase and pool.",
@@ -146,16 +196,22 @@ func New(cfg Config) *Controller {
 			Name: "spillway_scaleout_deadline_missed_total",
 			Help: "Scale-outs whose allocations were not healthy by the policy's deadline.",
 		}),
+		unmetC: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spillway_capacity_unmet_total",
+			Help: "Rounds of a scale-out in which no tier could give all the hosts it needed.",
+		}),
 		fixes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_reconcile_fixes_total",
 			Help: "Differences between the lending ledger and Nomad the reconciler repaired (or failed to).",
 		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes)
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC)
 	}
 	return c
 }
+
+func (c *Controller) now() time.Time { return c.cfg.Clock.Now() }
 
 // Request is one scale-out to follow.
 type Request struct {
@@ -170,13 +226,30 @@ type Request struct {
 	// resumed marks an activity a new term took over after a crash; its
 	// trigger and decided phases are journaled already.
 	resumed bool
+	// observed marks queued work no decision of Spillway's announced (an
+	// operator's `nomad job scale`, a deploy): its activity is journaled
+	// only once it needs capacity, so work Nomad places on its own within
+	// moments leaves no activity behind.
+	observed bool
 }
 
 // Wait blocks until every activity started by Start has ended.
 func (c *Controller) Wait() { c.wg.Wait() }
 
+// Active returns the activities in flight, by target.
+func (c *Controller) Active() map[policies.Target]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[policies.Target]string, len(c.active))
+	for k, v := range c.active {
+		out[k] = v
+	}
+	return out
+}
+
 // Start runs a scale-out activity in the background, unless one is already
-// in flight for the target (it will see the new count too).
+// in flight for the target (it sees the new demand too). It reports
+// whether it started one.
 func (c *Controller) Start(ctx context.Context, r Request) bool {
 	c.mu.Lock()
 	if _, busy := c.active[r.Target]; busy {
@@ -196,18 +269,13 @@ func (c *Controller) Start(ctx context.Context, r Request) bool {
 		if err := c.ScaleOut(ctx, r); err != nil {
 			c.cfg.Logger.Error("scale-out", "activity", r.Activity, "target", r.Target.String(), "err", err)
 			if ctx.Err() == nil { // not a shutdown or a lost term: the next leader must not resume it
-				c.record(context.WithoutCancel(ctx), journal.Event{Time: c.cfg.Now(), Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity,
+				c.record(context.WithoutCancel(ctx), journal.Event{Time: c.now(), Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity,
 					Actor: "controller", Message: fmt.Sprintf("scale-out ended unfinished: %v", err)})
 			}
 		}
 	}()
 	return true
 }
-
-// settleTime is how long allocations may stay queued after their hosts
-// are ready before the activity looks for more hosts: Nomad places queued
-// allocations within a second or two of a node becoming ready.
-const settleTime = 5 * time.Second
 
 // timeline records the phases of one activity, each once.
 type timeline struct {
@@ -225,13 +293,14 @@ func (tl *timeline) phase(ctx context.Context, phase string, at time.Time, msg s
 	}
 	seen := tl.done[phase]
 	tl.done[phase] = true
+	pool := tl.pool
 	tl.mu.Unlock()
 	if seen {
 		return
 	}
 	secs := at.Sub(tl.r.Triggered).Seconds()
-	tl.c.phases.WithLabelValues(phase, tl.pool).Observe(secs)
-	fields := map[string]any{"phase": phase, "seconds": secs, "pool": tl.pool, "target": tl.r.Target}
+	tl.c.phases.WithLabelValues(phase, pool).Observe(secs)
+	fields := map[string]any{"phase": phase, "seconds": secs, "pool": pool, "target": tl.r.Target}
 	if phase == PhaseTrigger {
 		// Enough to resume the activity after a crash (Resume).
 		fields["business_unit"], fields["triggered"], fields["decided"], fields["deadline"] = tl.r.BusinessUnit, tl.r.Triggered, tl.r.Decided, tl.r.Deadline
@@ -241,163 +310,80 @@ func (tl *timeline) phase(ctx context.Context, phase string, at time.Time, msg s
 		Actor: "controller", Message: fmt.Sprintf("%s after %.1fs: %s", phase, secs, msg), Data: data})
 }
 
+// begin journals the trigger and decided phases, once.
+func (tl *timeline) begin(ctx context.Context) {
+	if tl.r.resumed {
+		return
+	}
+	tl.phase(ctx, PhaseTrigger, tl.r.Triggered, "the trigger arrived")
+	tl.phase(ctx, PhaseDecided, tl.r.Decided, "the count was raised")
+}
+
+// begun reports whether the activity has journaled anything.
+func (tl *timeline) begun() bool {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return len(tl.done) > 0 || tl.r.resumed
+}
+
+func (tl *timeline) setPool(p string) {
+	tl.mu.Lock()
+	tl.pool = p
+	tl.mu.Unlock()
+}
+
 func (c *Controller) record(ctx context.Context, ev journal.Event) {
 	if _, err := c.cfg.Journal.Append(ctx, ev); err != nil {
 		c.cfg.Logger.Error("journaling", "kind", ev.Kind, "err", err)
 	}
 }
 
-// ScaleOut follows one scale-out: it waits for Nomad's placement, finds
-// hosts for what is queued, and waits for the allocations to be healthy.
-func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
-	tl := &timeline{c: c, r: r, pool: "none"}
-	if !r.resumed {
-		tl.phase(ctx, PhaseTrigger, r.Triggered, "the trigger arrived")
-		tl.phase(ctx, PhaseDecided, r.Decided, "the count was raised")
+// await waits until cond holds on a live snapshot of the cluster, looking
+// again whenever the model changes and at least every Poll, and returns
+// the snapshot and when. A snapshot that is not live is unknown: cond is
+// not asked.
+func (c *Controller) await(ctx context.Context, cond func(*cluster.Snapshot) (bool, error)) (*cluster.Snapshot, time.Time, error) {
+	var last error
+	for {
+		s := c.cfg.Cluster.Snapshot()
+		if s.Live() {
+			ok, err := cond(s)
+			if ok {
+				return s, c.now(), nil
+			}
+			if err != nil {
+				last = err
+			}
+		}
+		if err := c.pause(ctx, s); err != nil {
+			if last != nil {
+				return s, time.Time{}, fmt.Errorf("%w (last error: %v)", err, last)
+			}
+			return s, time.Time{}, err
+		}
 	}
-	ctx, cancel := context.WithDeadline(ctx, r.Deadline.Add(5*time.Minute))
-	defer cancel()
+}
 
-	d, err := c.settled(ctx, r.Target)
-	if err != nil {
-		return err
+// pause returns when the model changes after s, after Poll, or with ctx's
+// error.
+func (c *Controller) pause(ctx context.Context, s *cluster.Snapshot) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.Changed():
+	case <-c.cfg.Clock.After(c.cfg.Poll):
 	}
-	a := &activity{c: c, tl: tl, d: d, exclude: map[string]string{}}
-	if err := a.run(ctx); err != nil {
-		return err
-	}
-	lastRun := c.cfg.Now()
-	placedAt, err := c.until(ctx, func() (bool, error) {
-		d, err := demand.Read(ctx, c.cfg.Nomad, r.Target)
-		if err != nil {
-			return false, err
-		}
-		if d.Queued == 0 && d.Running+d.Starting >= d.Count {
-			return true, nil
-		}
-		// Still queued a while after the hosts came: the count rose again
-		// (the scaler does not start a second activity for a target), or a
-		// host was lost. Find hosts for what is queued now.
-		if d.Queued > 0 && c.cfg.Now().Sub(lastRun) > settleTime && a.round < maxRounds {
-			a.d = d
-			err := a.run(ctx)
-			lastRun = c.cfg.Now()
-			return false, err
-		}
-		return false, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)
-	}
-	tl.phase(ctx, PhasePlaced, placedAt, "every allocation has a host")
-	healthyAt, err := c.until(ctx, func() (bool, error) { return c.healthy(ctx, r.Target) })
-	if err != nil {
-		return fmt.Errorf("waiting for %s to be healthy: %w", r.Target, err)
-	}
-	tl.phase(ctx, PhaseHealthy, healthyAt, "every allocation is healthy")
-	took := healthyAt.Sub(r.Triggered)
-	if healthyAt.After(r.Deadline) {
-		c.missed.Inc()
-		c.record(ctx, journal.Event{Time: healthyAt, Kind: KindMissed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
-			Message: fmt.Sprintf("healthy after %s, past the deadline of %s", took.Round(time.Second), r.Deadline.Sub(r.Triggered).Round(time.Second))})
-	}
-	c.record(ctx, journal.Event{Time: healthyAt, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
-		Message: fmt.Sprintf("scale-out done in %s", took.Round(100*time.Millisecond))})
 	return nil
 }
 
-// settled waits until Nomad has evaluated the new count: every allocation
-// is placed, starting or queued.
-func (c *Controller) settled(ctx context.Context, t policies.Target) (demand.Demand, error) {
-	var d demand.Demand
-	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	_, err := c.until(wait, func() (bool, error) {
-		var err error
-		d, err = demand.Read(ctx, c.cfg.Nomad, t)
-		return err == nil && d.Running+d.Starting+d.Queued >= d.Count, err
-	})
-	if err != nil {
-		return d, fmt.Errorf("waiting for nomad to evaluate %s: %w", t, err)
+// sleep waits d on the clock, or until ctx ends.
+func (c *Controller) sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.cfg.Clock.After(d):
+		return nil
 	}
-	return d, nil
-}
-
-// until polls cond until it is true, and returns when.
-func (c *Controller) until(ctx context.Context, cond func() (bool, error)) (time.Time, error) {
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return c.cfg.Now(), nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return time.Time{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
-			}
-			return time.Time{}, ctx.Err()
-		case <-time.After(c.cfg.Poll):
-		}
-	}
-}
-
-// healthy reports whether every allocation of the group's count is running
-// and, where Nomad tracks deployment health, healthy.
-func (c *Controller) healthy(ctx context.Context, t policies.Target) (bool, error) {
-	q := (&nomad.QueryOptions{Namespace: t.Namespace}).WithContext(ctx)
-	allocs, _, err := c.cfg.Nomad.Jobs().Allocations(t.Job, false, q)
-	if err != nil {
-		return false, err
-	}
-	job, _, err := c.cfg.Nomad.Jobs().Info(t.Job, q)
-	if err != nil {
-		return false, err
-	}
-	want := 0
-	for _, g := range job.TaskGroups {
-		if g.Name != nil && *g.Name == t.Group && g.Count != nil {
-			want = *g.Count
-		}
-	}
-	n := 0
-	for _, a := range allocs {
-		if a.TaskGroup != t.Group || a.ClientStatus != nomad.AllocClientStatusRunning || a.DesiredStatus != nomad.AllocDesiredStatusRun {
-			continue
-		}
-		if a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && !*a.DeploymentStatus.Healthy {
-			continue
-		}
-		if a.DeploymentStatus != nil && a.DeploymentStatus.Healthy == nil {
-			continue // health not decided yet
-		}
-		n++
-	}
-	return n >= want, nil
-}
-
-func (c *Controller) unmet(ctx context.Context, r Request, d demand.Demand, hosts int, why string) {
-	data, _ := json.Marshal(map[string]any{"queued": d.Unplaced(), "hosts": hosts, "blocked": d.Blocked.Reason()})
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindUnmet, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
-		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s", d.Unplaced(), r.Target, why)})
-}
-
-// sharedHostSize is the allocatable size of a shared-pool host (the
-// largest, so a mixed pool does not under-size).
-func sharedHostSize(shared *pools.SharedPool, nodes []pools.NodeUsage) (demand.Size, error) {
-	var best demand.Size
-	for _, n := range nodes {
-		if shared.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) && int(n.CPU) > best.CPUMHz {
-			best = demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)}
-		}
-	}
-	if best.CPUMHz == 0 {
-		return best, fmt.Errorf("no host of the shared pool %s is known to nomad", shared.Name)
-	}
-	return best, nil
 }
 
 func plural(n int, one, many string) string {

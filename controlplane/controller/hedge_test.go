@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -20,7 +22,7 @@ func TestHedges(t *testing.T) {
 	}
 	defer db.Close()
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	c := New(Config{Journal: db.Events(), Now: func() time.Time { return now }})
+	c := New(Config{Journal: db.Events(), Clock: clockwork.NewFakeClockAt(now)})
 	plan := pools.Plan{Steps: []pools.Step{
 		{Tier: pools.TierShared, Pool: "shared", Hosts: 1, Available: 1},
 		{Tier: pools.TierCold, Pool: "aws", Hosts: 3, Available: 3, TimeToReady: 2 * time.Minute},

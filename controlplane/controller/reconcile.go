@@ -10,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
@@ -41,7 +40,7 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 	if len(ds) == 0 {
 		return 0, nil
 	}
-	now := c.cfg.Now()
+	now := c.now()
 	for _, d := range ds {
 		data, _ := json.Marshal(d)
 		c.record(ctx, journal.Event{Time: now, Kind: KindDiscrepancy, Subject: "host/" + d.Host, Actor: "controller", Data: data,
@@ -49,12 +48,12 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 	}
 	if err := c.cfg.Shared.Repair(ctx, ds); err != nil {
 		c.fixes.WithLabelValues("failed").Add(1)
-		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindRepairFail, Actor: "controller",
+		c.record(ctx, journal.Event{Time: c.now(), Kind: KindRepairFail, Actor: "controller",
 			Message: fmt.Sprintf("repairing %d differences failed: %v", len(ds), err)})
 		return len(ds), fmt.Errorf("repairing: %w", err)
 	}
 	c.fixes.WithLabelValues("repaired").Add(float64(len(ds)))
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindRepaired, Actor: "controller",
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindRepaired, Actor: "controller",
 		Message: fmt.Sprintf("repaired %d differences between the ledger and nomad", len(ds))})
 	return len(ds), nil
 }
@@ -63,9 +62,8 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 // ownership tags) with the ledger, the journal and Nomad, and finishes or
 // rolls back what a crash left half done:
 //   - an instance whose claim is journaled but which the ledger lacks (a
-//     crash after the cloud call) is adopted into the ledger;
-//   - an instance no journaled claim names is terminated once it is older
-//     than OrphanGrace;
+//     crash after the cloud call) is adopted into the ledger (an instance
+//     no journaled claim names is the collector's, gc.go);
 //   - a ledger entry whose instance is gone is closed;
 //   - a rented node that lost spillway.serves gets it back;
 //   - a host whose return was journaled but not finished (a crash during
@@ -84,18 +82,18 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-	if err != nil {
-		return 0, fmt.Errorf("reading nomad's nodes: %w", err)
+	snap := c.cfg.Cluster.Snapshot()
+	if !snap.Live() {
+		return 0, fmt.Errorf("the cluster model is not following nomad (%s): reconciling later", snap.Sync().Err)
 	}
-	nodeOf := byInstance(nodes)
-	now := c.cfg.Now()
+	nodeOf := byInstance(snap.NodeUsage())
+	now := c.now()
 	fixes := 0
 	fixed := func(kind, subject, msg string, data any) {
 		fixes++
 		c.fixes.WithLabelValues("repaired").Inc()
 		b, _ := json.Marshal(data)
-		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: kind, Subject: subject, Actor: "reconciler", Data: b, Message: msg})
+		c.record(ctx, journal.Event{Time: c.now(), Kind: kind, Subject: subject, Actor: "reconciler", Data: b, Message: msg})
 	}
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(c.cfg.Clouds)) {
@@ -119,15 +117,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 						map[string]any{"host": h.ID, "pool": name, "claim": h.Claim, "borrower": cl.borrower})
 					continue
 				}
-				if age := now.Sub(h.LaunchedAt); !h.LaunchedAt.IsZero() && age > c.cfg.OrphanGrace {
-					if err := c.terminate(ctx, h, "", "reconciler", fmt.Sprintf("tagged as this cluster's for %s, but no journaled claim names it (claim %q)", age.Round(time.Second), h.Claim)); err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					fixes++
-					c.fixes.WithLabelValues("repaired").Inc()
-				}
-				continue
+				continue // an orphan: the collector's (gc.go)
 			}
 			n, registered := nodeOf[h.ID]
 			if registered && n.Ready && n.Meta[pools.MetaServes] != loan.Borrower {
@@ -185,7 +175,7 @@ type journaledClaim struct {
 // journaledClaims reads the claims journaled in the last week.
 func (c *Controller) journaledClaims(ctx context.Context) (map[string]journaledClaim, error) {
 	out := map[string]journaledClaim{}
-	err := journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: KindIntent, Since: c.cfg.Now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
+	err := journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: KindIntent, Since: c.now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
 		var d struct {
 			Claim, Borrower string
 			Tier            pools.Tier
@@ -211,7 +201,7 @@ func (c *Controller) pendingReturns(ctx context.Context) (map[string]bool, error
 	}
 	var marks []mark
 	for _, kind := range []string{KindIntentReturn, KindReturned} {
-		err := journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: kind, Since: c.cfg.Now().Add(-24 * time.Hour)}, func(ev journal.Event) error {
+		err := journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: kind, Since: c.now().Add(-24 * time.Hour)}, func(ev journal.Event) error {
 			var d struct{ Instance, Node string }
 			if json.Unmarshal(ev.Data, &d) == nil {
 				if d.Instance == "" {
@@ -241,7 +231,7 @@ func (c *Controller) pendingReturns(ctx context.Context) (map[string]bool, error
 // not passed, is started again. Claims are not repeated: the hosts rented
 // before are in the ledger (or adopted by ReconcileClouds) and followed.
 func (c *Controller) Resume(ctx context.Context) (int, error) {
-	now := c.cfg.Now()
+	now := c.now()
 	type started struct {
 		r  Request
 		ok bool

@@ -6,6 +6,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -55,4 +56,31 @@ func deref(p *int) int {
 		return 0
 	}
 	return *p
+}
+
+// ClusterGroups reads task groups from the cluster model: no request to
+// Nomad per evaluation. While the model is not live, the count is unknown
+// and Group fails.
+type ClusterGroups struct{ Cluster cluster.Source }
+
+var _ Groups = ClusterGroups{}
+
+// Group implements [Groups].
+func (c ClusterGroups) Group(_ context.Context, t policies.Target) (Group, error) {
+	s := c.Cluster.Snapshot()
+	if !s.Live() {
+		return Group{}, fmt.Errorf("the count of %s is unknown: the cluster model is not following nomad (%s)", t, s.Sync().Err)
+	}
+	j, ok := s.Job(t.Namespace, t.Job)
+	if !ok {
+		return Group{}, fmt.Errorf("nomad has no job %q in namespace %q", t.Job, t.Namespace)
+	}
+	if j.Stop {
+		return Group{}, fmt.Errorf("nomad job %q in namespace %q is stopped", t.Job, t.Namespace)
+	}
+	g, ok := j.Groups[t.Group]
+	if !ok {
+		return Group{}, fmt.Errorf("nomad job %q in namespace %q has no task group %q", t.Job, t.Namespace, t.Group)
+	}
+	return Group{Count: g.Count, CPUMHz: g.PerAlloc.CPUMHz, Cores: g.Cores, MemoryMB: g.PerAlloc.MemoryMB}, nil
 }

@@ -2,7 +2,9 @@ package journal
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -62,6 +64,14 @@ type Event struct {
 	// wrote the event, when replicas elect a leader; 0 otherwise. It is
 	// set by the journal on append.
 	Term int64 `json:"term,omitempty"`
+}
+
+// NewActivity names one scaling operation (a decision and the scale-out
+// that follows it): "act-<UTC time>-<random>".
+func NewActivity(now time.Time) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("act-%s-%s", now.UTC().Format("20060102T150405"), hex.EncodeToString(b))
 }
 
 // Filter selects events. Zero fields do not filter.

@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spillwayhq/spillway/controlplane/config"
@@ -81,7 +82,10 @@ type Options struct {
 	TTL, RenewInterval time.Duration
 	// RetryInterval: see DefaultRetryInterval.
 	RetryInterval time.Duration
-	Logger        *slog.Logger
+	// Clock measures the lease on this replica (default: the real clock;
+	// its monotonic reading, so a wall-clock jump does not move it).
+	Clock  clockwork.Clock
+	Logger *slog.Logger
 	// Registerer receives spillway_leader, spillway_leader_term,
 	// spillway_leader_transitions_total, spillway_leader_lease_errors_total,
 	// spillway_leader_handover_seconds and spillway_leader_fenced_total;
@@ -151,6 +155,9 @@ func New(opts Options) (*Elector, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	e := &Elector{
 		opts:    opts,
@@ -237,8 +244,8 @@ func (e *Elector) Token() (int64, error) {
 	switch {
 	case !e.leading:
 		return 0, ErrNotLeader
-	case !time.Now().Before(e.deadline):
-		return 0, fmt.Errorf("%w: the lease of term %d ran out %s ago on this replica's clock", ErrNotLeader, e.term, time.Since(e.deadline).Round(time.Millisecond))
+	case !e.opts.Clock.Now().Before(e.deadline):
+		return 0, fmt.Errorf("%w: the lease of term %d ran out %s ago on this replica's clock", ErrNotLeader, e.term, e.opts.Clock.Since(e.deadline).Round(time.Millisecond))
 	}
 	return e.term, nil
 }
@@ -281,7 +288,7 @@ func (e *Elector) Run(ctx context.Context, work func(ctx context.Context, term T
 	defer e.setFollower("stopped")
 	for {
 		wait := e.opts.RetryInterval
-		start := time.Now()
+		start := e.opts.Clock.Now()
 		g, err := e.acquire(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -331,7 +338,7 @@ func (e *Elector) lead(ctx context.Context, g journal.Grant, askedAt time.Time, 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		work(workCtx, Term{Token: g.Term, Began: time.Now(), Previous: g.Previous})
+		work(workCtx, Term{Token: g.Term, Began: e.opts.Clock.Now(), Previous: g.Previous})
 	}()
 	// Drop a refusal left over from an earlier term.
 	select {
@@ -341,11 +348,11 @@ func (e *Elector) lead(ctx context.Context, g journal.Grant, askedAt time.Time, 
 
 	release := true
 	reason := ""
-	next := time.NewTimer(e.opts.RenewInterval)
+	next := e.opts.Clock.NewTimer(e.opts.RenewInterval)
 	defer next.Stop()
 loop:
 	for {
-		fence := time.NewTimer(time.Until(e.leaseDeadline()))
+		fence := e.opts.Clock.NewTimer(e.opts.Clock.Until(e.leaseDeadline()))
 		select {
 		case <-ctx.Done():
 			reason = "shutting down"
@@ -353,11 +360,11 @@ loop:
 			reason = "the leader's work returned"
 		case <-e.refused:
 			reason, release = "the journal refused this term's token: a newer term began", false
-		case <-fence.C:
+		case <-fence.Chan():
 			reason, release = "the lease was not renewed within its TTL", false
-		case <-next.C:
+		case <-next.Chan():
 			fence.Stop()
-			start := time.Now()
+			start := e.opts.Clock.Now()
 			err := e.renew(ctx, g.Term)
 			switch {
 			case err == nil:
@@ -370,7 +377,7 @@ loop:
 				reason, release = "the lease is no longer this term's", false
 			default:
 				e.errors.WithLabelValues("renew").Inc()
-				left := time.Until(e.leaseDeadline())
+				left := e.opts.Clock.Until(e.leaseDeadline())
 				e.log.Warn("renewing the leader lease failed; retrying until it runs out", "err", err, "left", left.Round(time.Millisecond))
 				next.Reset(min(time.Second, max(left/4, 50*time.Millisecond)))
 				continue loop
@@ -385,7 +392,7 @@ loop:
 	e.setFollower(reason)
 	stopWork()
 	<-done
-	if release && time.Now().Before(deadline) {
+	if release && e.opts.Clock.Now().Before(deadline) {
 		// Release even when ctx ended: the next leader need not wait a TTL.
 		rctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
@@ -418,10 +425,10 @@ func (e *Elector) extend(deadline time.Time) {
 // warnAcquire logs a failed attempt to campaign: a new error at once, the
 // same one again once a minute.
 func (e *Elector) warnAcquire(err error) {
-	if err.Error() == e.lastWarnErr && time.Since(e.lastWarn) < time.Minute {
+	if err.Error() == e.lastWarnErr && e.opts.Clock.Since(e.lastWarn) < time.Minute {
 		return
 	}
-	e.lastWarn, e.lastWarnErr = time.Now(), err.Error()
+	e.lastWarn, e.lastWarnErr = e.opts.Clock.Now(), err.Error()
 	e.log.Warn("could not take part in the leader election; retrying", "err", err)
 }
 

@@ -34,7 +34,7 @@ var (
 )
 
 // CountReader reads a task group's current count. Counts that implement it
-// (NomadCounts does) allow manual scaling by a delta.
+// (ClusterCounts does) allow manual scaling by a delta.
 type CountReader interface {
 	Count(ctx context.Context, t policies.Target) (int, error)
 }
@@ -72,8 +72,7 @@ func (s *Scaler) setPaused(ctx context.Context, policy, actor, reason string, pa
 	if !ok {
 		return Pause{}, false, fmt.Errorf("policy %q: %w", policy, ErrUnknownPolicy)
 	}
-	s.act.Lock()
-	defer s.act.Unlock()
+	defer s.lock(pol.Target)()
 	s.mu.Lock()
 	cur, paused := s.paused[policy]
 	s.mu.Unlock()
@@ -209,8 +208,7 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 	if m.Reason == "" {
 		return res, fmt.Errorf("%w: a reason is required", ErrInvalidCount)
 	}
-	s.act.Lock()
-	defer s.act.Unlock()
+	defer s.lock(m.Target)()
 	reader, ok := s.cfg.Counts.(CountReader)
 	if !ok {
 		return res, ErrCannotReadCount
@@ -238,7 +236,7 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 		dir = policies.Down
 	}
 	if res.Changed {
-		res.Activity = newActivity(now)
+		res.Activity = journal.NewActivity(now)
 	}
 	data, _ := json.Marshal(map[string]any{
 		"target": m.Target, "current": cur, "desired": res.Desired, "direction": dir,
@@ -268,6 +266,9 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 	// The next routine decision differs from this one: journal it.
 	delete(s.lastNoted, m.Target)
 	s.mu.Unlock()
+	if s.cfg.OnScaled != nil {
+		s.cfg.OnScaled(Scaled{Target: m.Target, From: cur, To: res.Desired, Activity: res.Activity, Triggered: now, Decided: now})
+	}
 	if _, err := s.cfg.Journal.Append(ctx, journal.Event{
 		Time: s.cfg.Now(), Kind: journal.KindScale, Subject: m.Target.String(), Activity: res.Activity, Actor: m.Actor,
 		Message: fmt.Sprintf("set the count of %s from %d to %d: manual scaling by %s: %s", m.Target, cur, res.Desired, m.Actor, m.Reason),

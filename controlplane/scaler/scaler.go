@@ -11,8 +11,6 @@ package scaler
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spillwayhq/spillway/controlplane/alerts"
@@ -53,10 +52,33 @@ type Config struct {
 	Journal   Journal
 	// Alerts is the firing set; nil means no alerts.
 	Alerts *alerts.Store
+	// Clock drives the evaluation loop; Now, when set, is the time the
+	// decisions are stamped with (default: the clock's).
+	Clock  clockwork.Clock
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Parallel bounds the evaluations that run at once in an interval
+	// sweep, and, separately, those of triggers. Default 8.
+	Parallel int
 	// Registerer receives the scaler's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// OnScaled, when set, is told of every count the scaler changed, after
+	// Nomad took it: the provisioning controller gives the scale-out that
+	// follows the same activity and timeline.
+	OnScaled func(Scaled)
+}
+
+// Scaled is a count the scaler changed.
+type Scaled struct {
+	Target   policies.Target
+	From, To int
+	// Activity is the decision's activity in the journal.
+	Activity string
+	// Policy is the winning policy; "" for a manual scaling.
+	Policy string
+	// Triggered is when the trigger arrived; Decided when the decision was
+	// made, just before the count was set.
+	Triggered, Decided time.Time
 }
 
 // Trigger asks for an evaluation now.
@@ -70,13 +92,10 @@ type Trigger struct {
 	At time.Time
 }
 
-// Meta keys the scaler sets on a scaling, in Nomad's scaling event and for
-// the Counts that carry it out.
+// Meta keys the scaler records in Nomad's scaling event of a change.
 const (
-	MetaActivity    = "spillway.activity"
-	MetaPolicy      = "spillway.policy"
-	MetaTriggeredAt = "spillway.triggered_at"
-	MetaDecidedAt   = "spillway.decided_at"
+	MetaActivity = "spillway.activity"
+	MetaPolicy   = "spillway.policy"
 )
 
 // DeploymentRetry is how soon a group whose scaling Nomad refused during a
@@ -96,9 +115,12 @@ type Scaler struct {
 	lastNoted map[policies.Target]string
 	// paused holds the paused policies by name (see Pause).
 	paused map[string]Pause
-	// act serialises changes of count: an evaluation and a manual scaling
-	// of the same group never interleave.
-	act sync.Mutex
+	// locks serialise the evaluations and manual scalings of one group:
+	// they never interleave, while other groups go on in parallel.
+	locks map[policies.Target]*sync.Mutex
+	// inflight marks the groups an interval sweep is evaluating, so a slow
+	// one is not queued again.
+	inflight map[policies.Target]bool
 
 	evaluations *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
@@ -107,8 +129,14 @@ type Scaler struct {
 
 // New builds a scaler.
 func New(cfg Config) *Scaler {
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
+	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = cfg.Clock.Now
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 8
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -120,6 +148,8 @@ func New(cfg Config) *Scaler {
 		nextDue:   map[policies.Target]time.Time{},
 		lastNoted: map[policies.Target]string{},
 		paused:    map[string]Pause{},
+		locks:     map[policies.Target]*sync.Mutex{},
+		inflight:  map[policies.Target]bool{},
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_evaluations_total",
 			Help: "Evaluations of a scaled task group, by why they ran (interval or trigger).",
@@ -175,27 +205,92 @@ func (s *Scaler) Restore(ctx context.Context) error {
 	return nil
 }
 
-// Run evaluates until ctx ends.
+// Run evaluates until ctx ends. Every second, the groups whose interval
+// has passed are evaluated by Parallel workers, each group once at a time
+// (a slow one is skipped until it is done, and holds up only its worker).
+// A trigger (an alert, a manual evaluation) is evaluated at once, beside
+// any sweep, never queued behind it; it waits only for an evaluation of
+// its own group already running.
 func (s *Scaler) Run(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sweep := make(chan policies.Target)
+	defer close(sweep)
+	for range s.cfg.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range sweep {
+				s.evaluations.WithLabelValues("interval").Inc()
+				s.Evaluate(ctx, t, Trigger{Target: t, Cause: "evaluation interval"})
+				s.swept(t)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		urgent := make(chan struct{}, s.cfg.Parallel)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case t := <-s.triggers:
+				select {
+				case urgent <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-urgent }()
+					s.evaluations.WithLabelValues("trigger").Inc()
+					s.Evaluate(ctx, t.Target, t)
+				}()
+			}
+		}
+	}()
+	tick := s.cfg.Clock.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case t := <-s.triggers:
-			s.evaluations.WithLabelValues("trigger").Inc()
-			s.Evaluate(ctx, t.Target, t)
-		case <-tick.C:
+		case <-tick.Chan():
 			for _, t := range s.due() {
-				s.evaluations.WithLabelValues("interval").Inc()
-				s.Evaluate(ctx, t, Trigger{Target: t, Cause: "evaluation interval"})
+				select {
+				case sweep <- t:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}
 }
 
-// due returns the groups whose evaluation interval has passed.
+// swept clears a group a sweep has evaluated, so the next sweep may again.
+func (s *Scaler) swept(t policies.Target) {
+	s.mu.Lock()
+	delete(s.inflight, t)
+	s.mu.Unlock()
+}
+
+// lock takes the lock of one group's count.
+func (s *Scaler) lock(t policies.Target) func() {
+	s.mu.Lock()
+	l := s.locks[t]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.locks[t] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// due returns the groups whose evaluation interval has passed and that no
+// sweep is evaluating, and marks them in flight.
 func (s *Scaler) due() []policies.Target {
 	now := s.cfg.Now()
 	byTarget := map[policies.Target]time.Duration{}
@@ -209,28 +304,21 @@ func (s *Scaler) due() []policies.Target {
 	defer s.mu.Unlock()
 	var out []policies.Target
 	for t, iv := range byTarget {
-		if next, ok := s.nextDue[t]; ok && now.Before(next) {
+		if next, ok := s.nextDue[t]; (ok && now.Before(next)) || s.inflight[t] {
 			continue
 		}
 		s.nextDue[t] = now.Add(iv)
+		s.inflight[t] = true
 		out = append(out, t)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 
-// newActivity names one scaling operation in the journal.
-func newActivity(now time.Time) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("act-%s-%s", now.UTC().Format("20060102T150405"), hex.EncodeToString(b))
-}
-
 // Evaluate evaluates one task group now, records the decision, and applies
 // a change of count.
 func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Trigger) {
-	s.act.Lock()
-	defer s.act.Unlock()
+	defer s.lock(target)()
 	ps := s.active(s.cfg.Policies().ForTarget(target))
 	if len(ps) == 0 {
 		return
@@ -263,7 +351,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	change := d.Desired != d.Current && (d.Direction == policies.Up || d.Direction == policies.Down)
 	activity := ""
 	if change {
-		activity = newActivity(now)
+		activity = journal.NewActivity(now)
 	}
 	data, _ := json.Marshal(map[string]any{
 		"target": target, "policy": d.Policy, "current": d.Current, "desired": d.Desired,
@@ -299,8 +387,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	if triggered.IsZero() {
 		triggered = now
 	}
-	meta := map[string]any{MetaActivity: activity, MetaPolicy: d.Policy,
-		MetaTriggeredAt: triggered.UTC().Format(time.RFC3339Nano), MetaDecidedAt: now.UTC().Format(time.RFC3339Nano)}
+	meta := map[string]any{MetaActivity: activity, MetaPolicy: d.Policy}
 	if err := s.cfg.Counts.Scale(ctx, target, d.Desired, msg, meta); err != nil {
 		s.scaleErrors.Inc()
 		log.Error("scaling failed", "desired", d.Desired, "err", err)
@@ -320,6 +407,9 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	s.mu.Lock()
 	s.lastScale[target] = now
 	s.mu.Unlock()
+	if s.cfg.OnScaled != nil {
+		s.cfg.OnScaled(Scaled{Target: target, From: d.Current, To: d.Desired, Activity: activity, Policy: d.Policy, Triggered: triggered, Decided: now})
+	}
 	if _, err := s.cfg.Journal.Append(ctx, journal.Event{
 		Time: s.cfg.Now(), Kind: journal.KindScale, Subject: target.String(), Activity: activity,
 		Actor: "controller", Message: fmt.Sprintf("set the count of %s from %d to %d: %s", target, d.Current, d.Desired, d.Reason),

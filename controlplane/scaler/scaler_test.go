@@ -105,17 +105,24 @@ func TestScalerAppliesAndJournals(t *testing.T) {
 		return decision(policies.Up, 2, 3, "a wants 3")
 	}}
 	counts := &fakeCounts{}
-	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events(), Now: func() time.Time { return now }})
+	var told []Scaled
+	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events(), Now: func() time.Time { return now },
+		OnScaled: func(sc Scaled) { told = append(told, sc) }})
 
 	arrived := now.Add(-1500 * time.Millisecond)
 	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "alert X fired", Alerts: []string{"fp1"}, At: arrived})
 	if len(counts.calls) != 1 || counts.calls[0] != 5 {
 		t.Fatalf("scale calls %v, want [5]", counts.calls)
 	}
-	// The Counts learn when the trigger arrived and when it was decided, for the timeline.
-	if m := counts.metas[0]; m[MetaTriggeredAt] != arrived.Format(time.RFC3339Nano) || m[MetaDecidedAt] != now.Format(time.RFC3339Nano) ||
-		m[MetaPolicy] != "b" || m[MetaActivity] == "" {
+	// Nomad's scaling event names the activity and the policy.
+	if m := counts.metas[0]; m[MetaPolicy] != "b" || m[MetaActivity] == "" {
 		t.Fatalf("scaling meta %v", m)
+	}
+	// The provisioner learns when the trigger arrived and when it was
+	// decided, as typed times, for the scale-out's timeline.
+	if len(told) != 1 || !told[0].Triggered.Equal(arrived) || !told[0].Decided.Equal(now) || told[0].Policy != "b" ||
+		told[0].From != 2 || told[0].To != 5 || told[0].Activity != counts.metas[0][MetaActivity] || told[0].Target != target {
+		t.Fatalf("OnScaled got %+v", told)
 	}
 	evs, _ := db.Events().Query(ctx, journal.Filter{})
 	if len(evs) != 2 || evs[0].Kind != journal.KindDecision || evs[1].Kind != journal.KindScale || evs[0].Activity == "" || evs[0].Activity != evs[1].Activity {
@@ -192,7 +199,13 @@ func TestDueFollowsTheShortestInterval(t *testing.T) {
 	if got := s.due(); len(got) != 1 || got[0] != target {
 		t.Fatalf("first due: %v", got)
 	}
-	now = now.Add(3 * time.Second)
+	// While a sweep evaluates it, it is not due again.
+	now = now.Add(4 * time.Second)
+	if got := s.due(); len(got) != 0 {
+		t.Fatalf("due while in flight: %v", got)
+	}
+	s.swept(target)
+	now = now.Add(-time.Second)
 	if got := s.due(); len(got) != 0 {
 		t.Fatalf("due after 3s: %v", got)
 	}
@@ -214,6 +227,7 @@ func TestScalerRetriesSoonAfterAnActiveDeployment(t *testing.T) {
 		t.Fatalf("first due: %v", got)
 	}
 	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "evaluation interval"})
+	s.swept(target)
 	now = now.Add(DeploymentRetry)
 	if got := s.due(); len(got) != 1 {
 		t.Fatalf("a refused scaling must be retried after %s, not the 10s interval: due %v", DeploymentRetry, got)

@@ -390,3 +390,19 @@ func (p *Provider) Catalog(_ context.Context, pool providers.Pool) ([]providers.
 	}
 	return out, nil
 }
+
+// Creates returns the recorded Create calls; safe while the provider is
+// in use.
+func (p *Provider) Creates() []providers.Claim {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]providers.Claim(nil), p.CreateCalls...)
+}
+
+// Deletes returns the recorded Delete calls; safe while the provider is
+// in use.
+func (p *Provider) Deletes() []providers.Host {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]providers.Host(nil), p.DeleteCalls...)
+}

@@ -89,6 +89,10 @@ type Config struct {
 	// MetaSync bounds the wait for a node meta change to reach the Nomad
 	// servers (clients batch them, up to about 10s). Default 30s.
 	MetaSync time.Duration
+	// Nodes, when set, gives Nomad's nodes (the daemon's cluster model), so
+	// Free, Observe and Verify read none from Nomad; nil reads them from
+	// Nomad (1 + N requests).
+	Nodes func(ctx context.Context) ([]pools.NodeUsage, error)
 }
 
 // Provider is the shared internal pool. It is safe for concurrent use.
@@ -145,6 +149,9 @@ func (n node) lentTo() string { return n.Meta[pools.MetaLentTo] }
 
 // sharedNodes returns every node the shared pool's selector matches.
 func (p *Provider) sharedNodes(ctx context.Context) ([]node, error) {
+	if p.cfg.Nodes != nil {
+		return p.modelNodes(ctx)
+	}
 	q := (&nomad.QueryOptions{}).WithContext(ctx)
 	sel := p.cfg.Pool.Selector
 	if sel.NodePool != "" {
@@ -172,6 +179,34 @@ func (p *Provider) sharedNodes(ctx context.Context) ([]node, error) {
 		}
 		out = append(out, node{n})
 	}
+	return out, nil
+}
+
+// modelNodes is sharedNodes from Config.Nodes.
+func (p *Provider) modelNodes(ctx context.Context) ([]node, error) {
+	all, err := p.cfg.Nodes(ctx)
+	if err != nil {
+		return nil, providers.NewUnavailableError(fmt.Errorf("reading shared-pool nodes: %w", err))
+	}
+	sel := p.cfg.Pool.Selector
+	var out []node
+	for _, n := range all {
+		if !sel.Matches(n.NodePool, n.NodeClass, n.Meta) {
+			continue
+		}
+		nn := &nomad.Node{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.NodePool, NodeClass: n.NodeClass,
+			Meta: n.Meta, Status: n.Status}
+		if n.Eligible {
+			nn.SchedulingEligibility = nomad.NodeSchedulingEligible
+		} else {
+			nn.SchedulingEligibility = nomad.NodeSchedulingIneligible
+		}
+		if n.Draining {
+			nn.DrainStrategy = &nomad.DrainStrategy{}
+		}
+		out = append(out, node{nn})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 

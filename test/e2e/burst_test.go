@@ -252,17 +252,19 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	want := []string{controller.PhaseTrigger, controller.PhaseDecided, controller.PhaseCapacityRequested,
 		controller.PhaseHostsRunning, controller.PhaseNodesReady, controller.PhasePlaced, controller.PhaseHealthy}
 	for _, act := range []string{aws[0].Activity, ali[0].Activity} {
-		var phases []string
+		var phases, timeline []string
 		var healthy float64
 		for _, ev := range evs {
 			if ev.Activity == act && ev.Kind == controller.KindPhase {
 				d := eventData(ev)
 				phases = append(phases, d["phase"].(string))
+				timeline = append(timeline, fmt.Sprintf("%s %.1fs", d["phase"], d["seconds"]))
 				if d["phase"] == controller.PhaseHealthy {
 					healthy = d["seconds"].(float64)
 				}
 			}
 		}
+		t.Logf("activity %s: %s", act, strings.Join(timeline, ", "))
 		if !slices.Equal(phases, want) {
 			t.Errorf("activity %s: phases %v, want %v", act, phases, want)
 		}

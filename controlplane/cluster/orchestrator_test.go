@@ -1,4 +1,4 @@
-package scaler
+package cluster
 
 import (
 	"testing"

@@ -9,14 +9,11 @@ import (
 	"sort"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
-
-	"github.com/spillwayhq/spillway/controlplane/capacity"
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
-	"github.com/spillwayhq/spillway/providers/internalpool"
 )
 
 // Journal event kinds of scale-in.
@@ -30,57 +27,14 @@ const (
 // count does not borrow and return the same host in a loop.
 const MinLoanAge = 30 * time.Second
 
-// ReconcileEvery is how often Run compares the ledger with Nomad.
-const ReconcileEvery = time.Minute
-
-// Run reconciles at once and every ReconcileEvery (the ledger with Nomad,
-// and the clouds with the ledger and the journal), resumes the scale-outs
-// a restart interrupted, and gives back, every interval, the hosts a
-// business unit no longer needs, until ctx ends.
-func (c *Controller) Run(ctx context.Context, interval time.Duration) {
-	reconcile := func() {
-		if _, err := c.Reconcile(ctx); err != nil {
-			c.cfg.Logger.Warn("reconciling the ledger with nomad", "err", err)
-		}
-		if _, err := c.ReconcileClouds(ctx); err != nil {
-			c.cfg.Logger.Warn("reconciling the clouds", "err", err)
-		}
-	}
-	if err := c.RestoreTimeToReady(ctx, c.cfg.Journal); err != nil {
-		c.cfg.Logger.Warn("restoring measured times-to-ready", "err", err)
-	}
-	reconcile()
-	if n, err := c.Resume(ctx); err != nil {
-		c.cfg.Logger.Warn("resuming interrupted scale-outs", "err", err)
-	} else if n > 0 {
-		c.cfg.Logger.Info("resumed interrupted scale-outs", "count", n)
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	r := time.NewTicker(ReconcileEvery)
-	defer r.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.C:
-			reconcile()
-		case <-t.C:
-			if _, err := c.Consolidate(ctx); err != nil {
-				c.cfg.Logger.Warn("consolidating borrowed hosts", "err", err)
-			}
-		}
-	}
-}
-
-// Consolidate gives back at most one host per business unit per call: a
-// rented cloud host before a borrowed shared one, the priciest and then the
-// emptiest first, spot before on-demand when equal, and only one whose
-// allocations fit on the other hosts that serve the business unit. It never
-// gives back a host while a scale-out is in flight (its hosts are not
-// spare), one held less than MinLoanAge, or one that runs a batch
-// allocation. A rented host that never became a Nomad node within its
-// ready timeout is terminated. It returns the hosts it gave back.
+// Consolidate is the disruption controller's pass: it gives back at most
+// one host per business unit: a rented cloud host before a borrowed shared
+// one, the priciest and then the emptiest first, spot before on-demand when
+// equal, and only one whose allocations fit on the other hosts that serve
+// the business unit. It never gives back a host while a scale-out is in
+// flight (its hosts are not spare), one held less than MinLoanAge, one that
+// runs a batch allocation, or anything while the model is not live (what
+// it shows is unknown). It returns the hosts it gave back.
 func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	if c.cfg.Ledger == nil {
 		return nil, nil
@@ -91,15 +45,36 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	if busy {
 		return nil, nil // a scale-out is placing work; its hosts are not spare
 	}
-	nodes, err := capacity.Nodes(ctx, c.cfg.Nomad)
-	if err != nil {
-		return nil, fmt.Errorf("reading nomad's nodes: %w", err)
+	snap := c.cfg.Cluster.Snapshot()
+	if !snap.Live() {
+		return nil, nil
 	}
+	var returned []string
+	for _, g := range c.spare(ctx, snap) {
+		why := fmt.Sprintf("its %d allocations fit on %s's other hosts", g.allocs, g.cand.loan.Borrower)
+		if err := c.giveBack(ctx, g.cand.loan, g.cand.node, g.allocs, "controller", why); err != nil {
+			return returned, err
+		}
+		returned = append(returned, g.cand.loan.HostName)
+	}
+	return returned, nil
+}
+
+// giveBackChoice is a host to give back, and how many allocations move.
+type giveBackChoice struct {
+	cand   candidate
+	allocs int
+}
+
+// spare chooses, per business unit, the one host to give back now, in
+// scale-in order, from the model and the cloud listings.
+func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot) []giveBackChoice {
+	nodes := snap.NodeUsage()
 	nodeOf := byInstance(nodes)
-	now := c.cfg.Now()
+	now := c.now()
 	loans := c.cfg.Ledger.Loans()
 	offering := c.rentedOfferings(ctx, loans)
-	var returned []string
+	var out []giveBackChoice
 	byBorrower := map[string][]candidate{}
 	for _, l := range loans {
 		if now.Sub(l.Since) < MinLoanAge {
@@ -112,14 +87,7 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 			cp, _ := c.cfg.Pools.CloudPool(l.Pool)
 			n, ok := nodeOf[l.Host]
 			if !ok || !n.Ready {
-				if cp != nil && now.Sub(l.Since) > readyTimeout(c.ready.estimate(cp)) {
-					h := providers.Host{ID: l.Host, Pool: l.Pool, Claim: l.Claim}
-					if err := c.terminate(ctx, h, "", "controller", "it never became a ready nomad node"); err != nil {
-						return returned, err
-					}
-					returned = append(returned, l.Host)
-				}
-				continue
+				continue // not serving: the collector decides about it (gc.go)
 			}
 			o := offering[l.Host]
 			price := 0.0
@@ -131,25 +99,17 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	}
 	for _, borrower := range slices.Sorted(maps.Keys(byBorrower)) {
 		cands := byBorrower[borrower]
-		view, err := c.serving(ctx, nodes, borrower, cands)
-		if err != nil {
-			return returned, err
-		}
+		view := c.serving(snap, nodes, borrower, cands)
 		sort.SliceStable(cands, func(i, j int) bool { return cands[i].before(cands[j], view) })
 		for _, cand := range cands {
 			if !view.spare(cand.node) {
 				continue
 			}
-			n := len(view.allocs[cand.node])
-			why := fmt.Sprintf("its %d allocations fit on %s's other hosts", n, borrower)
-			if err := c.giveBack(ctx, cand.loan, cand.node, n, "controller", why); err != nil {
-				return returned, err
-			}
-			returned = append(returned, cand.loan.HostName)
+			out = append(out, giveBackChoice{cand: cand, allocs: len(view.allocs[cand.node])})
 			break // one host per business unit per round: re-read before the next
 		}
 	}
-	return returned, nil
+	return out
 }
 
 // candidate is a host scale-in may give back.
@@ -216,7 +176,7 @@ func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string,
 	if loan.Tier != pools.TierShared {
 		verb, to = "terminating rented host", ""
 	}
-	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindIntentReturn, Subject: subject, Actor: actor, Data: data,
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.now(), Kind: KindIntentReturn, Subject: subject, Actor: actor, Data: data,
 		Message: fmt.Sprintf("%s %s%s: %s", verb, loan.HostName, to, why)}); err != nil {
 		return fmt.Errorf("journaling the intent to give back %s: %w", loan.HostName, err)
 	}
@@ -233,7 +193,7 @@ func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string,
 		}
 	}
 	if err != nil {
-		c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturnFailed, Subject: subject, Actor: actor, Data: data,
+		c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturnFailed, Subject: subject, Actor: actor, Data: data,
 			Message: fmt.Sprintf("giving back %s failed: %v", loan.HostName, err)})
 		return fmt.Errorf("giving back %s: %w", loan.HostName, err)
 	}
@@ -241,7 +201,7 @@ func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string,
 	if loan.Tier != pools.TierShared {
 		msg = fmt.Sprintf("terminated rented host %s of %s after draining it", loan.HostName, loan.Pool)
 	}
-	c.record(ctx, journal.Event{Time: c.cfg.Now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data, Message: msg})
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data, Message: msg})
 	return nil
 }
 
@@ -255,20 +215,41 @@ func (c *Controller) drainDeadline() time.Duration {
 }
 
 // drain drains a rented host's node with deadline and waits until the
-// drain is over (internalpool.RequestDrain, WaitDrained). A node Nomad no
-// longer has is drained.
+// drain is over: the model shows no drain in progress and none of the
+// node's allocations left running. A node Nomad no longer has is drained.
 func (c *Controller) drain(ctx context.Context, node string, deadline time.Duration) error {
 	if node == "" {
 		return nil
 	}
-	if err := internalpool.RequestDrain(ctx, c.cfg.Nomad, node, node, deadline, "scale-in"); err != nil {
-		if providers.IsNotFound(err) {
+	meta := map[string]string{"spillway.drained_by": "spillway", "spillway.reason": "scale-in"}
+	if err := c.cfg.Orchestrator.Drain(ctx, node, deadline, meta); err != nil {
+		if cluster.IsNotFound(err) {
 			return nil
 		}
 		return err
 	}
 	c.failpoint(FailDuringDrain)
-	return internalpool.WaitDrained(ctx, c.cfg.Nomad, node, node, deadline+time.Minute)
+	wait, cancel := context.WithCancel(ctx)
+	defer cancel()
+	timeout := c.cfg.Clock.AfterFunc(deadline+time.Minute, cancel)
+	defer timeout.Stop()
+	_, _, err := c.await(wait, func(s *cluster.Snapshot) (bool, error) {
+		n, ok := s.Node(node)
+		if !ok {
+			return true, nil
+		}
+		running := 0
+		for _, a := range s.AllocsOnNode(node) {
+			if a.DesiredStatus == "run" && a.JobType != "system" && a.JobType != "sysbatch" {
+				running++
+			}
+		}
+		return !n.Draining && !n.Eligible && running == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the drain of node %s: %w", node, err)
+	}
+	return nil
 }
 
 // servingView is the hosts serving one business unit: what is free on
@@ -283,45 +264,25 @@ type servingView struct {
 // serving is the view of the ready, eligible nodes serving borrower: the
 // free room of each (from nodes), and the size and kind of every
 // allocation on the hosts of loans, the candidates to give back.
-func (c *Controller) serving(ctx context.Context, nodes []pools.NodeUsage, borrower string, cands []candidate) (*servingView, error) {
+func (c *Controller) serving(s *cluster.Snapshot, nodes []pools.NodeUsage, borrower string, cands []candidate) *servingView {
 	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}, batch: map[string]bool{}}
 	for _, n := range nodes {
 		if n.Ready && n.Eligible && n.Meta[pools.MetaServes] == borrower {
 			v.free[n.ID] = demand.Size{CPUMHz: int(n.CPU - n.UsedCPU), MemoryMB: int(n.MemoryMB - n.UsedMemoryMB)}
 		}
 	}
-	q := (&nomad.QueryOptions{}).WithContext(ctx)
 	for _, cand := range cands {
-		allocs, _, err := c.cfg.Nomad.Nodes().Allocations(cand.node, q)
-		if err != nil {
-			return nil, fmt.Errorf("reading the allocations of %s: %w", cand.loan.HostName, err)
-		}
-		for _, a := range allocs {
-			if a.DesiredStatus != nomad.AllocDesiredStatusRun || (a.ClientStatus != nomad.AllocClientStatusRunning && a.ClientStatus != nomad.AllocClientStatusPending) {
+		for _, a := range s.AllocsOnNode(cand.node) {
+			if a.DesiredStatus != "run" || (a.ClientStatus != "running" && a.ClientStatus != "pending") {
 				continue
 			}
-			if a.Job != nil && a.Job.Type != nil && (*a.Job.Type == nomad.JobTypeBatch || *a.Job.Type == nomad.JobTypeSysbatch) {
+			if a.Batch() {
 				v.batch[cand.node] = true
 			}
-			v.allocs[cand.node] = append(v.allocs[cand.node], allocSize(a))
+			v.allocs[cand.node] = append(v.allocs[cand.node], demand.Size{CPUMHz: int(a.CPU), MemoryMB: int(a.MemoryMB)})
 		}
 	}
-	return v, nil
-}
-
-func allocSize(a *nomad.Allocation) demand.Size {
-	var sz demand.Size
-	if a.AllocatedResources == nil {
-		return sz
-	}
-	for _, t := range a.AllocatedResources.Tasks {
-		if t == nil {
-			continue
-		}
-		sz.CPUMHz += int(t.Cpu.CpuShares)
-		sz.MemoryMB += int(t.Memory.MemoryMB)
-	}
-	return sz
+	return v
 }
 
 // spare reports whether host can be given back now: it runs no batch

@@ -1,0 +1,483 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/spillwayhq/spillway/controlplane/demand"
+)
+
+// Topics are the event stream topics the model follows.
+var Topics = map[nomad.Topic][]string{
+	nomad.TopicNode:       {"*"},
+	nomad.TopicAllocation: {"*"},
+	nomad.TopicJob:        {"*"},
+	nomad.TopicEvaluation: {"*"},
+	nomad.TopicDeployment: {"*"},
+}
+
+// Options configures a Model.
+type Options struct {
+	// Client reads Nomad. Its token needs node:read and read-job in every
+	// namespace.
+	Client *nomad.Client
+	Logger *slog.Logger
+	// Registerer receives spillway_cluster_*; nil registers nothing.
+	Registerer prometheus.Registerer
+	Clock      clockwork.Clock
+	// Parallel bounds the node and job reads of a full list. Default 8.
+	Parallel int
+	// MaxBackoff bounds the wait between failed lists. Default 30s.
+	MaxBackoff time.Duration
+}
+
+// Model is the live model of one Nomad cluster. Run keeps it current;
+// Snapshot reads it. It is safe for concurrent use.
+type Model struct {
+	opts Options
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	snap *Snapshot
+
+	objects *prometheus.GaugeVec
+	events  *prometheus.CounterVec
+	lists   *prometheus.CounterVec
+	live    prometheus.Gauge
+}
+
+// New returns a model; it is empty and not live until Run has listed.
+func New(o Options) *Model {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 8
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	m := &Model{
+		opts: o, log: o.Logger, snap: emptySnapshot(),
+		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spillway_cluster_objects",
+			Help: "Objects in the model of the Nomad cluster, by kind (node, allocation, job).",
+		}, []string{"kind"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_cluster_events_total",
+			Help: "Nomad events applied to the cluster model, by topic.",
+		}, []string{"topic"}),
+		lists: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_cluster_lists_total",
+			Help: "Full lists of the Nomad cluster, by outcome (ok, failed).",
+		}, []string{"result"}),
+		live: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_cluster_live",
+			Help: "Whether the cluster model is listed and following Nomad's event stream (1), or unknown (0).",
+		}),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(m.objects, m.events, m.lists, m.live)
+	}
+	return m
+}
+
+// Snapshot returns the current version of the model.
+func (m *Model) Snapshot() *Snapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap
+}
+
+// WaitLive returns the first live snapshot, or ctx's error.
+func (m *Model) WaitLive(ctx context.Context) (*Snapshot, error) {
+	for {
+		s := m.Snapshot()
+		if s.Live() {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-s.Changed():
+		}
+	}
+}
+
+// publish makes next the current snapshot and wakes the readers of the
+// previous one.
+func (m *Model) publish(next *Snapshot) {
+	m.mu.Lock()
+	prev := m.snap
+	next.changed = make(chan struct{})
+	m.snap = next
+	m.mu.Unlock()
+	close(prev.changed)
+	m.objects.WithLabelValues("node").Set(float64(next.nodes.Len()))
+	m.objects.WithLabelValues("allocation").Set(float64(next.allocs.Len()))
+	m.objects.WithLabelValues("job").Set(float64(next.jobs.Len()))
+	if next.sync.Live {
+		m.live.Set(1)
+	} else {
+		m.live.Set(0)
+	}
+}
+
+// errIndexBackwards ends a follow whose events went back in time (a
+// restored snapshot, a server behind): the model lists again.
+var errIndexBackwards = errors.New("the event stream's index went backwards")
+
+// Run lists the cluster, follows its event stream, and lists again when
+// the stream breaks, until ctx ends. While it cannot, the snapshots say
+// the model is not live (and keep what was last known).
+func (m *Model) Run(ctx context.Context) {
+	backoff := time.Second
+	for {
+		err := m.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s := m.Snapshot()
+		if s.sync.Live || s.sync.Err != err.Error() {
+			m.log.Warn("the cluster model lost Nomad; listing again", "err", err, "retry_in", backoff)
+		}
+		next := *s
+		next.sync = Sync{Live: false, Since: m.opts.Clock.Now(), Err: err.Error()}
+		if s.sync.Live || s.sync.Err != next.sync.Err {
+			m.publish(&next)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.opts.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, m.opts.MaxBackoff)
+		if err == nil || errors.Is(err, errIndexBackwards) {
+			backoff = time.Second
+		}
+	}
+}
+
+// follow opens the event stream, lists, and applies events until the
+// stream breaks. The stream is opened first and its events are held while
+// the list runs, so nothing between the two is missed. The stream starts
+// with what Nomad's event buffer still holds, older than the list: an
+// event of a topic at or below that topic's list index is already in the
+// list and is skipped (so a replayed event cannot bring back an object the
+// list no longer has), and modify indexes keep any other repeat harmless.
+func (m *Model) follow(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	q := (&nomad.QueryOptions{Namespace: "*"}).WithContext(ctx)
+	stream, err := m.opts.Client.EventStream().Stream(ctx, Topics, 0, q)
+	if err != nil {
+		m.lists.WithLabelValues("failed").Inc()
+		return fmt.Errorf("opening nomad's event stream: %w", err)
+	}
+	type listed struct {
+		snap    *Snapshot
+		covered map[nomad.Topic]uint64
+		err     error
+	}
+	done := make(chan listed, 1)
+	go func() {
+		s, covered, err := m.list(ctx)
+		done <- listed{s, covered, err}
+	}()
+	var held []*nomad.Events
+	var snap *Snapshot
+	var f feed
+	for snap == nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case evs, ok := <-stream:
+			if err := streamErr(evs, ok); err != nil {
+				return err
+			}
+			held = append(held, evs)
+		case l := <-done:
+			if l.err != nil {
+				m.lists.WithLabelValues("failed").Inc()
+				return l.err
+			}
+			snap, f.covered = l.snap, l.covered
+		}
+	}
+	m.lists.WithLabelValues("ok").Inc()
+	b := newBuilder(snap)
+	for _, evs := range held {
+		if err := m.apply(b, &f, evs); err != nil {
+			return err
+		}
+	}
+	next := b.commit()
+	next.sync = Sync{Live: true, Since: m.opts.Clock.Now()}
+	m.publish(next)
+	m.log.Info("the cluster model is live", "nodes", next.nodes.Len(), "allocations", next.allocs.Len(), "jobs", next.jobs.Len(), "index", next.index)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case evs, ok := <-stream:
+			if err := streamErr(evs, ok); err != nil {
+				return err
+			}
+			b := newBuilder(m.Snapshot())
+			if err := m.apply(b, &f, evs); err != nil {
+				return err
+			}
+			m.publish(b.commit())
+		}
+	}
+}
+
+// streamErr is why a receive from the event stream ends the follow: the
+// stream closed, or broke.
+func streamErr(evs *nomad.Events, ok bool) error {
+	if !ok {
+		return errors.New("nomad's event stream closed")
+	}
+	if evs.Err != nil {
+		return fmt.Errorf("reading nomad's event stream: %w", evs.Err)
+	}
+	return nil
+}
+
+// feed is what one connection to the event stream has delivered.
+type feed struct {
+	// covered is each topic's list index: its events up to it are in the
+	// list the model started from.
+	covered map[nomad.Topic]uint64
+	// last is the index of the last batch; a stream's indexes only grow.
+	last uint64
+}
+
+// apply applies one batch of events.
+func (m *Model) apply(b *builder, f *feed, evs *nomad.Events) error {
+	if evs.Index < f.last {
+		return fmt.Errorf("%w: %d after %d", errIndexBackwards, evs.Index, f.last)
+	}
+	f.last = evs.Index
+	for i := range evs.Events {
+		ev := &evs.Events[i]
+		idx := ev.Index
+		if idx == 0 {
+			idx = evs.Index
+		}
+		if idx <= f.covered[ev.Topic] {
+			continue
+		}
+		m.events.WithLabelValues(string(ev.Topic)).Inc()
+		var err error
+		switch ev.Topic {
+		case nomad.TopicNode:
+			var n *nomad.Node
+			if n, err = decode[nomad.Node](ev, "Node"); err == nil && n != nil {
+				if ev.Type == "NodeDeregistration" {
+					b.deleteNode(n.ID, n.ModifyIndex)
+				} else {
+					b.upsertNode(fromNomadNode(n))
+				}
+			}
+		case nomad.TopicAllocation:
+			var a *nomad.Allocation
+			if a, err = decode[nomad.Allocation](ev, "Allocation"); err == nil && a != nil {
+				b.upsertAlloc(fromNomadAlloc(a))
+			}
+		case nomad.TopicJob:
+			var j *nomad.Job
+			if j, err = decode[nomad.Job](ev, "Job"); err == nil && j != nil {
+				if ev.Type == "JobDeregistered" {
+					b.deleteJob(deref(j.Namespace), deref(j.ID), deref(j.ModifyIndex))
+				} else {
+					b.upsertJob(fromNomadJob(j))
+				}
+			}
+		case nomad.TopicEvaluation:
+			var e *nomad.Evaluation
+			if e, err = decode[nomad.Evaluation](ev, "Evaluation"); err == nil && e != nil {
+				b.applyEval(e)
+			}
+		case nomad.TopicDeployment:
+			var d *nomad.Deployment
+			if d, err = decode[nomad.Deployment](ev, "Deployment"); err == nil && d != nil {
+				b.upsertDeployment(fromNomadDeployment(d))
+			}
+		}
+		if err != nil {
+			// One undecodable payload does not break the model; the next
+			// event of the object, or the next list, repairs it.
+			m.log.Warn("decoding a nomad event", "topic", ev.Topic, "type", ev.Type, "key", ev.Key, "err", err)
+		}
+	}
+	if evs.Index > b.index {
+		b.index = evs.Index
+	}
+	return nil
+}
+
+// list reads the whole cluster: nodes, non-terminal allocations, jobs,
+// their queued allocations and the deployments. It returns, by event
+// topic, the index each list was read at.
+func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, error) {
+	c := m.opts.Client
+	b := newBuilder(emptySnapshot())
+	covered := map[nomad.Topic]uint64{}
+	all := func() *nomad.QueryOptions { return (&nomad.QueryOptions{Namespace: "*"}).WithContext(ctx) }
+
+	stubs, meta, err := c.Nodes().List((&nomad.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing nomad's nodes: %w", err)
+	}
+	b.seen(meta.LastIndex)
+	covered[nomad.TopicNode] = meta.LastIndex
+	// A node's meta is not in the list; read each node once.
+	nodes := make([]*Node, len(stubs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(m.opts.Parallel)
+	for i, s := range stubs {
+		g.Go(func() error {
+			n, _, err := c.Nodes().Info(s.ID, (&nomad.QueryOptions{}).WithContext(gctx))
+			if isNotFound(err) {
+				return nil // gone since the list: not an error
+			}
+			if err != nil {
+				return fmt.Errorf("reading node %s: %w", s.Name, err)
+			}
+			nodes[i] = fromNomadNode(n)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	for _, n := range nodes {
+		if n != nil {
+			b.upsertNode(n)
+		}
+	}
+
+	q := all()
+	q.Params = map[string]string{"resources": "true"}
+	q.Filter = `ClientStatus == "running" or ClientStatus == "pending"`
+	allocs, meta, err := c.Allocations().List(q)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing nomad's allocations: %w", err)
+	}
+	b.seen(meta.LastIndex)
+	covered[nomad.TopicAllocation] = meta.LastIndex
+	for _, a := range allocs {
+		b.upsertAlloc(fromNomadAllocStub(a))
+	}
+
+	jobStubs, meta, err := c.Jobs().List(all())
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing nomad's jobs: %w", err)
+	}
+	b.seen(meta.LastIndex)
+	// The queues come from the job summaries of this list.
+	covered[nomad.TopicJob], covered[nomad.TopicEvaluation] = meta.LastIndex, meta.LastIndex
+	jobs := make([]*Job, len(jobStubs))
+	queues := make([]*Queue, len(jobStubs))
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(m.opts.Parallel)
+	for i, s := range jobStubs {
+		g.Go(func() error {
+			jq := (&nomad.QueryOptions{Namespace: s.Namespace}).WithContext(gctx)
+			j, _, err := c.Jobs().Info(s.ID, jq)
+			if isNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading job %s/%s: %w", s.Namespace, s.ID, err)
+			}
+			jobs[i] = fromNomadJob(j)
+			queued := map[string]int{}
+			if s.JobSummary != nil {
+				for tg, sum := range s.JobSummary.Summary {
+					if sum.Queued > 0 {
+						queued[tg] = sum.Queued
+					}
+				}
+			}
+			if len(queued) == 0 {
+				return nil
+			}
+			// Why they are queued: the failed placements of the newest
+			// evaluation that queued them.
+			evals, _, err := c.Jobs().Evaluations(s.ID, jq)
+			if err != nil && !isNotFound(err) {
+				return fmt.Errorf("reading the evaluations of job %s/%s: %w", s.Namespace, s.ID, err)
+			}
+			q := &Queue{Queued: queued, Failed: map[string]*demand.Blocked{}}
+			for tg := range queued {
+				if bl := demand.BlockedFor(evals, tg); bl != nil {
+					q.Failed[tg] = bl
+				}
+			}
+			queues[i] = q
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	for i, j := range jobs {
+		if j == nil {
+			continue
+		}
+		b.upsertJob(j)
+		if queues[i] != nil {
+			b.queues.Insert(key(j.Namespace, j.ID), queues[i])
+		}
+	}
+
+	deps, meta, err := c.Deployments().List(all())
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing nomad's deployments: %w", err)
+	}
+	b.seen(meta.LastIndex)
+	covered[nomad.TopicDeployment] = meta.LastIndex
+	for _, d := range deps {
+		b.upsertDeployment(fromNomadDeployment(d))
+	}
+	return b.commit(), covered, nil
+}
+
+// decode reads one object of an event's payload. It decodes the JSON the
+// way the HTTP API does, not with the api package's Event helpers, whose
+// mapstructure tags drop fields (a task's resources.MemoryMB, say).
+func decode[T any](ev *nomad.Event, kind string) (*T, error) {
+	raw, ok := ev.Payload[kind]
+	if !ok {
+		return nil, nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := new(T)
+	if err := json.Unmarshal(b, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func isNotFound(err error) bool {
+	var ue nomad.UnexpectedResponseError
+	return errors.As(err, &ue) && ue.StatusCode() == 404
+}
