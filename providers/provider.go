@@ -137,7 +137,18 @@ type Host struct {
 	PrivateIP  string
 	LaunchedAt time.Time
 	Tags       map[string]string
+	// InterruptAt is set on a spot host that got an interruption notice:
+	// when the cloud reclaims it. EC2 marks the host's spot request
+	// marked-for-termination and reclaims it SpotNotice later; ECS puts
+	// a Recycling operation lock on it without saying when, so the
+	// provider takes SpotNotice from when it first saw the lock. Zero
+	// without a notice.
+	InterruptAt time.Time
 }
+
+// SpotNotice is how long a spot host runs on after its interruption
+// notice: EC2's two minutes. ECS gives five; Spillway assumes the shorter.
+const SpotNotice = 2 * time.Minute
 
 // Provider rents and returns hosts on one cloud account and region for one
 // Spillway cluster. Every method is safe for concurrent use.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,37 @@ func (l *limiter) allow(key string) bool {
 	}
 	l.mu.Unlock()
 	return lim.Allow()
+}
+
+// restoreAlerts rebuilds the firing set from the journal: the alerts of
+// the last alerts.ttl, as the receiver journaled them.
+func (a *App) restoreAlerts(ctx context.Context) error {
+	a.alertMu.Lock()
+	defer a.alertMu.Unlock()
+	now := time.Now()
+	var seen []alerts.Seen
+	err := journal.Each(ctx, a.journal.Events(), journal.Filter{Kind: "alert", Since: now.Add(-a.cfg.Alerts.TTL)}, func(ev journal.Event) error {
+		switch ev.Kind {
+		case journal.KindAlertAccepted, journal.KindAlertRepeated, journal.KindAlertResolved, journal.KindAlertIgnored:
+		default:
+			return nil
+		}
+		var rec alertRecord
+		if json.Unmarshal(ev.Data, &rec) != nil || rec.Fingerprint == "" {
+			return nil
+		}
+		seen = append(seen, alerts.Seen{At: ev.Time, Alert: alerts.Alert{Fingerprint: rec.Fingerprint, Status: rec.Status,
+			StartsAt: rec.StartsAt, Labels: rec.Labels}})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restoring the firing alerts from the journal: %w", err)
+	}
+	a.alerts.Restore(seen, now)
+	if n := len(a.alerts.Alerts(now)); n > 0 {
+		a.log.Info("restored the firing alerts from the journal", "firing", n)
+	}
+	return nil
 }
 
 // alertRecord is what the journal keeps of an alert.
@@ -88,11 +120,16 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: apiErrorBody{Code: "invalid_payload", Message: err.Error(), Details: details}})
 		return
 	}
+	// One notification at a time from Plan to Commit: two copies arriving
+	// together (Alertmanager peers in HA) must not both be new.
+	a.alertMu.Lock()
+	defer a.alertMu.Unlock()
 	var resp alertResponse
 	var events []journal.Event
 	triggers := map[policies.Target]*scaler.Trigger{}
 	set := a.Policies()
-	for _, c := range a.alerts.Apply(n, now) {
+	changes := a.alerts.Plan(n, now)
+	for _, c := range changes {
 		rec := alertRecord{Fingerprint: c.Alert.Fingerprint, Alert: c.Alert.Name(), Status: c.Alert.Status,
 			StartsAt: c.Alert.StartsAt, Labels: c.Alert.Labels, GroupKey: n.GroupKey}
 		matched := false
@@ -134,12 +171,15 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 				Message: fmt.Sprintf("alert %s (%s, fingerprint %s): no policy's alert rule matches it", c.Alert.Name(), c.Alert.Status, c.Alert.Fingerprint)})
 		}
 	}
-	// Journal first, then act: the journal explains every action.
+	// Journal first, then apply and act: the journal explains every action,
+	// and a notification that could not be journaled changes nothing, so
+	// Alertmanager's retry of it is acted on, once.
 	if _, err := a.journal.Events().Append(r.Context(), events...); err != nil {
 		a.log.Error("journaling alerts", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", "the journal could not record the notification; Alertmanager will retry")
 		return
 	}
+	a.alerts.Commit(changes, now)
 	for _, t := range triggers {
 		a.scaler.Trigger(*t)
 	}

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/journal"
@@ -122,5 +124,105 @@ func TestAlertmanagerReceiver(t *testing.T) {
 	resp.Body.Close()
 	if len(page.Events) != 2 || page.Next == "" {
 		t.Fatalf("first page: %+v", page)
+	}
+}
+
+// TestAlertsAreDurable: a notification is applied only once it is
+// journaled, so one that met a journal error is acted on when Alertmanager
+// sends it again, and only then; the firing set survives a restart: the
+// same notification after it is a repeat, and a resolved one clears it.
+func TestAlertsAreDurable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(alertPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Policies.Dir = dir
+	cfg.API.Tokens = []auth.Token{{Name: "alertmanager", Role: auth.Operator, SHA256: auth.Hash("am")}}
+	start := func() (*App, *httptest.Server) {
+		a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, httptest.NewServer(a.Handler())
+	}
+	send := func(srv *httptest.Server, path string, body []byte) (int, string) {
+		method := http.MethodPost
+		if body == nil {
+			method = http.MethodGet
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer am")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	accepted := func(a *App) int {
+		evs, err := a.journal.Events().Query(context.Background(), journal.Filter{Kind: journal.KindAlertAccepted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+
+	a, srv := start()
+	// The journal fails: 503, and nothing changes.
+	if err := a.journal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := send(srv, "/v1/alerts/alertmanager", notificationBody("fp-9", "firing")); code != http.StatusServiceUnavailable {
+		t.Fatalf("with the journal down: %d %s", code, body)
+	}
+	if n := len(a.alerts.Alerts(time.Now())); n != 0 {
+		t.Fatalf("a notification that was not journaled changed the firing set: %d alerts", n)
+	}
+	srv.Close()
+
+	// Back up (a restart): Alertmanager's retry is new, and acted on.
+	a, srv = start()
+	if code, body := send(srv, "/v1/alerts/alertmanager", notificationBody("fp-9", "firing")); code != http.StatusOK || !strings.Contains(body, `"accepted": 1`) {
+		t.Fatalf("the retry: %d %s", code, body)
+	}
+	srv.Close()
+	a.Close()
+
+	// A restart rebuilds the firing set from the journal.
+	a, srv = start()
+	defer func() { srv.Close(); a.Close() }()
+	if code, body := send(srv, "/v1/status", nil); code != http.StatusOK || !strings.Contains(body, `"fingerprint": "fp-9"`) {
+		t.Fatalf("status after the restart: %d %s", code, body)
+	}
+	if code, body := send(srv, "/v1/alerts/alertmanager", notificationBody("fp-9", "firing")); code != http.StatusOK || !strings.Contains(body, `"repeated": 1`) {
+		t.Fatalf("the same notification after the restart: %d %s", code, body)
+	}
+	if n := accepted(a); n != 1 {
+		t.Fatalf("the alert was accepted %d times, want once", n)
+	}
+	// Two copies of a new notification at once (Alertmanager peers in HA):
+	// acted on once.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, body := send(srv, "/v1/alerts/alertmanager", notificationBody("fp-10", "firing")); code != http.StatusOK {
+				t.Errorf("a concurrent copy: %d %s", code, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := accepted(a); n != 2 {
+		t.Fatalf("%d alerts accepted after two concurrent copies of a new one, want 2 (fp-9 once, fp-10 once)", n)
+	}
+	if code, body := send(srv, "/v1/alerts/alertmanager", notificationBody("fp-9", "resolved")); code != http.StatusOK || !strings.Contains(body, `"resolved": 1`) {
+		t.Fatalf("the resolve: %d %s", code, body)
+	}
+	if code, body := send(srv, "/v1/status", nil); code != http.StatusOK || strings.Contains(body, "fp-9") {
+		t.Fatalf("status after the resolve: %d %s", code, body)
 	}
 }

@@ -155,6 +155,16 @@ type status struct {
 	Activities []Activity        `json:"recent_activities"`
 	Time       time.Time         `json:"time"`
 	Services   map[string]string `json:"services"`
+	// Firing is the alerts firing now, as the receiver (and the journal,
+	// after a restart) knows them.
+	Firing []firingAlert `json:"firing_alerts"`
+}
+
+type firingAlert struct {
+	Fingerprint string            `json:"fingerprint"`
+	Alert       string            `json:"alert"`
+	StartsAt    time.Time         `json:"starts_at"`
+	Labels      map[string]string `json:"labels"`
 }
 
 type pausedPolicy struct {
@@ -169,7 +179,10 @@ func (s *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 	bi := buildinfo.Get()
 	set := s.Policies()
 	st := status{Version: bi.Version, Revision: bi.Revision, Policies: set.Len(), PoliciesHash: set.Hash(),
-		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: time.Now().UTC(), Services: map[string]string{}, Nomad: "ok"}
+		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: time.Now().UTC(), Services: map[string]string{}, Nomad: "ok", Firing: []firingAlert{}}
+	for _, a := range s.alerts.Alerts(st.Time) {
+		st.Firing = append(st.Firing, firingAlert{Fingerprint: a.Fingerprint, Alert: a.Name(), StartsAt: a.StartsAt, Labels: a.Labels})
+	}
 	for _, p := range set.Policies() {
 		st.Services[p.Name] = p.Target.String()
 	}

@@ -608,3 +608,32 @@ const scalerKindPaused = scaler.KindPolicyPaused
 func scalerTrigger() scaler.Trigger {
 	return scaler.Trigger{Target: policiesTarget(), Cause: "test"}
 }
+
+// TestAPIGarbageCollector: /v1/gc shows what the collector refused (here,
+// with no pools, nothing), and deciding on an instance needs pools.
+func TestAPIGarbageCollector(t *testing.T) {
+	h := newAPIHarness(t)
+	var gc struct {
+		Cluster   string `json:"cluster"`
+		Instances []any  `json:"instances"`
+	}
+	h.ok("GET", "/v1/gc", "view", "", &gc)
+	if gc.Cluster != h.cfg.Clouds.Cluster || len(gc.Instances) != 0 {
+		t.Fatalf("GET /v1/gc: %+v", gc)
+	}
+	for _, c := range []struct {
+		token, body string
+		code        int
+	}{
+		{"view", `{"reason":"x"}`, 403},
+		{"op", `{}`, 400},
+		{"op", `{"reason":"adopted by hand"}`, 409},
+	} {
+		if code, body := h.do("POST", "/v1/gc/orphans/i-0123/adopt", c.token, c.body); code != c.code {
+			t.Errorf("keep with %s %s: %d %s, want %d", c.token, c.body, code, body, c.code)
+		}
+	}
+	if code, body := h.do("POST", "/v1/gc/orphans/i-0123/terminate", "op", `{"reason":"left over"}`); code != 409 || !strings.Contains(body, "no_pools") {
+		t.Errorf("terminate without pools: %d %s", code, body)
+	}
+}

@@ -61,7 +61,10 @@ type App struct {
 	// current, when pools are configured.
 	capacity *capacity.Accountant
 	alerts   *alerts.Store
-	scaler   *scaler.Scaler
+	// alertMu holds one notification from its Plan to its Commit, and a
+	// restore of the firing set from the journal.
+	alertMu sync.Mutex
+	scaler  *scaler.Scaler
 	// alertLimit rate-limits the Alertmanager receiver per token.
 	alertLimit *limiter
 	// controller finds hosts for what Nomad cannot place and gives them
@@ -134,6 +137,10 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.alerts = alerts.NewStore(cfg.Alerts.TTL)
+	if err := a.restoreAlerts(context.Background()); err != nil {
+		a.journal.Close()
+		return nil, err
+	}
 	a.alertLimit = newLimiter(5, 20)
 	a.scaler = scaler.New(scaler.Config{
 		Policies:   a.Policies,
@@ -301,24 +308,43 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopScaler()
 	// Every replica follows the cluster: the followers serve reads from it.
 	go a.model.Run(sctx)
-	if a.elector != nil {
-		go func() { _ = a.elector.Run(sctx, a.act) }()
-	} else {
-		go a.act(sctx, leader.Term{})
-	}
+	// acting ends once the elector has stepped down and released its
+	// lease (or the single replica's controllers stopped): Run waits for
+	// it, so the journal is not closed under the release.
+	acting := make(chan struct{})
+	go func() {
+		defer close(acting)
+		if a.elector != nil {
+			_ = a.elector.Run(sctx, a.act)
+		} else {
+			a.act(sctx, leader.Term{})
+		}
+	}()
 	if a.capacity != nil {
 		go a.account(sctx, 15*time.Second)
 	}
 	a.log.Info("serving", "addr", "http://"+a.Addr(), "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
+	// stopActing ends the controllers and waits (10s at most) until they
+	// have stopped and the lease is released.
+	stopActing := func() {
+		stopScaler()
+		select {
+		case <-acting:
+		case <-time.After(10 * time.Second):
+			a.log.Warn("the controllers did not stop within 10s; closing anyway")
+		}
+	}
 	select {
 	case err := <-errc:
+		stopActing()
 		return fmt.Errorf("serving http: %w", err)
 	case <-ctx.Done():
 	}
 	a.log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stopActing()
+	hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(hctx); err != nil {
 		return fmt.Errorf("shutting down http: %w", err)
 	}
 	return nil
@@ -341,6 +367,11 @@ func (a *App) act(ctx context.Context, term leader.Term) {
 		}
 		if err := a.scaler.Restore(ctx); err != nil {
 			a.log.Error("restoring the scaler's state; not acting this term", "err", err)
+			<-ctx.Done()
+			return
+		}
+		if err := a.restoreAlerts(ctx); err != nil {
+			a.log.Error("restoring the firing alerts; not acting this term", "err", err)
 			<-ctx.Done()
 			return
 		}

@@ -105,6 +105,8 @@ func TestCloudsErrors(t *testing.T) {
 		{"clouds:\n  cluster: lab-\n", `:2:3: key "clouds.cluster": want 1-32`},
 		{"clouds:\n  cluster: " + strings.Repeat("a", 33) + "\n", `:2:3: key "clouds.cluster": want 1-32`},
 		{"clouds:\n  orphan_grace: -1m\n", `:2:3: key "clouds.orphan_grace": must be at least 1m (an instance is listed a moment before the ledger records it), got -1m0s`},
+		{"clouds:\n  orphan_grace: 48h\n", `:2:3: key "clouds.orphan_grace": want at most 24h, got 48h0m0s`},
+		{"clouds:\n  down_grace: 10s\n", `:2:3: key "clouds.down_grace": want 30s to 24h, got 10s`},
 		{"clouds:\n  aws:\n    endpoint: 127.0.0.1:4566\n", `:3:5: key "clouds.aws.endpoint": want an http or https URL, got "127.0.0.1:4566"`},
 		{"clouds:\n  aws:\n    endpoint: ftp://x\n", `:3:5: key "clouds.aws.endpoint": want an http or https URL`},
 		{"clouds:\n  alicloud:\n    endpoint: 127.0.0.1:4567\n", `:3:5: key "clouds.alicloud.endpoint": want an http or https URL, got "127.0.0.1:4567"`},

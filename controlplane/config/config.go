@@ -59,10 +59,17 @@ type Clouds struct {
 	// digits and dashes, starting and ending with a letter or digit.
 	Cluster string `yaml:"cluster"`
 	// OrphanGrace: an instance tagged as ours with no journaled claim is
-	// terminated after this long (default 10m, at least 1m).
+	// terminated once it has been seen so in two passes this far apart and
+	// is this old (default 10m, 1m to 24h), and only when the journal is
+	// older than it.
 	OrphanGrace time.Duration `yaml:"orphan_grace"`
-	AWS         AWSCloud      `yaml:"aws"`
-	Alicloud    AlicloudCloud `yaml:"alicloud"`
+	// DownGrace: a rented host whose Nomad node was ready and is not any
+	// more (a link flap, a hung agent) is kept this long before it is
+	// terminated (default 5m, 30s to 24h); Nomad's disconnect.lost_after
+	// plays the same part for allocations.
+	DownGrace time.Duration `yaml:"down_grace"`
+	AWS       AWSCloud      `yaml:"aws"`
+	Alicloud  AlicloudCloud `yaml:"alicloud"`
 }
 
 // AWSCloud says how to reach EC2. With no access key, credentials come
@@ -217,7 +224,7 @@ func Default() Config {
 		Journal:    Journal{Driver: "sqlite", Path: "spillway.db"},
 		Alerts:     Alerts{TTL: 2 * time.Hour},
 		Leader:     Leader{TTL: 10 * time.Second},
-		Clouds:     Clouds{Cluster: "spillway", OrphanGrace: 10 * time.Minute},
+		Clouds:     Clouds{Cluster: "spillway", OrphanGrace: 10 * time.Minute, DownGrace: 5 * time.Minute},
 	}
 }
 
@@ -421,6 +428,12 @@ var clusterName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
 func (c *Clouds) validate(bad func(key, format string, args ...any)) {
 	if !clusterName.MatchString(c.Cluster) {
 		bad("clouds.cluster", "want 1-32 lowercase letters, digits and dashes, starting and ending with a letter or digit (the Terraform modules' cluster_name), got %q", c.Cluster)
+	}
+	if c.DownGrace < 30*time.Second || c.DownGrace > 24*time.Hour {
+		bad("clouds.down_grace", "want 30s to 24h, got %s", c.DownGrace)
+	}
+	if c.OrphanGrace > 24*time.Hour {
+		bad("clouds.orphan_grace", "want at most 24h, got %s", c.OrphanGrace)
 	}
 	if c.OrphanGrace < time.Minute {
 		bad("clouds.orphan_grace", "must be at least 1m (an instance is listed a moment before the ledger records it), got %s", c.OrphanGrace)

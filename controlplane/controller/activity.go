@@ -39,7 +39,10 @@ type activity struct {
 	// the shared hosts it got.
 	requested bool
 	borrowed  int
+	replacing bool
 	pools     []string
+	// asked, if set, is called once run has asked for what it needs.
+	asked func()
 
 	mu     sync.Mutex
 	rented []*rented
@@ -57,6 +60,15 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 	met = true
 	if a.d.Unplaced() > 0 {
 		a.tl.begin(ctx)
+		if down := c.downHosts(nodes, r.BusinessUnit); len(down) > 0 && !a.replacing {
+			// The work of hosts down in their grace is queued again: what
+			// is found now replaces them, while they are kept.
+			a.replacing = true
+			data, _ := json.Marshal(map[string]any{"down": down, "queued": a.d.Unplaced()})
+			c.record(ctx, journal.Event{Time: c.now(), Kind: KindReplacing, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
+				Message: fmt.Sprintf("finding hosts for %d queued allocations of %s while %d of its rented hosts are down in their grace (%s); they are kept until it ends",
+					a.d.Unplaced(), r.BusinessUnit, len(down), strings.Join(down, ", "))})
+		}
 		a.size, err = c.hostSize(nodes, r.BusinessUnit)
 		if err != nil {
 			c.unmet(ctx, r, a.d, 0, err.Error())
@@ -72,6 +84,9 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 		if need -= len(pending); need > 0 {
 			met = a.acquire(ctx, need) == 0
 		}
+	}
+	if a.asked != nil {
+		a.asked()
 	}
 	a.mu.Lock()
 	follow := a.rented
@@ -93,21 +108,22 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 	return met, c.follow(ctx, a.tl, follow, a.replace)
 }
 
-// replace terminates a host that was not ready in time and rents one
-// again through a new plan; it returns the hosts that plan rented.
+// replace rents a successor for a host that was not ready in time, then
+// terminates it: the replacement is asked for first, so the capacity
+// never dips. It returns the hosts the new plan rented.
 func (a *activity) replace(ctx context.Context, h *rented) []*rented {
 	c := a.c
 	waited := c.now().Sub(h.launched).Round(time.Second)
 	data, _ := json.Marshal(map[string]any{"host": h.host.ID, "pool": h.pool.Name, "waited_seconds": waited.Seconds()})
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindHostStuck, Subject: "host/" + h.host.ID, Activity: a.tl.r.Activity, Actor: "controller", Data: data,
 		Message: fmt.Sprintf("rented host %s of %s is not a ready nomad node after %s; replacing it", h.host.ID, h.pool.Name, waited)})
-	if err := c.terminate(ctx, h.host, a.tl.r.Activity, "controller", fmt.Sprintf("not ready after %s", waited)); err != nil {
-		c.cfg.Logger.Error("terminating a stuck host", "host", h.host.ID, "err", err)
-	}
 	a.mu.Lock()
 	before := len(a.rented)
 	a.mu.Unlock()
 	a.acquire(ctx, 1)
+	if err := c.terminate(ctx, h.host, a.tl.r.Activity, "controller", fmt.Sprintf("not ready after %s; its replacement is asked for", waited)); err != nil {
+		c.cfg.Logger.Error("terminating a stuck host", "host", h.host.ID, "err", err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.rented[before:])
@@ -132,7 +148,7 @@ func (a *activity) pendingRentals(ctx context.Context, nodes []pools.NodeUsage) 
 		if _, has := c.cfg.Clouds[l.Pool]; !ok || !has {
 			continue
 		}
-		out = append(out, &rented{host: providers.Host{ID: l.Host, Pool: l.Pool, Claim: l.Claim}, pool: cp, claim: l.Claim, launched: l.Since})
+		out = append(out, &rented{host: providers.Host{ID: l.Host, Pool: l.Pool, Claim: l.Claim, LaunchedAt: l.Since}, pool: cp, claim: l.Claim, launched: l.Since})
 		a.pools = append(a.pools, l.Pool)
 	}
 	return out

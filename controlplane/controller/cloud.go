@@ -72,10 +72,16 @@ func (c *Controller) RestoreTimeToReady(ctx context.Context, q journal.Querier) 
 	return journal.Each(ctx, q, journal.Filter{Kind: KindHostReady, Since: c.now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
 		var d struct {
 			Pool    string  `json:"pool"`
+			Host    string  `json:"host"`
 			Seconds float64 `json:"seconds"`
 		}
 		if json.Unmarshal(ev.Data, &d) == nil && d.Pool != "" && d.Seconds > 0 {
 			c.ready.add(d.Pool, time.Duration(d.Seconds*float64(time.Second)))
+		}
+		if d.Host != "" {
+			c.mu.Lock()
+			c.readyOnce[d.Host] = ev.Time
+			c.mu.Unlock()
 		}
 		return nil
 	})
@@ -206,6 +212,10 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	for i, o := range offerings {
 		keys[i] = o.Key()
 	}
+	// The account's launch rate first: the intent's time is the call's.
+	if err := c.waitLaunch(ctx, p); err != nil {
+		return nil, err
+	}
 	intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": cp.Name, "tier": step.Tier, "hosts": count, "provider": cp.Provider,
 		"borrower": r.BusinessUnit, "offerings": keys, "time_to_ready_seconds": step.TimeToReady.Seconds()})
 	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.now(), Kind: KindIntent, Subject: r.Target.String(), Activity: r.Activity,
@@ -225,7 +235,9 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	pool := cp.ProviderPool()
 	pool.UserData = rendered.UserData
 	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
-	if err != nil {
+	c.launched(p, err)
+	if err != nil && !providers.IsThrottled(err) {
+		// A throttle slows the account (launched), and marks no offering.
 		c.memory.RecordError(cp.Name, c.now(), err, offerings...)
 	}
 	if len(hosts) > 0 {
@@ -335,6 +347,9 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 				h.ready, h.node = now, n.ID
 				took := now.Sub(h.launched)
 				c.ready.add(h.pool.Name, took)
+				c.mu.Lock()
+				c.readyOnce[h.host.ID] = now
+				c.mu.Unlock()
 				data, _ := json.Marshal(map[string]any{"pool": h.pool.Name, "host": h.host.ID, "node": n.ID, "seconds": took.Seconds(), "claim": h.claim})
 				c.record(ctx, journal.Event{Time: now, Kind: KindHostReady, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
 					Message: fmt.Sprintf("rented host %s of %s is a ready nomad node after %s", h.host.ID, h.pool.Name, took.Round(100*time.Millisecond))})

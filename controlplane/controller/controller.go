@@ -119,10 +119,16 @@ type Config struct {
 	// gives a scale-out's deadline (and its business unit, when the group
 	// does not name one). Nil means none.
 	Policies func() *policies.Set
-	// OrphanGrace is how old an instance tagged as this cluster's must be
-	// before the collector terminates it for want of a journaled claim.
-	// Default 10m.
+	// OrphanGrace is how old an instance tagged as this cluster's must be,
+	// and how far apart the two passes that saw it unowned, before the
+	// collector terminates it for want of a journaled claim. Default 10m.
 	OrphanGrace time.Duration
+	// DownGrace is how long a rented host whose node was ready and is not
+	// any more is kept before it is terminated. Default 5m.
+	DownGrace time.Duration
+	// ClusterName is the spillway:cluster tag of this control plane's
+	// instances, for what the collector says.
+	ClusterName string
 	Journal     Journal
 	// Clock drives every wait and loop; default the real clock.
 	Clock  clockwork.Clock
@@ -158,6 +164,25 @@ type Controller struct {
 	// skipped remembers the queued groups the provisioner cannot serve,
 	// so it says why once.
 	skipped map[policies.Target]string
+	// rates paces the launches of each cloud account.
+	rates     launchRates
+	rateGauge *prometheus.GaugeVec
+	// health is each rented host's, by instance; readyOnce is when a host
+	// was last seen ready, from the journal (host.ready) and the follows.
+	health    map[string]*hostHealth
+	readyOnce map[string]time.Time
+	// orphans is when the collector first saw each unowned instance;
+	// refused what it would not touch; born the journal's first event.
+	orphans      map[string]time.Time
+	refused      Refused
+	refusedKey   string
+	refusedGauge prometheus.Gauge
+	born         time.Time
+	// interrupting holds the spot hosts whose interruption notices are
+	// being handled; noticed those whose notices were taken up.
+	interrupting  map[string]bool
+	noticed       map[string]string
+	interruptions *prometheus.CounterVec
 }
 
 // New builds a controller.
@@ -174,6 +199,12 @@ func New(cfg Config) *Controller {
 	if cfg.OrphanGrace <= 0 {
 		cfg.OrphanGrace = 10 * time.Minute
 	}
+	if cfg.DownGrace <= 0 {
+		cfg.DownGrace = 5 * time.Minute
+	}
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = "spillway"
+	}
 	if cfg.Policies == nil {
 		cfg.Policies = func() *policies.Set { return &policies.Set{} }
 	}
@@ -181,12 +212,26 @@ func New(cfg Config) *Controller {
 		cfg.Pools = &pools.Config{}
 	}
 	c := &Controller{
-		cfg:     cfg,
-		active:  map[policies.Target]string{},
-		paused:  map[string]PoolPause{},
-		hints:   map[policies.Target]Hint{},
-		skipped: map[policies.Target]string{},
-		memory:  pools.NewOfferingMemory(pools.DefaultUnavailableFor),
+		cfg:          cfg,
+		active:       map[policies.Target]string{},
+		paused:       map[string]PoolPause{},
+		hints:        map[policies.Target]Hint{},
+		skipped:      map[policies.Target]string{},
+		health:       map[string]*hostHealth{},
+		readyOnce:    map[string]time.Time{},
+		orphans:      map[string]time.Time{},
+		refused:      Refused{Cluster: cfg.ClusterName},
+		interrupting: map[string]bool{},
+		noticed:      map[string]string{},
+		interruptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_spot_interruptions_total",
+			Help: "Spot interruption notices of rented hosts the controller took up, by pool.",
+		}, []string{"pool"}),
+		refusedGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_gc_refused_instances",
+			Help: "Instances tagged as this cluster's, no journaled claim naming them, that the collector refuses to terminate because they are older than the journal (a lost or new journal).",
+		}),
+		memory: pools.NewOfferingMemory(pools.DefaultUnavailableFor),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spillway_scaleout_phase_seconds",
 			Help:    "Seconds from a scale-out's trigger to each of its phases, by phase and pool.",
@@ -200,13 +245,17 @@ func New(cfg Config) *Controller {
 			Name: "spillway_capacity_unmet_total",
 			Help: "Rounds of a scale-out in which no tier could give all the hosts it needed.",
 		}),
+		rateGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spillway_cloud_launch_rate",
+			Help: "Launches per second Spillway allows itself on a cloud account, lowered when the cloud throttles and raised again as launches go through.",
+		}, []string{"provider"}),
 		fixes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_reconcile_fixes_total",
 			Help: "Differences between the lending ledger and Nomad the reconciler repaired (or failed to).",
 		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC)
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.rateGauge, c.refusedGauge, c.interruptions)
 	}
 	return c
 }
@@ -231,6 +280,9 @@ type Request struct {
 	// only once it needs capacity, so work Nomad places on its own within
 	// moments leaves no activity behind.
 	observed bool
+	// cause and decision, when set, say what the trigger and the decision
+	// were, when that was not a count raised (a spot interruption).
+	cause, decision string
 }
 
 // Wait blocks until every activity started by Start has ended.
@@ -315,8 +367,12 @@ func (tl *timeline) begin(ctx context.Context) {
 	if tl.r.resumed {
 		return
 	}
-	tl.phase(ctx, PhaseTrigger, tl.r.Triggered, "the trigger arrived")
-	tl.phase(ctx, PhaseDecided, tl.r.Decided, "the count was raised")
+	trigger, decided := "the trigger arrived", "the count was raised"
+	if tl.r.cause != "" {
+		trigger, decided = tl.r.cause, tl.r.decision
+	}
+	tl.phase(ctx, PhaseTrigger, tl.r.Triggered, trigger)
+	tl.phase(ctx, PhaseDecided, tl.r.Decided, decided)
 }
 
 // begun reports whether the activity has journaled anything.

@@ -2,12 +2,15 @@ package controller
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/policies"
@@ -104,8 +107,9 @@ func TestTopUpWhenTheCountRisesMidActivity(t *testing.T) {
 }
 
 // TestStuckLaunchIsReplaced: a rented host that never becomes a Nomad node
-// within its ready timeout is journaled as stuck, terminated, and
-// replaced by a new claim; the activity ends on the replacement.
+// within its ready timeout is journaled as stuck and replaced: the new
+// claim is asked for before the stuck host is terminated; the activity
+// ends on the replacement.
 func TestStuckLaunchIsReplaced(t *testing.T) {
 	h := newHarness(t, 0)
 	h.service(4)
@@ -120,9 +124,10 @@ func TestStuckLaunchIsReplaced(t *testing.T) {
 	h.boots = true
 	h.until("the scale-out is done", func() bool { return len(h.events(KindActivityEnded)) == 1 })
 	kinds := h.kinds()
-	i, j, k := slices.Index(kinds, KindHostStuck), slices.Index(kinds, KindTerminated), slices.Index(kinds[slices.Index(kinds, KindClaimed)+1:], KindClaimed)
-	if i < 0 || j < i || k < 0 {
-		t.Fatalf("want stuck, terminated, then a new claim: %v\n%s", kinds, h.dump())
+	stuckAt, terminatedAt := slices.Index(kinds, KindHostStuck), slices.Index(kinds, KindTerminate)
+	replacementAt := stuckAt + slices.Index(kinds[stuckAt:], KindIntent)
+	if stuckAt < 0 || replacementAt < stuckAt || terminatedAt < replacementAt {
+		t.Fatalf("want stuck, the replacement's claim, then the termination: %v\n%s", kinds, h.dump())
 	}
 	deleted := h.aws.Deletes()
 	if len(deleted) != 1 || deleted[0].ID != stuck {
@@ -133,33 +138,41 @@ func TestStuckLaunchIsReplaced(t *testing.T) {
 	}
 }
 
-// TestThrottledCloudsBackOffAndRetry: both clouds throttle the launch;
-// nothing can be rented, so the need is journaled as unmet with the
-// ladder's reasons, and asked again after a backoff (not at once), when
-// the clouds take it.
-func TestThrottledCloudsBackOffAndRetry(t *testing.T) {
+// TestThrottledLaunchesBackOff: the cloud throttles aws's launches
+// twice. A throttle is about the rate of calls on the account, not about
+// the offerings: nothing is marked exhausted, so aws (the cheapest) is
+// asked again, at a lower launch rate each time, and rents; the rate
+// climbs back as launches go through.
+func TestThrottledLaunchesBackOff(t *testing.T) {
 	h := newHarness(t, 0)
 	h.service(4)
-	h.cloud.ThrottleNext(2)
+	h.cloud.ThrottleNext(3)
 	h.start()
 	if err := h.k.SetCount(web, 8); err != nil {
 		t.Fatal(err)
 	}
 	h.until("the scale-out is done", func() bool { return len(h.events(KindActivityEnded)) == 1 })
-	unmet := h.events(KindUnmet)
-	claimed := h.events(KindClaimed)
-	if len(unmet) == 0 || len(claimed) != 1 {
-		t.Fatalf("unmet %d, claimed %d\n%s", len(unmet), len(claimed), h.dump())
-	}
-	if !strings.Contains(unmet[0].Message, "asking again with backoff") {
-		t.Errorf("the unmet need does not say it is retried: %s", unmet[0].Message)
-	}
-	if wait := claimed[0].Time.Sub(unmet[0].Time); wait < unmetRetry {
-		t.Errorf("retried %s after the unmet round, want a backoff of at least %s", wait, unmetRetry)
-	}
 	failed := h.events(KindClaimFailed)
-	if len(failed) < 2 || !strings.Contains(strings.ToLower(failed[0].Message), "throttl") {
-		t.Fatalf("throttled claims: %+v", failed)
+	claimed := h.events(KindClaimed)
+	if len(failed) != 3 || len(claimed) != 1 {
+		t.Fatalf("failed %d, claimed %d\n%s", len(failed), len(claimed), h.dump())
+	}
+	for _, f := range failed {
+		if !strings.Contains(strings.ToLower(f.Message), "throttl") || !strings.Contains(f.Message, "aws") {
+			t.Fatalf("a failed claim that is not aws's throttle: %s", f.Message)
+		}
+	}
+	if got := poolsOf(claimed, KindClaimed); strings.Join(got, ",") != "aws" {
+		t.Fatalf("rented from %v; a throttle must not push the claim off the cheapest cloud", got)
+	}
+	// The third attempt waited for the slower rate (1.25 launches/s after
+	// three halvings), on the clock.
+	intents := h.events(KindIntent)
+	if gap := intents[3].Time.Sub(intents[2].Time); gap < 500*time.Millisecond {
+		t.Errorf("the retry after three throttles came %s after the previous one; want the account's slower rate", gap)
+	}
+	if r := h.c.launchRate(h.aws); r >= launchRateMax || r <= launchRateMin {
+		t.Errorf("aws's launch rate is %v after three throttles and a success", r)
 	}
 }
 
@@ -295,5 +308,199 @@ func TestReconcileAdoptsAndFinishesHalfDoneWork(t *testing.T) {
 	}
 	if n := len(h.aws.Creates()); n != 0 {
 		t.Fatalf("the reconcile pass launched %d claims", n)
+	}
+}
+
+// TestDownHostIsKeptThroughItsGrace: a rented host's node goes down (a link
+// flap). It is journaled as down with when it was last ready; its work is
+// queued again and replacement capacity is rented, journaled as such; the
+// down host is not terminated. It comes back within the grace and serves
+// again. Down a second time for longer than the grace, it is terminated,
+// and the journal says what was seen.
+func TestDownHostIsKeptThroughItsGrace(t *testing.T) {
+	h := newHarness(t, 0)
+	h.c.cfg.DownGrace = time.Minute
+	h.service(4)
+	h.start()
+	if err := h.k.SetCount(web, 8); err != nil {
+		t.Fatal(err)
+	}
+	h.until("the scale-out is done", func() bool { return len(h.events(KindActivityEnded)) == 1 })
+	rented := h.cloud.Instances()[0].ID
+	node := "node-" + rented
+
+	h.k.SetNodeStatus(node, "down")
+	h.until("the host is journaled down", func() bool { return len(h.events(KindHostDown)) == 1 })
+	down := h.events(KindHostDown)[0]
+	if !strings.Contains(down.Message, "last ready at") || !strings.Contains(down.Message, rented) {
+		t.Fatalf("host.down: %s", down.Message)
+	}
+	h.until("a replacement is rented", func() bool { return len(h.events(KindReplacing)) == 1 && len(h.events(KindActivityEnded)) == 2 })
+	if !strings.Contains(h.events(KindReplacing)[0].Message, rented) {
+		t.Fatalf("the replacement does not name the down host: %s", h.events(KindReplacing)[0].Message)
+	}
+	if n := len(h.aws.Deletes()) + len(h.ali.Deletes()); n != 0 {
+		t.Fatalf("%d hosts terminated within the grace", n)
+	}
+
+	h.k.SetNodeStatus(node, "ready")
+	h.until("the host is back", func() bool { return len(h.events(KindHostBack)) == 1 })
+	if n := len(h.events(KindTerminate)); n != 0 {
+		t.Fatalf("%d terminations for a host that came back", n)
+	}
+
+	h.k.SetNodeStatus(node, "down")
+	h.until("the host down past its grace is terminated", func() bool { return len(h.aws.Deletes()) == 1 })
+	term := h.events(KindTerminate)
+	if len(term) != 1 || !strings.Contains(term[0].Message, "past clouds.down_grace") || !strings.Contains(term[0].Message, "last ready at") ||
+		!strings.Contains(term[0].Message, "since") {
+		t.Fatalf("the termination of the down host: %+v", term)
+	}
+	if d := h.aws.Deletes(); d[0].ID != rented {
+		t.Fatalf("terminated %s, want the down host %s", d[0].ID, rented)
+	}
+	// The grace is counted from the second time down, not the first.
+	downs := h.events(KindHostDown)
+	if len(downs) != 2 || term[0].Time.Sub(downs[1].Time) < h.c.cfg.DownGrace {
+		t.Fatalf("terminated at %s, within the grace of %s after going down again at %s", term[0].Time, h.c.cfg.DownGrace, downs[len(downs)-1].Time)
+	}
+}
+
+// TestOrphanCollectionNeedsTheJournalsWitness: an instance tagged as ours
+// that no claim names is terminated only after two passes the grace apart
+// and once older than the grace; one older than the journal (a lost or
+// new journal) is refused, journaled and counted, until an operator keeps
+// or terminates it.
+func TestOrphanCollectionNeedsTheJournalsWitness(t *testing.T) {
+	h := newHarness(t, 0)
+	h.c.cfg.OrphanGrace = 2 * time.Minute
+	ctx := t.Context()
+	pool, _ := h.pools.CloudPool("aws")
+	// Two instances from before the journal: a lost journal's.
+	old, err := h.aws.Create(ctx, providers.Claim{ID: "lost-journal", Pool: pool.ProviderPool(), Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(time.Minute)
+	if _, err := h.db.Events().Append(ctx, journal.Event{Time: h.clock.Now(), Kind: "test.begin", Message: "the journal begins"}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(time.Minute)
+	// One launched since, no claim journaled: an orphan.
+	orphan, err := h.aws.Create(ctx, providers.Claim{ID: "never-journaled", Pool: pool.ProviderPool(), Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.aws.Reset()
+	h.start()
+	h.until("the old instances are refused", func() bool { return len(h.events(KindGCRefused)) == 1 })
+	refused := h.events(KindGCRefused)[0]
+	if !strings.Contains(refused.Message, "spillway:cluster=spillway") || !strings.Contains(refused.Message, old[0].ID) || !strings.Contains(refused.Message, old[1].ID) ||
+		strings.Contains(refused.Message, orphan[0].ID) {
+		t.Fatalf("gc.refused: %s", refused.Message)
+	}
+	if v := testutil.ToFloat64(h.c.refusedGauge); v != 2 {
+		t.Fatalf("spillway_gc_refused_instances = %v, want 2", v)
+	}
+	h.until("the orphan is collected", func() bool { return len(h.aws.Deletes()) == 1 })
+	if d := h.aws.Deletes(); d[0].ID != orphan[0].ID {
+		t.Fatalf("collected %s, want the orphan %s", d[0].ID, orphan[0].ID)
+	}
+	term := h.events(KindTerminate)
+	if len(term) != 1 || term[0].Actor != "collector" || !strings.Contains(term[0].Message, "in passes") {
+		t.Fatalf("the orphan's termination: %+v", term)
+	}
+	// The first pass (the one that refused) saw the orphan too: the
+	// termination came at least the grace later.
+	if gap := term[0].Time.Sub(refused.Time); gap < h.c.cfg.OrphanGrace {
+		t.Fatalf("the orphan was terminated %s after it was first seen, within the grace of %s", gap, h.c.cfg.OrphanGrace)
+	}
+	// The operator adopts one refused instance and terminates the other.
+	// The adopted one has no Nomad node: the collector only leaves it be.
+	if bu, err := h.c.AdoptOrphan(ctx, old[0].ID, "oncall", "a host of the previous journal we adopt by hand"); err != nil || bu != "" {
+		t.Fatalf("adopting a refused instance with no node: %q, %v", bu, err)
+	}
+	if err := h.c.TerminateOrphan(ctx, old[1].ID, "oncall", "left over"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.AdoptOrphan(ctx, orphan[0].ID, "oncall", "x"); !errors.Is(err, ErrNotRefused) {
+		t.Fatalf("adopting an instance that was not refused: %v", err)
+	}
+	h.until("nothing is refused any more", func() bool { return testutil.ToFloat64(h.c.refusedGauge) == 0 })
+	if d := h.aws.Deletes(); len(d) != 2 || d[1].ID != old[1].ID {
+		t.Fatalf("deletes %+v; the adopted instance must stay", d)
+	}
+}
+
+// TestSpotInterruptionIsReplacedThenDrained: a rented spot host's
+// interruption notice asks for a replacement at once, drains the host
+// within the notice and terminates it after the replacement was asked
+// for, all in one activity; the group is healthy again at the end.
+func TestSpotInterruptionIsReplacedThenDrained(t *testing.T) {
+	spotPools := strings.NewReplacer(
+		"{instance_type: m5.large, price: {on_demand: 0.1}}", "{instance_type: m5.large, price: {on_demand: 0.1, spot: 0.03}}",
+		"{instance_type: m5.xlarge, price: {on_demand: 0.2}}", "{instance_type: m5.xlarge, price: {on_demand: 0.2, spot: 0.06}}",
+		"spot: 0%\nlaunch", "spot: 100%\nlaunch").Replace(harnessPools)
+	h := newHarnessOn(t, 0, spotPools)
+	h.service(4)
+	h.start()
+	if err := h.k.SetCount(web, 8); err != nil {
+		t.Fatal(err)
+	}
+	h.until("the scale-out is done", func() bool { return len(h.events(KindActivityEnded)) == 1 })
+	insts := h.cloud.Instances()
+	if len(insts) != 1 || insts[0].Offering.CapacityType != providers.CapacitySpot {
+		t.Fatalf("rented %+v, want one spot host", insts)
+	}
+	spot := insts[0]
+	noticed := h.clock.Now()
+	h.cloud.Interrupt(spot.ID)
+
+	h.until("the interruption is handled", func() bool { return len(h.events(KindActivityEnded)) == 2 })
+	in := h.events(KindInterrupted)
+	if len(in) != 1 || !strings.Contains(in[0].Message, spot.ID) || in[0].Activity == "" {
+		t.Fatalf("host.interrupted: %+v\n%s", in, h.dump())
+	}
+	act := in[0].Activity
+	// The journal tells the story in order, in one activity: the notice,
+	// the replacement asked for, the drain, the termination, the end.
+	var story []string
+	for _, ev := range h.events("") {
+		if ev.Activity == act && ev.Kind != KindPhase {
+			story = append(story, ev.Kind)
+		}
+	}
+	at := func(kind string) int { return slices.Index(story, kind) }
+	if at(KindInterrupted) != 0 || at(KindReplacing) < 0 || at(KindIntent) < at(KindReplacing) || at(KindDrained) < 0 ||
+		at(KindTerminate) < max(at(KindIntent), at(KindDrained)) || at(KindActivityEnded) != len(story)-1 {
+		t.Fatalf("the interruption's activity journaled %v, want interrupted, replacing, claim, drained, terminate, done\n%s", story, h.dump())
+	}
+	drains := h.k.CallsOf("drain")
+	if len(drains) != 1 || drains[0].Node != "node-"+spot.ID {
+		t.Fatalf("drains: %+v", drains)
+	}
+	if d := drains[0].Drain; d <= 0 || d > time.Duration(float64(providers.SpotNotice)*drainShare) {
+		t.Fatalf("the drain's deadline is %s, want within %.0f%% of a %s notice", d, drainShare*100, providers.SpotNotice)
+	}
+	if del := h.aws.Deletes(); len(del) != 1 || del[0].ID != spot.ID {
+		t.Fatalf("deletes: %+v", del)
+	}
+	if ended := h.events(KindTerminated); len(ended) != 1 || !ended[0].Time.Before(noticed.Add(providers.SpotNotice)) {
+		t.Fatalf("the interrupted host was not terminated before its notice ran out: %+v", ended)
+	}
+	var live []providers.Host
+	for _, i := range h.cloud.Instances() {
+		if i.State != providers.HostTerminated {
+			live = append(live, i)
+		}
+	}
+	if len(live) != 1 || live[0].ID == spot.ID || live[0].Offering == spot.Offering {
+		t.Fatalf("live hosts after the interruption: %+v; want one replacement on another offering than %+v", live, spot.Offering)
+	}
+	if got := h.k.Snapshot().Healthy(web); got != 8 {
+		t.Fatalf("%d of 8 allocations healthy after the interruption", got)
+	}
+	if v := testutil.ToFloat64(h.c.interruptions.WithLabelValues("aws")); v != 1 {
+		t.Fatalf("spillway_spot_interruptions_total{pool=aws} = %v", v)
 	}
 }

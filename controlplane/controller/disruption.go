@@ -34,16 +34,17 @@ const MinLoanAge = 30 * time.Second
 // the business unit. It never gives back a host while a scale-out is in
 // flight (its hosts are not spare), one held less than MinLoanAge, one that
 // runs a batch allocation, or anything while the model is not live (what
-// it shows is unknown). It returns the hosts it gave back.
+// it shows is unknown), nor while a spot interruption is being handled.
+// It returns the hosts it gave back.
 func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	if c.cfg.Ledger == nil {
 		return nil, nil
 	}
 	c.mu.Lock()
-	busy := len(c.active) > 0
+	busy := len(c.active) > 0 || len(c.interrupting) > 0
 	c.mu.Unlock()
 	if busy {
-		return nil, nil // a scale-out is placing work; its hosts are not spare
+		return nil, nil // a scale-out or an interruption is placing work; its hosts are not spare
 	}
 	snap := c.cfg.Cluster.Snapshot()
 	if !snap.Live() {
@@ -187,9 +188,9 @@ func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string,
 			err = nil
 		}
 	} else {
-		err = c.drain(ctx, node, c.drainDeadline())
+		err = c.drain(ctx, node, c.drainDeadline(), "scale-in")
 		if err == nil {
-			err = c.terminate(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim}, "", actor, "scale-in: "+why)
+			err = c.terminate(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim, LaunchedAt: loan.Since}, "", actor, "scale-in: "+why)
 		}
 	}
 	if err != nil {
@@ -217,11 +218,12 @@ func (c *Controller) drainDeadline() time.Duration {
 // drain drains a rented host's node with deadline and waits until the
 // drain is over: the model shows no drain in progress and none of the
 // node's allocations left running. A node Nomad no longer has is drained.
-func (c *Controller) drain(ctx context.Context, node string, deadline time.Duration) error {
+// reason goes in the drain's metadata (spillway.reason).
+func (c *Controller) drain(ctx context.Context, node string, deadline time.Duration, reason string) error {
 	if node == "" {
 		return nil
 	}
-	meta := map[string]string{"spillway.drained_by": "spillway", "spillway.reason": "scale-in"}
+	meta := map[string]string{"spillway.drained_by": "spillway", "spillway.reason": reason}
 	if err := c.cfg.Orchestrator.Drain(ctx, node, deadline, meta); err != nil {
 		if cluster.IsNotFound(err) {
 			return nil

@@ -126,7 +126,13 @@ type harness struct {
 
 func newHarness(t *testing.T, sharedHosts int) *harness {
 	t.Helper()
-	cfg, err := pools.Parse("pools.yaml", []byte(harnessPools))
+	return newHarnessOn(t, sharedHosts, harnessPools)
+}
+
+// newHarnessOn is newHarness on other pools.
+func newHarnessOn(t *testing.T, sharedHosts int, poolsYAML string) *harness {
+	t.Helper()
+	cfg, err := pools.Parse("pools.yaml", []byte(poolsYAML))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,14 +160,63 @@ func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
 	if err != nil {
 		return err
 	}
-	a := &activity{c: c, tl: tl, d: d, exclude: map[string]string{}}
-	var next time.Time // when to ask for capacity again
+	return c.place(ctx, &activity{c: c, tl: tl, d: d, exclude: map[string]string{}}, time.Time{})
+}
+
+// place runs activity a until its group's allocations are placed and
+// healthy: it asks for capacity whenever work is queued, from next on
+// (zero: at once), and again with backoff while no tier can give.
+func (c *Controller) place(ctx context.Context, a *activity, next time.Time) error {
+	tl, r := a.tl, a.tl.r
 	retry := unmetRetry
 	missed := false
 	for {
+		placed, err := c.placeOnce(ctx, a, &next, &retry, &missed)
+		if err != nil || !placed {
+			return err
+		}
+		// Wait for health; work queued again meanwhile (the count rose, a
+		// host was lost) sends the activity back to finding hosts.
+		again := false
+		_, healthyAt, err := c.await(ctx, func(s *cluster.Snapshot) (bool, error) {
+			g, ok := s.Group(r.Target)
+			if !ok {
+				return true, nil
+			}
+			if d, ok := s.Demand(r.Target); ok && d.Queued > 0 {
+				again = true
+				return true, nil
+			}
+			return s.Healthy(r.Target) >= g.Count, nil
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for %s to be healthy: %w", r.Target, err)
+		}
+		if again {
+			c.cfg.Logger.Info("work queued again while waiting for health; finding hosts", "activity", r.Activity, "target", r.Target.String())
+			continue
+		}
+		tl.phase(ctx, PhaseHealthy, healthyAt, "every allocation is healthy")
+		took := healthyAt.Sub(r.Triggered)
+		if healthyAt.After(r.Deadline) && !missed {
+			c.missedDeadline(ctx, r, healthyAt, "healthy after "+took.Round(time.Second).String())
+		}
+		c.record(ctx, journal.Event{Time: healthyAt, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
+			Message: fmt.Sprintf("scale-out done in %s", took.Round(100*time.Millisecond))})
+		return nil
+	}
+}
+
+// placeOnce asks for capacity whenever the group has work queued, from
+// *next on, until every allocation has a host. It reports false when the
+// activity ended without that (the group is gone, or Nomad placed it on
+// its own before anything was journaled).
+func (c *Controller) placeOnce(ctx context.Context, a *activity, next *time.Time, retry *time.Duration, missed *bool) (bool, error) {
+	tl, r := a.tl, a.tl.r
+	for {
 		s, _, err := c.await(ctx, func(*cluster.Snapshot) (bool, error) { return true, nil })
 		if err != nil {
-			return fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)
+			return false, fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)
 		}
 		d, ok := s.Demand(r.Target)
 		if !ok {
@@ -175,55 +224,40 @@ func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
 				c.record(ctx, journal.Event{Time: c.now(), Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 					Message: "scale-out ended: the task group is gone from nomad"})
 			}
-			return nil
+			return false, nil
 		}
 		now := c.now()
 		if d.Queued == 0 && d.Running+d.Starting >= d.Count {
 			if !tl.begun() {
 				// Nomad placed it on its own: nothing to journal.
 				c.cfg.Logger.Debug("queued work placed without capacity", "target", r.Target.String())
-				return nil
+				return false, nil
 			}
 			tl.phase(ctx, PhasePlaced, now, "every allocation has a host")
-			break
+			return true, nil
 		}
-		if !missed && now.After(r.Deadline) {
-			missed = true
+		if !*missed && now.After(r.Deadline) {
+			*missed = true
 			c.missedDeadline(ctx, r, now, fmt.Sprintf("%d allocations still queued", d.Queued))
 		}
-		if d.Queued > 0 && !now.Before(next) {
+		if d.Queued > 0 && !now.Before(*next) {
 			a.d = d
 			met, err := a.run(ctx, s)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if met {
-				next, retry = c.now().Add(settleTime), unmetRetry
+				*next, *retry = c.now().Add(settleTime), unmetRetry
 			} else {
-				next = c.now().Add(retry)
-				retry = min(2*retry, unmetMaxRetry)
+				*next = c.now().Add(*retry)
+				*retry = min(2**retry, unmetMaxRetry)
 			}
 			continue
 		}
 		if err := c.pause(ctx, s); err != nil {
-			return fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)
+			return false, fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)
 		}
 	}
-	_, healthyAt, err := c.await(ctx, func(s *cluster.Snapshot) (bool, error) {
-		g, ok := s.Group(r.Target)
-		return !ok || s.Healthy(r.Target) >= g.Count, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for %s to be healthy: %w", r.Target, err)
-	}
-	tl.phase(ctx, PhaseHealthy, healthyAt, "every allocation is healthy")
-	took := healthyAt.Sub(r.Triggered)
-	if healthyAt.After(r.Deadline) && !missed {
-		c.missedDeadline(ctx, r, healthyAt, "healthy after "+took.Round(time.Second).String())
-	}
-	c.record(ctx, journal.Event{Time: healthyAt, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
-		Message: fmt.Sprintf("scale-out done in %s", took.Round(100*time.Millisecond))})
-	return nil
 }
 
 func (c *Controller) missedDeadline(ctx context.Context, r Request, at time.Time, what string) {

@@ -12,8 +12,9 @@ const ReconcileEvery = time.Minute
 // Run runs every controller until ctx ends (one term of the leader): first
 // the reconcile pass (the ledger against Nomad and the clouds, then the
 // resumption of interrupted scale-outs), then provisioning (on every change
-// of the model), disruption every interval, and the reconcile pass and the
-// garbage collector every ReconcileEvery.
+// of the model), spot interruption notices, the rented hosts' health and
+// disruption every interval, and the reconcile pass and the garbage
+// collector every ReconcileEvery.
 func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 	log := c.cfg.Logger
 	if err := c.RestoreTimeToReady(ctx, c.cfg.Journal); err != nil {
@@ -56,6 +57,12 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 				log.Warn("collecting garbage in the clouds", "err", err)
 			}
 		case <-t.Chan():
+			if _, err := c.Interruptions(ctx); err != nil {
+				log.Warn("reading spot interruption notices", "err", err)
+			}
+			if _, err := c.Health(ctx); err != nil {
+				log.Warn("following the rented hosts' health", "err", err)
+			}
 			if _, err := c.Consolidate(ctx); err != nil {
 				log.Warn("giving back hosts", "err", err)
 			}

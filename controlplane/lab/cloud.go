@@ -58,7 +58,16 @@ type CloudOptions struct {
 	// MaxHosts is max_hosts of each cloud pool the lab writes (with
 	// Options.LabPools). Zero means 10.
 	MaxHosts int
+	// DownGrace is the control plane's clouds.down_grace. Zero means its
+	// default.
+	DownGrace time.Duration
 }
+
+// DefaultDescribeLag is how long the lab's clouds hide a just-launched
+// instance from their APIs (cloudsim's Latency.DescribeLag, scaled by its
+// TimeScale), unless CloudOptions.Config sets it; a negative one turns it
+// off.
+const DefaultDescribeLag = 3 * time.Second
 
 // instanceEnv marks every process of one cloud instance (its agent, and
 // the executors and tasks the agent starts) with the instance ID.
@@ -152,6 +161,10 @@ func (l *Lab) startCloud(ctx context.Context, o CloudOptions) error {
 		c.mem = l.opts.HostMemoryMB
 	}
 	opts := []cloudsim.Option{cloudsim.WithBootHook(c.boot), cloudsim.WithTerminateHook(c.terminate)}
+	if o.Config.Latency.DescribeLag == 0 {
+		// The lab's clouds are eventually consistent, as EC2 and ECS are.
+		o.Config.Latency.DescribeLag = DefaultDescribeLag
+	}
 	if o.Clock != nil {
 		opts = append(opts, cloudsim.WithClock(o.Clock))
 	}
@@ -862,6 +875,43 @@ func (c *cloudLab) terminate(_ context.Context, ev cloudsim.InstanceEvent) {
 		}
 		c.l.progress("cloud host %s: terminated, nomad client stopped", ev.InstanceID)
 	}()
+}
+
+// FreezeCloudHost stops a booted cloud host's Nomad agent with SIGSTOP:
+// to the Nomad servers, as a flap of the line to the cloud or a hung agent
+// looks (its heartbeats stop), while its tasks run on. ThawCloudHost
+// resumes it.
+func (l *Lab) FreezeCloudHost(id string) error {
+	return l.signalCloudHost(id, syscall.SIGSTOP, "frozen (SIGSTOP)")
+}
+
+// ThawCloudHost resumes a cloud host's agent FreezeCloudHost stopped.
+func (l *Lab) ThawCloudHost(id string) error {
+	return l.signalCloudHost(id, syscall.SIGCONT, "resumed (SIGCONT)")
+}
+
+func (l *Lab) signalCloudHost(id string, sig syscall.Signal, what string) error {
+	if l.cloud == nil {
+		return fmt.Errorf("the lab has no cloud simulator")
+	}
+	l.cloud.mu.Lock()
+	h := l.cloud.hosts[id]
+	var p *process
+	if h != nil {
+		p = h.proc
+	}
+	l.cloud.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("cloud host %s has no running nomad agent", id)
+	}
+	if ok, _ := p.exited(); ok {
+		return fmt.Errorf("the nomad agent of cloud host %s has exited", id)
+	}
+	if err := syscall.Kill(p.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("signalling the nomad agent of cloud host %s: %w", id, err)
+	}
+	l.progress("cloud host %s: nomad agent %s", id, what)
+	return nil
 }
 
 // killInstance kills every process marked with the instance until none is

@@ -126,6 +126,7 @@ func (p *process) stop(grace time.Duration) {
 		return
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT) // a frozen process acts on it
 	select {
 	case <-p.done:
 	case <-time.After(grace):

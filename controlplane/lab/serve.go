@@ -79,6 +79,9 @@ func (l *Lab) ServeConfig() (map[string]any, error) {
 func (l *Lab) cloudsConfig() map[string]any {
 	sim := l.cloud.sim
 	clouds := map[string]any{"cluster": CloudCluster, "orphan_grace": "1m"}
+	if o := l.opts.Cloud; o != nil && o.DownGrace > 0 {
+		clouds["down_grace"] = o.DownGrace.String()
+	}
 	if a, ok := sim.Credentials(cloudsim.CloudAWS); ok {
 		clouds["aws"] = map[string]any{"endpoint": sim.URL(), "access_key_id": a.AccessKeyID, "secret_access_key": a.SecretAccessKey}
 	}

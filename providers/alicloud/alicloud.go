@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk"
@@ -60,6 +61,10 @@ type Options struct {
 	PageSize int
 	// Timeout of one HTTP request. Default 30s.
 	Timeout time.Duration
+	// ConsistencyWindow is how long after a launch Delete takes ECS's "not
+	// found" for "not visible yet" and asks again (default
+	// providers.DefaultConsistencyWindow).
+	ConsistencyWindow time.Duration
 	// AppID names the caller in every request's User-Agent ("app/<AppID>"),
 	// so ActionTrail (and the simulator) can tell the replicas apart.
 	AppID string
@@ -69,6 +74,11 @@ type Options struct {
 type Provider struct {
 	ecs  *ecs.Client
 	opts Options
+
+	mu sync.Mutex
+	// recycling maps the spot instances seen with a Recycling operation
+	// lock to when that was first seen.
+	recycling map[string]time.Time
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -360,7 +370,9 @@ func (p *Provider) describe(ctx context.Context, tags map[string]string, ids []s
 			return nil, mapError(err)
 		}
 		for _, in := range resp.Instances.Instance {
-			hosts = append(hosts, toHost(in))
+			h := toHost(in)
+			h.InterruptAt = p.interruptAt(in)
+			hosts = append(hosts, h)
 		}
 		if resp.NextToken == "" || len(resp.Instances.Instance) == 0 {
 			return hosts, nil
@@ -430,8 +442,9 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Host, error) {
 
 // Delete implements providers.Provider. It deletes, with Force, only
 // instances owned by this cluster.
+// ECS is eventually consistent, as EC2 is: see the aws provider's Delete.
 func (p *Provider) Delete(ctx context.Context, host providers.Host) error {
-	if _, err := p.Get(ctx, host.ID); err != nil {
+	if _, err := providers.Visible(ctx, host, p.opts.ConsistencyWindow, p.Get); err != nil {
 		return fmt.Errorf("deleting host %s: %w", host.ID, err)
 	}
 	req := ecs.CreateDeleteInstancesRequest()
@@ -444,12 +457,21 @@ func (p *Provider) Delete(ctx context.Context, host providers.Host) error {
 		return err
 	})
 	if errorCode(err) == "InvalidInstanceId.NotFound" {
+		p.forget(host.ID)
 		return providers.NewNotFoundError(host.ID, err)
 	}
 	if err != nil {
 		return fmt.Errorf("deleting host %s: %w", host.ID, mapError(err))
 	}
+	p.forget(host.ID)
 	return nil
+}
+
+// forget drops what the provider remembers of a deleted instance.
+func (p *Provider) forget(id string) {
+	p.mu.Lock()
+	delete(p.recycling, id)
+	p.mu.Unlock()
 }
 
 // List implements providers.Provider.
@@ -459,6 +481,27 @@ func (p *Provider) List(ctx context.Context, pool string) ([]providers.Host, err
 		return nil, fmt.Errorf("listing hosts of pool %s: %w", pool, err)
 	}
 	return hosts, nil
+}
+
+// interruptAt is when ECS reclaims a spot instance it put a Recycling
+// operation lock on: the lock says so but not when, so the reclaim is
+// taken to be providers.SpotNotice after the lock was first seen (ECS's
+// own notice is five minutes). Zero without the lock.
+func (p *Provider) interruptAt(in ecs.Instance) time.Time {
+	if !slices.ContainsFunc(in.OperationLocks.LockReason, func(l ecs.LockReason) bool { return l.LockReason == "Recycling" }) {
+		return time.Time{}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recycling == nil {
+		p.recycling = map[string]time.Time{}
+	}
+	seen, ok := p.recycling[in.InstanceId]
+	if !ok {
+		seen = time.Now()
+		p.recycling[in.InstanceId] = seen
+	}
+	return seen.Add(providers.SpotNotice)
 }
 
 // Catalog implements providers.Provider: availability from

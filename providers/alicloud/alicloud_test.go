@@ -57,6 +57,8 @@ func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string) *ali
 		BaseBackoff:     5 * time.Millisecond,
 		MaxBackoff:      50 * time.Millisecond,
 		PageSize:        2,
+		// The simulator here never lags: a gone instance is gone.
+		ConsistencyWindow: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +101,11 @@ func TestContract(t *testing.T) {
 					t.Fatalf("simulator has no live instance %s", id)
 				}
 			},
+			Interrupt: func(t *testing.T, id string) {
+				if err := sim.InterruptSpot(id); err != nil {
+					t.Fatal(err)
+				}
+			},
 		}
 	})
 }
@@ -121,4 +128,57 @@ func TestAppIDNamesTheCaller(t *testing.T) {
 	if len(calls) != 1 || calls[0].Action != "DescribeInstances" || calls[0].Cloud != cloudsim.CloudAlicloud {
 		t.Fatalf("calls of replica-b: %+v (all: %+v)", calls, sim.Calls("", time.Time{}))
 	}
+}
+
+// TestContractEventualConsistency: ECS hides an instance from its API for
+// a second after the launch; a delete then still deletes it.
+func TestContractEventualConsistency(t *testing.T) {
+	providertest.RunConsistency(t, func(t *testing.T) *providertest.ConsistencyEnv {
+		zero := 0.0
+		sim, err := cloudsim.New(cloudsim.Config{
+			Seed: 7, ErrorRate: &zero,
+			Latency: cloudsim.Latency{API: time.Millisecond, DescribeLag: time.Second},
+			Alicloud: cloudsim.CloudConfig{
+				Region:    "cn-hangzhou",
+				Accounts:  []cloudsim.Account{{ID: "1234567890", AccessKeyID: accessKey, SecretAccessKey: secretKey}},
+				Offerings: []cloudsim.OfferingConfig{{InstanceType: "ecs.g7.large", Zone: "cn-hangzhou-i", CapacityType: cloudsim.OnDemand, Price: 0.11}},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sim.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sim.Close() })
+		p := pool()
+		p.Offerings = append(p.Offerings[:1:1], p.Offerings[0])
+		return &providertest.ConsistencyEnv{
+			Env: providertest.Env{
+				Pool: p,
+				New: func(t *testing.T) providers.Provider {
+					p, err := alicloud.New(alicloud.Options{Cluster: "test-cluster", Region: "cn-hangzhou", Endpoint: sim.Addr(), Scheme: "http",
+						AccessKeyID: accessKey, AccessKeySecret: secretKey})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return p
+				},
+				SetCapacity: func(t *testing.T, o providers.Offering, n int) {
+					if err := sim.SetCapacity(cloudsim.CloudAlicloud, o.Zone, o.InstanceType, string(o.CapacityType), n); err != nil {
+						t.Fatal(err)
+					}
+				},
+			},
+			Lag: time.Second,
+			Running: func(t *testing.T, id string) bool {
+				for _, in := range sim.Instances(cloudsim.CloudAlicloud) {
+					if in.ID == id {
+						return in.State == "Pending" || in.State == "Starting" || in.State == "Running"
+					}
+				}
+				return false
+			},
+		}
+	})
 }

@@ -54,6 +54,10 @@ type Options struct {
 	PageSize int32
 	// HTTPClient, when nil, is a buildable client (works with AWS_CA_BUNDLE).
 	HTTPClient aws.HTTPClient
+	// ConsistencyWindow is how long after a launch Delete takes EC2's
+	// "not found" for "not visible yet" and asks again (default
+	// providers.DefaultConsistencyWindow).
+	ConsistencyWindow time.Duration
 	// AppID names the caller in every request's User-Agent ("app/<AppID>"),
 	// so CloudTrail (and the simulator) can tell the replicas apart. It is
 	// cut to the SDK's 50 characters of letters, digits and "-._".
@@ -65,6 +69,7 @@ type Provider struct {
 	ec2     *ec2.Client
 	cluster string
 	page    int32
+	window  time.Duration
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -112,7 +117,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 	})
-	return &Provider{ec2: client, cluster: opts.Cluster, page: opts.PageSize}, nil
+	return &Provider{ec2: client, cluster: opts.Cluster, page: opts.PageSize, window: opts.ConsistencyWindow}, nil
 }
 
 // Error codes the retryer must never retry and the provider maps to types.
@@ -569,9 +574,12 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Host, error) {
 }
 
 // Delete implements providers.Provider. It terminates only instances owned
-// by this cluster.
+// by this cluster. EC2 is eventually consistent: for an instance launched
+// moments ago (host.LaunchedAt within the consistency window, or unknown),
+// "not found" is asked again until the window has passed, never taken as
+// proof that the instance is gone.
 func (p *Provider) Delete(ctx context.Context, host providers.Host) error {
-	if _, err := p.Get(ctx, host.ID); err != nil {
+	if _, err := providers.Visible(ctx, host, p.window, p.Get); err != nil {
 		return fmt.Errorf("deleting host %s: %w", host.ID, err)
 	}
 	out, err := p.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{host.ID}})
@@ -599,7 +607,50 @@ func (p *Provider) List(ctx context.Context, pool string) ([]providers.Host, err
 	if err != nil {
 		return nil, fmt.Errorf("listing hosts of pool %s: %w", pool, err)
 	}
+	if err := p.notices(ctx, hosts); err != nil {
+		return nil, fmt.Errorf("listing hosts of pool %s: %w", pool, err)
+	}
 	return hosts, nil
+}
+
+// noticeBatch bounds the instance IDs of one DescribeSpotInstanceRequests
+// filter.
+const noticeBatch = 100
+
+// notices sets InterruptAt on the spot hosts that got an interruption
+// notice: EC2 marks their spot requests marked-for-termination, and
+// reclaims them providers.SpotNotice after the status changed. A failed
+// read fails the listing: a notice nobody saw is not "no notice".
+func (p *Provider) notices(ctx context.Context, hosts []providers.Host) error {
+	var spot []string
+	at := map[string]int{}
+	for i, h := range hosts {
+		if h.Offering.CapacityType == providers.CapacitySpot && h.State != providers.HostTerminated {
+			spot = append(spot, h.ID)
+			at[h.ID] = i
+		}
+	}
+	for batch := range slices.Chunk(spot, noticeBatch) {
+		out, err := p.ec2.DescribeSpotInstanceRequests(ctx, &ec2.DescribeSpotInstanceRequestsInput{Filters: []types.Filter{
+			{Name: aws.String("instance-id"), Values: batch},
+			{Name: aws.String("status-code"), Values: []string{"marked-for-termination"}},
+		}})
+		if err != nil {
+			return fmt.Errorf("reading spot interruption notices: %w", mapError(err))
+		}
+		for _, r := range out.SpotInstanceRequests {
+			i, ok := at[aws.ToString(r.InstanceId)]
+			if !ok || r.Status == nil {
+				continue
+			}
+			noticed := time.Now()
+			if r.Status.UpdateTime != nil {
+				noticed = *r.Status.UpdateTime
+			}
+			hosts[i].InterruptAt = noticed.Add(providers.SpotNotice)
+		}
+	}
+	return nil
 }
 
 // Catalog implements providers.Provider. Availability comes from

@@ -72,11 +72,48 @@ func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string) *aws
 		BaseBackoff: 5 * time.Millisecond,
 		MaxBackoff:  50 * time.Millisecond,
 		PageSize:    5,
+		// The simulator here never lags: a gone instance is gone.
+		ConsistencyWindow: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestContractEventualConsistency: EC2 hides an instance from its API for
+// a second after the launch; a delete then still terminates it.
+func TestContractEventualConsistency(t *testing.T) {
+	providertest.RunConsistency(t, func(t *testing.T) *providertest.ConsistencyEnv {
+		cfg := simConfig()
+		cfg.Latency.DescribeLag = time.Second
+		cfg.Latency.API = time.Millisecond
+		sim, err := cloudsim.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sim.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sim.Close() })
+		env := contractEnvOn(sim, providers.LaunchRunInstances, "RunInstances")
+		env.New = func(t *testing.T) providers.Provider {
+			p, err := aws.New(context.Background(), aws.Options{Cluster: "test-cluster", Region: "us-east-1", Endpoint: sim.URL(),
+				Credentials: credentials.NewStaticCredentialsProvider(accessKey, secretKey, "")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		return &providertest.ConsistencyEnv{Env: *env, Lag: time.Second, Running: func(t *testing.T, id string) bool {
+			for _, in := range sim.Instances(cloudsim.CloudAWS) {
+				if in.ID == id {
+					return in.State == "pending" || in.State == "running"
+				}
+			}
+			return false
+		}}
+	})
 }
 
 func pool(strategy providers.LaunchStrategy) providers.Pool {
@@ -97,28 +134,37 @@ func pool(strategy providers.LaunchStrategy) providers.Pool {
 func contractEnv(strategy providers.LaunchStrategy, action string) func(t *testing.T) *providertest.Env {
 	return func(t *testing.T) *providertest.Env {
 		sim, _ := newSim(t)
-		return &providertest.Env{
-			Pool:              pool(strategy),
-			New:               func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, secretKey) },
-			NewBadCredentials: func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, "wrong-secret") },
-			SetCapacity: func(t *testing.T, o providers.Offering, n int) {
-				if err := sim.SetCapacity(cloudsim.CloudAWS, o.Zone, o.InstanceType, string(o.CapacityType), n); err != nil {
-					t.Fatal(err)
-				}
-			},
-			ThrottleNextCreate: func(t *testing.T, n int) {
-				sim.InjectFault(cloudsim.Fault{Cloud: cloudsim.CloudAWS, Action: action, Kind: cloudsim.FaultThrottle, Count: n})
-			},
-			LoseNextCreateResponse: func(t *testing.T) {
-				sim.InjectFault(cloudsim.Fault{Cloud: cloudsim.CloudAWS, Action: action, Kind: cloudsim.FaultServerErrorAfterCommit, Count: 1})
-			},
-			TerminateOutOfBand: func(t *testing.T, id string) {
-				if !sim.Terminate(id) {
-					t.Fatalf("simulator has no live instance %s", id)
-				}
-			},
-			Settle: func(t *testing.T) { sim.Advance(time.Minute) },
-		}
+		return contractEnvOn(sim, strategy, action)
+	}
+}
+
+func contractEnvOn(sim *cloudsim.Simulator, strategy providers.LaunchStrategy, action string) *providertest.Env {
+	return &providertest.Env{
+		Pool:              pool(strategy),
+		New:               func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, secretKey) },
+		NewBadCredentials: func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, "wrong-secret") },
+		SetCapacity: func(t *testing.T, o providers.Offering, n int) {
+			if err := sim.SetCapacity(cloudsim.CloudAWS, o.Zone, o.InstanceType, string(o.CapacityType), n); err != nil {
+				t.Fatal(err)
+			}
+		},
+		ThrottleNextCreate: func(t *testing.T, n int) {
+			sim.InjectFault(cloudsim.Fault{Cloud: cloudsim.CloudAWS, Action: action, Kind: cloudsim.FaultThrottle, Count: n})
+		},
+		LoseNextCreateResponse: func(t *testing.T) {
+			sim.InjectFault(cloudsim.Fault{Cloud: cloudsim.CloudAWS, Action: action, Kind: cloudsim.FaultServerErrorAfterCommit, Count: 1})
+		},
+		TerminateOutOfBand: func(t *testing.T, id string) {
+			if !sim.Terminate(id) {
+				t.Fatalf("simulator has no live instance %s", id)
+			}
+		},
+		Interrupt: func(t *testing.T, id string) {
+			if err := sim.InterruptSpot(id); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Settle: func(t *testing.T) { sim.Advance(time.Minute) },
 	}
 }
 

@@ -281,25 +281,64 @@ func TestDeterministicUnderSeed(t *testing.T) {
 func TestSpotInterruption(t *testing.T) {
 	hooks := &hookLog{}
 	sim := start(t, testConfig(), cloudsim.WithTerminateHook(hooks.term))
+	ctx := context.Background()
 	client := stockEC2(sim, awsKey, awsSecret, 1)
-	out, err := client.RunInstances(context.Background(), &ec2.RunInstancesInput{
+	out, err := client.RunInstances(ctx, &ec2.RunInstancesInput{
 		ImageId: aws.String("ami-1"), InstanceType: types.InstanceTypeM5Large, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 		InstanceMarketOptions: &types.InstanceMarketOptionsRequest{MarketType: types.MarketTypeSpot}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := aws.ToString(out.Instances[0].InstanceId)
+	sir := aws.ToString(out.Instances[0].SpotInstanceRequestId)
+	if sir == "" {
+		t.Fatal("a spot instance has no spot instance request")
+	}
+	sim.Advance(time.Minute)
+	request := func() types.SpotInstanceRequest {
+		t.Helper()
+		r, err := client.DescribeSpotInstanceRequests(ctx, &ec2.DescribeSpotInstanceRequestsInput{
+			Filters: []types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.SpotInstanceRequests) != 1 || aws.ToString(r.SpotInstanceRequests[0].SpotInstanceRequestId) != sir {
+			t.Fatalf("spot requests of %s = %+v", id, r.SpotInstanceRequests)
+		}
+		return r.SpotInstanceRequests[0]
+	}
+	if r := request(); aws.ToString(r.Status.Code) != "fulfilled" || r.State != types.SpotInstanceStateActive {
+		t.Fatalf("spot request before the notice: %s %s", r.State, aws.ToString(r.Status.Code))
+	}
 	if err := sim.InterruptSpot(id); err != nil {
 		t.Fatal(err)
 	}
-	d, err := client.DescribeInstances(context.Background(), &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if err != nil {
-		t.Fatal(err)
+	noticed := sim.Now()
+	r := request()
+	if aws.ToString(r.Status.Code) != "marked-for-termination" || !aws.ToTime(r.Status.UpdateTime).Equal(noticed.Truncate(time.Millisecond)) {
+		t.Fatalf("spot request after the notice: %s at %v, want marked-for-termination at %v", aws.ToString(r.Status.Code), r.Status.UpdateTime, noticed)
 	}
-	in := d.Reservations[0].Instances[0]
+	state := func() *types.Instance {
+		t.Helper()
+		d, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &d.Reservations[0].Instances[0]
+	}
+	// The notice is a notice: the instance runs on for its two minutes.
+	sim.Advance(119 * time.Second)
+	if in := state(); in.State.Name != types.InstanceStateNameRunning {
+		t.Fatalf("instance %s is %s before its notice ran out", id, in.State.Name)
+	}
+	sim.Advance(time.Second)
+	in := state()
 	if in.State.Name != types.InstanceStateNameShuttingDown || aws.ToString(in.StateReason.Code) != "Server.SpotInstanceTermination" ||
 		in.InstanceLifecycle != types.InstanceLifecycleTypeSpot {
 		t.Fatalf("interrupted instance = %+v %+v", in.State, in.StateReason)
+	}
+	if r := request(); r.State != types.SpotInstanceStateClosed || aws.ToString(r.Status.Code) != "instance-terminated-no-capacity" {
+		t.Fatalf("spot request after the reclaim: %s %s", r.State, aws.ToString(r.Status.Code))
 	}
 	if _, n := hooks.counts(); n != 1 {
 		t.Fatalf("terminate hook ran %d times", n)

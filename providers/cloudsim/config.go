@@ -57,6 +57,16 @@ type Latency struct {
 	// TerminatedRetention is how long terminated EC2 instances stay visible
 	// to DescribeInstances. Default 1h.
 	TerminatedRetention time.Duration `yaml:"terminatedRetention"`
+	// DescribeLag is the eventual consistency of both clouds' APIs: for this
+	// long after its launch, an instance is invisible to DescribeInstances
+	// (by ID, EC2 answers InvalidInstanceID.NotFound) and to a terminate or
+	// delete by ID, which answers not found too, although the instance
+	// runs. Default 0 (off; negative is off too); the lab turns it on.
+	DescribeLag time.Duration `yaml:"describeLag"`
+	// SpotNotice is how long a spot instance runs on after its
+	// interruption notice (InterruptSpot) before the cloud reclaims it.
+	// Default 2m, EC2's notice.
+	SpotNotice time.Duration `yaml:"spotNotice"`
 }
 
 // CloudConfig describes one simulated cloud.
@@ -181,6 +191,7 @@ func (c *Config) applyDefaults() {
 	def(&l.Boot, 20*time.Second)
 	def(&l.ShuttingDown, 5*time.Second)
 	def(&l.TerminatedRetention, time.Hour)
+	def(&l.SpotNotice, 2*time.Minute)
 	c.AWS.applyDefaults("us-east-1")
 	c.Alicloud.applyDefaults("cn-hangzhou")
 }
@@ -217,6 +228,9 @@ func (c Config) Validate() error {
 	}
 	if c.ErrorRate != nil && (*c.ErrorRate < 0 || *c.ErrorRate > 1) {
 		errs = append(errs, fmt.Errorf("errorRate must be between 0 and 1"))
+	}
+	if c.Latency.SpotNotice < 0 {
+		errs = append(errs, fmt.Errorf("latency.spotNotice must not be negative"))
 	}
 	if c.Latency.PendingMax < c.Latency.PendingMin {
 		errs = append(errs, fmt.Errorf("latency.pendingMax is below latency.pendingMin"))

@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,6 +69,7 @@ var ec2Actions = map[string]ec2Handler{
 	"CreateTags":                    (*Simulator).ec2CreateTags,
 	"DescribeInstanceTypeOfferings": (*Simulator).ec2DescribeInstanceTypeOfferings,
 	"DescribeSpotPriceHistory":      (*Simulator).ec2DescribeSpotPriceHistory,
+	"DescribeSpotInstanceRequests":  (*Simulator).ec2DescribeSpotInstanceRequests,
 }
 
 func ec2ActionClass(action string) string {
@@ -265,6 +268,7 @@ type ec2Instance struct {
 	SubnetID          string          `xml:"subnetId,omitempty"`
 	ClientToken       string          `xml:"clientToken,omitempty"`
 	InstanceLifecycle string          `xml:"instanceLifecycle,omitempty"`
+	SpotRequestID     string          `xml:"spotInstanceRequestId,omitempty"`
 	StateReason       *ec2StateReason `xml:"stateReason,omitempty"`
 	Tags              []ec2Tag        `xml:"tagSet>item"`
 }
@@ -305,6 +309,7 @@ func (in *Instance) ec2() ec2Instance {
 	}
 	if in.CapacityType == Spot {
 		out.InstanceLifecycle = "spot"
+		out.SpotRequestID = in.SpotRequest
 	}
 	if in.StateReason != "" {
 		code, msg, _ := strings.Cut(in.StateReason, ": ")
@@ -791,14 +796,14 @@ func (s *Simulator) ec2DescribeInstances(req *apiRequest) (any, *ec2Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
-		if in, ok := s.instances[id]; !ok || in.Cloud != CloudAWS || in.Account != req.account.ID {
+		if in, ok := s.instances[id]; !ok || in.Cloud != CloudAWS || in.Account != req.account.ID || !s.visibleLocked(in) {
 			return nil, ec2Err(400, "InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
 		}
 	}
 	var matched []*Instance
 	for _, id := range s.sortedIDsLocked() {
 		in := s.instances[id]
-		if in.Cloud != CloudAWS || in.Account != req.account.ID {
+		if in.Cloud != CloudAWS || in.Account != req.account.ID || !s.visibleLocked(in) {
 			continue
 		}
 		if len(ids) > 0 && !matchAny(in.ID, ids) {
@@ -855,7 +860,7 @@ func (s *Simulator) ec2TerminateInstances(req *apiRequest) (any, *ec2Error) {
 	}
 	s.mu.Lock()
 	for _, id := range ids {
-		if in, ok := s.instances[id]; !ok || in.Cloud != CloudAWS || in.Account != req.account.ID {
+		if in, ok := s.instances[id]; !ok || in.Cloud != CloudAWS || in.Account != req.account.ID || !s.visibleLocked(in) {
 			s.mu.Unlock()
 			return nil, ec2Err(400, "InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
 		}
@@ -1010,4 +1015,89 @@ func (s *Simulator) ec2DescribeSpotPriceHistory(req *apiRequest) (any, *ec2Error
 		Prices    []ec2SpotPrice `xml:"spotPriceHistorySet>item"`
 		NextToken string         `xml:"nextToken"`
 	}{NS: ec2NS, RequestID: s.requestIDLocked(), Prices: out}, nil
+}
+
+type ec2SpotRequest struct {
+	ID     string `xml:"spotInstanceRequestId"`
+	Type   string `xml:"type"`
+	State  string `xml:"state"`
+	Status struct {
+		Code       string `xml:"code"`
+		UpdateTime string `xml:"updateTime"`
+		Message    string `xml:"message"`
+	} `xml:"status"`
+	InstanceID         string `xml:"instanceId"`
+	Zone               string `xml:"launchedAvailabilityZone"`
+	CreateTime         string `xml:"createTime"`
+	ProductDescription string `xml:"productDescription"`
+	Interruption       string `xml:"instanceInterruptionBehavior"`
+}
+
+// ec2DescribeSpotInstanceRequests answers for the spot requests of the
+// account's spot instances (by SpotInstanceRequestId, or the instance-id,
+// state and status-code filters): fulfilled while an instance runs,
+// marked-for-termination once it got its interruption notice, closed with
+// instance-terminated-no-capacity after it was reclaimed.
+func (s *Simulator) ec2DescribeSpotInstanceRequests(req *apiRequest) (any, *ec2Error) {
+	p := req.params
+	ids := listValues(p, "SpotInstanceRequestId")
+	filters := ec2Filters(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byID := map[string]*Instance{}
+	for _, id := range s.sortedIDsLocked() {
+		if in := s.instances[id]; in.Cloud == CloudAWS && in.Account == req.account.ID && in.SpotRequest != "" && s.visibleLocked(in) {
+			byID[in.SpotRequest] = in
+		}
+	}
+	for _, id := range ids {
+		if byID[id] == nil {
+			return nil, ec2Err(400, "InvalidSpotInstanceRequestID.NotFound", "The spot instance request ID '%s' does not exist", id)
+		}
+	}
+	var out []ec2SpotRequest
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		in := byID[id]
+		if len(ids) > 0 && !matchAny(id, ids) {
+			continue
+		}
+		r := ec2SpotRequest{ID: id, Type: "one-time", State: "active", InstanceID: in.ID, Zone: in.Zone, CreateTime: ec2Time(in.LaunchTime),
+			ProductDescription: "Linux/UNIX", Interruption: "terminate"}
+		r.Status.Code, r.Status.UpdateTime, r.Status.Message = "fulfilled", ec2Time(in.LaunchTime), "Your spot request is fulfilled."
+		switch {
+		case in.State == ec2ShuttingDown || in.State == ec2Terminated:
+			r.State = "closed"
+			r.Status.Code, r.Status.Message = "instance-terminated-no-capacity", "Spot Instance terminated due to no available capacity."
+			if in.InterruptAt.IsZero() {
+				r.Status.Code, r.Status.Message = "instance-terminated-by-user", "Spot Instance terminated."
+			} else {
+				r.Status.UpdateTime = ec2Time(in.InterruptAt)
+			}
+		case !in.InterruptAt.IsZero():
+			r.Status.Code, r.Status.UpdateTime = "marked-for-termination", ec2Time(in.NoticeAt)
+			r.Status.Message = "Spot Instance is marked for termination due to no available capacity."
+		}
+		ok := true
+		for _, f := range filters {
+			switch f.name {
+			case "instance-id":
+				ok = ok && matchAny(r.InstanceID, f.values)
+			case "state":
+				ok = ok && matchAny(r.State, f.values)
+			case "status-code":
+				ok = ok && matchAny(r.Status.Code, f.values)
+			default:
+				return nil, ec2Err(400, "InvalidParameterValue", "The filter '%s' is invalid", f.name)
+			}
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return struct {
+		XMLName   xml.Name         `xml:"DescribeSpotInstanceRequestsResponse"`
+		NS        string           `xml:"xmlns,attr"`
+		RequestID string           `xml:"requestId"`
+		Requests  []ec2SpotRequest `xml:"spotInstanceRequestSet>item"`
+	}{NS: ec2NS, RequestID: s.requestIDLocked(), Requests: out}, nil
 }

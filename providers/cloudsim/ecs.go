@@ -317,6 +317,16 @@ type ecsInstance struct {
 	Tags struct {
 		Tag []ecsTag `json:"Tag"`
 	} `json:"Tags"`
+	OperationLocks struct {
+		LockReason []ecsLock `json:"LockReason"`
+	} `json:"OperationLocks"`
+}
+
+// ecsLock is one of an instance's OperationLocks: "Recycling" once a spot
+// instance got its interruption notice.
+type ecsLock struct {
+	LockReason string `json:"LockReason"`
+	LockMsg    string `json:"LockMsg,omitempty"`
 }
 
 func ecsTime(in *Instance) string { return in.LaunchTime.UTC().Format("2006-01-02T15:04Z") }
@@ -338,6 +348,10 @@ func (in *Instance) ecs() ecsInstance {
 	}
 	if in.CapacityType == Spot {
 		out.SpotStrategy = "SpotAsPriceGo"
+	}
+	out.OperationLocks.LockReason = []ecsLock{}
+	if !in.InterruptAt.IsZero() {
+		out.OperationLocks.LockReason = append(out.OperationLocks.LockReason, ecsLock{LockReason: "Recycling", LockMsg: "The preemptible instance is about to be released."})
 	}
 	out.VpcAttributes.VSwitchID = in.Subnet
 	out.VpcAttributes.PrivateIPAddress.IPAddress = []string{in.PrivateIP}
@@ -393,7 +407,7 @@ func (s *Simulator) ecsDescribeInstances(req *apiRequest) (any, *ecsError) {
 	var matched []*Instance
 	for _, id := range s.sortedIDsLocked() {
 		in := s.instances[id]
-		if in.Cloud != CloudAlicloud || in.Account != req.account.ID {
+		if in.Cloud != CloudAlicloud || in.Account != req.account.ID || !s.visibleLocked(in) {
 			continue
 		}
 		if len(ids) > 0 && !matchAny(in.ID, ids) || status != "" && in.State != status || zone != "" && in.Zone != zone || itype != "" && in.InstanceType != itype {
@@ -440,7 +454,7 @@ func (s *Simulator) ecsDeleteInstances(req *apiRequest) (any, *ecsError) {
 	s.mu.Lock()
 	for _, id := range ids {
 		in, ok := s.instances[id]
-		if !ok || in.Cloud != CloudAlicloud || in.Account != req.account.ID {
+		if !ok || in.Cloud != CloudAlicloud || in.Account != req.account.ID || !s.visibleLocked(in) {
 			s.mu.Unlock()
 			return nil, ecsErr(404, "InvalidInstanceId.NotFound", "The specified InstanceId does not exist.")
 		}

@@ -94,9 +94,16 @@ type Instance struct {
 	LaunchTime   time.Time         `json:"launchTime"`
 	Reservation  string            `json:"reservation,omitempty"`
 	Booted       bool              `json:"booted"`
+	// SpotRequest is an EC2 spot instance's spot instance request.
+	SpotRequest string `json:"spotRequest,omitempty"`
+	// NoticeAt is when a spot instance got its interruption notice, and
+	// InterruptAt when the cloud reclaims it (Latency.SpotNotice later).
+	NoticeAt    time.Time `json:"noticeAt,omitzero"`
+	InterruptAt time.Time `json:"interruptAt,omitzero"`
 
 	runningAt  time.Time
 	bootAt     time.Time
+	visibleAt  time.Time // to the APIs (Latency.DescribeLag)
 	goneAt     time.Time // EC2: terminated at; ECS: unused
 	releasedAt time.Time // EC2: removed from view at
 	seq        int
@@ -339,7 +346,7 @@ func (s *Simulator) scaled(d time.Duration) time.Duration {
 // hooks that became due.
 func (s *Simulator) Step() {
 	s.mu.Lock()
-	var boots []InstanceEvent
+	var boots, reclaimed []InstanceEvent
 	now := s.clock.Now()
 	for _, id := range s.sortedIDsLocked() {
 		in := s.instances[id]
@@ -362,6 +369,13 @@ func (s *Simulator) Step() {
 			in.Booted = true
 			boots = append(boots, in.event())
 		}
+		if !in.InterruptAt.IsZero() && !now.Before(in.InterruptAt) && (in.State == ec2Pending || in.State == ec2Running || in.Cloud == CloudAlicloud) {
+			ev := s.terminateLocked(in, "Server.SpotInstanceTermination: Spot instance termination")
+			reclaimed = append(reclaimed, ev)
+			if in.Cloud == CloudAlicloud {
+				continue // released: gone from the instances
+			}
+		}
 		if in.State == ec2ShuttingDown && !now.Before(in.goneAt) {
 			in.State = ec2Terminated
 		}
@@ -371,6 +385,7 @@ func (s *Simulator) Step() {
 	}
 	s.mu.Unlock()
 	s.runHooks(s.bootHook, boots)
+	s.runHooks(s.terminateHook, reclaimed)
 }
 
 // runHooks queues hook calls and, unless another goroutine is already
@@ -561,24 +576,32 @@ func (s *Simulator) Terminate(id string) bool {
 	return true
 }
 
-// InterruptSpot interrupts a spot instance: EC2 terminates it with the
-// Server.SpotInstanceTermination reason, ECS releases it.
+// InterruptSpot gives a spot instance its interruption notice: the cloud
+// reclaims it Latency.SpotNotice later (EC2 terminates it with the
+// Server.SpotInstanceTermination reason, ECS releases it). Until then EC2's
+// DescribeSpotInstanceRequests shows its request marked-for-termination and
+// ECS's DescribeInstances an OperationLocks entry with LockReason
+// Recycling. A second notice changes nothing.
 func (s *Simulator) InterruptSpot(id string) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	in, ok := s.instances[id]
 	if !ok || in.State == ec2Terminated || in.State == ec2ShuttingDown {
-		s.mu.Unlock()
 		return fmt.Errorf("no live instance %s", id)
 	}
 	if in.CapacityType != Spot {
-		s.mu.Unlock()
 		return fmt.Errorf("instance %s is not a spot instance", id)
 	}
-	ev := s.terminateLocked(in, "Server.SpotInstanceTermination: Spot instance termination")
-	s.mu.Unlock()
-	s.runHooks(s.terminateHook, []InstanceEvent{ev})
+	if in.InterruptAt.IsZero() {
+		now := s.clock.Now()
+		in.NoticeAt, in.InterruptAt = now, now.Add(s.scaled(s.cfg.Latency.SpotNotice))
+	}
 	return nil
 }
+
+// visibleLocked reports whether the cloud's APIs see in yet
+// (Latency.DescribeLag).
+func (s *Simulator) visibleLocked(in *Instance) bool { return !s.clock.Now().Before(in.visibleAt) }
 
 // terminateLocked starts terminating in and returns its terminate event.
 func (s *Simulator) terminateLocked(in *Instance, reason string) InstanceEvent {
@@ -660,7 +683,11 @@ func (s *Simulator) launchLocked(spec launchSpec, n int) []*Instance {
 			Reservation:  spec.reservation,
 			seq:          s.seq,
 		}
+		if spec.cloud == CloudAWS && spec.capacityType == Spot {
+			in.SpotRequest = "sir-" + in.ID[len(in.ID)-8:]
+		}
 		in.runningAt = now.Add(s.scaled(pending))
+		in.visibleAt = now.Add(s.scaled(s.cfg.Latency.DescribeLag))
 		in.bootAt = in.runningAt.Add(s.scaled(s.cfg.Latency.Boot))
 		if spec.cloud == CloudAWS {
 			in.State = ec2Pending

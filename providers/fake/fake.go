@@ -92,6 +92,16 @@ func (c *Cloud) Terminate(id string) {
 	}
 }
 
+// Interrupt gives a live spot instance its interruption notice: it is
+// listed with InterruptAt, providers.SpotNotice from now.
+func (c *Cloud) Interrupt(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h, ok := c.instances[id]; ok && h.State != providers.HostTerminated && h.Offering.CapacityType == providers.CapacitySpot {
+		h.InterruptAt = c.now().Add(providers.SpotNotice)
+	}
+}
+
 // Instances returns a copy of every instance, terminated ones included.
 func (c *Cloud) Instances() []providers.Host {
 	c.mu.Lock()

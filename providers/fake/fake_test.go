@@ -28,6 +28,7 @@ func TestContract(t *testing.T) {
 			ThrottleNextCreate:     func(_ *testing.T, n int) { cloud.ThrottleNext(n) },
 			LoseNextCreateResponse: func(*testing.T) { cloud.LoseNextResponse(1) },
 			TerminateOutOfBand:     func(_ *testing.T, id string) { cloud.Terminate(id) },
+			Interrupt:              func(_ *testing.T, id string) { cloud.Interrupt(id) },
 		}
 	})
 }
@@ -73,6 +74,7 @@ func TestContractInstrumented(t *testing.T) {
 			ThrottleNextCreate:     func(_ *testing.T, n int) { cloud.ThrottleNext(n) },
 			LoseNextCreateResponse: func(*testing.T) { cloud.LoseNextResponse(1) },
 			TerminateOutOfBand:     func(_ *testing.T, id string) { cloud.Terminate(id) },
+			Interrupt:              func(_ *testing.T, id string) { cloud.Interrupt(id) },
 		}
 	})
 }

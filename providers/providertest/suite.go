@@ -34,6 +34,8 @@ type Env struct {
 	LoseNextCreateResponse func(t *testing.T)
 	// TerminateOutOfBand terminates an instance behind the provider's back.
 	TerminateOutOfBand func(t *testing.T, id string)
+	// Interrupt gives a spot instance the cloud's interruption notice.
+	Interrupt func(t *testing.T, id string)
 	// Settle, if set, lets the cloud's clock move on (e.g. so terminated
 	// instances finish terminating). It must not sleep on wall-clock time.
 	Settle func(t *testing.T)
@@ -55,6 +57,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) *Env) {
 		{"DeleteOfGoneInstanceIsNotFound", testDeleteGone},
 		{"BadCredentialsIsAuthError", testBadCredentials},
 		{"CatalogListsPoolOfferings", testCatalog},
+		{"SpotNoticeIsListed", testSpotNotice},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -316,4 +319,89 @@ func testCatalog(t *testing.T, env *Env) {
 			t.Errorf("catalog reports no price for %s", want.Key())
 		}
 	}
+}
+
+// testSpotNotice: a spot host that got the cloud's interruption notice is
+// listed with InterruptAt, and only that one, also by a provider that did
+// not see the notice arrive (after a restart).
+func testSpotNotice(t *testing.T, env *Env) {
+	i := slices.IndexFunc(env.Pool.Offerings, func(o providers.Offering) bool { return o.CapacityType == providers.CapacitySpot })
+	if i < 0 {
+		t.Fatalf("env pool %q needs a spot offering", env.Pool.Name)
+	}
+	spot := env.Pool.Offerings[i]
+	env.SetCapacity(t, spot, 10)
+	p := env.New(t)
+	hosts, err := p.Create(ctx(t), claim(env, "claim-spot", 2, spot))
+	if err != nil || len(hosts) != 2 {
+		t.Fatalf("create: %v, %v", hosts, err)
+	}
+	interrupted := hosts[0].ID
+	listed := func(p providers.Provider) map[string]providers.Host {
+		t.Helper()
+		got, err := p.List(ctx(t), env.Pool.Name)
+		if err != nil {
+			t.Fatalf("list: %v", err)
+		}
+		out := map[string]providers.Host{}
+		for _, h := range got {
+			out[h.ID] = h
+		}
+		return out
+	}
+	for id, h := range listed(p) {
+		if !h.InterruptAt.IsZero() {
+			t.Fatalf("host %s is listed with a notice (%v) before any", id, h.InterruptAt)
+		}
+	}
+	env.Interrupt(t, interrupted)
+	for name, p := range map[string]providers.Provider{"the same provider": p, "a restarted provider": env.New(t)} {
+		got := listed(p)
+		if h, ok := got[interrupted]; !ok || h.InterruptAt.IsZero() {
+			t.Fatalf("%s lists interrupted host %s as %+v, want it with InterruptAt", name, interrupted, h)
+		}
+		if h := got[hosts[1].ID]; !h.InterruptAt.IsZero() {
+			t.Fatalf("%s lists host %s with a notice it did not get (%v)", name, h.ID, h.InterruptAt)
+		}
+	}
+}
+
+// ConsistencyEnv is a cloud whose API does not see an instance for a
+// while after its launch (EC2's and ECS's eventual consistency), on the
+// wall clock.
+type ConsistencyEnv struct {
+	Env
+	// Lag is how long a just-launched instance stays invisible.
+	Lag time.Duration
+	// Running reports whether the cloud itself (not its API) runs the
+	// instance: launched and not terminated or terminating.
+	Running func(t *testing.T, id string) bool
+}
+
+// RunConsistency runs the contract's cases for an eventually consistent
+// cloud: a delete right after a launch terminates the instance instead of
+// taking the API's "not found" for proof that it is gone.
+func RunConsistency(t *testing.T, newEnv func(t *testing.T) *ConsistencyEnv) {
+	t.Helper()
+	t.Run("DeleteRightAfterCreateTerminates", func(t *testing.T) {
+		env := newEnv(t)
+		a := env.Pool.Offerings[0]
+		env.SetCapacity(t, a, 10)
+		p := env.New(t)
+		hosts, err := p.Create(ctx(t), claim(&env.Env, "claim-lagged", 1, a))
+		if err != nil || len(hosts) != 1 {
+			t.Fatalf("create: %v, %v", hosts, err)
+		}
+		if _, err := p.Get(ctx(t), hosts[0].ID); !providers.IsNotFound(err) {
+			t.Fatalf("the cloud should not see the instance yet: get = %v", err)
+		}
+		started := time.Now()
+		if err := p.Delete(ctx(t), hosts[0]); err != nil {
+			t.Fatalf("delete right after create: %v; want the instance terminated", err)
+		}
+		t.Logf("the delete waited %s for the cloud to see the instance (lag %s)", time.Since(started).Round(10*time.Millisecond), env.Lag)
+		if env.Running(t, hosts[0].ID) {
+			t.Fatalf("instance %s still runs after Delete returned", hosts[0].ID)
+		}
+	})
 }

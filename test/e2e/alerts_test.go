@@ -43,7 +43,9 @@ alerts:
 // rule DemoHighLatency fires; the real Alertmanager delivers it to
 // Spillway, which scales the demo by the policy's alert rule, once, and
 // journals the link to the alert's fingerprint. Re-sending the same
-// notification three times changes nothing.
+// notification three times changes nothing; nor does it after serve
+// crashed and restarted, which finds the firing alert in the journal; a
+// resolved notification then clears it.
 func TestAlertmanagerDrivesScaling(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -139,6 +141,55 @@ func TestAlertmanagerDrivesScaling(t *testing.T) {
 	}
 	if evs := events(t, l, "kind=scale"); len(evs) != 1 {
 		t.Fatalf("want exactly one scaling, got:\n%s", dump(evs))
+	}
+
+	// The firing set is durable: serve crashes and comes back knowing the
+	// alert, the same notification still does nothing, and a resolved one
+	// clears it.
+	firing := func() []string {
+		t.Helper()
+		var st struct {
+			Firing []struct {
+				Fingerprint string `json:"fingerprint"`
+			} `json:"firing_alerts"`
+		}
+		if err := json.Unmarshal([]byte(request(t, l, http.MethodGet, "/v1/status", nil)), &st); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range st.Firing {
+			out = append(out, f.Fingerprint)
+		}
+		return out
+	}
+	if got := firing(); len(got) != 1 || got[0] != alert.Fingerprint {
+		t.Fatalf("firing before the restart: %v, want [%s]", got, alert.Fingerprint)
+	}
+	l.KillServe()
+	if err := l.StartServe(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := firing(); len(got) != 1 || got[0] != alert.Fingerprint {
+		t.Fatalf("firing after the restart: %v, want [%s] back from the journal", got, alert.Fingerprint)
+	}
+	if resp := post(t, l, "/v1/alerts/alertmanager", payload); !strings.Contains(resp, `"repeated": 1`) {
+		t.Fatalf("the notification re-sent after the restart: %s", resp)
+	}
+	if evs := events(t, l, "kind=scale"); len(evs) != 1 {
+		t.Fatalf("the restart acted on the alert again:\n%s", dump(evs))
+	}
+	resolved, _ := json.Marshal(map[string]any{
+		"version": "4", "status": "resolved", "receiver": "spillway", "groupKey": alert.GroupKey,
+		"alerts": []map[string]any{{
+			"status": "resolved", "labels": alert.Labels, "startsAt": alert.StartsAt,
+			"endsAt": time.Now().UTC().Format(time.RFC3339Nano), "fingerprint": alert.Fingerprint,
+		}},
+	})
+	if resp := post(t, l, "/v1/alerts/alertmanager", resolved); !strings.Contains(resp, `"resolved": 1`) {
+		t.Fatalf("the resolved notification: %s", resp)
+	}
+	if got := firing(); len(got) != 0 {
+		t.Fatalf("firing after the resolve: %v, want none", got)
 	}
 }
 

@@ -99,12 +99,21 @@ func (c *Cluster) AddNode(h Host) {
 }
 
 // SetNodeStatus sets a node's Nomad status (ready, down) and schedules.
+// On a node that is not ready, allocations are lost, as Nomad marks them
+// once the node misses its heartbeats, and placed again elsewhere.
 func (c *Cluster) SetNodeStatus(id, status string) {
 	c.Static.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
 		if n, ok := cur.Node(id); ok {
 			cp := *n
 			cp.Status = status
 			e.PutNode(&cp)
+			if status != "ready" {
+				for _, a := range cur.AllocsOnNode(id) {
+					ac := *a
+					ac.ClientStatus = "lost"
+					e.PutAlloc(&ac)
+				}
+			}
 		}
 	})
 	c.Schedule()

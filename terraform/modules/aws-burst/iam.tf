@@ -6,8 +6,9 @@
 #     instances with Spillway's cluster tag;
 #   - CreateTags only as part of those launches (ec2:CreateAction);
 #   - TerminateInstances only on instances carrying that cluster tag;
-#   - DescribeInstances, DescribeInstanceTypeOfferings and
-#     DescribeSpotPriceHistory, which EC2 cannot scope to resources;
+#   - DescribeInstances, DescribeInstanceTypeOfferings,
+#     DescribeSpotPriceHistory and DescribeSpotInstanceRequests (the spot
+#     interruption notices), which EC2 cannot scope to resources;
 #   - iam:PassRole for the hosts' role only, to EC2 only.
 #
 # terraform/terraform_test.go checks the actions against the EC2 calls in
@@ -76,7 +77,7 @@ locals {
       {
         Sid      = "ReadInstancesOfferingsAndSpotPrices"
         Effect   = "Allow"
-        Action   = ["ec2:DescribeInstances", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeSpotPriceHistory"]
+        Action   = ["ec2:DescribeInstances", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSpotInstanceRequests"]
         Resource = "*"
       },
       {
