@@ -28,7 +28,12 @@ type Reading struct {
 type Alert struct {
 	Name   string            `json:"name"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Fingerprint is Alertmanager's identity of the alert, when known.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
+
+// maxVoteFingerprints bounds the fingerprints one alert vote names.
+const maxVoteFingerprints = 10
 
 // Input is the state a policy is evaluated against.
 type Input struct {
@@ -39,6 +44,10 @@ type Input struct {
 	// LastScale is when the group was last scaled by Spillway; zero if
 	// never. Cooldowns count from it.
 	LastScale time.Time
+	// LastScaleManual says the last scaling was an operator's: its cooldown
+	// holds even when the count is outside the bounds (a forced scaling),
+	// which an evaluation otherwise corrects at once.
+	LastScaleManual bool
 	// Readings holds each metric check's query result, by check name. A
 	// check with no entry counts as missing data.
 	Readings map[string]Reading
@@ -78,6 +87,20 @@ type Decision struct {
 	CooldownUntil *time.Time `json:"cooldown_until,omitempty"`
 	// Deadline is when a scale-out decided now must be done.
 	Deadline time.Time `json:"deadline"`
+}
+
+// WinningAlert is the alert vote that decided, when one did: its
+// fingerprints name the alerts that caused the decision.
+func (d Decision) WinningAlert() (Vote, bool) {
+	if !strings.HasPrefix(d.Winner, "alert:") {
+		return Vote{}, false
+	}
+	for _, v := range d.Alerts {
+		if v.Source == d.Winner {
+			return v, true
+		}
+	}
+	return Vote{}, false
 }
 
 // Delta is the change in count the decision makes.
@@ -190,19 +213,26 @@ func Evaluate(p *Policy, in Input) Decision {
 	}
 	for i := range p.Alerts {
 		r := &p.Alerts[i]
+		var v *Vote
 		for _, a := range in.Alerts {
 			if !r.Matches(a.Name, a.Labels) {
 				continue
 			}
-			want := r.Action.Apply(in.Current, p.Min, p.Max)
-			v := Vote{Source: "alert:" + r.Alert, Strategy: "alert", Direction: None, Count: in.Current,
-				Reason: fmt.Sprintf("alert %s is firing: %s", r.Alert, r.Action)}
-			if want > in.Current {
-				v.Direction, v.Count = Up, want
+			if v == nil {
+				want := r.Action.Apply(in.Current, p.Min, p.Max)
+				v = &Vote{Source: "alert:" + r.Alert, Strategy: "alert", Direction: None, Count: in.Current,
+					Reason: fmt.Sprintf("alert %s is firing: %s", r.Alert, r.Action)}
+				if want > in.Current {
+					v.Direction, v.Count = Up, want
+				}
 			}
-			d.Alerts = append(d.Alerts, v)
-			votes = append(votes, v)
-			break
+			if a.Fingerprint != "" && len(v.Fingerprints) < maxVoteFingerprints {
+				v.Fingerprints = append(v.Fingerprints, a.Fingerprint)
+			}
+		}
+		if v != nil {
+			d.Alerts = append(d.Alerts, *v)
+			votes = append(votes, *v)
 		}
 	}
 
@@ -233,8 +263,9 @@ func Evaluate(p *Policy, in Input) Decision {
 		d.Direction = None
 	}
 
-	// Cooldowns, except when correcting a count outside the bounds.
-	outOfBounds := in.Current < p.Min || in.Current > p.Max
+	// Cooldowns, except when correcting a count outside the bounds that
+	// no operator set.
+	outOfBounds := !in.LastScaleManual && (in.Current < p.Min || in.Current > p.Max)
 	if !in.LastScale.IsZero() && !outOfBounds && d.Changes() {
 		cd, what := p.Cooldown.ScaleUp, "scale-up"
 		if d.Direction == Down {

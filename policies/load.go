@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 
 	"go.yaml.in/yaml/v3"
@@ -17,8 +18,18 @@ import (
 type Set struct {
 	policies []*Policy
 	byName   map[string]*Policy
-	files    []string
-	hash     string
+	byTarget map[Target][]*Policy
+	// byAlert indexes the alert rules by the alertname they match, so an
+	// alert that no rule names costs one map lookup.
+	byAlert map[string][]RuleRef
+	files   []string
+	hash    string
+}
+
+// RuleRef is one alert rule of a policy in a Set.
+type RuleRef struct {
+	Policy *Policy
+	Rule   *AlertRule
 }
 
 // Policies returns the policies in file and document order. The slice is a
@@ -47,15 +58,50 @@ func (s *Set) Len() int {
 	return len(s.policies)
 }
 
-// ForTarget returns the policies that scale the task group t.
+// ForTarget returns the policies that scale the task group t, in file and
+// document order.
 func (s *Set) ForTarget(t Target) []*Policy {
-	var out []*Policy
-	for _, p := range s.Policies() {
-		if p.Target == t {
-			out = append(out, p)
+	if s == nil {
+		return nil
+	}
+	return append([]*Policy(nil), s.byTarget[t]...)
+}
+
+// AlertRules returns the alert rules that name the alert called name, one
+// per policy (a policy's first rule for that name), in policy order.
+func (s *Set) AlertRules(name string) []RuleRef {
+	if s == nil {
+		return nil
+	}
+	return s.byAlert[name]
+}
+
+// Matching returns the alert rules that a firing alert with this name and
+// labels triggers: at most one per policy, its first matching rule.
+func (s *Set) Matching(name string, labels map[string]string) []RuleRef {
+	var out []RuleRef
+	var last *Policy
+	for _, r := range s.AlertRules(name) {
+		if r.Policy == last || !r.Rule.Matches(name, labels) {
+			continue
 		}
+		out = append(out, r)
+		last = r.Policy
 	}
 	return out
+}
+
+// AlertNames returns the alertnames the alert rules of ps name, sorted and
+// without repeats.
+func AlertNames(ps []*Policy) []string {
+	var out []string
+	for _, p := range ps {
+		for _, r := range p.Alerts {
+			out = append(out, r.Alert)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 // Files are the files the set was loaded from.
@@ -97,7 +143,7 @@ func Files(dir string) ([]string, error) { return strictyaml.Files(dir, "policy"
 func LoadFiles(paths ...string) (*Set, error) {
 	var errs strictyaml.Errors
 	h := sha256.New()
-	set := &Set{byName: map[string]*Policy{}}
+	set := &Set{}
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -115,11 +161,24 @@ func LoadFiles(paths ...string) (*Set, error) {
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	for _, p := range set.policies {
-		set.byName[p.Name] = p
-	}
+	set.index()
 	set.hash = hex.EncodeToString(h.Sum(nil))
 	return set, nil
+}
+
+// index builds the lookups by name, target and alertname.
+func (s *Set) index() {
+	s.byName = map[string]*Policy{}
+	s.byTarget = map[Target][]*Policy{}
+	s.byAlert = map[string][]RuleRef{}
+	for _, p := range s.policies {
+		s.byName[p.Name] = p
+		s.byTarget[p.Target] = append(s.byTarget[p.Target], p)
+		for i := range p.Alerts {
+			r := &p.Alerts[i]
+			s.byAlert[r.Alert] = append(s.byAlert[r.Alert], RuleRef{Policy: p, Rule: r})
+		}
+	}
 }
 
 // Parse decodes and validates the policy documents in data, name being the

@@ -45,6 +45,9 @@ type Vote struct {
 	// Value is the metric value the vote is based on, when it has one.
 	Value  *float64 `json:"value,omitempty"`
 	Reason string   `json:"reason"`
+	// Fingerprints name the firing alerts behind an alert vote (the first
+	// ten), so the journal can say which alert decided.
+	Fingerprints []string `json:"fingerprints,omitempty"`
 }
 
 // Strategy turns a check's input into a vote. Implementations are pure.

@@ -35,7 +35,7 @@ const sample = `{
 }`
 
 func TestDecodeAlertmanagerPayload(t *testing.T) {
-	n, err := Decode(strings.NewReader(sample))
+	n, err := Decode(strings.NewReader(sample), DefaultMaxPayloadBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,12 +58,17 @@ func TestDecodeRejectsBadPayloads(t *testing.T) {
 				`alerts[0].status: want firing or resolved, got "x"; alerts[0].fingerprint: required: Spillway deduplicates by it; ` +
 				`alerts[0].labels.alertname: required; alerts[0].startsAt: required`},
 		{"no alerts", `{"version":"4","status":"firing","alerts":[]}`, "alerts: want at least one alert"},
-		{"too large", `{"version":"4","x":"` + strings.Repeat("a", MaxPayloadBytes) + `"}`, "larger than"},
+		{"duplicate key", "{\"version\":\"4\",\n \"version\":\"4\"}", "line 2, column 2: version: duplicate key"},
+		{"too large", `{"version":"4","x":"` + strings.Repeat("a", 1<<10) + `"}`, "larger than 1024 bytes"},
 	} {
-		_, err := Decode(strings.NewReader(c.body))
+		_, err := Decode(strings.NewReader(c.body), 1<<10)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
 		}
+	}
+	var tooBig *TooLargeError
+	if _, err := Decode(strings.NewReader(strings.Repeat(" ", 2<<10)), 1<<10); !errors.As(err, &tooBig) || tooBig.Limit != 1<<10 {
+		t.Errorf("a body over the limit: %v, want a *TooLargeError", err)
 	}
 }
 
@@ -77,7 +82,7 @@ func alert(fp, status string, startsAt time.Time) Alert {
 
 func TestStoreDeduplicates(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
-	s := NewStore(time.Hour)
+	s := NewStore(time.Hour, 0)
 	outcomes := func(cs []Change) []Outcome {
 		var out []Outcome
 		for _, c := range cs {
@@ -101,23 +106,65 @@ func TestStoreDeduplicates(t *testing.T) {
 		{time.Minute, notification("firing", alert("1", "firing", t0.Add(time.Minute))), []Outcome{OutcomeNew}},
 	}
 	for i, st := range steps {
-		if got := outcomes(s.Apply(st.n, t0.Add(st.at))); !reflect.DeepEqual(got, st.want) {
+		cs, err := s.Apply(st.n, t0.Add(st.at), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := outcomes(cs); !reflect.DeepEqual(got, st.want) {
 			t.Fatalf("step %d: outcomes %v, want %v", i, got, st.want)
 		}
 	}
-	firing := s.Firing(t0.Add(time.Minute))
-	want := []policies.Alert{{Name: "A1", Labels: map[string]string{"alertname": "A1", "service": "demo"}}, {Name: "A2", Labels: map[string]string{"alertname": "A2", "service": "demo"}}}
+	firing := s.Firing(t0.Add(time.Minute), "A1", "A2", "A3")
+	want := []policies.Alert{{Name: "A1", Labels: map[string]string{"alertname": "A1", "service": "demo"}, Fingerprint: "1"},
+		{Name: "A2", Labels: map[string]string{"alertname": "A2", "service": "demo"}, Fingerprint: "2"}}
 	if !reflect.DeepEqual(firing, want) {
 		t.Fatalf("firing %v, want %v", firing, want)
 	}
 	// Alert 2 was last sent at 10s; past the TTL without a re-send it ends.
-	if got := s.Firing(t0.Add(10*time.Second + time.Hour + time.Second)); len(got) != 1 || got[0].Name != "A1" {
+	if got := s.Firing(t0.Add(10*time.Second+time.Hour+time.Second), "A1", "A2"); len(got) != 1 || got[0].Name != "A1" {
 		t.Fatalf("after the TTL: %v", got)
+	}
+	if got := s.Firing(t0.Add(time.Minute), "A2"); len(got) != 1 || got[0].Fingerprint != "2" {
+		t.Fatalf("firing named A2: %v", got)
+	}
+	if s.Len(t0.Add(10*time.Second+time.Hour+time.Second)) != 1 {
+		t.Fatalf("Len after the TTL: %d, want 1", s.Len(t0.Add(10*time.Second+time.Hour+time.Second)))
+	}
+}
+
+func TestStoreStoresOnlyMatchedAlertsUpToItsCap(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	s := NewStore(time.Hour, 2)
+	matched := func(a Alert) bool { return a.Name() != "Anoise" }
+	noise := Alert{Status: "firing", Fingerprint: "n", StartsAt: t0, Labels: map[string]string{"alertname": "Anoise"}}
+	cs, err := s.Apply(notification("firing", alert("1", "firing", t0), noise), t0, matched)
+	if err != nil || cs[0].Outcome != OutcomeNew || cs[1].Outcome != OutcomeUnmatched {
+		t.Fatalf("first: %v %v", cs, err)
+	}
+	if s.Len(t0) != 1 || len(s.Firing(t0, "Anoise")) != 0 {
+		t.Fatalf("an unmatched alert was stored: %d firing", s.Len(t0))
+	}
+	// Two more would take it to 3 of 2: refused whole, nothing applied.
+	_, err = s.Apply(notification("firing", alert("2", "firing", t0), alert("3", "firing", t0)), t0, matched)
+	var full *FullError
+	if !errors.As(err, &full) || full.Max != 2 || full.Firing != 1 || full.Adding != 2 {
+		t.Fatalf("over the cap: %v, want a *FullError", err)
+	}
+	if s.Len(t0) != 1 {
+		t.Fatalf("a refused notification changed the set: %d firing", s.Len(t0))
+	}
+	// A resolve makes room in the same notification; repeats add nothing.
+	cs, err = s.Apply(notification("firing", alert("1", "resolved", t0), alert("2", "firing", t0), alert("3", "firing", t0)), t0, matched)
+	if err != nil || s.Len(t0) != 2 {
+		t.Fatalf("resolve and add: %v %v, %d firing", cs, err, s.Len(t0))
+	}
+	if _, err := s.Apply(notification("firing", alert("2", "firing", t0), alert("3", "firing", t0)), t0, matched); err != nil {
+		t.Fatalf("repeats at the cap: %v", err)
 	}
 }
 
 func TestPayloadErrorIsTyped(t *testing.T) {
-	_, err := Decode(strings.NewReader(`{"version":"4","status":"firing","alerts":[{}]}`))
+	_, err := Decode(strings.NewReader(`{"version":"4","status":"firing","alerts":[{}]}`), DefaultMaxPayloadBytes)
 	var pe PayloadErrors
 	if !errors.As(err, &pe) || len(pe) != 4 || pe[0].Field != "alerts[0].status" {
 		t.Fatalf("got %#v", err)
@@ -129,7 +176,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"version":"4","status":"resolved","alerts":[{"status":"resolved","fingerprint":"x","labels":{"alertname":"a"},"startsAt":"2026-01-01T00:00:00Z"}]}`))
 	f.Add([]byte(`[1,2,3]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n, err := Decode(strings.NewReader(string(data)))
+		n, err := Decode(strings.NewReader(string(data)), DefaultMaxPayloadBytes)
 		if err != nil {
 			if n != nil {
 				t.Fatal("a notification together with an error")
@@ -137,8 +184,10 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		// Whatever decodes is safe for the store.
-		s := NewStore(time.Minute)
-		s.Apply(n, time.Now())
+		s := NewStore(time.Minute, 0)
+		if _, err := s.Apply(n, time.Now(), nil); err != nil {
+			t.Fatal(err)
+		}
 		for _, a := range n.Alerts {
 			if a.Fingerprint == "" || a.Name() == "" {
 				t.Fatalf("accepted an alert without fingerprint or name: %+v", a)

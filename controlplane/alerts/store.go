@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -24,21 +25,42 @@ const (
 	OutcomeStaleResolve Outcome = "stale-resolve"
 )
 
+// OutcomeUnmatched is a firing alert that no policy's alert rule
+// matches and that is not known to fire: it is counted, not stored.
+const OutcomeUnmatched Outcome = "unmatched"
+
 // Change is the store's verdict on one alert.
 type Change struct {
 	Alert   Alert
 	Outcome Outcome
 }
 
-// Store is the set of alerts firing now, keyed by fingerprint. An alert
-// that fires, resolves and fires again (a new StartsAt) is new again.
-// Alertmanager re-sends a firing group every repeat_interval, so an alert
-// not heard of for longer than the store's TTL is taken to have ended
-// (its resolve was lost). It is safe for concurrent use.
+// FullError says a notification would take the firing set past its cap.
+// Nothing of it was applied; Alertmanager retries a 429, so it is not lost.
+type FullError struct {
+	Max, Firing, Adding int
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("the firing set holds %d of at most %d alerts (alerts.max_firing), and the notification would add %d", e.Firing, e.Max, e.Adding)
+}
+
+// Store is the set of alerts firing now that a policy's rule matched,
+// keyed by fingerprint and indexed by alertname, so an evaluation reads
+// only the alerts its rules can match. An alert that fires, resolves and
+// fires again (a new StartsAt) is new again. Alertmanager re-sends a
+// firing group every repeat_interval, so an alert not heard of for longer
+// than the store's TTL is taken to have ended (its resolve was lost). The
+// set holds at most max alerts. It is safe for concurrent use.
 type Store struct {
 	ttl    time.Duration
+	max    int
 	mu     sync.Mutex
 	firing map[string]entry
+	byName map[string]map[string]struct{}
+	// expireAt is when the oldest entry may expire: until then a pass over
+	// the whole set to expire alerts finds nothing.
+	expireAt time.Time
 }
 
 type entry struct {
@@ -47,46 +69,69 @@ type entry struct {
 }
 
 // NewStore returns an empty store whose alerts expire when not re-sent
-// within ttl; set it above Alertmanager's repeat_interval.
-func NewStore(ttl time.Duration) *Store { return &Store{ttl: ttl, firing: map[string]entry{}} }
+// within ttl (set it above Alertmanager's repeat_interval) and that holds
+// at most max alerts (0: no cap).
+func NewStore(ttl time.Duration, max int) *Store {
+	return &Store{ttl: ttl, max: max, firing: map[string]entry{}, byName: map[string]map[string]struct{}{}}
+}
 
 // Apply records a notification received at now and says, for each alert,
 // whether it is new, a repeat or resolved: Plan, then Commit.
-func (s *Store) Apply(n *Notification, now time.Time) []Change {
-	cs := s.Plan(n, now)
+func (s *Store) Apply(n *Notification, now time.Time, matched func(Alert) bool) ([]Change, error) {
+	cs, err := s.Plan(n, now, matched)
+	if err != nil {
+		return nil, err
+	}
 	s.Commit(cs, now)
-	return cs
+	return cs, nil
 }
 
 // Plan says, for each alert of a notification received at now, whether it
-// is new, a repeat or resolved, and changes nothing: the receiver journals
-// the outcome first and Commits only then, so a notification whose
-// journaling failed (and that Alertmanager sends again) is new again, and
-// is acted on once.
-func (s *Store) Plan(n *Notification, now time.Time) []Change {
+// is new, a repeat, resolved, or unmatched (firing, not known, and matched
+// is false for it; nil matches everything), and changes nothing: the
+// receiver journals the outcome first and Commits only then, so a
+// notification whose journaling failed (and that Alertmanager sends
+// again) is new again, and is acted on once. A notification that would
+// take the set past its cap is a *FullError.
+func (s *Store) Plan(n *Notification, now time.Time, matched func(Alert) bool) ([]Change, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(now)
 	out := make([]Change, 0, len(n.Alerts))
 	seen := map[string]Alert{}
+	adding := 0
 	for _, a := range n.Alerts {
 		prev, known := s.firing[a.Fingerprint]
 		if p, ok := seen[a.Fingerprint]; ok {
 			prev, known = entry{alert: p}, p.Status != StatusResolved
 		}
+		_, stored := s.firing[a.Fingerprint]
 		seen[a.Fingerprint] = a
+		var o Outcome
 		switch {
 		case a.Status == StatusResolved && known:
-			out = append(out, Change{a, OutcomeResolved})
+			o = OutcomeResolved
 		case a.Status == StatusResolved:
-			out = append(out, Change{a, OutcomeStaleResolve})
+			o = OutcomeStaleResolve
 		case known && prev.alert.StartsAt.Equal(a.StartsAt):
-			out = append(out, Change{a, OutcomeRepeat})
+			o = OutcomeRepeat
+		case !known && matched != nil && !matched(a):
+			o = OutcomeUnmatched
 		default:
-			out = append(out, Change{a, OutcomeNew})
+			o = OutcomeNew
 		}
+		switch {
+		case o == OutcomeNew && !stored:
+			adding++
+		case o == OutcomeResolved && stored:
+			adding--
+		}
+		out = append(out, Change{a, o})
 	}
-	return out
+	if s.max > 0 && adding > 0 && len(s.firing)+adding > s.max {
+		return nil, &FullError{Max: s.max, Firing: len(s.firing), Adding: adding}
+	}
+	return out, nil
 }
 
 // Commit applies what Plan decided.
@@ -96,9 +141,41 @@ func (s *Store) Commit(cs []Change, now time.Time) {
 	for _, c := range cs {
 		switch c.Outcome {
 		case OutcomeResolved, OutcomeStaleResolve:
-			delete(s.firing, c.Alert.Fingerprint)
-		default:
-			s.firing[c.Alert.Fingerprint] = entry{c.Alert, now} // a repeat brings fresher annotations
+			s.remove(c.Alert.Fingerprint)
+		case OutcomeNew, OutcomeRepeat:
+			s.add(c.Alert, now) // a repeat brings fresher annotations
+		}
+	}
+}
+
+// add stores a firing alert seen at now.
+func (s *Store) add(a Alert, now time.Time) {
+	if old, ok := s.firing[a.Fingerprint]; ok && old.alert.Name() != a.Name() {
+		s.remove(a.Fingerprint)
+	}
+	s.firing[a.Fingerprint] = entry{a, now}
+	fps := s.byName[a.Name()]
+	if fps == nil {
+		fps = map[string]struct{}{}
+		s.byName[a.Name()] = fps
+	}
+	fps[a.Fingerprint] = struct{}{}
+	if s.expireAt.IsZero() || now.Add(s.ttl).Before(s.expireAt) {
+		s.expireAt = now.Add(s.ttl)
+	}
+}
+
+// remove forgets an alert.
+func (s *Store) remove(fp string) {
+	e, ok := s.firing[fp]
+	if !ok {
+		return
+	}
+	delete(s.firing, fp)
+	if fps := s.byName[e.alert.Name()]; fps != nil {
+		delete(fps, fp)
+		if len(fps) == 0 {
+			delete(s.byName, e.alert.Name())
 		}
 	}
 }
@@ -118,12 +195,14 @@ func (s *Store) Restore(seen []Seen, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.firing = map[string]entry{}
+	s.byName = map[string]map[string]struct{}{}
+	s.expireAt = time.Time{}
 	for _, e := range seen {
 		if e.Alert.Status == StatusResolved {
-			delete(s.firing, e.Alert.Fingerprint)
+			s.remove(e.Alert.Fingerprint)
 			continue
 		}
-		s.firing[e.Alert.Fingerprint] = entry{e.Alert, e.At}
+		s.add(e.Alert, e.At)
 	}
 	s.expire(now)
 }
@@ -146,22 +225,52 @@ func (s *Store) Alerts(now time.Time) []Alert {
 	return out
 }
 
-// expire drops alerts not re-sent within the TTL.
+// Len is the number of alerts firing at now.
+func (s *Store) Len(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now)
+	return len(s.firing)
+}
+
+// Max is the store's cap (0: none).
+func (s *Store) Max() int { return s.max }
+
+// expire drops alerts not re-sent within the TTL. It passes over the set
+// only once the oldest alert may have expired.
 func (s *Store) expire(now time.Time) {
+	if s.ttl <= 0 || s.expireAt.IsZero() || now.Before(s.expireAt) {
+		return
+	}
+	s.expireAt = time.Time{}
 	for fp, e := range s.firing {
-		if s.ttl > 0 && now.Sub(e.lastSeen) > s.ttl {
-			delete(s.firing, fp)
+		if now.Sub(e.lastSeen) > s.ttl {
+			s.remove(fp)
+			continue
+		}
+		if at := e.lastSeen.Add(s.ttl); s.expireAt.IsZero() || at.Before(s.expireAt) {
+			s.expireAt = at
 		}
 	}
 }
 
-// Firing returns the alerts firing at now, in fingerprint order, in the
-// form policies evaluate.
-func (s *Store) Firing(now time.Time) []policies.Alert {
-	alerts := s.Alerts(now)
-	out := make([]policies.Alert, 0, len(alerts))
-	for _, a := range alerts {
-		out = append(out, policies.Alert{Name: a.Name(), Labels: a.Labels})
+// Firing returns the alerts firing at now whose alertname is one of
+// names, in fingerprint order, in the form policies evaluate. It costs in
+// proportion to those alerts, not to the whole set: an evaluation asks
+// for the names its rules match.
+func (s *Store) Firing(now time.Time, names ...string) []policies.Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []policies.Alert
+	for _, name := range names {
+		for fp := range s.byName[name] {
+			e := s.firing[fp]
+			if s.ttl > 0 && now.Sub(e.lastSeen) > s.ttl {
+				continue // expired; the next pass drops it
+			}
+			out = append(out, policies.Alert{Name: name, Labels: e.alert.Labels, Fingerprint: fp})
+		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Fingerprint < out[j].Fingerprint })
 	return out
 }

@@ -12,14 +12,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
+
+	"github.com/spillwayhq/spillway/internal/strictjson"
 )
 
-// MaxPayloadBytes bounds a notification. Alertmanager's own default limit of
-// alerts per notification is unbounded, but a group large enough to exceed
-// this is a misrouted firehose, not a scaling signal.
-const MaxPayloadBytes = 1 << 20
+// DefaultMaxPayloadBytes is the default bound of a notification's body.
+// Alertmanager puts every alert of a group in one notification (10,000
+// alerts are about 2.6 MB), and it never retries a 4xx: a limit too small
+// for a real group loses those alerts.
+const DefaultMaxPayloadBytes = 16 << 20
+
+// TooLargeError is a body over the receiver's limit.
+type TooLargeError struct{ Limit int64 }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the body is larger than %d bytes (alerts.max_body_bytes)", e.Limit)
+}
 
 // Status of an alert or a notification.
 const (
@@ -87,19 +98,26 @@ func (es PayloadErrors) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
-// Decode reads and checks one notification. Unknown fields are allowed,
-// so an Alertmanager upgrade that adds fields keeps working; every field
-// Spillway relies on is checked, and all problems are reported at once.
-func Decode(r io.Reader) (*Notification, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxPayloadBytes+1))
-	if err != nil {
+// Decode reads and checks one notification of at most limit bytes (a
+// larger one is a *TooLargeError). Unknown fields are allowed, so an
+// Alertmanager upgrade that adds fields keeps working; a key given twice
+// is not; every field Spillway relies on is checked, and all problems are
+// reported at once.
+func Decode(r io.Reader, limit int64) (*Notification, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig) || int64(len(data)) > limit:
+		return nil, &TooLargeError{Limit: limit}
+	case err != nil:
 		return nil, &PayloadError{Msg: fmt.Sprintf("reading the body: %v", err)}
-	}
-	if len(data) > MaxPayloadBytes {
-		return nil, &PayloadError{Msg: fmt.Sprintf("the body is larger than %d bytes", MaxPayloadBytes)}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &PayloadError{Msg: "the body is empty; want an Alertmanager webhook notification (JSON)"}
+	}
+	var dup *strictjson.DuplicateKeyError
+	if errors.As(strictjson.CheckDuplicateKeys(data), &dup) {
+		return nil, &PayloadError{Line: dup.Line, Column: dup.Column, Field: dup.Path, Msg: "duplicate key"}
 	}
 	var n Notification
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -130,6 +148,9 @@ func (n *Notification) check() PayloadErrors {
 		bad("alerts", "want at least one alert")
 	}
 	for i, a := range n.Alerts {
+		if (a.Status == StatusFiring || a.Status == StatusResolved) && a.Fingerprint != "" && a.Name() != "" && !a.StartsAt.IsZero() {
+			continue // the common case, without formatting a path
+		}
 		at := fmt.Sprintf("alerts[%d]", i)
 		if a.Status != StatusFiring && a.Status != StatusResolved {
 			bad(at+".status", "want firing or resolved, got %q", a.Status)

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/spillwayhq/spillway/controlplane/alerts"
@@ -90,24 +93,85 @@ type alertResponse struct {
 	Accepted int `json:"accepted"`
 	Repeated int `json:"repeated"`
 	Resolved int `json:"resolved"`
-	Ignored  int `json:"ignored"`
+	// Ignored counts the alerts no policy's rule matches (Unmatched of
+	// them firing) and the resolves of alerts not known to fire.
+	Ignored   int `json:"ignored"`
+	Unmatched int `json:"unmatched"`
+}
+
+// alertIntake is the receiver's state besides the firing set: its
+// metrics, the bound on notifications decoded at once (each may be 16 MB),
+// and whether the set is full (journaled once a time it fills).
+type alertIntake struct {
+	decoding  chan struct{}
+	unmatched prometheus.Counter
+	refused   *prometheus.CounterVec
+	full      bool
+}
+
+func newAlertIntake(reg prometheus.Registerer, store *alerts.Store) *alertIntake {
+	in := &alertIntake{
+		decoding: make(chan struct{}, 2),
+		unmatched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spillway_alerts_unmatched_total",
+			Help: "Firing alerts received that no policy's alert rule matches: counted, not stored.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_alerts_refused_notifications_total",
+			Help: "Alertmanager notifications refused, by reason (rate_limited, too_large, invalid, full, journal).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"rate_limited", "too_large", "invalid", "full", "journal"} {
+		in.refused.WithLabelValues(r)
+	}
+	firing := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "spillway_alerts_firing",
+		Help: "Firing alerts held: those a policy's alert rule matched.",
+	}, func() float64 { return float64(store.Len(time.Now())) })
+	limit := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "spillway_alerts_firing_max",
+		Help: "The cap of the firing set (alerts.max_firing).",
+	})
+	limit.Set(float64(store.Max()))
+	reg.MustRegister(in.unmatched, in.refused, firing, limit)
+	return in
 }
 
 // handleAlertmanager is Alertmanager's webhook receiver. A new firing alert
 // that a policy's alert rule matches triggers that policy's group at once;
-// a repeat of a known alert changes nothing. Every alert is journaled with
-// what became of it, and the request is refused (400) whole when the
-// payload is malformed.
+// a repeat of a known alert changes nothing. Every alert a rule matches is
+// journaled with what became of it; the alerts that match none are counted
+// and summed up in one event. A malformed payload is refused (400) whole,
+// an oversized one with 413, and one that would take the firing set past
+// alerts.max_firing with 429 and Retry-After, which Alertmanager retries.
 func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 	id, _ := auth.FromContext(r.Context())
-	now := time.Now()
 	if !a.alertLimit.allow(id.Name) {
+		a.intake.refused.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many notifications from token "+strconv.Quote(id.Name))
 		return
 	}
-	n, err := alerts.Decode(http.MaxBytesReader(w, r.Body, alerts.MaxPayloadBytes+1))
+	// Bound the notifications decoded at once: memory, not requests.
+	select {
+	case a.intake.decoding <- struct{}{}:
+		defer func() { <-a.intake.decoding }()
+	case <-r.Context().Done():
+		return
+	}
+	limit := a.cfg.Alerts.MaxBodyBytes
+	n, err := alerts.Decode(http.MaxBytesReader(w, r.Body, limit+1), limit)
+	now := time.Now()
+	var tooBig *alerts.TooLargeError
+	if errors.As(err, &tooBig) {
+		a.intake.refused.WithLabelValues("too_large").Inc()
+		a.record(r, journal.Event{Time: now, Kind: journal.KindAlertRejected, Actor: id.Name,
+			Message: "refused an Alertmanager notification: " + err.Error()})
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error()+"; raise alerts.max_body_bytes, or split the group in Alertmanager (group_by)")
+		return
+	}
 	if err != nil {
+		a.intake.refused.WithLabelValues("invalid").Inc()
 		var details []string
 		var pes alerts.PayloadErrors
 		if errors.As(err, &pes) {
@@ -124,35 +188,49 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 	// together (Alertmanager peers in HA) must not both be new.
 	a.alertMu.Lock()
 	defer a.alertMu.Unlock()
+	set := a.Policies()
+	changes, err := a.alerts.Plan(n, now, func(al alerts.Alert) bool { return len(set.Matching(al.Name(), al.Labels)) > 0 })
+	var full *alerts.FullError
+	if errors.As(err, &full) {
+		a.intake.refused.WithLabelValues("full").Inc()
+		if !a.intake.full {
+			a.intake.full = true
+			a.log.Error("the firing set is full; refusing notifications that add to it until it drains", "max", full.Max, "firing", full.Firing)
+			a.record(r, journal.Event{Time: now, Kind: journal.KindAlertFull, Actor: id.Name,
+				Message: err.Error() + "; notifications that add alerts are refused with 429 (Alertmanager retries them) until alerts resolve or expire"})
+		}
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusTooManyRequests, "firing_set_full", err.Error())
+		return
+	}
 	var resp alertResponse
 	var events []journal.Event
 	triggers := map[policies.Target]*scaler.Trigger{}
-	set := a.Policies()
-	changes := a.alerts.Plan(n, now)
+	unmatched := map[string]int{}
 	for _, c := range changes {
+		if c.Outcome == alerts.OutcomeUnmatched {
+			resp.Unmatched++
+			resp.Ignored++
+			unmatched[c.Alert.Name()]++
+			continue
+		}
 		rec := alertRecord{Fingerprint: c.Alert.Fingerprint, Alert: c.Alert.Name(), Status: c.Alert.Status,
 			StartsAt: c.Alert.StartsAt, Labels: c.Alert.Labels, GroupKey: n.GroupKey}
-		matched := false
-		for _, p := range set.Policies() {
-			for _, rule := range p.Alerts {
-				if !rule.Matches(c.Alert.Name(), c.Alert.Labels) {
-					continue
+		rules := set.Matching(c.Alert.Name(), c.Alert.Labels)
+		for _, ref := range rules {
+			p := ref.Policy
+			rec.Policy, rec.Action = p.Name, ref.Rule.Action.String()
+			kind, msg := alertEvent(c, p)
+			data, _ := json.Marshal(rec)
+			events = append(events, journal.Event{Time: now, Kind: kind, Subject: p.Target.String(), Actor: id.Name, Message: msg, Data: data})
+			if c.Outcome == alerts.OutcomeNew {
+				t := triggers[p.Target]
+				if t == nil {
+					t = &scaler.Trigger{Target: p.Target, At: now}
+					triggers[p.Target] = t
 				}
-				matched = true
-				rec.Policy, rec.Action = p.Name, rule.Action.String()
-				kind, msg := alertEvent(c, p)
-				data, _ := json.Marshal(rec)
-				events = append(events, journal.Event{Time: now, Kind: kind, Subject: p.Target.String(), Actor: id.Name, Message: msg, Data: data})
-				if c.Outcome == alerts.OutcomeNew {
-					t := triggers[p.Target]
-					if t == nil {
-						t = &scaler.Trigger{Target: p.Target, At: now}
-						triggers[p.Target] = t
-					}
-					t.Alerts = append(t.Alerts, c.Alert.Fingerprint)
-					t.Cause = fmt.Sprintf("alert %s fired (fingerprint %s)", c.Alert.Name(), c.Alert.Fingerprint)
-				}
-				break // one rule per policy
+				t.Alerts = append(t.Alerts, c.Alert.Fingerprint)
+				t.Cause = fmt.Sprintf("alert %s fired (fingerprint %s)", c.Alert.Name(), c.Alert.Fingerprint)
 			}
 		}
 		switch {
@@ -160,31 +238,73 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 			resp.Repeated++
 		case c.Outcome == alerts.OutcomeResolved:
 			resp.Resolved++
-		case c.Outcome == alerts.OutcomeNew && matched:
+		case c.Outcome == alerts.OutcomeNew:
 			resp.Accepted++
 		default:
 			resp.Ignored++
 		}
-		if !matched {
+		if len(rules) == 0 && c.Outcome != alerts.OutcomeStaleResolve {
+			// A known alert that no rule matches any more (the policies
+			// were reloaded): its repeat or resolve still keeps the set true.
 			data, _ := json.Marshal(rec)
 			events = append(events, journal.Event{Time: now, Kind: journal.KindAlertIgnored, Actor: id.Name, Data: data,
-				Message: fmt.Sprintf("alert %s (%s, fingerprint %s): no policy's alert rule matches it", c.Alert.Name(), c.Alert.Status, c.Alert.Fingerprint)})
+				Message: fmt.Sprintf("alert %s (%s, fingerprint %s): no policy's alert rule matches it now", c.Alert.Name(), c.Alert.Status, c.Alert.Fingerprint)})
 		}
+	}
+	if resp.Unmatched > 0 {
+		a.intake.unmatched.Add(float64(resp.Unmatched))
+		events = append(events, unmatchedEvent(now, id.Name, n.GroupKey, resp.Unmatched, unmatched))
 	}
 	// Journal first, then apply and act: the journal explains every action,
 	// and a notification that could not be journaled changes nothing, so
 	// Alertmanager's retry of it is acted on, once.
-	if _, err := a.journal.Events().Append(r.Context(), events...); err != nil {
-		a.log.Error("journaling alerts", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", "the journal could not record the notification; Alertmanager will retry")
-		return
+	if len(events) > 0 {
+		if _, err := a.journal.Events().Append(r.Context(), events...); err != nil {
+			a.intake.refused.WithLabelValues("journal").Inc()
+			a.log.Error("journaling alerts", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "journal_unavailable", "the journal could not record the notification; Alertmanager will retry")
+			return
+		}
 	}
 	a.alerts.Commit(changes, now)
+	if a.intake.full && a.alerts.Len(now) < a.alerts.Max() {
+		a.intake.full = false
+		a.log.Info("the firing set has room again", "firing", a.alerts.Len(now), "max", a.alerts.Max())
+	}
 	for _, t := range triggers {
 		a.scaler.Trigger(*t)
 	}
-	a.log.Info("alertmanager notification", "token", id.Name, "group", n.GroupKey, "accepted", resp.Accepted, "repeated", resp.Repeated, "resolved", resp.Resolved, "ignored", resp.Ignored)
+	a.log.Info("alertmanager notification", "token", id.Name, "group", n.GroupKey, "accepted", resp.Accepted, "repeated", resp.Repeated,
+		"resolved", resp.Resolved, "ignored", resp.Ignored, "unmatched", resp.Unmatched)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// unmatchedEvent sums up the alerts of a notification that no rule
+// matches: how many, and the most frequent alertnames.
+func unmatchedEvent(now time.Time, actor, group string, total int, byName map[string]int) journal.Event {
+	names := make([]string, 0, len(byName))
+	for name := range byName {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if byName[names[i]] != byName[names[j]] {
+			return byName[names[i]] > byName[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	shown := names[:min(len(names), 10)]
+	top := map[string]int{}
+	var parts []string
+	for _, name := range shown {
+		top[name] = byName[name]
+		parts = append(parts, fmt.Sprintf("%s ×%d", name, byName[name]))
+	}
+	if len(names) > len(shown) {
+		parts = append(parts, fmt.Sprintf("%d more names", len(names)-len(shown)))
+	}
+	data, _ := json.Marshal(map[string]any{"group_key": group, "count": total, "names": top, "distinct_names": len(names)})
+	return journal.Event{Time: now, Kind: journal.KindAlertUnmatched, Actor: actor, Data: data,
+		Message: fmt.Sprintf("%d firing alerts match no policy's alert rule (%s): counted, not stored", total, strings.Join(parts, ", "))}
 }
 
 func alertEvent(c alerts.Change, p *policies.Policy) (string, string) {
@@ -230,9 +350,9 @@ func (a *App) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	parseTime := func(name string, dst *time.Time) {
 		if v := q.Get(name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
+			t, err := parseAPITime(name, v)
 			if err != nil {
-				bad = append(bad, fmt.Sprintf("%s: want an RFC 3339 time, got %q", name, v))
+				bad = append(bad, err.Error())
 			}
 			*dst = t
 		}

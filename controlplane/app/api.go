@@ -12,6 +12,7 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/internal/strictjson"
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -40,7 +41,7 @@ type api struct {
 // instrumented registration).
 func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	s := &api{App: a, writes: newLimiter(writeRate, writeBurst)}
-	a.streams = newStreamHub()
+	a.streams = newStreamHub(a.cfg.API.MaxStreams, a.reg)
 	read := func(h http.HandlerFunc) http.Handler { return a.auth.Require(auth.Viewer, writeError, h) }
 	write := func(role auth.Role, h http.HandlerFunc) http.Handler {
 		return a.auth.Require(role, writeError, s.limitWrites(h))
@@ -51,7 +52,8 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	}
 	handle("GET /v1/openapi.yaml", "openapi", http.HandlerFunc(serveOpenAPI))
 	handle("GET /v1/status", "status", read(s.handleStatus))
-	handle("POST /v1/reload", "reload", write(auth.Admin, a.handleReload))
+	// Not rate-limited: admin only, and cheap when nothing changed.
+	handle("POST /v1/reload", "reload", a.auth.Require(auth.Admin, writeError, http.HandlerFunc(a.handleReload)))
 
 	handle("GET /v1/policies", "policies", read(s.handlePolicies))
 	handle("GET /v1/policies/{name}", "policy", read(s.handlePolicy))
@@ -100,7 +102,7 @@ func actor(r *http.Request) string {
 }
 
 // decodeJSON reads a JSON body of at most maxJSONBody bytes into v,
-// refusing unknown fields. An empty body leaves v as it is when optional.
+// refusing unknown fields and keys given twice. An empty body leaves v as it is when optional.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	if err != nil {
@@ -117,6 +119,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 			return true
 		}
 		writeError(w, http.StatusBadRequest, "invalid_body", "a JSON body is required")
+		return false
+	}
+	if err := strictjson.CheckDuplicateKeys(body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_body", "decoding the JSON body: "+err.Error())
 		return false
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
@@ -150,12 +156,26 @@ func (q *query) time(name string, def time.Time) time.Time {
 	if v == "" {
 		return def
 	}
-	t, err := time.Parse(time.RFC3339, v)
+	t, err := parseAPITime(name, v)
 	if err != nil {
-		q.bad = append(q.bad, fmt.Sprintf("%s: want an RFC 3339 time, got %q", name, v))
+		q.bad = append(q.bad, err.Error())
 		return def
 	}
 	return t
+}
+
+// parseAPITime reads a time parameter: RFC 3339, from 1970 to 9999 (the
+// journal counts nanoseconds since 1970 in an int64, which ends in 2262,
+// so a later bound means "no bound").
+func parseAPITime(name, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: want an RFC 3339 time, got %q", name, v)
+	}
+	if t.Year() < 1970 || t.Year() > 9999 {
+		return time.Time{}, fmt.Errorf("%s: want a time from 1970 to 9999, got %q", name, v)
+	}
+	return t, nil
 }
 
 func (q *query) cursor() int64 {

@@ -158,6 +158,8 @@ type status struct {
 	// Firing is the alerts firing now, as the receiver (and the journal,
 	// after a restart) knows them.
 	Firing []firingAlert `json:"firing_alerts"`
+	// FiringTotal counts them; Firing lists the first 100 by fingerprint.
+	FiringTotal int `json:"firing_alerts_total"`
 }
 
 type firingAlert struct {
@@ -174,13 +176,18 @@ type pausedPolicy struct {
 	Reason string    `json:"reason,omitempty"`
 }
 
+// maxStatusAlerts bounds the firing alerts /v1/status lists.
+const maxStatusAlerts = 100
+
 // handleStatus serves GET /v1/status: a summary for people.
 func (s *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 	bi := buildinfo.Get()
 	set := s.Policies()
 	st := status{Version: bi.Version, Revision: bi.Revision, Policies: set.Len(), PoliciesHash: set.Hash(),
 		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: time.Now().UTC(), Services: map[string]string{}, Nomad: "ok", Firing: []firingAlert{}}
-	for _, a := range s.alerts.Alerts(st.Time) {
+	firing := s.alerts.Alerts(st.Time)
+	st.FiringTotal = len(firing)
+	for _, a := range firing[:min(len(firing), maxStatusAlerts)] {
 		st.Firing = append(st.Firing, firingAlert{Fingerprint: a.Fingerprint, Alert: a.Name(), StartsAt: a.StartsAt, Labels: a.Labels})
 	}
 	for _, p := range set.Policies() {

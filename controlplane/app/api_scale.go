@@ -2,9 +2,11 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/scaler"
 )
 
@@ -15,6 +17,9 @@ type scaleRequest struct {
 	To      *int   `json:"to,omitempty"`
 	By      *int   `json:"by,omitempty"`
 	Reason  string `json:"reason"`
+	// Force sets a count outside the policies' bounds (admin role only);
+	// otherwise it is clamped to them.
+	Force bool `json:"force,omitempty"`
 }
 
 // handleScale serves POST /v1/scale: an operator sets a task group's count,
@@ -48,7 +53,11 @@ func (s *api) handleScale(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: apiErrorBody{Code: "invalid_body", Message: "bad scaling request", Details: bad}})
 		return
 	}
-	m := scaler.Manual{Target: t, To: req.To, Reason: req.Reason, Actor: actor(r)}
+	if id, _ := auth.FromContext(r.Context()); req.Force && id.Role < auth.Admin {
+		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q has role %s; \"force\" (a count outside the policies' bounds) needs admin", id.Name, id.Role))
+		return
+	}
+	m := scaler.Manual{Target: t, To: req.To, Reason: req.Reason, Actor: actor(r), Force: req.Force}
 	if req.By != nil {
 		m.By = *req.By
 	}
@@ -56,6 +65,8 @@ func (s *api) handleScale(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, scaler.ErrInvalidCount):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_count", err.Error())
+	case errors.Is(err, scaler.ErrUnknownTarget):
+		writeError(w, http.StatusNotFound, "unknown_target", err.Error())
 	case errors.Is(err, scaler.ErrCannotReadCount):
 		writeError(w, http.StatusBadGateway, "nomad_error", err.Error())
 	case errors.Is(err, scaler.ErrDeploymentActive):

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,7 @@ type App struct {
 	// current, when pools are configured.
 	capacity *capacity.Accountant
 	alerts   *alerts.Store
+	intake   *alertIntake
 	// alertMu holds one notification from its Plan to its Commit, and a
 	// restore of the firing set from the journal.
 	alertMu sync.Mutex
@@ -136,7 +138,8 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		a.journal.Close()
 		return nil, err
 	}
-	a.alerts = alerts.NewStore(cfg.Alerts.TTL)
+	a.alerts = alerts.NewStore(cfg.Alerts.TTL, cfg.Alerts.MaxFiring)
+	a.intake = newAlertIntake(a.reg, a.alerts)
 	if err := a.restoreAlerts(context.Background()); err != nil {
 		a.journal.Close()
 		return nil, err
@@ -261,7 +264,56 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // Handler is the daemon's HTTP handler.
-func (a *App) Handler() http.Handler { return a.mux }
+func (a *App) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
+
+// serveHTTP routes a request. What no route takes (404, or 405 with its
+// Allow header) is answered in the API's JSON error shape, not the mux's
+// plain text.
+func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern != "" {
+		a.mux.ServeHTTP(w, r)
+		return
+	}
+	rec := &statusRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if allow := rec.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		writeError(w, rec.status, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, rec.header.Get("Allow")))
+	case http.StatusNotFound, 0:
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
+	default: // a redirect to the cleaned path, say
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.status)
+		_, _ = w.Write(rec.body.Bytes())
+	}
+}
+
+// statusRecorder keeps what the mux's own 404, 405 or redirect writes.
+type statusRecorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.body.Write(b)
+}
 
 // Listen opens the configured listener.
 func (a *App) Listen() error {
@@ -289,7 +341,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	srv := &http.Server{
-		Handler:           a.mux,
+		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -1,13 +1,14 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
 )
@@ -21,20 +22,37 @@ const (
 	streamPoll = 250 * time.Millisecond
 	// streamHeartbeat keeps idle connections (and proxies) alive.
 	streamHeartbeat = 15 * time.Second
-	// streamLookback bounds how long before a client connects an event
-	// appended after it may be timestamped: a decision is stamped when its
-	// evaluation starts, and an evaluation takes seconds.
-	streamLookback = 5 * time.Minute
 )
 
-// streamHub ends every open stream when the daemon shuts down, so a
-// graceful shutdown does not wait for clients that never hang up.
+// streamHub counts the open streams against api.max_streams, and ends
+// every one when the daemon shuts down, so a graceful shutdown does not
+// wait for clients that never hang up.
 type streamHub struct {
-	once sync.Once
-	done chan struct{}
+	once  sync.Once
+	done  chan struct{}
+	slots chan struct{}
+	open  prometheus.Gauge
 }
 
-func newStreamHub() *streamHub { return &streamHub{done: make(chan struct{})} }
+func newStreamHub(max int, reg prometheus.Registerer) *streamHub {
+	h := &streamHub{done: make(chan struct{}), slots: make(chan struct{}, max), open: prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "spillway_event_streams_open",
+		Help: "Event streams (GET /v1/events/stream) open now; api.max_streams caps them.",
+	})}
+	reg.MustRegister(h.open)
+	return h
+}
+
+// acquire takes a stream's slot, or reports false when all are taken.
+func (h *streamHub) acquire() (release func(), ok bool) {
+	select {
+	case h.slots <- struct{}{}:
+		h.open.Inc()
+		return func() { <-h.slots; h.open.Dec() }, true
+	default:
+		return nil, false
+	}
+}
 
 // close ends the streams; it is http.Server's shutdown hook.
 func (h *streamHub) close() {
@@ -48,7 +66,9 @@ func (h *streamHub) close() {
 // and whose data is the event as JSON. With Last-Event-ID (or ?after=) the
 // stream resumes after that event; otherwise it starts with the events
 // appended after the client connected. kind, subject (or service) and
-// activity filter as in GET /v1/events.
+// activity filter as in GET /v1/events. Opening one costs the same
+// whatever the journal's size; beyond api.max_streams open at once, a
+// stream is refused with 503 and Retry-After.
 func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	q := query{r: r}
 	f := journal.Filter{Kind: q.str("kind"), Subject: q.str("subject"), Activity: q.str("activity")}
@@ -75,12 +95,21 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming_unsupported", "this connection cannot stream")
 		return
 	}
+	release, ok := s.streams.acquire()
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "too_many_streams",
+			fmt.Sprintf("%d event streams are open, the most api.max_streams allows; retry later, or page GET /v1/events", cap(s.streams.slots)))
+		return
+	}
+	defer release()
 	ctx := r.Context()
 	if resume == "" {
 		// Start at the end of the journal: skip what is already there.
+		// Seqs are handed out in append order, so an event appended after
+		// this is newer whatever its timestamp.
 		var err error
-		f.Since = time.Now().Add(-streamLookback)
-		if f.After, err = s.lastSeq(ctx, f.Since); err != nil {
+		if f.After, err = s.journal.Events().LastSeq(ctx); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
 			return
 		}
@@ -135,23 +164,6 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		case <-s.streams.done:
 			return
 		case <-poll.C:
-		}
-	}
-}
-
-// lastSeq is the Seq of the newest event stamped since since (0 if none).
-func (s *api) lastSeq(ctx context.Context, since time.Time) (int64, error) {
-	var last int64
-	for {
-		evs, err := s.journal.Events().Query(ctx, journal.Filter{Since: since, After: last, Limit: 1000})
-		if err != nil {
-			return 0, err
-		}
-		if len(evs) > 0 {
-			last = evs[len(evs)-1].Seq
-		}
-		if len(evs) < 1000 {
-			return last, nil
 		}
 	}
 }

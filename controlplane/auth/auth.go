@@ -135,7 +135,8 @@ func New(tokens []Token) (*Authenticator, error) {
 func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	secret := ""
 	if h := r.Header.Get("Authorization"); h != "" {
-		if v, ok := strings.CutPrefix(h, "Bearer "); ok {
+		// The scheme is case-insensitive (RFC 9110, section 11.1).
+		if scheme, v, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			secret = strings.TrimSpace(v)
 		}
 	}

@@ -158,6 +158,15 @@ type Alerts struct {
 	// TTL forgets a firing alert Alertmanager has not re-sent for this long
 	// (its resolve was lost). Keep it above Alertmanager's repeat_interval.
 	TTL time.Duration `yaml:"ttl"`
+	// MaxFiring caps the firing alerts that a policy's rule matched (alerts
+	// that match none are counted, never stored). A notification that would
+	// pass it is refused with 429 and Retry-After, which Alertmanager
+	// retries, so nothing is lost.
+	MaxFiring int `yaml:"max_firing"`
+	// MaxBodyBytes bounds a webhook notification; a larger one gets 413.
+	// Alertmanager sends a whole group at once (10,000 alerts are about
+	// 2.6 MB) and never retries a 4xx, so keep it above the largest group.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
 
 // TLS serves the API over HTTPS when both files are set.
@@ -179,6 +188,9 @@ type Pools struct {
 type API struct {
 	// Tokens may call the API. With none, every /v1 route answers 401.
 	Tokens []auth.Token `yaml:"tokens"`
+	// MaxStreams caps the event streams open at once; the one beyond gets
+	// 503 with Retry-After.
+	MaxStreams int `yaml:"max_streams"`
 }
 
 // Policies says where the scaling policy files are.
@@ -222,7 +234,8 @@ func Default() Config {
 		Nomad:      Nomad{Namespace: "default"},
 		Prometheus: Prometheus{Address: "http://127.0.0.1:9090", Timeout: 10 * time.Second},
 		Journal:    Journal{Driver: "sqlite", Path: "spillway.db"},
-		Alerts:     Alerts{TTL: 2 * time.Hour},
+		API:        API{MaxStreams: 256},
+		Alerts:     Alerts{TTL: 2 * time.Hour, MaxFiring: 20000, MaxBodyBytes: 16 << 20},
 		Leader:     Leader{TTL: 10 * time.Second},
 		Clouds:     Clouds{Cluster: "spillway", OrphanGrace: 10 * time.Minute, DownGrace: 5 * time.Minute},
 	}
@@ -410,6 +423,15 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 	}
 	if c.Alerts.TTL <= 0 {
 		bad("alerts.ttl", "must be positive, got %s", c.Alerts.TTL)
+	}
+	if c.Alerts.MaxFiring < 1 || c.Alerts.MaxFiring > 1000000 {
+		bad("alerts.max_firing", "want 1 to 1000000, got %d", c.Alerts.MaxFiring)
+	}
+	if c.Alerts.MaxBodyBytes < 64<<10 || c.Alerts.MaxBodyBytes > 1<<30 {
+		bad("alerts.max_body_bytes", "want 65536 (64 KiB) to 1073741824 (1 GiB), got %d", c.Alerts.MaxBodyBytes)
+	}
+	if c.API.MaxStreams < 1 || c.API.MaxStreams > 100000 {
+		bad("api.max_streams", "want 1 to 100000, got %d", c.API.MaxStreams)
 	}
 	if c.Prometheus.Timeout <= 0 {
 		bad("prometheus.timeout", "must be positive, got %s", c.Prometheus.Timeout)

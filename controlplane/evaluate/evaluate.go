@@ -45,6 +45,9 @@ type Capacity struct {
 type State struct {
 	// LastScale is when Spillway last scaled the group; zero if never.
 	LastScale time.Time
+	// LastScaleManual: the last scaling was an operator's (see
+	// policies.Input).
+	LastScaleManual bool
 	// Alerts are the alerts firing now.
 	Alerts []policies.Alert
 }
@@ -144,11 +147,12 @@ func (e *Evaluator) evaluate(ctx context.Context, p *policies.Policy, st State, 
 	}
 	res.Group = &g
 	d := policies.Evaluate(p, policies.Input{
-		Now:       now,
-		Current:   g.Count,
-		LastScale: st.LastScale,
-		Readings:  readings,
-		Alerts:    st.Alerts,
+		Now:             now,
+		Current:         g.Count,
+		LastScale:       st.LastScale,
+		LastScaleManual: st.LastScaleManual,
+		Readings:        readings,
+		Alerts:          st.Alerts,
 	})
 	res.Decision = &d
 	res.Checks = d.Checks

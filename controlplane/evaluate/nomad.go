@@ -2,6 +2,7 @@ package evaluate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -9,6 +10,10 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/policies"
 )
+
+// ErrUnknownGroup is wrapped when Nomad has no such job or task group (a
+// read error, or a model that is not live, is not this: it is unknown).
+var ErrUnknownGroup = errors.New("no such task group")
 
 // NomadGroups reads task groups through the Nomad HTTP API.
 type NomadGroups struct {
@@ -48,7 +53,7 @@ func (n *NomadGroups) Group(ctx context.Context, t policies.Target) (Group, erro
 		}
 		return g, nil
 	}
-	return Group{}, fmt.Errorf("nomad job %q in namespace %q has no task group %q", t.Job, t.Namespace, t.Group)
+	return Group{}, fmt.Errorf("%w: nomad job %q in namespace %q has no task group %q", ErrUnknownGroup, t.Job, t.Namespace, t.Group)
 }
 
 func deref(p *int) int {
@@ -73,14 +78,14 @@ func (c ClusterGroups) Group(_ context.Context, t policies.Target) (Group, error
 	}
 	j, ok := s.Job(t.Namespace, t.Job)
 	if !ok {
-		return Group{}, fmt.Errorf("nomad has no job %q in namespace %q", t.Job, t.Namespace)
+		return Group{}, fmt.Errorf("%w: nomad has no job %q in namespace %q", ErrUnknownGroup, t.Job, t.Namespace)
 	}
 	if j.Stop {
 		return Group{}, fmt.Errorf("nomad job %q in namespace %q is stopped", t.Job, t.Namespace)
 	}
 	g, ok := j.Groups[t.Group]
 	if !ok {
-		return Group{}, fmt.Errorf("nomad job %q in namespace %q has no task group %q", t.Job, t.Namespace, t.Group)
+		return Group{}, fmt.Errorf("%w: nomad job %q in namespace %q has no task group %q", ErrUnknownGroup, t.Job, t.Namespace, t.Group)
 	}
 	return Group{Count: g.Count, CPUMHz: g.PerAlloc.CPUMHz, Cores: g.Cores, MemoryMB: g.PerAlloc.MemoryMB}, nil
 }

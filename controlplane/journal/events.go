@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -37,10 +38,16 @@ const (
 	KindAlertResolved = "alert.resolved"
 	KindAlertRejected = "alert.rejected"
 	KindAlertIgnored  = "alert.ignored"
-	KindDecision      = "decision"
-	KindScale         = "scale"
-	KindScaleFailed   = "scale.failed"
-	KindReload        = "reload"
+	// KindAlertUnmatched sums up the alerts of one notification that no
+	// policy's rule matches: they are counted, not stored one by one.
+	KindAlertUnmatched = "alert.unmatched"
+	// KindAlertFull: the firing set reached alerts.max_firing, and
+	// notifications that would add to it are refused (429) until it drains.
+	KindAlertFull   = "alert.full"
+	KindDecision    = "decision"
+	KindScale       = "scale"
+	KindScaleFailed = "scale.failed"
+	KindReload      = "reload"
 )
 
 // Event is one entry of the event log.
@@ -140,6 +147,15 @@ func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
 	return scanEvents(rows)
 }
 
+// LastSeq implements EventLog.
+func (e *Events) LastSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := e.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM events").Scan(&seq); err != nil {
+		return 0, fmt.Errorf("reading the last event: %w", err)
+	}
+	return seq, nil
+}
+
 // selectSQL builds the query for f, oldest first; term is the expression
 // of the writer's term (a column, or 0 where there is none), and
 // placeholder renders the n-th argument (1-based) in the backend's syntax.
@@ -160,10 +176,10 @@ func (f Filter) selectSQL(term string, placeholder func(n int) string) (string, 
 		where = append(where, "activity = "+arg(f.Activity))
 	}
 	if !f.Since.IsZero() {
-		where = append(where, "at_ns >= "+arg(f.Since.UnixNano()))
+		where = append(where, "at_ns >= "+arg(unixNano(f.Since)))
 	}
 	if !f.Until.IsZero() {
-		where = append(where, "at_ns < "+arg(f.Until.UnixNano()))
+		where = append(where, "at_ns < "+arg(unixNano(f.Until)))
 	}
 	if f.After > 0 {
 		where = append(where, "seq > "+arg(f.After))
@@ -180,6 +196,23 @@ func (f Filter) selectSQL(term string, placeholder func(n int) string) (string, 
 	q += " ORDER BY seq LIMIT " + arg(limit)
 	return q, args
 }
+
+// unixNano is t in nanoseconds since 1970, clamped to int64: UnixNano is
+// undefined outside 1678 to 2262, and an overflow would invert a filter.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.After(maxNanoTime):
+		return math.MaxInt64
+	case t.Before(minNanoTime):
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+	minNanoTime = time.Unix(0, math.MinInt64)
+)
 
 // rowScanner is what database/sql's and pgx's rows have in common.
 type rowScanner interface {

@@ -203,6 +203,15 @@ func (e pgEvents) Query(ctx context.Context, f Filter) ([]Event, error) {
 	return scanEvents(rows)
 }
 
+// LastSeq implements EventLog.
+func (e pgEvents) LastSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := e.pool.QueryRow(ctx, "SELECT COALESCE(MAX(seq), 0) FROM events").Scan(&seq); err != nil {
+		return 0, fmt.Errorf("reading the last event: %w", err)
+	}
+	return seq, nil
+}
+
 type pgLedger struct {
 	pool  *pgxpool.Pool
 	fence *fencing

@@ -28,6 +28,9 @@ const (
 type EventLog interface {
 	Append(ctx context.Context, evs ...Event) ([]Event, error)
 	Query(ctx context.Context, f Filter) ([]Event, error)
+	// LastSeq is the Seq of the newest event (0 when there is none), at a
+	// cost that does not grow with the log: where a stream starts.
+	LastSeq(ctx context.Context) (int64, error)
 }
 
 // Store is a journal backend: the event log and the lending ledger's store

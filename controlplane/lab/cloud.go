@@ -797,7 +797,7 @@ func (c *cloudLab) nomadArgs(h *cloudHost, root, unit string) (args []string, ag
 		}
 		out := filepath.Join(outDir, fmt.Sprintf("%02d-%s", i, filepath.Base(f)))
 		b, _ := json.MarshalIndent(cfg, "", "  ")
-		if err := os.WriteFile(out, b, 0o644); err != nil {
+		if err := os.WriteFile(out, b, 0o600); err != nil {
 			return nil, "", err
 		}
 		args = append(args, "-config", out)
@@ -837,7 +837,7 @@ func (c *cloudLab) nomadArgs(h *cloudHost, root, unit string) (args []string, ag
 	}
 	b, _ := json.MarshalIndent(lab, "", "  ")
 	out := filepath.Join(outDir, "99-lab.json")
-	if err := os.WriteFile(out, b, 0o644); err != nil {
+	if err := os.WriteFile(out, b, 0o600); err != nil {
 		return nil, "", err
 	}
 	return append([]string{"agent"}, append(args, "-config", out)...), fmt.Sprintf("http://127.0.0.1:%d", ports[0]), nil

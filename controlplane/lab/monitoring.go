@@ -164,7 +164,7 @@ func (l *Lab) startAlertmanager(ctx context.Context) error {
 		return err
 	}
 	cfgPath := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
 		return err
 	}
 	l.progress("alertmanager: starting on %s", l.AlertmanagerURL)

@@ -158,7 +158,7 @@ func (l *Lab) startAgent(c agentConfig) (*process, error) {
 		return nil, err
 	}
 	cfgPath := filepath.Join(dir, "agent.hcl")
-	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
 		return nil, err
 	}
 	return l.startProcess("nomad-"+c.Name, l.bins.nomad, []string{"agent", "-config", cfgPath}, nil,

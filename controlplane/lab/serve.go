@@ -26,7 +26,7 @@ func (l *Lab) startServe(ctx context.Context) error {
 		return err
 	}
 	cfgPath := filepath.Join(l.Dir, "spillway.yaml")
-	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
 		return err
 	}
 	return l.StartServe(ctx)

@@ -29,6 +29,8 @@ var (
 	ErrInvalidCount = errors.New("invalid count")
 	// ErrCannotReadCount: the Counts in use cannot read a group's count.
 	ErrCannotReadCount = errors.New("cannot read the current count")
+	// ErrUnknownTarget: Nomad has no such job or task group.
+	ErrUnknownTarget = evaluate.ErrUnknownGroup
 	// ErrJournal: the change could not be journaled, so it was not made.
 	ErrJournal = errors.New("the journal could not record the change")
 )
@@ -169,9 +171,12 @@ func (s *Scaler) DryRun(ctx context.Context, p *policies.Policy) evaluate.Result
 	now := s.cfg.Now()
 	var firing []policies.Alert
 	if s.cfg.Alerts != nil {
-		firing = s.cfg.Alerts.Firing(now)
+		firing = s.cfg.Alerts.Firing(now, policies.AlertNames([]*policies.Policy{p})...)
 	}
-	return s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: s.LastScale(p.Target), Alerts: firing})
+	s.mu.Lock()
+	last, manual := s.lastScale[p.Target], s.lastManual[p.Target]
+	s.mu.Unlock()
+	return s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last, LastScaleManual: manual, Alerts: firing})
 }
 
 // Manual is an operator's scaling of a task group.
@@ -184,6 +189,10 @@ type Manual struct {
 	Reason string
 	// Actor is who asked: the API token's name.
 	Actor string
+	// Force sets the count even outside the bounds of the group's
+	// policies; otherwise it is clamped to them. The caller checks that
+	// the actor may (the API asks for the admin role).
+	Force bool
 }
 
 // ManualResult is what a manual scaling did.
@@ -193,6 +202,27 @@ type ManualResult struct {
 	Desired  int             `json:"desired"`
 	Changed  bool            `json:"changed"`
 	Activity string          `json:"activity,omitempty"`
+	// Requested is the count asked for, when clamping changed it.
+	Requested *int `json:"requested,omitempty"`
+	// Clamped says why the count differs from the one asked for.
+	Clamped string `json:"clamped,omitempty"`
+	Forced  bool   `json:"forced,omitempty"`
+}
+
+// Bounds are the counts the policies of a group allow: every policy is
+// raised to its min and the largest scale-out wins, so the group's floor
+// is the largest min and its ceiling the largest max. ok is false when no
+// policy scales t.
+func Bounds(ps []*policies.Policy) (lo, hi int, ok bool) {
+	for i, p := range ps {
+		if i == 0 || p.Min > lo {
+			lo = p.Min
+		}
+		if i == 0 || p.Max > hi {
+			hi = p.Max
+		}
+	}
+	return lo, hi, len(ps) > 0
 }
 
 // MaxManualCount bounds a manual scaling, against typos.
@@ -226,6 +256,17 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 	if res.Desired < 0 || res.Desired > MaxManualCount {
 		return res, fmt.Errorf("%w: %s would go from %d to %d; want 0 to %d", ErrInvalidCount, m.Target, cur, res.Desired, MaxManualCount)
 	}
+	lo, hi, bounded := Bounds(s.cfg.Policies().ForTarget(m.Target))
+	if bounded && (res.Desired < lo || res.Desired > hi) {
+		if m.Force {
+			res.Forced = true
+		} else {
+			asked := res.Desired
+			res.Requested = &asked
+			res.Desired = min(max(res.Desired, lo), hi)
+			res.Clamped = fmt.Sprintf("%d is outside the policies' bounds %d to %d; set %d (\"force\": true, with the admin role, sets it anyway)", asked, lo, hi, res.Desired)
+		}
+	}
 	now := s.cfg.Now()
 	res.Changed = res.Desired != cur
 	dir := policies.Up
@@ -238,13 +279,23 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 	if res.Changed {
 		res.Activity = journal.NewActivity(now)
 	}
-	data, _ := json.Marshal(map[string]any{
+	fields := map[string]any{
 		"target": m.Target, "current": cur, "desired": res.Desired, "direction": dir,
 		"manual": true, "reason": m.Reason, "cause": "manual scaling by " + m.Actor,
-	})
+	}
+	note := ""
+	switch {
+	case res.Forced:
+		fields["forced"] = true
+		note = fmt.Sprintf(" (forced outside the policies' bounds %d to %d)", lo, hi)
+	case res.Clamped != "":
+		fields["requested"], fields["clamped"] = *res.Requested, res.Clamped
+		note = fmt.Sprintf(" (asked for %d; clamped to the policies' bounds %d to %d)", *res.Requested, lo, hi)
+	}
+	data, _ := json.Marshal(fields)
 	if _, err := s.cfg.Journal.Append(ctx, journal.Event{
 		Time: now, Kind: journal.KindDecision, Subject: m.Target.String(), Activity: res.Activity, Actor: m.Actor,
-		Message: fmt.Sprintf("manual: %d -> %d (%s) by %s: %s", cur, res.Desired, dir, m.Actor, m.Reason), Data: data,
+		Message: fmt.Sprintf("manual: %d -> %d (%s) by %s%s: %s", cur, res.Desired, dir, m.Actor, note, m.Reason), Data: data,
 	}); err != nil {
 		return res, fmt.Errorf("%w: journaling a manual scaling of %s: %w", ErrJournal, m.Target, err)
 	}
@@ -263,6 +314,7 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 	}
 	s.mu.Lock()
 	s.lastScale[m.Target] = now
+	s.lastManual[m.Target] = true
 	// The next routine decision differs from this one: journal it.
 	delete(s.lastNoted, m.Target)
 	s.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,6 +93,9 @@ type Trigger struct {
 	At time.Time
 }
 
+// CauseInterval is the cause of a routine evaluation.
+const CauseInterval = "evaluation interval"
+
 // Meta keys the scaler records in Nomad's scaling event of a change.
 const (
 	MetaActivity = "spillway.activity"
@@ -109,7 +113,9 @@ type Scaler struct {
 
 	mu        sync.Mutex
 	lastScale map[policies.Target]time.Time
-	nextDue   map[policies.Target]time.Time
+	// lastManual marks the groups whose last scaling was an operator's.
+	lastManual map[policies.Target]bool
+	nextDue    map[policies.Target]time.Time
 	// lastNoted is the last decision journaled per group, so a decision
 	// that repeats every interval is journaled once.
 	lastNoted map[policies.Target]string
@@ -142,14 +148,15 @@ func New(cfg Config) *Scaler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scaler{
-		cfg:       cfg,
-		triggers:  make(chan Trigger, 64),
-		lastScale: map[policies.Target]time.Time{},
-		nextDue:   map[policies.Target]time.Time{},
-		lastNoted: map[policies.Target]string{},
-		paused:    map[string]Pause{},
-		locks:     map[policies.Target]*sync.Mutex{},
-		inflight:  map[policies.Target]bool{},
+		cfg:        cfg,
+		triggers:   make(chan Trigger, 64),
+		lastScale:  map[policies.Target]time.Time{},
+		lastManual: map[policies.Target]bool{},
+		nextDue:    map[policies.Target]time.Time{},
+		lastNoted:  map[policies.Target]string{},
+		paused:     map[string]Pause{},
+		locks:      map[policies.Target]*sync.Mutex{},
+		inflight:   map[policies.Target]bool{},
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_evaluations_total",
 			Help: "Evaluations of a scaled task group, by why they ran (interval or trigger).",
@@ -193,9 +200,11 @@ func (s *Scaler) Restore(ctx context.Context) error {
 	err := journal.Each(ctx, s.cfg.Journal, journal.Filter{Kind: journal.KindScale}, func(ev journal.Event) error {
 		var d struct {
 			Target policies.Target `json:"target"`
+			Manual bool            `json:"manual"`
 		}
 		if ev.Kind == journal.KindScale && json.Unmarshal(ev.Data, &d) == nil && d.Target.Job != "" {
 			s.lastScale[d.Target] = ev.Time
+			s.lastManual[d.Target] = d.Manual
 		}
 		return nil
 	})
@@ -222,7 +231,7 @@ func (s *Scaler) Run(ctx context.Context) {
 			defer wg.Done()
 			for t := range sweep {
 				s.evaluations.WithLabelValues("interval").Inc()
-				s.Evaluate(ctx, t, Trigger{Target: t, Cause: "evaluation interval"})
+				s.Evaluate(ctx, t, Trigger{Target: t, Cause: CauseInterval})
 				s.swept(t)
 			}
 		}()
@@ -326,16 +335,18 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	log := s.cfg.Logger.With("target", target.String())
 	now := s.cfg.Now()
 	s.mu.Lock()
-	last := s.lastScale[target]
+	last, manual := s.lastScale[target], s.lastManual[target]
 	s.mu.Unlock()
 	var firing []policies.Alert
 	if s.cfg.Alerts != nil {
-		firing = s.cfg.Alerts.Firing(now)
+		// Only the alerts these policies' rules name: the cost does not
+		// grow with alerts that cannot matter here.
+		firing = s.cfg.Alerts.Firing(now, policies.AlertNames(ps)...)
 	}
 	var decisions []policies.Decision
 	var results []evaluate.Result
 	for _, p := range ps {
-		r := s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last, Alerts: firing})
+		r := s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last, LastScaleManual: manual, Alerts: firing})
 		if r.Error != "" || r.Decision == nil {
 			log.Warn("policy not evaluated", "policy", p.Name, "err", r.Error)
 			continue
@@ -348,6 +359,13 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 		return
 	}
 	s.decisions.WithLabelValues(string(d.Direction)).Inc()
+	pushed := cause.Cause != CauseInterval
+	if v, ok := d.WinningAlert(); ok && len(cause.Alerts) == 0 && len(v.Fingerprints) > 0 {
+		// An interval evaluation that an alert's vote decided: the alert is
+		// the cause, and the journal says so.
+		cause.Alerts = v.Fingerprints
+		cause.Cause = fmt.Sprintf("%s (alert %s firing, fingerprint %s)", cause.Cause, strings.TrimPrefix(v.Source, "alert:"), strings.Join(v.Fingerprints, ", "))
+	}
 	change := d.Desired != d.Current && (d.Direction == policies.Up || d.Direction == policies.Down)
 	activity := ""
 	if change {
@@ -369,7 +387,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	noted := s.lastNoted[target] == note
 	s.lastNoted[target] = note
 	s.mu.Unlock()
-	if change || cause.Cause != "evaluation interval" || !noted {
+	if change || pushed || !noted {
 		if _, err := s.cfg.Journal.Append(ctx, journal.Event{
 			Time: now, Kind: journal.KindDecision, Subject: target.String(), Activity: activity,
 			Actor: "controller", Message: fmt.Sprintf("%s: %d -> %d (%s): %s", d.Policy, d.Current, d.Desired, d.Direction, d.Reason),
@@ -406,6 +424,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	}
 	s.mu.Lock()
 	s.lastScale[target] = now
+	s.lastManual[target] = false
 	s.mu.Unlock()
 	if s.cfg.OnScaled != nil {
 		s.cfg.OnScaled(Scaled{Target: target, From: d.Current, To: d.Desired, Activity: activity, Policy: d.Policy, Triggered: triggered, Decided: now})

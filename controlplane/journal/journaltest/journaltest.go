@@ -34,6 +34,7 @@ func Run(t *testing.T, b Backend) {
 	}{
 		{"EventsAppendAndQuery", testEventsAppendAndQuery},
 		{"EventsCursorPagination", testEventsCursorPagination},
+		{"EventsLastSeqAndTimeBounds", testEventsLastSeqAndTimeBounds},
 		{"EventsConcurrentWritersCursor", testEventsConcurrentWritersCursor},
 		{"DurableAcrossReopen", testDurableAcrossReopen},
 		{"LedgerSeqConflicts", testLedgerSeqConflicts},
@@ -127,6 +128,40 @@ func testEventsAppendAndQuery(t *testing.T, open func(*testing.T) journal.Store)
 	now, err := s.Events().Append(ctx, journal.Event{Kind: "x", Message: "now"})
 	if err != nil || now[0].Time.Before(before) {
 		t.Fatalf("zero time: %+v, %v", now, err)
+	}
+}
+
+func testEventsLastSeqAndTimeBounds(t *testing.T, open func(*testing.T) journal.Store) {
+	ctx := context.Background()
+	s := open(t)
+	if last, err := s.Events().LastSeq(ctx); err != nil || last != 0 {
+		t.Fatalf("LastSeq of an empty log: %d %v, want 0", last, err)
+	}
+	got, err := s.Events().Append(ctx, journal.Event{Time: t0, Kind: "x", Message: "one"}, journal.Event{Time: t0, Kind: "x", Message: "two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.Events().LastSeq(ctx); err != nil || last != got[1].Seq {
+		t.Fatalf("LastSeq: %d %v, want %d", last, err, got[1].Seq)
+	}
+	// Bounds past the int64 nanoseconds (1678 to 2262) filter as their
+	// sign says, not inverted by an overflow.
+	far := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	early := time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		f    journal.Filter
+		want int
+	}{
+		{"until 9999", journal.Filter{Until: far}, 2},
+		{"since 9999", journal.Filter{Since: far}, 0},
+		{"since 1000", journal.Filter{Since: early}, 2},
+		{"until 1000", journal.Filter{Until: early}, 0},
+	} {
+		evs, err := s.Events().Query(ctx, c.f)
+		if err != nil || len(evs) != c.want {
+			t.Errorf("%s: %d events %v, want %d", c.name, len(evs), err, c.want)
+		}
 	}
 }
 
