@@ -36,7 +36,8 @@ type Change struct {
 }
 
 // FullError says a notification would take the firing set past its cap.
-// Nothing of it was applied; Alertmanager retries a 429, so it is not lost.
+// Nothing of it was applied; the receiver answers 503, which Alertmanager
+// retries, so it is not lost.
 type FullError struct {
 	Max, Firing, Adding int
 }

@@ -143,13 +143,16 @@ func newAlertIntake(reg prometheus.Registerer, store *alerts.Store) *alertIntake
 // journaled with what became of it; the alerts that match none are counted
 // and summed up in one event. A malformed payload is refused (400) whole,
 // an oversized one with 413, and one that would take the firing set past
-// alerts.max_firing with 429 and Retry-After, which Alertmanager retries.
+// alerts.max_firing with 503 and Retry-After: Alertmanager retries a 5xx
+// (and only a 5xx), so nothing is lost.
 func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 	id, _ := auth.FromContext(r.Context())
 	if !a.alertLimit.allow(id.Name) {
 		a.intake.refused.WithLabelValues("rate_limited").Inc()
+		// 503, not 429: Alertmanager retries a 5xx at once (with backoff),
+		// and a 4xx only at the group's next group_interval.
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many notifications from token "+strconv.Quote(id.Name))
+		writeError(w, http.StatusServiceUnavailable, "rate_limited", "too many notifications from token "+strconv.Quote(id.Name))
 		return
 	}
 	// Bound the notifications decoded at once: memory, not requests.
@@ -197,10 +200,10 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 			a.intake.full = true
 			a.log.Error("the firing set is full; refusing notifications that add to it until it drains", "max", full.Max, "firing", full.Firing)
 			a.record(r, journal.Event{Time: now, Kind: journal.KindAlertFull, Actor: id.Name,
-				Message: err.Error() + "; notifications that add alerts are refused with 429 (Alertmanager retries them) until alerts resolve or expire"})
+				Message: err.Error() + "; notifications that add alerts are refused with 503 (Alertmanager retries them) until alerts resolve or expire"})
 		}
 		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusTooManyRequests, "firing_set_full", err.Error())
+		writeError(w, http.StatusServiceUnavailable, "firing_set_full", err.Error())
 		return
 	}
 	var resp alertResponse

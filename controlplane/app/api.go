@@ -41,7 +41,7 @@ type api struct {
 // instrumented registration).
 func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	s := &api{App: a, writes: newLimiter(writeRate, writeBurst)}
-	a.streams = newStreamHub(a.cfg.API.MaxStreams, a.reg)
+	a.streams = newStreamHub(a.cfg.API.MaxStreams, a.reg, a.journal.Events().LastSeq, a.log.With("component", "streams"))
 	read := func(h http.HandlerFunc) http.Handler { return a.auth.Require(auth.Viewer, writeError, h) }
 	write := func(role auth.Role, h http.HandlerFunc) http.Handler {
 		return a.auth.Require(role, writeError, s.limitWrites(h))

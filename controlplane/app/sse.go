@@ -1,7 +1,9 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -26,21 +28,72 @@ const (
 
 // streamHub counts the open streams against api.max_streams, and ends
 // every one when the daemon shuts down, so a graceful shutdown does not
-// wait for clients that never hang up.
+// wait for clients that never hang up. One watcher reads the journal's
+// last Seq every streamPoll while any stream is open and wakes the streams
+// when it moves, so an idle stream costs no query: a hundred idle streams
+// cost what one does.
 type streamHub struct {
 	once  sync.Once
 	done  chan struct{}
 	slots chan struct{}
 	open  prometheus.Gauge
+	last  func(context.Context) (int64, error)
+	log   *slog.Logger
+
+	watch   sync.Once
+	mu      sync.Mutex
+	seq     int64         // the last Seq the watcher read
+	changed chan struct{} // closed when seq moves
 }
 
-func newStreamHub(max int, reg prometheus.Registerer) *streamHub {
-	h := &streamHub{done: make(chan struct{}), slots: make(chan struct{}, max), open: prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "spillway_event_streams_open",
-		Help: "Event streams (GET /v1/events/stream) open now; api.max_streams caps them.",
-	})}
+func newStreamHub(max int, reg prometheus.Registerer, last func(context.Context) (int64, error), log *slog.Logger) *streamHub {
+	h := &streamHub{done: make(chan struct{}), slots: make(chan struct{}, max), last: last, log: log, changed: make(chan struct{}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_event_streams_open",
+			Help: "Event streams (GET /v1/events/stream) open now; api.max_streams caps them.",
+		})}
 	reg.MustRegister(h.open)
 	return h
+}
+
+// current is the last Seq the watcher read, and a channel closed once it
+// reads a newer one.
+func (h *streamHub) current() (int64, <-chan struct{}) {
+	h.watch.Do(func() { go h.run() })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq, h.changed
+}
+
+// run is the watcher, until the daemon shuts down.
+func (h *streamHub) run() {
+	tick := time.NewTicker(streamPoll)
+	defer tick.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-h.done; cancel() }()
+	for {
+		if len(h.slots) > 0 {
+			seq, err := h.last(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				h.log.Warn("event streams: reading the journal's last event", "err", err)
+			case err == nil:
+				h.mu.Lock()
+				if seq != h.seq {
+					h.seq = seq
+					close(h.changed)
+					h.changed = make(chan struct{})
+				}
+				h.mu.Unlock()
+			}
+		}
+		select {
+		case <-h.done:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // acquire takes a stream's slot, or reports false when all are taken.
@@ -123,10 +176,14 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "retry: 2000\n\n")
 	flusher.Flush()
 
-	poll := time.NewTicker(streamPoll)
-	defer poll.Stop()
+	heartbeat := time.NewTicker(streamHeartbeat)
+	defer heartbeat.Stop()
 	lastWrite := time.Now()
+	beat := false // woken by the heartbeat
 	for {
+		// What the watcher has seen before this query, this query reads:
+		// wait for the watcher to see more before querying again.
+		_, changed := s.streams.current()
 		f.Limit = 1000
 		evs, err := s.journal.Events().Query(ctx, f)
 		if err != nil {
@@ -143,7 +200,7 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			}
 			f.After = ev.Seq
 		}
-		if len(evs) > 0 || time.Since(lastWrite) >= streamHeartbeat {
+		if len(evs) > 0 || beat || time.Since(lastWrite) >= streamHeartbeat {
 			if len(evs) == 0 {
 				_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 				if _, err := fmt.Fprintf(w, ": keep-alive\n\n"); err != nil {
@@ -158,12 +215,20 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		if len(evs) == 1000 {
 			continue // more are waiting
 		}
+		beat = false
+		var retry <-chan time.Time
+		if err != nil {
+			retry = time.After(streamPoll) // retry soon, new events or not
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.streams.done:
 			return
-		case <-poll.C:
+		case <-changed:
+		case <-retry:
+		case <-heartbeat.C:
+			beat = true
 		}
 	}
 }

@@ -160,8 +160,8 @@ type Alerts struct {
 	TTL time.Duration `yaml:"ttl"`
 	// MaxFiring caps the firing alerts that a policy's rule matched (alerts
 	// that match none are counted, never stored). A notification that would
-	// pass it is refused with 429 and Retry-After, which Alertmanager
-	// retries, so nothing is lost.
+	// pass it is refused with 503 and Retry-After, which Alertmanager
+	// retries (it retries only a 5xx), so nothing is lost.
 	MaxFiring int `yaml:"max_firing"`
 	// MaxBodyBytes bounds a webhook notification; a larger one gets 413.
 	// Alertmanager sends a whole group at once (10,000 alerts are about
