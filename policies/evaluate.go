@@ -87,20 +87,19 @@ type Decision struct {
 	CooldownUntil *time.Time `json:"cooldown_until,omitempty"`
 	// Deadline is when a scale-out decided now must be done.
 	Deadline time.Time `json:"deadline"`
+
+	// winner is the vote that won (two rules of a policy may share a
+	// Source).
+	winner Vote
 }
 
 // WinningAlert is the alert vote that decided, when one did: its
 // fingerprints name the alerts that caused the decision.
 func (d Decision) WinningAlert() (Vote, bool) {
-	if !strings.HasPrefix(d.Winner, "alert:") {
+	if !strings.HasPrefix(d.Winner, "alert:") || d.winner.Source != d.Winner {
 		return Vote{}, false
 	}
-	for _, v := range d.Alerts {
-		if v.Source == d.Winner {
-			return v, true
-		}
-	}
-	return Vote{}, false
+	return d.winner, true
 }
 
 // Delta is the change in count the decision makes.
@@ -237,7 +236,7 @@ func Evaluate(p *Policy, in Input) Decision {
 	}
 
 	win, reason := SafestWins(votes, in.Current)
-	d.Winner = win.Source
+	d.Winner, d.winner = win.Source, win
 	d.Direction, d.Desired, d.Reason = win.Direction, win.Count, reason
 
 	// Bounds.

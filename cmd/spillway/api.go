@@ -466,8 +466,9 @@ func newEventsCmd() *cobra.Command {
 func newScaleCmd() *cobra.Command {
 	var to, by int
 	var reason string
+	var force bool
 	var cmd *cobra.Command
-	cmd, _ = apiCommand("scale SERVICE (--to N | --by ±N) --reason TEXT", "Set a task group's count, or change it, with a reason", cobra.ExactArgs(1),
+	cmd, _ = apiCommand("scale SERVICE (--to N | --by ±N) --reason TEXT [--force]", "Set a task group's count, or change it, with a reason", cobra.ExactArgs(1),
 		func(ctx context.Context, c *apiclient.Client, f *apiFlags, w io.Writer, args []string) error {
 			toSet, bySet := cmd.Flags().Changed("to"), cmd.Flags().Changed("by")
 			if toSet == bySet {
@@ -477,6 +478,9 @@ func newScaleCmd() *cobra.Command {
 				return fmt.Errorf("--reason is required: it is journaled and shown in Nomad's scaling events")
 			}
 			req := map[string]any{"service": args[0], "reason": reason}
+			if force {
+				req["force"] = true
+			}
 			if toSet {
 				req["to"] = to
 			} else {
@@ -490,8 +494,12 @@ func newScaleCmd() *cobra.Command {
 				Current, Desired int
 				Changed          bool
 				Activity         string
+				Clamped          string
 			}
 			return f.show(w, raw, &res, func(tw *tabwriter.Writer) {
+				if res.Clamped != "" {
+					fmt.Fprintf(tw, "clamped: %s\n", res.Clamped)
+				}
 				if !res.Changed {
 					fmt.Fprintf(tw, "%s is already at %d; nothing changed\n", args[0], res.Current)
 					return
@@ -502,12 +510,15 @@ func newScaleCmd() *cobra.Command {
 	cmd.Long = `Scale sets the count of a Nomad task group (SERVICE is namespace/job/group,
 or job/group in the default namespace) through the control plane. It is
 journaled with your token's name like any scaling and starts the group's
-cooldown, so the policies do not undo it at once. Needs an operator token.`
+cooldown, so the policies do not undo it at once. The count is clamped to
+the bounds of the group's policies; --force sets it anyway, and needs an
+admin token. Needs an operator token.`
 	cmd.Example = `  spillway scale default/demo/web --to 6 --reason "product launch at 10:00"
   spillway scale demo/web --by -2 --reason "launch over"`
 	cmd.Flags().IntVar(&to, "to", 0, "the count to set")
 	cmd.Flags().IntVar(&by, "by", 0, "the change of count, e.g. 2 or -1")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	cmd.Flags().BoolVar(&force, "force", false, "set a count outside the policies' bounds (admin token)")
 	return cmd
 }
 

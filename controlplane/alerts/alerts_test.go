@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -194,4 +195,45 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A group that names one alert twice, or resolves and re-fires it, is
+// counted against the cap by what the set holds afterwards.
+func TestStoreCountsRepeatsWithinANotification(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	matched := func(a Alert) bool { return a.Name() != "Anoise" }
+	noise := func(fp string) Alert {
+		return Alert{Status: "firing", Fingerprint: fp, StartsAt: t0, Labels: map[string]string{"alertname": "Anoise"}}
+	}
+	s := NewStore(time.Hour, 5)
+	var twice []Alert
+	for i := range 20 {
+		twice = append(twice, noise(fmt.Sprint("n", i)), noise(fmt.Sprint("n", i)))
+	}
+	cs, err := s.Apply(notification("firing", twice...), t0, matched)
+	if err != nil || s.Len(t0) != 0 {
+		t.Fatalf("unmatched alerts named twice: %v, %d stored, want none", err, s.Len(t0))
+	}
+	for _, c := range cs {
+		if c.Outcome != OutcomeUnmatched {
+			t.Fatalf("a second copy of an unmatched alert is %s, want unmatched", c.Outcome)
+		}
+	}
+	// 4 stored; 4 resolve-and-re-fire pairs and 4 new ones would hold 8.
+	s = NewStore(time.Hour, 4)
+	var first, pairs []Alert
+	for i := range 4 {
+		first = append(first, alert(fmt.Sprint(i), "firing", t0))
+		pairs = append(pairs, alert(fmt.Sprint(i), "resolved", t0), alert(fmt.Sprint(i), "firing", t0.Add(time.Minute)), alert(fmt.Sprint("new", i), "firing", t0))
+	}
+	if _, err := s.Apply(notification("firing", first...), t0, matched); err != nil {
+		t.Fatal(err)
+	}
+	var full *FullError
+	if _, err := s.Apply(notification("firing", pairs...), t0, matched); !errors.As(err, &full) || full.Adding != 4 {
+		t.Fatalf("re-fires and new alerts past the cap: %v, want a *FullError adding 4", err)
+	}
+	if s.Len(t0) != 4 {
+		t.Fatalf("%d firing after a refused notification, want 4", s.Len(t0))
+	}
 }

@@ -99,35 +99,47 @@ func (s *Store) Plan(n *Notification, now time.Time, matched func(Alert) bool) (
 	defer s.mu.Unlock()
 	s.expire(now)
 	out := make([]Change, 0, len(n.Alerts))
-	seen := map[string]Alert{}
-	adding := 0
+	// The state of each fingerprint as the notification's alerts so far
+	// leave it (a group may name one alert twice): firing with a start,
+	// or not firing.
+	type state struct {
+		firing   bool
+		startsAt time.Time
+	}
+	after := map[string]state{}
 	for _, a := range n.Alerts {
-		prev, known := s.firing[a.Fingerprint]
-		if p, ok := seen[a.Fingerprint]; ok {
-			prev, known = entry{alert: p}, p.Status != StatusResolved
+		cur, ok := after[a.Fingerprint]
+		if !ok {
+			if e, stored := s.firing[a.Fingerprint]; stored {
+				cur = state{firing: true, startsAt: e.alert.StartsAt}
+			}
 		}
-		_, stored := s.firing[a.Fingerprint]
-		seen[a.Fingerprint] = a
 		var o Outcome
 		switch {
-		case a.Status == StatusResolved && known:
-			o = OutcomeResolved
+		case a.Status == StatusResolved && cur.firing:
+			o, cur = OutcomeResolved, state{}
 		case a.Status == StatusResolved:
 			o = OutcomeStaleResolve
-		case known && prev.alert.StartsAt.Equal(a.StartsAt):
+		case cur.firing && cur.startsAt.Equal(a.StartsAt):
 			o = OutcomeRepeat
-		case !known && matched != nil && !matched(a):
+		case !cur.firing && matched != nil && !matched(a):
 			o = OutcomeUnmatched
 		default:
-			o = OutcomeNew
+			o, cur = OutcomeNew, state{firing: true, startsAt: a.StartsAt}
 		}
+		after[a.Fingerprint] = cur
+		out = append(out, Change{a, o})
+	}
+	// What the set holds once it is committed, against what it holds now.
+	adding := 0
+	for fp, st := range after {
+		_, stored := s.firing[fp]
 		switch {
-		case o == OutcomeNew && !stored:
+		case st.firing && !stored:
 			adding++
-		case o == OutcomeResolved && stored:
+		case !st.firing && stored:
 			adding--
 		}
-		out = append(out, Change{a, o})
 	}
 	if s.max > 0 && adding > 0 && len(s.firing)+adding > s.max {
 		return nil, &FullError{Max: s.max, Firing: len(s.firing), Adding: adding}

@@ -54,13 +54,14 @@ type Notification struct {
 
 // Alert is one alert of a notification.
 type Alert struct {
-	Status       string            `json:"status"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
+	Status string            `json:"status"`
+	Labels map[string]string `json:"labels"`
+	// Annotations are not read: nothing Spillway decides depends on them,
+	// and a group of 10,000 alerts would hold them all in memory.
+	StartsAt     time.Time `json:"startsAt"`
+	EndsAt       time.Time `json:"endsAt"`
+	GeneratorURL string    `json:"generatorURL"`
+	Fingerprint  string    `json:"fingerprint"`
 }
 
 // Name is the alert's alertname label.
@@ -116,7 +117,7 @@ func Decode(r io.Reader, limit int64) (*Notification, error) {
 		return nil, &PayloadError{Msg: "the body is empty; want an Alertmanager webhook notification (JSON)"}
 	}
 	var dup *strictjson.DuplicateKeyError
-	if errors.As(strictjson.CheckDuplicateKeys(data), &dup) {
+	if errors.As(strictjson.CheckDuplicateKeys(data, strictjson.Exact), &dup) {
 		return nil, &PayloadError{Line: dup.Line, Column: dup.Column, Field: dup.Path, Msg: "duplicate key"}
 	}
 	var n Notification

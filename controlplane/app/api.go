@@ -121,7 +121,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 		writeError(w, http.StatusBadRequest, "invalid_body", "a JSON body is required")
 		return false
 	}
-	if err := strictjson.CheckDuplicateKeys(body); err != nil {
+	if err := strictjson.CheckDuplicateKeys(body, strictjson.FoldCase); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_body", "decoding the JSON body: "+err.Error())
 		return false
 	}

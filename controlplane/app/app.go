@@ -168,7 +168,10 @@ func (a *App) Pools() *pools.Config { return a.pools }
 
 // Close releases the journal. (The controllers and their activities stop
 // with Run's context.)
-func (a *App) Close() error { return a.journal.Close() }
+func (a *App) Close() error {
+	a.streams.close() // and the streams' watcher
+	return a.journal.Close()
+}
 
 // identity names this replica: in the election, and to the clouds.
 func (a *App) identity() string {

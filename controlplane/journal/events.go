@@ -42,7 +42,8 @@ const (
 	// policy's rule matches: they are counted, not stored one by one.
 	KindAlertUnmatched = "alert.unmatched"
 	// KindAlertFull: the firing set reached alerts.max_firing, and
-	// notifications that would add to it are refused (429) until it drains.
+	// notifications that would add to it are refused (503, which
+	// Alertmanager retries) until it drains.
 	KindAlertFull   = "alert.full"
 	KindDecision    = "decision"
 	KindScale       = "scale"

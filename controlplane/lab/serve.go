@@ -166,5 +166,16 @@ func (l *Lab) KillServe() {
 	<-p.done
 }
 
+// ServePID is the control plane's process ID (0 when it is not running),
+// for tests that read its resources from /proc.
+func (l *Lab) ServePID() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.serve == nil || l.serve.cmd.Process == nil {
+		return 0
+	}
+	return l.serve.cmd.Process.Pid
+}
+
 // JournalPath is the control plane's journal in the lab.
 func (l *Lab) JournalPath() string { return filepath.Join(l.Dir, "spillway.db") }
