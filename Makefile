@@ -64,11 +64,19 @@ nomad-fmt-check:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-## lint: go vet and a gofmt check
-lint: vet fmt-check
+## lint: go vet, staticcheck, a gofmt check and a go.mod that go mod tidy would not change
+lint: vet staticcheck fmt-check tidy-check
 
 vet:
 	$(GO) vet ./...
+
+## staticcheck: the static analyser, pinned in go.mod as a tool (honnef.co/go/tools v0.8.2)
+.PHONY: staticcheck tidy-check
+staticcheck:
+	$(GO) tool staticcheck ./...
+
+tidy-check:
+	@out=$$($(GO) mod tidy -diff) || { echo "go.mod or go.sum is not tidy; run 'go mod tidy':"; echo "$$out"; exit 1; }
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

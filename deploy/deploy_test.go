@@ -19,10 +19,10 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/config"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
-	"github.com/spillwayhq/spillway/controlplane/tools"
-	"github.com/spillwayhq/spillway/controlplane/tools/toolstest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/tools"
+	"github.com/spillwayhq/spillway/internal/tools/toolstest"
 )
 
 const jobFile = "spillway.nomad.hcl"

@@ -109,7 +109,21 @@ func (d Decision) Delta() int { return d.Desired - d.Current }
 func (d Decision) Changes() bool { return d.Desired != d.Current }
 
 // Data problems a check can have; the evaluator wraps them with details.
+// on_check_error applies to each of them but ErrNotYet.
 var (
+	// ErrUnreachable: the metric source did not answer (refused, timed
+	// out, failed with a 5xx).
+	ErrUnreachable = errors.New("the metric source is unreachable")
+	// ErrQueryFailed: the source answered, and refused or failed the query
+	// itself (a syntax error, an execution error).
+	ErrQueryFailed = errors.New("the query failed")
+	// ErrNotYet: the query returned no series because the source has not
+	// been up for the query's range (a Prometheus that just started has no
+	// 5m rate yet). It is not a failure: the check holds, and
+	// on_check_error does not apply.
+	ErrNotYet = errors.New("no data yet")
+	// ErrNoData: the query returned no series from a source up for longer
+	// than its range: the series does not exist.
 	ErrNoData     = errors.New("no data")
 	ErrStale      = errors.New("stale data")
 	ErrNotNumber  = errors.New("value is not a number")
@@ -283,6 +297,10 @@ func Evaluate(p *Policy, in Input) Decision {
 // scales in.
 func onCheckError(o OnCheckError, current int, err error) Vote {
 	v := Vote{Strategy: "on_check_error", Direction: Hold, Count: current}
+	if errors.Is(err, ErrNotYet) {
+		v.Reason = fmt.Sprintf("%s; holding until there is (on_check_error does not apply)", err)
+		return v
+	}
 	if o.Action == OnErrorFixed && o.Count > current {
 		v.Direction, v.Count = Up, o.Count
 		v.Reason = fmt.Sprintf("%s; on_check_error: fixed count %d", err, o.Count)

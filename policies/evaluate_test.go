@@ -2,6 +2,7 @@ package policies
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -117,6 +118,8 @@ func TestEvaluate(t *testing.T) {
 		{"above max with missing data does not scale in", "", Input{Current: 25, Readings: withRate(Reading{})}, Hold, 25, "rate", "not scaling in without data", ""},
 		{"above max with data scales in to max", "", Input{Current: 25, Readings: fresh(2400, 1)}, Down, 20, "", "limited to max 20", ""},
 		{"on_check_error fixed raises", "on_check_error: {action: fixed, count: 12}\n", Input{Current: 10, Readings: withRate(Reading{})}, Up, 12, "rate", "on_check_error: fixed count 12", "no data"},
+		{"on_check_error fixed waits for data", "on_check_error: {action: fixed, count: 12}\n", Input{Current: 10, Readings: withRate(Reading{Err: fmt.Errorf("%w: prometheus has been up 20s", ErrNotYet)})}, Hold, 10, "rate", "on_check_error does not apply", "no data yet"},
+		{"on_check_error fixed when unreachable", "on_check_error: {action: fixed, count: 12}\n", Input{Current: 10, Readings: withRate(Reading{Err: fmt.Errorf("%w: connection refused", ErrUnreachable)})}, Up, 12, "rate", "on_check_error: fixed count 12", "unreachable"},
 		{"on_check_error fixed never lowers", "on_check_error: {action: fixed, count: 4}\n", Input{Current: 10, Readings: withRate(Reading{})}, Hold, 10, "rate", "", "no data"},
 		{"check on_error overrides policy", "on_check_error: {action: fixed, count: 12}\n", Input{Current: 10, Readings: map[string]Reading{"rate": reading(1000, now), "inflight": {}}}, Up, 12, "inflight", "", ""},
 		{"alert scales out", "alerts: [{alert: Hot, matchers: ['severity=\"critical\"'], action: '+50%'}]\n",

@@ -84,9 +84,18 @@ install_debian() {
   log "installed ${missing[*]}"
 }
 
+# The static analyser is a tool dependency pinned in go.mod (honnef.co/go/tools
+# v0.8.2, from the module proxy): building it once here keeps `make lint` fast.
+install_staticcheck() {
+  local v
+  v=$(go tool staticcheck -version)
+  log "staticcheck: $v (pinned in go.mod)"
+}
+
 case "${1:-all}" in
   nomad) install_nomad ;;
   debian) install_debian ;;
-  all) install_debian; install_nomad ;;
-  *) echo "usage: $0 [all|nomad|debian]" >&2; exit 2 ;;
+  staticcheck) install_staticcheck ;;
+  all) install_debian; install_nomad; install_staticcheck ;;
+  *) echo "usage: $0 [all|nomad|debian|staticcheck]" >&2; exit 2 ;;
 esac

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/spillwayhq/spillway/controlplane/apiclient"
+	"github.com/spillwayhq/spillway/internal/apiclient"
 )
 
 // apiFlags are the connection and output flags of every API command.

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spillwayhq/spillway/controlplane/config"
-	"github.com/spillwayhq/spillway/controlplane/demo"
 	"github.com/spillwayhq/spillway/controlplane/nomadapi"
+	"github.com/spillwayhq/spillway/internal/demo"
 )
 
 func newDemoAppCmd() *cobra.Command {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/spillwayhq/spillway/controlplane/lab"
+	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 

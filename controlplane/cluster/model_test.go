@@ -12,9 +12,9 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/config"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
 	"github.com/spillwayhq/spillway/controlplane/nomadapi"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/policies"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/policies"
 )
 

@@ -60,6 +60,7 @@ func TestPostgresAcknowledgedSurvivesCrash(t *testing.T) {
 	var ledgerAcked int64
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	twenty := make(chan struct{}) // closed once 20 appends are acknowledged
 	go func() {
 		defer close(done)
 		for i := 1; ; i++ {
@@ -73,6 +74,9 @@ func TestPostgresAcknowledgedSurvivesCrash(t *testing.T) {
 				return // the crash
 			}
 			acked = append(acked, evs[0].Seq)
+			if len(acked) == 20 {
+				close(twenty)
+			}
 			if err := db.LedgerStore().Append(ctx, pools.Entry{Seq: int64(i), Kind: pools.EntryBorrow, Host: fmt.Sprint("h", i),
 				Tier: pools.TierShared, Lender: "b", Borrower: "a", At: time.Unix(int64(i), 0), Lease: time.Hour}); err != nil {
 				return
@@ -80,7 +84,14 @@ func TestPostgresAcknowledgedSurvivesCrash(t *testing.T) {
 			ledgerAcked = int64(i)
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Crash mid-stream, once appends are being acknowledged.
+	select {
+	case <-twenty:
+	case <-done:
+		t.Fatal("the writer stopped before 20 appends")
+	case <-time.After(30 * time.Second):
+		t.Fatal("20 appends were not acknowledged within 30s")
+	}
 	srv.Crash(t)
 	close(stop)
 	<-done

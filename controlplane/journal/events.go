@@ -48,7 +48,10 @@ const (
 	KindDecision    = "decision"
 	KindScale       = "scale"
 	KindScaleFailed = "scale.failed"
-	KindReload      = "reload"
+	// KindScaleDeferred: Nomad refuses to change a count during a
+	// deployment; the change is made when it ends.
+	KindScaleDeferred = "scale.deferred"
+	KindReload        = "reload"
 )
 
 // Event is one entry of the event log.

@@ -140,12 +140,26 @@ func TestElection(t *testing.T) {
 		if first == b {
 			other = a
 		}
-		// For over two TTLs (renewals included), one leads and the other
-		// waits: the follower's attempts after each renewal are refused.
+		// Until the leader has renewed the lease past two TTLs beyond its
+		// first expiry (the positive signal: renewals the database saw),
+		// one leads and the other waits: the follower's attempts after each
+		// renewal are refused.
 		before := testutil.ToFloat64(collector(t, first.reg, "spillway_leader_term", nil))
-		for end := time.Now().Add(2*ttl + renew); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		conn := connect(t, dsn)
+		expiry := func() time.Time {
+			var at time.Time
+			if err := conn.QueryRow(context.Background(), `SELECT expires_at FROM leader_leases WHERE election = 'one'`).Scan(&at); err != nil {
+				t.Fatal(err)
+			}
+			return at
+		}
+		past := expiry().Add(2 * ttl)
+		for deadline := time.Now().Add(10 * ttl); expiry().Before(past); time.Sleep(20 * time.Millisecond) {
 			if !first.e.IsLeader() || other.e.IsLeader() || other.running.Load() {
 				t.Fatalf("leadership moved or doubled: %s leader=%v, %s leader=%v", first.e.Identity(), first.e.IsLeader(), other.e.Identity(), other.e.IsLeader())
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the leader never renewed its lease two TTLs on")
 			}
 		}
 		if tr.overlap.Load() {

@@ -8,11 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/spillwayhq/spillway/policies"
 )
 
 // PrometheusOptions configures a [Prometheus] source.
@@ -42,7 +46,17 @@ type PrometheusOptions struct {
 type Prometheus struct {
 	api  v1.API
 	opts PrometheusOptions
+
+	mu sync.Mutex
+	// started is when the Prometheus server started, read from its
+	// runtime info at most every startedTTL, to tell "no data yet" from
+	// "no data".
+	started, startedRead time.Time
 }
+
+// startedTTL is how long the server's start time is cached: a restart of
+// Prometheus shows within it.
+const startedTTL = 15 * time.Second
 
 var _ Source = (*Prometheus)(nil)
 
@@ -128,7 +142,63 @@ func (p *Prometheus) Query(ctx context.Context, promql string, at time.Time) ([]
 		last := s.Points[len(s.Points)-1]
 		out = append(out, Sample{Labels: s.Labels, Value: last.Value, Time: last.Time})
 	}
+	if len(out) == 0 {
+		if err := p.notYet(ctx, promql, at); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// notYet returns an error wrapping policies.ErrNotYet when Prometheus has
+// not been up for the query's longest range (or a scrape interval, for a
+// query without one) at at: no series then means no data yet, not a
+// missing series. It returns nil when the start time cannot be read.
+func (p *Prometheus) notYet(ctx context.Context, promql string, at time.Time) error {
+	started := p.startTime(ctx)
+	if started.IsZero() {
+		return nil
+	}
+	need := max(QueryRange(promql), time.Minute)
+	if up := at.Sub(started); up < need {
+		return fmt.Errorf("%w: prometheus has been up %s, less than the %s the query %q needs", policies.ErrNotYet,
+			up.Round(time.Second), need, promql)
+	}
+	return nil
+}
+
+// startTime is when the Prometheus server started (zero if unknown).
+func (p *Prometheus) startTime(ctx context.Context) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.startedRead) < startedTTL {
+		return p.started
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	info, err := p.api.Runtimeinfo(ctx)
+	p.startedRead = time.Now()
+	if err != nil {
+		p.started = time.Time{}
+		return p.started
+	}
+	p.started = info.StartTime
+	return p.started
+}
+
+// rangeRE finds the range of a range vector or a subquery: [5m], [1h:30s].
+var rangeRE = regexp.MustCompile(`\[\s*([0-9]+[smhdwy][0-9smhdwy]*)\s*(?::[^\]]*)?\]`)
+
+// QueryRange is the longest range a PromQL expression reads (0 when it
+// has none): how long a Prometheus must have been up to answer it.
+func QueryRange(promql string) time.Duration {
+	var longest time.Duration
+	for _, m := range rangeRE.FindAllStringSubmatch(promql, -1) {
+		if d, err := model.ParseDuration(m[1]); err == nil {
+			longest = max(longest, time.Duration(d))
+		}
+	}
+	return longest
 }
 
 // Instant runs an instant query at at. Samples of vector results carry the
@@ -199,11 +269,18 @@ func (p *Prometheus) warn(promql string, w v1.Warnings) {
 	}
 }
 
+// wrap says which failure err is: the query's own (policies.ErrQueryFailed:
+// Prometheus refused or failed to run it), or Prometheus not answering
+// (policies.ErrUnreachable: refused, timed out, a 5xx).
 func (p *Prometheus) wrap(promql string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("querying prometheus for %q: timed out after %s: %w", promql, p.opts.Timeout, err)
+	var apiErr *v1.Error
+	if errors.As(err, &apiErr) && (apiErr.Type == v1.ErrBadData || apiErr.Type == v1.ErrExec) {
+		return fmt.Errorf("%w: prometheus refused the query %q: %w", policies.ErrQueryFailed, promql, err)
 	}
-	return fmt.Errorf("querying prometheus for %q: %w", promql, err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: querying prometheus for %q: timed out after %s: %w", policies.ErrUnreachable, promql, p.opts.Timeout, err)
+	}
+	return fmt.Errorf("%w: querying prometheus for %q: %w", policies.ErrUnreachable, promql, err)
 }
 
 func labels(m model.Metric) map[string]string {

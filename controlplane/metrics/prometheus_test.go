@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spillwayhq/spillway/policies"
 )
 
 // fakeProm speaks the Prometheus HTTP API (/api/v1/query and
@@ -26,6 +28,7 @@ type fakeProm struct {
 	auth    string // expected Authorization header; "" accepts anything
 	delay   time.Duration
 	last    map[string]string // form of the last request
+	started time.Time         // the server's start, for /api/v1/status/runtimeinfo
 }
 
 type answer struct {
@@ -76,8 +79,13 @@ func (f *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.last[k] = r.Form.Get(k)
 	}
 	a, ok := f.answers[r.Form.Get("query")]
-	auth, delay := f.auth, f.delay
+	auth, delay, started := f.auth, f.delay, f.started
 	f.mu.Unlock()
+	if r.URL.Path == "/api/v1/status/runtimeinfo" && !started.IsZero() {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"startTime": started.Format(time.RFC3339Nano)}})
+		return
+	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
@@ -196,7 +204,7 @@ func TestPrometheusQuery(t *testing.T) {
 		{query: "absent", wantErr: func(err error) bool { return errors.Is(err, ErrNoData) }, errText: "no series"},
 		{query: "nan", wantErr: func(err error) bool { var e *NotNumberError; return errors.As(err, &e) }, errText: "not a number: NaN"},
 		{query: "inf", wantErr: func(err error) bool { var e *NotNumberError; return errors.As(err, &e) }, errText: "+Inf"},
-		{query: "sum(@)", wantErr: func(err error) bool { return err != nil }, errText: `querying prometheus for "sum(@)": bad_data: 1:1: parse error`},
+		{query: "sum(@)", wantErr: func(err error) bool { return errors.Is(err, policies.ErrQueryFailed) }, errText: `prometheus refused the query "sum(@)": bad_data: 1:1: parse error`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
@@ -355,6 +363,58 @@ func TestOne(t *testing.T) {
 		_, err := One(tt.samples, at, tt.stale)
 		if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
 			t.Errorf("%s: got %v, want %q", tt.name, err, tt.err)
+		}
+	}
+}
+
+// TestPrometheusSaysWhyThereIsNoData tells the three failures apart: a
+// Prometheus that does not answer, a query it refuses, and no series, which
+// is "no data yet" while Prometheus has been up for less than the query's
+// range.
+func TestPrometheusSaysWhyThereIsNoData(t *testing.T) {
+	f, srv := newFakeProm(t)
+	const q = `sum(rate(spillway_demo_requests_total[5m]))`
+	f.set(q, answer{})
+	p, err := NewPrometheus(PrometheusOptions{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.started = at.Add(-90 * time.Second)
+	f.mu.Unlock()
+	_, err = p.Query(context.Background(), q, at)
+	if !errors.Is(err, policies.ErrNotYet) || !strings.Contains(err.Error(), "prometheus has been up 1m30s, less than the 5m0s") {
+		t.Fatalf("no series 90s after Prometheus started, for a 5m range: %v, want ErrNotYet", err)
+	}
+	// Up for longer than the range: no series is a missing series.
+	p, _ = NewPrometheus(PrometheusOptions{URL: srv.URL})
+	f.mu.Lock()
+	f.started = at.Add(-10 * time.Minute)
+	f.mu.Unlock()
+	samples, err := p.Query(context.Background(), q, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := One(samples, at, time.Minute); !errors.Is(err, ErrNoData) || errors.Is(err, policies.ErrNotYet) {
+		t.Fatalf("no series 10m after Prometheus started: %v, want ErrNoData", err)
+	}
+	// Nobody answers.
+	srv.Close()
+	if _, err := p.Query(context.Background(), q, at); !errors.Is(err, policies.ErrUnreachable) {
+		t.Fatalf("a closed Prometheus: %v, want ErrUnreachable", err)
+	}
+}
+
+func TestQueryRange(t *testing.T) {
+	for q, want := range map[string]time.Duration{
+		`sum(rate(x[30s]))`:                      30 * time.Second,
+		`max_over_time(rate(x[1m])[1h:30s]) / y`: time.Hour,
+		`sum(x) + rate(y[5m]) - rate(z[2m])`:     5 * time.Minute,
+		`up{job="a[1m]"}`:                        time.Minute, // a label value: over-estimating only waits longer
+		`up`:                                     0,
+	} {
+		if got := QueryRange(q); got != want {
+			t.Errorf("QueryRange(%q) = %s, want %s", q, got, want)
 		}
 	}
 }

@@ -106,6 +106,12 @@ const (
 // deployment is evaluated again.
 const DeploymentRetry = 2 * time.Second
 
+// deferral is a change waiting for a deployment to end.
+type deferral struct {
+	activity string
+	since    time.Time
+}
+
 // Scaler is the evaluation loop.
 type Scaler struct {
 	cfg      Config
@@ -115,7 +121,11 @@ type Scaler struct {
 	lastScale map[policies.Target]time.Time
 	// lastManual marks the groups whose last scaling was an operator's.
 	lastManual map[policies.Target]bool
-	nextDue    map[policies.Target]time.Time
+	// deferred holds the groups whose change Nomad refused during a
+	// deployment: the change is retried every DeploymentRetry, journaled
+	// once when deferred and once when made.
+	deferred map[policies.Target]deferral
+	nextDue  map[policies.Target]time.Time
 	// lastNoted is the last decision journaled per group, so a decision
 	// that repeats every interval is journaled once.
 	lastNoted map[policies.Target]string
@@ -152,6 +162,7 @@ func New(cfg Config) *Scaler {
 		triggers:   make(chan Trigger, 64),
 		lastScale:  map[policies.Target]time.Time{},
 		lastManual: map[policies.Target]bool{},
+		deferred:   map[policies.Target]deferral{},
 		nextDue:    map[policies.Target]time.Time{},
 		lastNoted:  map[policies.Target]string{},
 		paused:     map[string]Pause{},
@@ -367,8 +378,18 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 		cause.Cause = fmt.Sprintf("%s (alert %s firing, fingerprint %s)", cause.Cause, strings.TrimPrefix(v.Source, "alert:"), strings.Join(v.Fingerprints, ", "))
 	}
 	change := d.Desired != d.Current && (d.Direction == policies.Up || d.Direction == policies.Down)
+	s.mu.Lock()
+	wait, waiting := s.deferred[target]
+	if !change {
+		delete(s.deferred, target) // nothing to change any more
+	}
+	s.mu.Unlock()
+	waiting = waiting && change
 	activity := ""
-	if change {
+	switch {
+	case waiting:
+		activity = wait.activity // the deferred change goes on in its activity
+	case change:
 		activity = journal.NewActivity(now)
 	}
 	data, _ := json.Marshal(map[string]any{
@@ -387,7 +408,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	noted := s.lastNoted[target] == note
 	s.lastNoted[target] = note
 	s.mu.Unlock()
-	if change || pushed || !noted {
+	if (change && !waiting) || pushed || !noted {
 		if _, err := s.cfg.Journal.Append(ctx, journal.Event{
 			Time: now, Kind: journal.KindDecision, Subject: target.String(), Activity: activity,
 			Actor: "controller", Message: fmt.Sprintf("%s: %d -> %d (%s): %s", d.Policy, d.Current, d.Desired, d.Direction, d.Reason),
@@ -407,31 +428,54 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	}
 	meta := map[string]any{MetaActivity: activity, MetaPolicy: d.Policy}
 	if err := s.cfg.Counts.Scale(ctx, target, d.Desired, msg, meta); err != nil {
+		if errors.Is(err, ErrDeploymentActive) {
+			// Wait for the deployment, trying again as soon as it may be
+			// over, not a whole evaluation interval later: a burst cannot
+			// wait. Journaled once, not every try.
+			s.mu.Lock()
+			s.nextDue[target] = s.cfg.Now().Add(DeploymentRetry)
+			if !waiting {
+				s.deferred[target] = deferral{activity: activity, since: now}
+			}
+			s.mu.Unlock()
+			if waiting {
+				log.Debug("still waiting for the deployment", "desired", d.Desired, "since", wait.since)
+				return
+			}
+			log.Info("waiting for a deployment to end before scaling", "desired", d.Desired)
+			_, _ = s.cfg.Journal.Append(ctx, journal.Event{
+				Time: s.cfg.Now(), Kind: journal.KindScaleDeferred, Subject: target.String(), Activity: activity, Actor: "controller", Data: data,
+				Message: fmt.Sprintf("a deployment of %s is running, and Nomad refuses to change its count until it ends: setting %d to %d when it does (trying every %s)",
+					target.Job, d.Current, d.Desired, DeploymentRetry),
+			})
+			return
+		}
 		s.scaleErrors.Inc()
 		log.Error("scaling failed", "desired", d.Desired, "err", err)
+		s.mu.Lock()
+		delete(s.deferred, target)
+		s.mu.Unlock()
 		_, _ = s.cfg.Journal.Append(ctx, journal.Event{
 			Time: s.cfg.Now(), Kind: journal.KindScaleFailed, Subject: target.String(), Activity: activity,
 			Actor: "controller", Message: fmt.Sprintf("setting the count to %d failed: %v", d.Desired, err), Data: data,
 		})
-		if errors.Is(err, ErrDeploymentActive) {
-			// Try again as soon as the deployment may be over, not a whole
-			// evaluation interval later: a burst cannot wait.
-			s.mu.Lock()
-			s.nextDue[target] = s.cfg.Now().Add(DeploymentRetry)
-			s.mu.Unlock()
-		}
 		return
 	}
 	s.mu.Lock()
 	s.lastScale[target] = now
 	s.lastManual[target] = false
+	delete(s.deferred, target)
 	s.mu.Unlock()
+	waited := ""
+	if waiting {
+		waited = fmt.Sprintf(" (after %s waiting for the deployment)", now.Sub(wait.since).Round(time.Second))
+	}
 	if s.cfg.OnScaled != nil {
 		s.cfg.OnScaled(Scaled{Target: target, From: d.Current, To: d.Desired, Activity: activity, Policy: d.Policy, Triggered: triggered, Decided: now})
 	}
 	if _, err := s.cfg.Journal.Append(ctx, journal.Event{
 		Time: s.cfg.Now(), Kind: journal.KindScale, Subject: target.String(), Activity: activity,
-		Actor: "controller", Message: fmt.Sprintf("set the count of %s from %d to %d: %s", target, d.Current, d.Desired, d.Reason),
+		Actor: "controller", Message: fmt.Sprintf("set the count of %s from %d to %d%s: %s", target, d.Current, d.Desired, waited, d.Reason),
 		Data: data,
 	}); err != nil {
 		log.Error("journaling a scaling", "err", err)

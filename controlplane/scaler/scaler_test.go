@@ -232,4 +232,36 @@ func TestScalerRetriesSoonAfterAnActiveDeployment(t *testing.T) {
 	if got := s.due(); len(got) != 1 {
 		t.Fatalf("a refused scaling must be retried after %s, not the 10s interval: due %v", DeploymentRetry, got)
 	}
+	// Retried while the deployment runs: journaled once, not every try.
+	for range 3 {
+		s.Evaluate(ctx, target, Trigger{Target: target, Cause: CauseInterval})
+		now = now.Add(DeploymentRetry)
+	}
+	kinds := func() []string {
+		evs, err := db.Events().Query(ctx, journal.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.Kind)
+		}
+		return out
+	}
+	if got := kinds(); strings.Join(got, " ") != "decision scale.deferred" {
+		t.Fatalf("journal while the deployment runs: %v, want one decision and one scale.deferred", got)
+	}
+	if len(counts.calls) != 4 {
+		t.Fatalf("Nomad was asked %d times, want every retry (4)", len(counts.calls))
+	}
+	// The deployment ends: the change is made, in the same activity.
+	counts.err = nil
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: CauseInterval})
+	evs, _ := db.Events().Query(ctx, journal.Filter{})
+	if got := kinds(); strings.Join(got, " ") != "decision scale.deferred scale" {
+		t.Fatalf("journal after the deployment: %v", got)
+	}
+	if evs[2].Activity != evs[0].Activity || !strings.Contains(evs[2].Message, "waiting for the deployment") {
+		t.Fatalf("the scale event %+v is not the deferred change's", evs[2])
+	}
 }

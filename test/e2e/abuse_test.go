@@ -20,8 +20,8 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 
 	_ "modernc.org/sqlite" // the journal's driver, to measure it
 )

@@ -7,13 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 )
 
 // apiPolicy keeps the demo at its minimum of 2 on metrics, and its long
@@ -87,8 +88,16 @@ func TestOperatorAPIThroughTheCLI(t *testing.T) {
 		}
 		close(streamed)
 	}()
-	// Wait for the stream to be connected: the pause below must reach it.
-	time.Sleep(2 * time.Second)
+	// Wait for the stream to be connected (the control plane counts its
+	// open streams): the pause below must reach it.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if v, _ := metricValue(t, l.SpillwayURL, "spillway_event_streams_open"); v >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the CLI's event stream never connected")
+		}
+	}
 
 	if out := cli("pause", "demo-api", "--reason", "e2e: hands off"); !strings.Contains(out, "policy demo-api is now paused") {
 		t.Fatalf("pause: %s", out)
@@ -160,8 +169,19 @@ func TestOperatorAPIThroughTheCLI(t *testing.T) {
 		t.Fatalf("status: %s", out)
 	}
 	// The policy is active again, but the cooldown from the manual scaling
-	// keeps it from scaling back to its minimum.
-	time.Sleep(6 * time.Second)
+	// keeps it from scaling back to its minimum: its next evaluation says so.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		held := false
+		for _, ev := range events(t, l, "kind=decision&cursor="+strconv.FormatInt(scale.Seq, 10)) {
+			held = held || (ev.Actor == "controller" && strings.Contains(ev.Message, "cooldown lasts until"))
+		}
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no evaluation after the manual scaling named its cooldown:\n%s", dump(events(t, l, "kind=decision")))
+		}
+	}
 	if evs := events(t, l, "kind=scale"); len(evs) != 1 {
 		t.Fatalf("want only the manual scaling, got:\n%s", dump(evs))
 	}

@@ -14,8 +14,9 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/app"
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
+	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
@@ -299,6 +300,7 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	if len(order) < 3 || order[len(order)-1] != "shared" {
 		t.Errorf("scale-in order by tier %v: cloud hosts go before the shared one", order)
 	}
+	assertNoClaimLaunchedTwice(t, l, allEvents(t, l))
 	// The whole burst used only the Nomad API that Nomad 1.6 serves.
 	serveLog, _ := os.ReadFile(filepath.Join(l.Dir, "logs", "spillway.log"))
 	assertNomadCallsPinned(t, l.SpillwayURL, string(serveLog))
@@ -397,6 +399,45 @@ func TestBurstSurvivesCrashes(t *testing.T) {
 	}
 	if !finished {
 		t.Errorf("the reconciler did not finish the interrupted drain; journal:\n%s", dump(evs))
+	}
+	assertNoClaimLaunchedTwice(t, l, evs)
+}
+
+// assertNoClaimLaunchedTwice checks every instance the clouds ever made
+// for the lab (terminated ones too) against the claims journaled: no claim
+// has more instances than the hosts it asked for, however often its intent
+// was journaled again after a crash.
+func assertNoClaimLaunchedTwice(t *testing.T, l *lab.Lab, evs []journal.Event) {
+	t.Helper()
+	asked := map[string]int{}
+	for _, ev := range filterKind(evs, controller.KindIntent) {
+		d := eventData(ev)
+		claim, _ := d["claim"].(string)
+		hosts, _ := d["hosts"].(float64)
+		if claim != "" && d["provider"] != nil {
+			asked[claim] = max(asked[claim], int(hosts))
+		}
+	}
+	made := map[string][]string{}
+	for _, cloud := range []string{cloudsim.CloudAWS, cloudsim.CloudAlicloud} {
+		for _, in := range l.Cloud().Instances(cloud) {
+			if in.Tags["spillway:cluster"] == "lab" {
+				claim := in.Tags[providers.TagClaim]
+				made[claim] = append(made[claim], in.ID+" ("+in.State+")")
+			}
+		}
+	}
+	if len(made) == 0 {
+		t.Fatal("the clouds made no instance for the lab")
+	}
+	for claim, ids := range made {
+		n, ok := asked[claim]
+		switch {
+		case !ok:
+			t.Errorf("instances %v carry claim %q, which no intent journaled", ids, claim)
+		case len(ids) > n:
+			t.Errorf("claim %s asked for %d hosts and the clouds made %d: %v (launched twice)", claim, n, len(ids), ids)
+		}
 	}
 }
 

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
-	"github.com/spillwayhq/spillway/controlplane/tools"
-	"github.com/spillwayhq/spillway/controlplane/tools/toolstest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/tools"
+	"github.com/spillwayhq/spillway/internal/tools/toolstest"
 )
 
 func TestServeRejectsABadConfig(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	nomad "github.com/hashicorp/nomad/api"
 
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/alicloud"
 	"github.com/spillwayhq/spillway/providers/aws"

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/pools"
 )
 

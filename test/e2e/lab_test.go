@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,8 +18,8 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 )
 
 // TestLabDemoTraffic runs the demo service on the internal hosts, plays a
@@ -109,4 +111,44 @@ func instant(t *testing.T, ctx context.Context, prom promv1.API, q string) float
 		t.Fatalf("query %s: want one sample, got %s", q, fmt.Sprint(v))
 	}
 	return float64(vec[0].Value)
+}
+
+// TestLabThatFailsToStartKeepsItsLogs starts `spillway lab` with a Nomad
+// that exits at once: the command fails, prints the tail of the failing
+// process's log and where the kept directory is, and the directory holds
+// the log.
+func TestLabThatFailsToStartKeepsItsLogs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	broken := filepath.Join(t.TempDir(), "nomad")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'nomad: this binary fails on purpose for the test' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, labtest.Spillway(t), "lab", "--demo", "0")
+	cmd.Env = append(os.Environ(), "SPILLWAY_NOMAD_BIN="+broken, "TMPDIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the lab started with a Nomad that exits:\n%s", out)
+	}
+	text := string(out)
+	if !strings.Contains(text, "this binary fails on purpose") {
+		t.Errorf("the output lacks the tail of the failing process's log:\n%s", text)
+	}
+	_, rest, ok := strings.Cut(text, "the lab's directory is kept with every log: ")
+	if !ok {
+		t.Fatalf("the output does not say where the lab's directory is:\n%s", text)
+	}
+	dir, _, _ := strings.Cut(rest, " ")
+	logs, err := filepath.Glob(filepath.Join(dir, "logs", "nomad-*.log"))
+	if err != nil || len(logs) == 0 {
+		t.Fatalf("the kept directory %s has no Nomad log: %v", dir, err)
+	}
+	b, _ := os.ReadFile(logs[0])
+	if !strings.Contains(string(b), "this binary fails on purpose") {
+		t.Errorf("%s lacks the failure: %s", logs[0], b)
+	}
+	t.Logf("kept %s; the output:\n%s", dir, text)
 }

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 )
 
 // outagePolicy would scale the demo in from 4 to 2 at 40 req/s.
@@ -64,7 +64,18 @@ func TestMetricOutageNeverScalesIn(t *testing.T) {
 
 	// The outage starts before Prometheus has a rate to give.
 	l.StopPrometheus()
-	time.Sleep(15 * time.Second)
+	// Wait for evaluations during the outage (positive: the scaler's own
+	// count of them), not for a while.
+	const evaluations = `spillway_evaluations_total{reason="interval"}`
+	before, _ := metricValue(t, l.SpillwayURL, evaluations)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		if v, _ := metricValue(t, l.SpillwayURL, evaluations); v >= before+5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 5 evaluations in a minute of outage")
+		}
+	}
 	if n := demoCount(t, l); n != 4 {
 		t.Fatalf("the count changed to %d during the outage", n)
 	}
@@ -85,7 +96,7 @@ func TestMetricOutageNeverScalesIn(t *testing.T) {
 		t.Fatalf("the journal does not say that Prometheus is unreachable: %s", last.Message)
 	}
 	if len(holds) > 3 {
-		t.Errorf("the hold was journaled %d times in 15s; a repeated decision must be journaled once", len(holds))
+		t.Errorf("the hold was journaled %d times in 5 evaluations; a repeated decision must be journaled once", len(holds))
 	}
 
 	// Back: the policy sees 40 req/s against a target of 50 per total and

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/evaluate"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -136,27 +136,44 @@ func TestPlanAgainstTheLab(t *testing.T) {
 	policyDir := t.TempDir()
 	copyFile(t, "../../policies/examples/hot-topic.yaml", filepath.Join(policyDir, "hot-topic.yaml"))
 
-	// Give Prometheus a 30s rate window of load.
-	time.Sleep(35 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Plan until Prometheus has a full rate window of the load: the
+	// request-rate check reads about 300 req/s (positive, not a sleep).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, labtest.Spillway(t), "plan", "--policies", policyDir,
-		"--prometheus", l.PrometheusURL, "--nomad", l.NomadAddr, "-o", "json").Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("spillway plan: %v\n%s\n%s", err, out, stderr)
-	}
 	var report struct {
 		Results []evaluate.Result `json:"results"`
 	}
-	if err := json.Unmarshal(out, &report); err != nil {
-		t.Fatalf("plan -o json: %v\n%s", err, out)
+	rateOf := func(r evaluate.Result) *policies.CheckResult {
+		for i := range r.Checks {
+			if r.Checks[i].Check == "request-rate" {
+				return &r.Checks[i]
+			}
+		}
+		return nil
 	}
-	if len(report.Results) != 1 || report.Results[0].Decision == nil {
-		t.Fatalf("want one decided policy, got %s", out)
+	for {
+		out, err := exec.CommandContext(ctx, labtest.Spillway(t), "plan", "--policies", policyDir,
+			"--prometheus", l.PrometheusURL, "--nomad", l.NomadAddr, "-o", "json").Output()
+		if err != nil {
+			var stderr string
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = string(ee.Stderr)
+			}
+			t.Fatalf("spillway plan: %v\n%s\n%s", err, out, stderr)
+		}
+		if err := json.Unmarshal(out, &report); err != nil {
+			t.Fatalf("plan -o json: %v\n%s", err, out)
+		}
+		if len(report.Results) != 1 || report.Results[0].Decision == nil {
+			t.Fatalf("want one decided policy, got %s", out)
+		}
+		if rate := rateOf(report.Results[0]); rate != nil && rate.Value != nil && *rate.Value >= 200 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Prometheus never had a rate of the load: %s", out)
+		}
+		time.Sleep(2 * time.Second)
 	}
 	r := report.Results[0]
 	d := r.Decision
@@ -164,12 +181,7 @@ func TestPlanAgainstTheLab(t *testing.T) {
 	if d.Current != 2 || d.Desired <= d.Current || d.Direction != policies.Up || d.Reason == "" {
 		t.Fatalf("want a scale-up from 2 with a reason, got %+v", d)
 	}
-	var rate *policies.CheckResult
-	for i := range r.Checks {
-		if r.Checks[i].Check == "request-rate" {
-			rate = &r.Checks[i]
-		}
-	}
+	rate := rateOf(r)
 	if rate == nil || rate.Value == nil || *rate.Value < 200 || *rate.Value > 330 {
 		t.Fatalf("the request-rate check should show about 300 req/s served, got %+v", rate)
 	}

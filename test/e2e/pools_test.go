@@ -19,8 +19,8 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/capacity"
 	"github.com/spillwayhq/spillway/controlplane/journal"
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/lab/labtest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/fake"

@@ -17,8 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/spillwayhq/spillway/controlplane/tools"
-	"github.com/spillwayhq/spillway/controlplane/tools/toolstest"
+	"github.com/spillwayhq/spillway/internal/tools"
+	"github.com/spillwayhq/spillway/internal/tools/toolstest"
 )
 
 // PostgresServer is a private PostgreSQL cluster for one test: initdb in a

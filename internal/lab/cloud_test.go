@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spillwayhq/spillway/controlplane/tools"
+	"github.com/spillwayhq/spillway/internal/tools"
 	"github.com/spillwayhq/spillway/providers/bootstrap"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spillwayhq/spillway/controlplane/lab"
-	"github.com/spillwayhq/spillway/controlplane/tools"
-	"github.com/spillwayhq/spillway/controlplane/tools/toolstest"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/tools"
+	"github.com/spillwayhq/spillway/internal/tools/toolstest"
 )
 
 var (

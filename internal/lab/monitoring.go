@@ -38,7 +38,7 @@ const demoRules = `groups:
 `
 
 func (l *Lab) startPrometheus(ctx context.Context) error {
-	ports, err := freePorts(1)
+	ports, err := l.freePorts(1)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (l *Lab) StopPrometheus() {
 }
 
 func (l *Lab) startAlertmanager(ctx context.Context) error {
-	ports, err := freePorts(1)
+	ports, err := l.freePorts(1)
 	if err != nil {
 		return err
 	}

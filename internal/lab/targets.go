@@ -10,7 +10,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
-	"github.com/spillwayhq/spillway/controlplane/demo"
+	"github.com/spillwayhq/spillway/internal/demo"
 )
 
 // fileSDGroup is one target group of Prometheus's file_sd format.

@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/spillwayhq/spillway/controlplane/tools"
+	"github.com/spillwayhq/spillway/internal/tools"
 )
 
 // Need skips or fails tb unless every tool in ts is installed.

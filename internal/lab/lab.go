@@ -12,19 +12,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
-	"github.com/spillwayhq/spillway/controlplane/tools"
+	"github.com/spillwayhq/spillway/internal/tools"
 )
 
 // BusinessUnit is a tenant of the data centre with its own hosts.
@@ -134,6 +134,10 @@ type Lab struct {
 	prometheus *process
 	// serve is the control plane's current process.
 	serve *process
+	// ports are the ports the lab reserved for its processes.
+	ports portSet
+	// keep keeps a temporary directory at Stop: the lab failed (see Keep).
+	keep atomic.Bool
 	// serveEnv is added to serve's environment (SetServeEnv).
 	serveEnv []string
 	nomad    *nomad.Client
@@ -185,13 +189,17 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	becomeSubreaper()
 	defer func() {
 		if err != nil {
+			// A lab that failed to start keeps its directory: the logs
+			// say why.
+			l.keep.Store(true)
 			l.Stop()
+			err = fmt.Errorf("%w\nthe lab's directory is kept with every log: %s (logs in %s)", err, l.Dir, filepath.Join(l.Dir, "logs"))
 		}
 	}()
 	l.progress("lab directory %s", l.Dir)
 	// The control plane's port is chosen first: Prometheus scrapes it and
 	// Alertmanager sends to it.
-	ports, err := freePorts(1)
+	ports, err := l.freePorts(1)
 	if err != nil {
 		return nil, err
 	}
@@ -297,11 +305,16 @@ func (l *Lab) Stop() {
 		killMarked(func(d string) bool { return d == dir }, 10*time.Second)
 		removeAllocCgroups(dir)
 		unmountUnder(dir)
-		if l.tempDir && !l.opts.KeepDir {
+		l.ports.release()
+		if l.tempDir && !l.opts.KeepDir && !l.keep.Load() {
 			_ = os.RemoveAll(l.Dir)
 		}
 	})
 }
+
+// Keep makes Stop leave the lab's directory, with its logs, even when it
+// is a temporary one: for a lab that failed.
+func (l *Lab) Keep() { l.keep.Store(true) }
 
 // Logs writes the last lines of every process's log, for a failed test.
 func (l *Lab) Logs(w io.Writer, lines int) {
@@ -312,25 +325,8 @@ func (l *Lab) Logs(w io.Writer, lines int) {
 	}
 }
 
-// freePorts reserves n distinct free TCP ports on loopback.
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts reserves n ports for the lab's processes (see portSet).
+func (l *Lab) freePorts(n int) ([]int, error) { return l.ports.take(n) }
 
 // waitFor polls ready until it returns nil, the process dies, or ctx or
 // the timeout ends. It prints a progress line every few seconds.
@@ -352,7 +348,11 @@ func (l *Lab) waitFor(ctx context.Context, what string, timeout time.Duration, p
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: not ready after %s: %v", what, time.Since(start).Round(time.Second), last)
+			var tails strings.Builder
+			for _, p := range procs {
+				fmt.Fprintf(&tails, "\n%s's log %s ends with:\n%s", p.name, p.logPath, p.tail(20))
+			}
+			return fmt.Errorf("%s: not ready after %s: %v%s", what, time.Since(start).Round(time.Second), last, tails.String())
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Since(lastNote) >= 5*time.Second {
@@ -380,7 +380,7 @@ func httpOK(ctx context.Context, url string) error {
 }
 
 func (l *Lab) startNomadServer(ctx context.Context) error {
-	ports, err := freePorts(3)
+	ports, err := l.freePorts(3)
 	if err != nil {
 		return err
 	}
@@ -440,7 +440,7 @@ func (l *Lab) startHosts(ctx context.Context) error {
 	l.progress("nomad clients: starting %d internal hosts (%d business units, %d shared)", len(specs), len(l.opts.BusinessUnits), l.opts.SharedHosts)
 	var procs []*process
 	for _, s := range specs {
-		ports, err := freePorts(3)
+		ports, err := l.freePorts(3)
 		if err != nil {
 			return err
 		}

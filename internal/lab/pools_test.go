@@ -10,7 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spillwayhq/spillway/controlplane/config"
-	"github.com/spillwayhq/spillway/controlplane/tools"
+	"github.com/spillwayhq/spillway/internal/tools"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/bootstrap"

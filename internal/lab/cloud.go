@@ -802,7 +802,7 @@ func (c *cloudLab) nomadArgs(h *cloudHost, root, unit string) (args []string, ag
 		}
 		args = append(args, "-config", out)
 	}
-	ports, err := freePorts(3)
+	ports, err := c.l.freePorts(3)
 	if err != nil {
 		return nil, "", err
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spillwayhq/spillway/controlplane/tools"
+	"github.com/spillwayhq/spillway/internal/tools"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
