@@ -650,41 +650,6 @@ func stringsOf(t *testing.T, what string, v cty.Value) []string {
 	return out
 }
 
-// missing is what getAttr returns for an absent attribute.
-var missing = cty.NullVal(cty.DynamicPseudoType)
-
-// getAttr follows object attributes and map keys; missing ones are null.
-func getAttr(v cty.Value, names ...string) cty.Value {
-	for _, n := range names {
-		if !v.IsKnown() || v.IsNull() {
-			return missing
-		}
-		ty := v.Type()
-		switch {
-		case ty.IsObjectType() && ty.HasAttribute(n):
-			v = v.GetAttr(n)
-		case ty.IsMapType() && v.HasIndex(cty.StringVal(n)).True():
-			v = v.Index(cty.StringVal(n))
-		default:
-			return missing
-		}
-	}
-	return v
-}
-
-func objectKeys(v cty.Value) []string {
-	if !v.IsKnown() || v.IsNull() || !v.CanIterateElements() {
-		return nil
-	}
-	var keys []string
-	for it := v.ElementIterator(); it.Next(); {
-		k, _ := it.Element()
-		keys = append(keys, k.AsString())
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 func str(v cty.Value) string {
 	if !v.IsKnown() || v.IsNull() {
 		return "<unknown>"

@@ -180,12 +180,27 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	defer heartbeat.Stop()
 	lastWrite := time.Now()
 	beat := false // woken by the heartbeat
+	// covered is the last Seq this stream has read up to: the journal's at
+	// the start; a resumed stream reads at once.
+	covered, query := f.After, resume != ""
 	for {
-		// What the watcher has seen before this query, this query reads:
-		// wait for the watcher to see more before querying again.
-		_, changed := s.streams.current()
-		f.Limit = 1000
-		evs, err := s.journal.Events().Query(ctx, f)
+		// Query only when the watcher has seen an event this stream has
+		// not read: a hundred streams opened at once do not all query when
+		// the watcher first reads the journal.
+		seq, changed := s.streams.current()
+		if seq > covered {
+			query = true
+		}
+		var evs []journal.Event
+		var err error
+		if query {
+			f.Limit = 1000
+			evs, err = s.journal.Events().Query(ctx, f)
+			if err == nil && len(evs) < 1000 {
+				covered = max(covered, seq) // what the watcher had seen, this query read
+			}
+		}
+		query = false
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -213,12 +228,14 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			lastWrite = time.Now()
 		}
 		if len(evs) == 1000 {
+			query = true
 			continue // more are waiting
 		}
 		beat = false
 		var retry <-chan time.Time
 		if err != nil {
 			retry = time.After(streamPoll) // retry soon, new events or not
+			query = true
 		}
 		select {
 		case <-ctx.Done():

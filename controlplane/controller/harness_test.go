@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -257,8 +256,6 @@ func (h *harness) kinds() []string {
 	}
 	return out
 }
-
-func contains(kinds []string, k string) bool { return slices.Contains(kinds, k) }
 
 // fakeShared is the shared pool over the fake cluster: lending a host
 // marks its node as serving the borrower and records the loan.

@@ -355,14 +355,12 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 		firing = s.cfg.Alerts.Firing(now, policies.AlertNames(ps)...)
 	}
 	var decisions []policies.Decision
-	var results []evaluate.Result
 	for _, p := range ps {
 		r := s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last, LastScaleManual: manual, Alerts: firing})
 		if r.Error != "" || r.Decision == nil {
 			log.Warn("policy not evaluated", "policy", p.Name, "err", r.Error)
 			continue
 		}
-		results = append(results, r)
 		decisions = append(decisions, *r.Decision)
 	}
 	d, ok := policies.CombineDecisions(decisions...)

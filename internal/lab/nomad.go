@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"text/template"
 
@@ -164,5 +163,3 @@ func (l *Lab) startAgent(c agentConfig) (*process, error) {
 	return l.startProcess("nomad-"+c.Name, l.bins.nomad, []string{"agent", "-config", cfgPath}, nil,
 		[]string{"AWS_CA_BUNDLE", "NOMAD_ADDR", "NOMAD_TOKEN", "NOMAD_REGION", "NOMAD_NAMESPACE"})
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

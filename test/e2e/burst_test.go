@@ -216,13 +216,13 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	l := startBurstLab(t)
 	startHotTopic(t, l)
 
-	evs := waitJournal(t, l, "the burst reaching Alibaba", 3*time.Minute, func(evs []journal.Event) bool {
+	waitJournal(t, l, "the burst reaching Alibaba", 3*time.Minute, func(evs []journal.Event) bool {
 		return len(claimedFrom(evs, "alicloud-lab")) > 0
 	})
 	if err := l.WaitHealthy(t.Context(), lab.DemoJob, 13, 2*time.Minute); err != nil {
 		t.Fatalf("%v; journal:\n%s", err, dump(allEvents(t, l)))
 	}
-	evs = allEvents(t, l)
+	evs := allEvents(t, l)
 
 	// The order of the tiers: shared, then AWS, then Alibaba.
 	shared, aws, ali := claimedFrom(evs, "shared"), claimedFrom(evs, "aws-lab"), claimedFrom(evs, "alicloud-lab")
