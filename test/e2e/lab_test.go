@@ -127,7 +127,7 @@ func TestLabThatFailsToStartKeepsItsLogs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, labtest.Spillway(t), "lab", "--demo", "0")
+	cmd := exec.CommandContext(ctx, labtest.Spillway(t), "lab", "--demo", "0", "--cloud", "")
 	cmd.Env = append(os.Environ(), "SPILLWAY_NOMAD_BIN="+broken, "TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err == nil {
