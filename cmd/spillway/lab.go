@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -23,6 +25,8 @@ func newLabCmd() *cobra.Command {
 		speed     float64
 		scale     float64
 		cloud     string
+		// summaryEvery is how often the live summary prints.
+		summaryEvery time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "lab",
@@ -88,6 +92,9 @@ traffic trace. Ctrl-C stops everything it started.`,
 				}
 			}
 			fmt.Fprintf(out, "  Logs              %s/logs\n\n", l.Dir)
+			if summaryEvery > 0 {
+				liveSummary(cmd.Context(), out, l, summaryEvery)
+			}
 			<-cmd.Context().Done()
 			return nil
 		},
@@ -105,7 +112,44 @@ traffic trace. Ctrl-C stops everything it started.`,
 	f.StringVar(&trace, "trace", "testdata/traces/hot-topic.csv", "traffic trace the load generator plays in a loop (empty: no load)")
 	f.Float64Var(&speed, "speed", 1, "trace seconds played per second")
 	f.Float64Var(&scale, "scale", 1, "multiplier for the trace's request rates")
+	f.DurationVar(&summaryEvery, "summary", 5*time.Second, "how often to print the live summary (0: never); redrawn in place on a terminal")
 	return cmd
+}
+
+// liveSummary prints the lab's summary every interval until ctx ends: a
+// block redrawn in place when out is a terminal, else one plain line each
+// time.
+func liveSummary(ctx context.Context, out io.Writer, l *lab.Lab, every time.Duration) {
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	drawn := 0
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		s := l.Summary(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if tty {
+			if drawn > 0 {
+				fmt.Fprintf(out, "\x1b[%dA\x1b[J", drawn) // up, and clear to the end
+			}
+			lines := s.Block()
+			fmt.Fprintln(out, strings.Join(lines, "\n"))
+			drawn = len(lines)
+		} else {
+			fmt.Fprintln(out, s.Line())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // parseUnits reads "bu-a=3,bu-b=3".
