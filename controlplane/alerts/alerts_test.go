@@ -136,9 +136,8 @@ func TestStoreDeduplicates(t *testing.T) {
 func TestStoreStoresOnlyMatchedAlertsUpToItsCap(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
 	s := NewStore(time.Hour, 2)
-	matched := func(a Alert) bool { return a.Name() != "Anoise" }
 	noise := Alert{Status: "firing", Fingerprint: "n", StartsAt: t0, Labels: map[string]string{"alertname": "Anoise"}}
-	cs, err := s.Apply(notification("firing", alert("1", "firing", t0), noise), t0, matched)
+	cs, err := applyMatched(s, notification("firing", alert("1", "firing", t0), noise), t0)
 	if err != nil || cs[0].Outcome != OutcomeNew || cs[1].Outcome != OutcomeUnmatched {
 		t.Fatalf("first: %v %v", cs, err)
 	}
@@ -146,7 +145,7 @@ func TestStoreStoresOnlyMatchedAlertsUpToItsCap(t *testing.T) {
 		t.Fatalf("an unmatched alert was stored: %d firing", s.Len(t0))
 	}
 	// Two more would take it to 3 of 2: refused whole, nothing applied.
-	_, err = s.Apply(notification("firing", alert("2", "firing", t0), alert("3", "firing", t0)), t0, matched)
+	_, err = applyMatched(s, notification("firing", alert("2", "firing", t0), alert("3", "firing", t0)), t0)
 	var full *FullError
 	if !errors.As(err, &full) || full.Max != 2 || full.Firing != 1 || full.Adding != 2 {
 		t.Fatalf("over the cap: %v, want a *FullError", err)
@@ -155,11 +154,11 @@ func TestStoreStoresOnlyMatchedAlertsUpToItsCap(t *testing.T) {
 		t.Fatalf("a refused notification changed the set: %d firing", s.Len(t0))
 	}
 	// A resolve makes room in the same notification; repeats add nothing.
-	cs, err = s.Apply(notification("firing", alert("1", "resolved", t0), alert("2", "firing", t0), alert("3", "firing", t0)), t0, matched)
+	cs, err = applyMatched(s, notification("firing", alert("1", "resolved", t0), alert("2", "firing", t0), alert("3", "firing", t0)), t0)
 	if err != nil || s.Len(t0) != 2 {
 		t.Fatalf("resolve and add: %v %v, %d firing", cs, err, s.Len(t0))
 	}
-	if _, err := s.Apply(notification("firing", alert("2", "firing", t0), alert("3", "firing", t0)), t0, matched); err != nil {
+	if _, err := applyMatched(s, notification("firing", alert("2", "firing", t0), alert("3", "firing", t0)), t0); err != nil {
 		t.Fatalf("repeats at the cap: %v", err)
 	}
 }
@@ -201,7 +200,6 @@ func FuzzDecode(f *testing.F) {
 // counted against the cap by what the set holds afterwards.
 func TestStoreCountsRepeatsWithinANotification(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
-	matched := func(a Alert) bool { return a.Name() != "Anoise" }
 	noise := func(fp string) Alert {
 		return Alert{Status: "firing", Fingerprint: fp, StartsAt: t0, Labels: map[string]string{"alertname": "Anoise"}}
 	}
@@ -210,7 +208,7 @@ func TestStoreCountsRepeatsWithinANotification(t *testing.T) {
 	for i := range 20 {
 		twice = append(twice, noise(fmt.Sprint("n", i)), noise(fmt.Sprint("n", i)))
 	}
-	cs, err := s.Apply(notification("firing", twice...), t0, matched)
+	cs, err := applyMatched(s, notification("firing", twice...), t0)
 	if err != nil || s.Len(t0) != 0 {
 		t.Fatalf("unmatched alerts named twice: %v, %d stored, want none", err, s.Len(t0))
 	}
@@ -226,14 +224,24 @@ func TestStoreCountsRepeatsWithinANotification(t *testing.T) {
 		first = append(first, alert(fmt.Sprint(i), "firing", t0))
 		pairs = append(pairs, alert(fmt.Sprint(i), "resolved", t0), alert(fmt.Sprint(i), "firing", t0.Add(time.Minute)), alert(fmt.Sprint("new", i), "firing", t0))
 	}
-	if _, err := s.Apply(notification("firing", first...), t0, matched); err != nil {
+	if _, err := applyMatched(s, notification("firing", first...), t0); err != nil {
 		t.Fatal(err)
 	}
 	var full *FullError
-	if _, err := s.Apply(notification("firing", pairs...), t0, matched); !errors.As(err, &full) || full.Adding != 4 {
+	if _, err := applyMatched(s, notification("firing", pairs...), t0); !errors.As(err, &full) || full.Adding != 4 {
 		t.Fatalf("re-fires and new alerts past the cap: %v, want a *FullError adding 4", err)
 	}
 	if s.Len(t0) != 4 {
 		t.Fatalf("%d firing after a refused notification, want 4", s.Len(t0))
 	}
+}
+
+// applyMatched applies n as the receiver does when every alert but those
+// named Anoise matches a policy's rule.
+func applyMatched(s *Store, n *Notification, now time.Time) ([]Change, error) {
+	matched := make([]bool, len(n.Alerts))
+	for i, a := range n.Alerts {
+		matched[i] = a.Name() != "Anoise"
+	}
+	return s.Apply(n, now, matched)
 }

@@ -78,7 +78,7 @@ func NewStore(ttl time.Duration, max int) *Store {
 
 // Apply records a notification received at now and says, for each alert,
 // whether it is new, a repeat or resolved: Plan, then Commit.
-func (s *Store) Apply(n *Notification, now time.Time, matched func(Alert) bool) ([]Change, error) {
+func (s *Store) Apply(n *Notification, now time.Time, matched []bool) ([]Change, error) {
 	cs, err := s.Plan(n, now, matched)
 	if err != nil {
 		return nil, err
@@ -88,13 +88,15 @@ func (s *Store) Apply(n *Notification, now time.Time, matched func(Alert) bool) 
 }
 
 // Plan says, for each alert of a notification received at now, whether it
-// is new, a repeat, resolved, or unmatched (firing, not known, and matched
-// is false for it; nil matches everything), and changes nothing: the
+// is new, a repeat, resolved, or unmatched (firing, not known, and
+// matched[i] is false for n.Alerts[i]; a nil matched matches every alert),
+// and changes nothing: the
 // receiver journals the outcome first and Commits only then, so a
 // notification whose journaling failed (and that Alertmanager sends
 // again) is new again, and is acted on once. A notification that would
-// take the set past its cap is a *FullError.
-func (s *Store) Plan(n *Notification, now time.Time, matched func(Alert) bool) ([]Change, error) {
+// take the set past its cap is a *FullError. It returns one Change per
+// alert, in the notification's order.
+func (s *Store) Plan(n *Notification, now time.Time, matched []bool) ([]Change, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(now)
@@ -107,7 +109,7 @@ func (s *Store) Plan(n *Notification, now time.Time, matched func(Alert) bool) (
 		startsAt time.Time
 	}
 	after := map[string]state{}
-	for _, a := range n.Alerts {
+	for i, a := range n.Alerts {
 		cur, ok := after[a.Fingerprint]
 		if !ok {
 			if e, stored := s.firing[a.Fingerprint]; stored {
@@ -122,7 +124,7 @@ func (s *Store) Plan(n *Notification, now time.Time, matched func(Alert) bool) (
 			o = OutcomeStaleResolve
 		case cur.firing && cur.startsAt.Equal(a.StartsAt):
 			o = OutcomeRepeat
-		case !cur.firing && matched != nil && !matched(a):
+		case !cur.firing && matched != nil && !matched[i]:
 			o = OutcomeUnmatched
 		default:
 			o, cur = OutcomeNew, state{firing: true, startsAt: a.StartsAt}

@@ -177,27 +177,16 @@ func jsonError(data []byte, err error) error {
 	switch {
 	case errors.As(err, &syn):
 		// Offset counts the offending byte; point at it.
-		line, col := position(data, max(syn.Offset-1, 0))
+		line, col := strictjson.Position(data, max(syn.Offset-1, 0))
 		return &PayloadError{Line: line, Column: col, Msg: "malformed JSON: " + syn.Error()}
 	case errors.As(err, &typ):
-		line, col := position(data, typ.Offset)
+		line, col := strictjson.Position(data, typ.Offset)
 		return &PayloadError{Line: line, Column: col, Field: typ.Field, Msg: fmt.Sprintf("want %s, got a JSON %s", typ.Type, typ.Value)}
 	case errors.As(err, &tim):
 		return &PayloadError{Msg: fmt.Sprintf("bad time %q: want RFC 3339", tim.Value)}
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		line, col := position(data, int64(len(data)))
+		line, col := strictjson.Position(data, int64(len(data)))
 		return &PayloadError{Line: line, Column: col, Msg: "malformed JSON: unexpected end of the body"}
 	}
 	return &PayloadError{Msg: "malformed JSON: " + err.Error()}
-}
-
-// position converts a byte offset into a 1-based line and column.
-func position(data []byte, offset int64) (int, int) {
-	if offset > int64(len(data)) {
-		offset = int64(len(data))
-	}
-	before := data[:offset]
-	line := bytes.Count(before, []byte{'\n'}) + 1
-	col := int(offset) - bytes.LastIndexByte(before, '\n')
-	return line, col
 }

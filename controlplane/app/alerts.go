@@ -191,8 +191,15 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 	// together (Alertmanager peers in HA) must not both be new.
 	a.alertMu.Lock()
 	defer a.alertMu.Unlock()
+	// The rules each alert matches, once: Plan and the journal both need them.
 	set := a.Policies()
-	changes, err := a.alerts.Plan(n, now, func(al alerts.Alert) bool { return len(set.Matching(al.Name(), al.Labels)) > 0 })
+	rulesOf := make([][]policies.RuleRef, len(n.Alerts))
+	matched := make([]bool, len(n.Alerts))
+	for i, al := range n.Alerts {
+		rulesOf[i] = set.Matching(al.Name(), al.Labels)
+		matched[i] = len(rulesOf[i]) > 0
+	}
+	changes, err := a.alerts.Plan(n, now, matched)
 	var full *alerts.FullError
 	if errors.As(err, &full) {
 		a.intake.refused.WithLabelValues("full").Inc()
@@ -210,7 +217,7 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 	var events []journal.Event
 	triggers := map[policies.Target]*scaler.Trigger{}
 	unmatched := map[string]int{}
-	for _, c := range changes {
+	for i, c := range changes { // changes[i] is n.Alerts[i]'s
 		if c.Outcome == alerts.OutcomeUnmatched {
 			resp.Unmatched++
 			resp.Ignored++
@@ -219,7 +226,7 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 		}
 		rec := alertRecord{Fingerprint: c.Alert.Fingerprint, Alert: c.Alert.Name(), Status: c.Alert.Status,
 			StartsAt: c.Alert.StartsAt, Labels: c.Alert.Labels, GroupKey: n.GroupKey}
-		rules := set.Matching(c.Alert.Name(), c.Alert.Labels)
+		rules := rulesOf[i]
 		for _, ref := range rules {
 			p := ref.Policy
 			rec.Policy, rec.Action = p.Name, ref.Rule.Action.String()

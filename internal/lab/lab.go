@@ -24,6 +24,7 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/auth"
+	"github.com/spillwayhq/spillway/controlplane/metrics"
 	"github.com/spillwayhq/spillway/internal/tools"
 )
 
@@ -138,6 +139,8 @@ type Lab struct {
 	ports portSet
 	// keep keeps a temporary directory at Stop: the lab failed (see Keep).
 	keep atomic.Bool
+	// prom reads the lab's Prometheus for the live summary.
+	prom *metrics.Prometheus
 	// serveEnv is added to serve's environment (SetServeEnv).
 	serveEnv []string
 	nomad    *nomad.Client

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -13,6 +12,8 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/spillwayhq/spillway/controlplane/metrics"
+	"github.com/spillwayhq/spillway/internal/apiclient"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
@@ -59,10 +60,16 @@ func (l *Lab) Summary(ctx context.Context) Summary {
 	s.Shared = l.opts.SharedHosts
 	bad := func(what string, err error) { s.Errors = append(s.Errors, what+": "+err.Error()) }
 
-	if rate, err := l.promScalar(ctx, `sum(rate(spillway_demo_requests_total[30s]))`); err != nil {
+	if prom, err := l.summaryPrometheus(); err != nil {
+		bad("prometheus", err)
+	} else if samples, err := prom.Instant(ctx, `sum(rate(spillway_demo_requests_total[30s]))`, s.At); err != nil {
 		bad("prometheus", err)
 	} else {
-		s.RequestRate = rate
+		rate := 0.0 // no series: no traffic yet
+		if len(samples) > 0 {
+			rate = samples[0].Value
+		}
+		s.RequestRate = &rate
 	}
 	if job, _, err := l.nomad.Jobs().Info(DemoJob, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
 		bad("nomad", err)
@@ -95,10 +102,13 @@ func (l *Lab) Summary(ctx context.Context) Summary {
 	if l.SpillwayURL == "" {
 		return s
 	}
+	api := apiclient.New(l.SpillwayURL, l.APIToken)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
 	var loans struct {
 		Loans []json.RawMessage `json:"loans"`
 	}
-	if err := l.apiGet(ctx, "/v1/pools/loans", &loans); err != nil {
+	if err := api.Do(ctx, http.MethodGet, "/v1/pools/loans", nil, nil, &loans); err != nil {
 		bad("control plane", err)
 	} else {
 		s.Borrowed = len(loans.Loans)
@@ -110,7 +120,7 @@ func (l *Lab) Summary(ctx context.Context) Summary {
 			Started, Updated    time.Time
 		} `json:"recent_activities"`
 	}
-	if err := l.apiGet(ctx, "/v1/status", &st); err != nil {
+	if err := api.Do(ctx, http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
 		bad("control plane", err)
 	} else {
 		sort.Slice(st.Activities, func(i, j int) bool { return st.Activities[i].Started.Before(st.Activities[j].Started) })
@@ -131,8 +141,8 @@ func (l *Lab) Summary(ctx context.Context) Summary {
 	var evs struct {
 		Events []struct{ Kind, Message string } `json:"events"`
 	}
-	since := url.QueryEscape(s.At.Add(-10 * time.Minute).UTC().Format(time.RFC3339))
-	if err := l.apiGet(ctx, "/v1/events?limit=1000&since="+since, &evs); err == nil && len(evs.Events) > 0 {
+	q := url.Values{"limit": {"1000"}, "since": {s.At.Add(-10 * time.Minute).UTC().Format(time.RFC3339)}}
+	if err := api.Do(ctx, http.MethodGet, "/v1/events", q, nil, &evs); err == nil && len(evs.Events) > 0 {
 		last := evs.Events[len(evs.Events)-1]
 		s.LastEvent = last.Kind + ": " + last.Message
 	}
@@ -224,54 +234,17 @@ func trim(s string, n int) string {
 	return s[:n-1] + "…"
 }
 
-// promScalar runs an instant query that returns at most one sample.
-func (l *Lab) promScalar(ctx context.Context, q string) (*float64, error) {
-	var body struct {
-		Status string `json:"status"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
+// summaryPrometheus is the summary's client of the lab's Prometheus, made
+// once.
+func (l *Lab) summaryPrometheus() (*metrics.Prometheus, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.prom == nil {
+		p, err := metrics.NewPrometheus(metrics.PrometheusOptions{URL: l.PrometheusURL, Timeout: 3 * time.Second})
+		if err != nil {
+			return nil, err
+		}
+		l.prom = p
 	}
-	if err := getJSON(ctx, l.PrometheusURL+"/api/v1/query?query="+url.QueryEscape(q), "", &body); err != nil {
-		return nil, err
-	}
-	if len(body.Data.Result) == 0 {
-		zero := 0.0
-		return &zero, nil // no traffic yet
-	}
-	str, _ := body.Data.Result[0].Value[1].(string)
-	var v float64
-	if _, err := fmt.Sscan(str, &v); err != nil {
-		return nil, fmt.Errorf("reading %q: %w", str, err)
-	}
-	return &v, nil
-}
-
-// apiGet reads the control plane's API with the lab's admin token.
-func (l *Lab) apiGet(ctx context.Context, path string, v any) error {
-	return getJSON(ctx, l.SpillwayURL+path, l.APIToken, v)
-}
-
-func getJSON(ctx context.Context, u, token string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return l.prom, nil
 }

@@ -77,7 +77,7 @@ func CheckDuplicateKeys(data []byte, same Keys) error {
 				top.wantKey = false
 				key := data[i+1 : end]
 				if key, dup := top.seen(key, same); dup {
-					line, col := position(data, int64(i))
+					line, col := Position(data, int64(i))
 					return &DuplicateKeyError{Path: path(stack, key), Line: line, Column: col}
 				}
 			}
@@ -189,10 +189,13 @@ func path(stack []frame, dup []byte) string {
 	return b.String()
 }
 
-// position converts a byte offset into a 1-based line and column.
-func position(data []byte, offset int64) (int, int) {
+// Position converts a byte offset in data into a 1-based line and column,
+// for errors that point into a JSON body (an offset past the end points at
+// the end).
+func Position(data []byte, offset int64) (line, col int) {
+	offset = min(max(offset, 0), int64(len(data)))
 	before := data[:offset]
-	line := bytes.Count(before, []byte{'\n'}) + 1
-	col := int(offset) - bytes.LastIndexByte(before, '\n')
+	line = bytes.Count(before, []byte{'\n'}) + 1
+	col = int(offset) - bytes.LastIndexByte(before, '\n')
 	return line, col
 }
