@@ -161,7 +161,7 @@ func (s *Scaler) restorePauses(ctx context.Context) error {
 func (s *Scaler) LastScale(t policies.Target) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lastScale[t]
+	return s.lastScale[t].at
 }
 
 // DryRun evaluates p now with the scaler's own state (the last scaling, for
@@ -174,9 +174,9 @@ func (s *Scaler) DryRun(ctx context.Context, p *policies.Policy) evaluate.Result
 		firing = s.cfg.Alerts.Firing(now, policies.AlertNames([]*policies.Policy{p})...)
 	}
 	s.mu.Lock()
-	last, manual := s.lastScale[p.Target], s.lastManual[p.Target]
+	last := s.lastScale[p.Target]
 	s.mu.Unlock()
-	return s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last, LastScaleManual: manual, Alerts: firing})
+	return s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last.at, LastScaleManual: last.manual, Alerts: firing})
 }
 
 // Manual is an operator's scaling of a task group.
@@ -313,8 +313,7 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 		return res, err
 	}
 	s.mu.Lock()
-	s.lastScale[m.Target] = now
-	s.lastManual[m.Target] = true
+	s.lastScale[m.Target] = scaling{at: now, manual: true}
 	// The next routine decision differs from this one: journal it.
 	delete(s.lastNoted, m.Target)
 	s.mu.Unlock()

@@ -106,6 +106,13 @@ const (
 // deployment is evaluated again.
 const DeploymentRetry = 2 * time.Second
 
+// scaling is a group's last change of count: when, and whether an
+// operator made it (its cooldown then holds even out of bounds).
+type scaling struct {
+	at     time.Time
+	manual bool
+}
+
 // deferral is a change waiting for a deployment to end.
 type deferral struct {
 	activity string
@@ -117,10 +124,9 @@ type Scaler struct {
 	cfg      Config
 	triggers chan Trigger
 
-	mu        sync.Mutex
-	lastScale map[policies.Target]time.Time
-	// lastManual marks the groups whose last scaling was an operator's.
-	lastManual map[policies.Target]bool
+	mu sync.Mutex
+	// lastScale is each group's last scaling, for cooldowns.
+	lastScale map[policies.Target]scaling
 	// deferred holds the groups whose change Nomad refused during a
 	// deployment: the change is retried every DeploymentRetry, journaled
 	// once when deferred and once when made.
@@ -158,16 +164,15 @@ func New(cfg Config) *Scaler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scaler{
-		cfg:        cfg,
-		triggers:   make(chan Trigger, 64),
-		lastScale:  map[policies.Target]time.Time{},
-		lastManual: map[policies.Target]bool{},
-		deferred:   map[policies.Target]deferral{},
-		nextDue:    map[policies.Target]time.Time{},
-		lastNoted:  map[policies.Target]string{},
-		paused:     map[string]Pause{},
-		locks:      map[policies.Target]*sync.Mutex{},
-		inflight:   map[policies.Target]bool{},
+		cfg:       cfg,
+		triggers:  make(chan Trigger, 64),
+		lastScale: map[policies.Target]scaling{},
+		deferred:  map[policies.Target]deferral{},
+		nextDue:   map[policies.Target]time.Time{},
+		lastNoted: map[policies.Target]string{},
+		paused:    map[string]Pause{},
+		locks:     map[policies.Target]*sync.Mutex{},
+		inflight:  map[policies.Target]bool{},
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_evaluations_total",
 			Help: "Evaluations of a scaled task group, by why they ran (interval or trigger).",
@@ -214,8 +219,7 @@ func (s *Scaler) Restore(ctx context.Context) error {
 			Manual bool            `json:"manual"`
 		}
 		if ev.Kind == journal.KindScale && json.Unmarshal(ev.Data, &d) == nil && d.Target.Job != "" {
-			s.lastScale[d.Target] = ev.Time
-			s.lastManual[d.Target] = d.Manual
+			s.lastScale[d.Target] = scaling{at: ev.Time, manual: d.Manual}
 		}
 		return nil
 	})
@@ -346,7 +350,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	log := s.cfg.Logger.With("target", target.String())
 	now := s.cfg.Now()
 	s.mu.Lock()
-	last, manual := s.lastScale[target], s.lastManual[target]
+	last := s.lastScale[target]
 	s.mu.Unlock()
 	var firing []policies.Alert
 	if s.cfg.Alerts != nil {
@@ -356,7 +360,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	}
 	var decisions []policies.Decision
 	for _, p := range ps {
-		r := s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last, LastScaleManual: manual, Alerts: firing})
+		r := s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last.at, LastScaleManual: last.manual, Alerts: firing})
 		if r.Error != "" || r.Decision == nil {
 			log.Warn("policy not evaluated", "policy", p.Name, "err", r.Error)
 			continue
@@ -460,8 +464,7 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 		return
 	}
 	s.mu.Lock()
-	s.lastScale[target] = now
-	s.lastManual[target] = false
+	s.lastScale[target] = scaling{at: now}
 	delete(s.deferred, target)
 	s.mu.Unlock()
 	waited := ""

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,7 +137,7 @@ func (l *Lab) CloudHosts() []CloudHost {
 // terminated it is empty.
 func InstanceProcesses(id string) []int {
 	var live []int
-	for _, pid := range pidsWithEnv(instanceEnv + "=" + id) {
+	for _, pid := range instancePIDs(id) {
 		if !isZombie(pid) {
 			live = append(live, pid)
 		}
@@ -920,7 +919,7 @@ func (l *Lab) signalCloudHost(id string, sig syscall.Signal, what string) error 
 func killInstance(id string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
-		pids := pidsWithEnv(instanceEnv + "=" + id)
+		pids := instancePIDs(id)
 		if len(pids) == 0 {
 			return
 		}
@@ -935,30 +934,7 @@ func killInstance(id string, timeout time.Duration) {
 	}
 }
 
-// pidsWithEnv lists the PIDs whose environment holds the exact entry kv.
-func pidsWithEnv(kv string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	self := os.Getpid()
-	want := []byte(kv)
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, entry := range bytes.Split(env, []byte{0}) {
-			if bytes.Equal(entry, want) {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
+// instancePIDs lists the processes of one cloud instance, zombies too.
+func instancePIDs(id string) []int {
+	return pidsWithEnv(instanceEnv, func(v string) bool { return v == id })
 }

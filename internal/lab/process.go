@@ -137,12 +137,17 @@ func (p *process) stop(grace time.Duration) {
 
 // markedProcesses lists the PIDs whose environment carries the lab marker
 // for a lab directory accepted by match.
-func markedProcesses(match func(dir string) bool) []int {
+func markedProcesses(match func(dir string) bool) []int { return pidsWithEnv(markerEnv, match) }
+
+// pidsWithEnv lists the PIDs (other than this process) whose environment
+// sets the variable name to a value that match accepts.
+func pidsWithEnv(name string, match func(value string) bool) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
 	self := os.Getpid()
+	prefix := []byte(name + "=")
 	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -154,7 +159,7 @@ func markedProcesses(match func(dir string) bool) []int {
 			continue
 		}
 		for _, kv := range bytes.Split(env, []byte{0}) {
-			if v, ok := bytes.CutPrefix(kv, []byte(markerEnv+"=")); ok {
+			if v, ok := bytes.CutPrefix(kv, prefix); ok {
 				if match(string(v)) {
 					pids = append(pids, pid)
 				}
