@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillwayhq/spillway/controlplane/alerts/alertstest"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/scaler"
 )
@@ -214,27 +215,10 @@ func waitCount(t *testing.T, h *apiHarness, want int) {
 	}
 }
 
-// bigNotification is one Alertmanager group of n firing alerts named name.
-func bigNotification(name string, n, offset int) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"version":"4","status":"firing","receiver":"spillway","groupKey":"{}:{alertname=\"` + name + `\"}","alerts":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"status":"firing","fingerprint":"%s%08x","startsAt":"2026-11-22T08:00:00Z","endsAt":"0001-01-01T00:00:00Z",`+
-			`"generatorURL":"http://prometheus.example:9090/graph?g0.expr=up%%3D%%3D0","labels":{"alertname":"%s","instance":"host-%d.dc1.example:9100",`+
-			`"job":"node","severity":"warning","team":"storage"},"annotations":{"summary":"instance host-%d is down","description":"it has been down for 5 minutes"}}`,
-			name, offset+i, name, offset+i, offset+i)
-	}
-	b.WriteString(`]}`)
-	return b.Bytes()
-}
-
 func TestAlertmanagerBodyLimits(t *testing.T) {
 	h := newAPIHarness(t)
 	// A real group of 10,000 alerts (about 3 MB) is taken whole.
-	body := bigNotification("NodeDown", 10000, 0)
+	body := alertstest.Group("NodeDown", 10000, 0)
 	if len(body) < 2<<20 {
 		t.Fatalf("the notification is %d bytes; want a realistic 2+ MB", len(body))
 	}
@@ -380,7 +364,7 @@ func TestAlertmanagerFiringSetIsCapped(t *testing.T) {
 
 	// Unmatched alerts cost a counter and one summary event.
 	var resp alertResponse
-	h.ok("POST", "/v1/alerts/alertmanager", "op", string(bigNotification("NodeDown", 50, 0)), &resp)
+	h.ok("POST", "/v1/alerts/alertmanager", "op", string(alertstest.Group("NodeDown", 50, 0)), &resp)
 	if resp.Unmatched != 50 || len(h.events(journal.KindAlertIgnored)) != 0 {
 		t.Fatalf("unmatched: %+v, %d alert.ignored events", resp, len(h.events(journal.KindAlertIgnored)))
 	}

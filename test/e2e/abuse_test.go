@@ -19,6 +19,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/spillwayhq/spillway/controlplane/alerts/alertstest"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
@@ -109,28 +110,29 @@ func watchStatus(l *lab.Lab) *statusWatch {
 	return w
 }
 
+// wait returns once n more calls have been answered.
+func (w *statusWatch) wait(t *testing.T, n int) {
+	t.Helper()
+	w.mu.Lock()
+	want := w.calls + n
+	w.mu.Unlock()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		w.mu.Lock()
+		done := w.calls >= want
+		w.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/v1/status was not called %d more times within a minute", n)
+		}
+	}
+}
+
 func (w *statusWatch) end() (time.Duration, int, []string) {
 	close(w.stop)
 	<-w.done
 	return w.slowest, w.calls, w.failed
-}
-
-// floodNotification is one Alertmanager group of n firing NodeDown alerts,
-// which no policy's rule matches, with unique fingerprints from offset.
-func floodNotification(n, offset int) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"version":"4","status":"firing","receiver":"spillway","groupKey":"{}:{alertname=\"NodeDown\"}","alerts":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"status":"firing","fingerprint":"f%08x","startsAt":"2026-11-22T08:00:00Z","endsAt":"0001-01-01T00:00:00Z",`+
-			`"generatorURL":"http://prometheus.example:9090/graph?g0.expr=up%%3D%%3D0","labels":{"alertname":"NodeDown","instance":"host-%d.dc1.example:9100",`+
-			`"job":"node","severity":"warning","team":"storage"},"annotations":{"summary":"instance host-%d is down","description":"down for 5 minutes"}}`,
-			offset+i, offset+i, offset+i)
-	}
-	b.WriteString(`]}`)
-	return b.Bytes()
 }
 
 // TestAPIUnderAbuse floods the real control plane's webhook with 400,000
@@ -174,7 +176,7 @@ func TestAPIUnderAbuse(t *testing.T) {
 	const perNotification, notifications = 10000, 40
 	sent, retried := 0, 0
 	for i := 0; i < notifications; {
-		body := floodNotification(perNotification, i*perNotification)
+		body := alertstest.Group("NodeDown", perNotification, i*perNotification)
 		req, _ := http.NewRequest("POST", l.SpillwayURL+"/v1/alerts/alertmanager", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+l.APIToken)
 		resp, err := http.DefaultClient.Do(req)
@@ -268,7 +270,7 @@ func TestAPIUnderAbuse(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(time.Second) // /v1/status keeps being called with the streams open
+	watch.wait(t, 10) // ten more calls of /v1/status with every stream open
 	slowest, calls, failed = watch.end()
 	t.Logf("streams: %d open, %d refused with 503; slowest answer %s; /v1/status %d calls, slowest %s", len(open), refused, slowestStream, calls, slowest)
 	if slowestStream > time.Second {
