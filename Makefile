@@ -61,7 +61,7 @@ nomad-fmt-check:
 	fi
 
 ## bench: run the benchmarks
-bench:
+bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## lint: go vet, staticcheck, a gofmt check and a go.mod that go mod tidy would not change

@@ -193,7 +193,7 @@ func TestAlertmanagerDrivesScaling(t *testing.T) {
 	}
 }
 
-func request(t *testing.T, l *lab.Lab, method, path string, body []byte) string {
+func request(t testing.TB, l *lab.Lab, method, path string, body []byte) string {
 	t.Helper()
 	code, out := requestStatus(t, l, method, path, body)
 	if code != http.StatusOK {
@@ -203,7 +203,7 @@ func request(t *testing.T, l *lab.Lab, method, path string, body []byte) string 
 }
 
 // requestStatus calls the lab's API with its admin token.
-func requestStatus(t *testing.T, l *lab.Lab, method, path string, body []byte) (int, string) {
+func requestStatus(t testing.TB, l *lab.Lab, method, path string, body []byte) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, l.SpillwayURL+path, bytes.NewReader(body))
 	if err != nil {
@@ -219,11 +219,11 @@ func requestStatus(t *testing.T, l *lab.Lab, method, path string, body []byte) (
 	return resp.StatusCode, string(out)
 }
 
-func post(t *testing.T, l *lab.Lab, path string, body []byte) string {
+func post(t testing.TB, l *lab.Lab, path string, body []byte) string {
 	return request(t, l, http.MethodPost, path, body)
 }
 
-func events(t *testing.T, l *lab.Lab, query string) []journal.Event {
+func events(t testing.TB, l *lab.Lab, query string) []journal.Event {
 	t.Helper()
 	var page struct {
 		Events []journal.Event `json:"events"`

@@ -31,7 +31,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func metricValue(t *testing.T, url, name string) (float64, bool) {
+func metricValue(t testing.TB, url, name string) (float64, bool) {
 	t.Helper()
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
