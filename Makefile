@@ -22,7 +22,7 @@ build:
 
 ## run: start the local hybrid-cloud lab with the control plane (Ctrl-C stops it)
 run: tools build
-	./$(BIN) lab --policies policies/examples
+	./$(BIN) lab
 
 ## test: lint, then every test with the race detector, then bounded fuzzing
 test: tools lint terraform-fmt-check nomad-fmt-check unit fuzz

@@ -204,27 +204,39 @@ func IsAuth(err error) bool {
 	return errors.As(err, &e)
 }
 
-// ErrorKind names the typed error in err's chain for metrics and logs:
-// "insufficient_capacity", "quota", "throttled", "not_found", "unavailable",
-// "auth", "other", or "" for nil.
+// The kinds of typed error ErrorKind names: what metrics and logs label,
+// and what the journal records as the "reason" of a refused claim
+// (capacity.failed), for tools to match on instead of the text.
+const (
+	ErrorKindInsufficientCapacity = "insufficient_capacity"
+	ErrorKindQuota                = "quota"
+	ErrorKindThrottled            = "throttled"
+	ErrorKindNotFound             = "not_found"
+	ErrorKindUnavailable          = "unavailable"
+	ErrorKindAuth                 = "auth"
+	ErrorKindOther                = "other"
+)
+
+// ErrorKind names the typed error in err's chain, by type, however deeply
+// wrapped: one of the ErrorKind constants, or "" for nil.
 func ErrorKind(err error) string {
 	switch {
 	case err == nil:
 		return ""
 	case IsInsufficientCapacity(err):
-		return "insufficient_capacity"
+		return ErrorKindInsufficientCapacity
 	case IsQuota(err):
-		return "quota"
+		return ErrorKindQuota
 	case IsThrottled(err):
-		return "throttled"
+		return ErrorKindThrottled
 	case IsNotFound(err):
-		return "not_found"
+		return ErrorKindNotFound
 	case IsUnavailable(err):
-		return "unavailable"
+		return ErrorKindUnavailable
 	case IsAuth(err):
-		return "auth"
+		return ErrorKindAuth
 	default:
-		return "other"
+		return ErrorKindOther
 	}
 }
 

@@ -34,12 +34,32 @@ func newLabCmd() *cobra.Command {
 		Long: `Run the local hybrid-cloud lab on loopback: a Nomad server, Nomad clients
 for each business unit's hosts and the shared pool, Prometheus, Alertmanager,
 the control plane, and the demo service with its load generator playing a
-traffic trace. Ctrl-C stops everything it started.`,
+traffic trace. Ctrl-C stops everything it started.
+
+By default it tells Spillway's story in a loop of about 14 minutes: the
+hot-topic trace, four times faster, over little capacity (bu-a and bu-b own
+one host each, one host is lent to the shared pool, a host holds four demo
+instances). Within 3 minutes the demo borrows the shared host, rents an AWS
+host, finds AWS out of capacity and rents on Alibaba Cloud; then, as the
+trace decays, everything is given back, rented hosts first. Every option
+below allows another setup.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bus, err := parseUnits(units)
 			if err != nil {
 				return err
+			}
+			checks := [][2]string{{"cloud", cloud}}
+			if serve {
+				checks = append(checks, [2]string{"policies", opts.Policies})
+			}
+			if demoCount > 0 {
+				checks = append(checks, [2]string{"trace", trace})
+			}
+			for _, f := range checks {
+				if err := defaultExists(cmd, f[0], f[1]); err != nil {
+					return err
+				}
 			}
 			opts.BusinessUnits = bus
 			opts.Serve = serve
@@ -102,15 +122,17 @@ traffic trace. Ctrl-C stops everything it started.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Dir, "dir", "", "lab directory (default: a new temporary directory, removed on exit)")
 	f.BoolVar(&opts.KeepDir, "keep", false, "keep the lab directory on exit")
-	f.StringVar(&units, "business-units", "bu-a=3,bu-b=3", "business units and their host counts")
-	f.IntVar(&opts.SharedHosts, "shared-hosts", opts.SharedHosts, "hosts lent to the shared pool")
+	f.StringVar(&units, "business-units", "bu-a=1,bu-b=1", "business units and their host counts")
+	f.IntVar(&opts.SharedHosts, "shared-hosts", 1, "hosts lent to the shared pool")
+	f.IntVar(&opts.HostCPU, "host-cpu", 1000, "CPU (MHz) of every internal and cloud host; a demo instance takes 250")
+	f.IntVar(&opts.HostMemoryMB, "host-memory", 1024, "memory (MB) of every internal and cloud host; a demo instance takes 64")
 	f.BoolVar(&serve, "serve", true, "run the control plane")
-	f.StringVar(&cloud, "cloud", "examples/cloudsim.yaml", "cloud simulator config; its instances boot real Nomad clients (empty: no cloud)")
-	f.StringVar(&opts.Policies, "policies", "", "the control plane's scaling policy directory (e.g. policies/examples)")
+	f.StringVar(&cloud, "cloud", "examples/lab/cloudsim.yaml", "cloud simulator config; its instances boot real Nomad clients (empty: no cloud)")
+	f.StringVar(&opts.Policies, "policies", "examples/lab/policies", "the control plane's scaling policy directory (empty: none; policies/examples holds others)")
 	f.StringVar(&opts.Pools, "pools", "", "the control plane's pool directory (default: pool files written from the lab's own business units, shared pool and simulated clouds)")
 	f.IntVar(&demoCount, "demo", 2, "demo service instances to start with (0: no demo)")
 	f.StringVar(&trace, "trace", "testdata/traces/hot-topic.csv", "traffic trace the load generator plays in a loop (empty: no load)")
-	f.Float64Var(&speed, "speed", 1, "trace seconds played per second")
+	f.Float64Var(&speed, "speed", 4, "trace seconds played per second")
 	f.Float64Var(&scale, "scale", 1, "multiplier for the trace's request rates")
 	f.DurationVar(&summaryEvery, "summary", 5*time.Second, "how often to print the live summary (0: never); redrawn in place on a terminal")
 	return cmd
@@ -152,7 +174,19 @@ func liveSummary(ctx context.Context, out io.Writer, l *lab.Lab, every time.Dura
 	}
 }
 
-// parseUnits reads "bu-a=3,bu-b=3".
+// defaultExists explains a default path (relative to the repository's
+// root) that is not there: the lab was started elsewhere.
+func defaultExists(cmd *cobra.Command, flag, path string) error {
+	if path == "" || cmd.Flags().Changed(flag) {
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("--%s: the default %s is not here (%w); run spillway lab from the repository's root, or pass --%s (empty for none)", flag, path, err, flag)
+	}
+	return nil
+}
+
+// parseUnits reads "bu-a=1,bu-b=1".
 func parseUnits(s string) ([]lab.BusinessUnit, error) {
 	var out []lab.BusinessUnit
 	for _, part := range strings.Split(s, ",") {

@@ -253,7 +253,11 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 		out = append(out, &rented{host: h, pool: cp, claim: claimID, launched: now})
 		ids = append(ids, fmt.Sprintf("%s (%s)", h.ID, h.Offering.Key()))
 	}
-	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": cp.Name, "hosts": ids})
+	fields := map[string]any{"claim": claimID, "pool": cp.Name, "hosts": ids}
+	if err != nil {
+		fields["error"], fields["reason"] = err.Error(), providers.ErrorKind(err)
+	}
+	data, _ := json.Marshal(fields)
 	switch {
 	case len(hosts) == 0 && err != nil:
 		c.claimFailed(ctx, r, cp.Name, claimID, err)
@@ -277,7 +281,7 @@ func fallsBack(err error) bool {
 }
 
 func (c *Controller) claimFailed(ctx context.Context, r Request, pool, claimID string, err error) {
-	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": pool, "error": err.Error()})
+	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": pool, "error": err.Error(), "reason": providers.ErrorKind(err)})
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 		Data: data, Message: fmt.Sprintf("renting from %s failed: %v", pool, err)})
 }

@@ -158,8 +158,9 @@ func TestThrottledLaunchesBackOff(t *testing.T) {
 		t.Fatalf("failed %d, claimed %d\n%s", len(failed), len(claimed), h.dump())
 	}
 	for _, f := range failed {
-		if !strings.Contains(strings.ToLower(f.Message), "throttl") || !strings.Contains(f.Message, "aws") {
-			t.Fatalf("a failed claim that is not aws's throttle: %s", f.Message)
+		var d struct{ Pool, Reason string }
+		if err := json.Unmarshal(f.Data, &d); err != nil || d.Reason != providers.ErrorKindThrottled || d.Pool != "aws" {
+			t.Fatalf("a failed claim that is not aws's throttle: %s %s", f.Message, f.Data)
 		}
 	}
 	if got := poolsOf(claimed, KindClaimed); strings.Join(got, ",") != "aws" {

@@ -114,8 +114,12 @@ func TestFallbackAcrossOfferingsThenClouds(t *testing.T) {
 		t.Fatalf("claims %v, want aws then ali\n%s", got, h.dump())
 	}
 	failed := h.events(KindClaimFailed)
-	if len(failed) != 1 || !strings.Contains(failed[0].Message, "aws") {
+	if len(failed) != 1 {
 		t.Fatalf("aws's failure: %+v", failed)
+	}
+	var d struct{ Pool, Reason string }
+	if err := json.Unmarshal(failed[0].Data, &d); err != nil || d.Pool != "aws" || d.Reason != providers.ErrorKindInsufficientCapacity {
+		t.Fatalf("aws's failure: %s %s, want pool aws, reason %s", failed[0].Message, failed[0].Data, providers.ErrorKindInsufficientCapacity)
 	}
 	// Both of aws's offerings were in the one claim, in order.
 	calls := h.aws.Creates()

@@ -93,9 +93,10 @@ type LoadOptions struct {
 	Loop         bool
 }
 
-// DefaultOptions is the lab `make run` starts: two business units of three
-// hosts each, plus two shared-pool hosts, the control plane, and the demo
-// service of business unit bu-a with two instances.
+// DefaultOptions is a roomy lab for tests to start from: two business
+// units of three hosts each, plus two shared-pool hosts, the control plane,
+// and the demo service of business unit bu-a with two instances; no cloud.
+// `spillway lab` (make run) starts a smaller one that bursts: see its flags.
 func DefaultOptions() Options {
 	return Options{
 		BusinessUnits: []BusinessUnit{{Name: "bu-a", Hosts: 3}, {Name: "bu-b", Hosts: 3}},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/internal/tools"
+	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/bootstrap"
@@ -37,8 +38,55 @@ func cloudTestLab(t *testing.T, cfg cloudsim.Config, maxHosts int, start bool) *
 	}}
 }
 
-// TestWritePoolsDescribesTheClouds writes the lab's pools for `make run`'s
-// simulator config and loads them as the control plane does: besides the
+// labPools writes l's pool files and loads them as the control plane does.
+func labPools(t *testing.T, l *Lab) *pools.Config {
+	t.Helper()
+	dir, err := l.writePools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pools.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+// TestMakeRunsCloudsRunAWSOutAfterOneHost loads the clouds `make run`
+// starts (examples/lab/cloudsim.yaml) and the lab's pools for them: AWS is
+// the cheaper pool, with one on-demand offering that has room for one
+// host, so a burst's second AWS host falls back to Alibaba, which has room
+// for the rest of the lab policy's max (16 instances, 4 a host, of which
+// the own, shared and AWS hosts hold 12).
+func TestMakeRunsCloudsRunAWSOutAfterOneHost(t *testing.T) {
+	cfg, err := cloudsim.LoadConfig("../../examples/lab/cloudsim.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.ErrorRate != 0 || len(cfg.AWS.Offerings) != 1 || cfg.AWS.Offerings[0].Capacity == nil || *cfg.AWS.Offerings[0].Capacity != 1 {
+		t.Fatalf("AWS in the lab's clouds: error rate %v, offerings %+v", *cfg.ErrorRate, cfg.AWS.Offerings)
+	}
+	if len(cfg.Alicloud.Offerings) != 1 || cfg.Alicloud.Offerings[0].Capacity == nil || *cfg.Alicloud.Offerings[0].Capacity < 1 {
+		t.Fatalf("Alibaba in the lab's clouds: %+v", cfg.Alicloud.Offerings)
+	}
+	l := cloudTestLab(t, cfg, 0, false)
+	pc := labPools(t, l)
+	aws, okA := pc.CloudPool(AWSCloudPool)
+	ali, okB := pc.CloudPool(AlicloudCloudPool)
+	if !okA || !okB || aws.Spot != 0 || ali.Spot != 0 || len(aws.Offerings) != 1 || aws.Offerings[0].Price.OnDemand >= ali.Offerings[0].Price.OnDemand {
+		t.Fatalf("the lab's cloud pools: aws %+v, alicloud %+v", aws, ali)
+	}
+	set, err := policies.LoadDir("../../examples/lab/policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() != 1 || set.Policies()[0].Max != 16 {
+		t.Fatalf("the lab's policies: %d, want demo-burst with max 16", set.Len())
+	}
+}
+
+// TestWritePoolsDescribesTheClouds writes the lab's pools for the full
+// example simulator config (examples/cloudsim.yaml) and loads them as the control plane does: besides the
 // business units and the shared pool there is one valid cloud pool per
 // simulated cloud, which describes the simulator and renders a bootstrap
 // config.
@@ -48,14 +96,7 @@ func TestWritePoolsDescribesTheClouds(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := cloudTestLab(t, cfg, 4, false)
-	dir, err := l.writePools()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := pools.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := labPools(t, l)
 	if len(pc.BusinessUnits) != 2 || pc.Shared == nil || len(pc.CloudPools) != 2 {
 		t.Fatalf("pools: %d business units, shared %v, %d cloud pools", len(pc.BusinessUnits), pc.Shared != nil, len(pc.CloudPools))
 	}
@@ -140,14 +181,7 @@ func TestWritePoolsCloudShapes(t *testing.T) {
 	}
 	l := cloudTestLab(t, cfg, 0, false)
 	l.opts.SharedHosts = 0
-	dir, err := l.writePools()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := pools.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := labPools(t, l)
 	if len(pc.CloudPools) != 1 || pc.CloudPools[0].Name != AWSCloudPool {
 		t.Fatalf("want only %s, got %d cloud pools", AWSCloudPool, len(pc.CloudPools))
 	}

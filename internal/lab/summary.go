@@ -14,6 +14,8 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/metrics"
 	"github.com/spillwayhq/spillway/internal/apiclient"
+	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
@@ -35,7 +37,10 @@ type Summary struct {
 	Activity *SummaryActivity
 	// LastEvent is the journal's newest event, "kind: message".
 	LastEvent string
-	Errors    []string
+	// RanOut is when each cloud pool last refused a claim for want of
+	// capacity, in the past 10 minutes.
+	RanOut map[string]time.Time
+	Errors []string
 }
 
 // SummaryActivity is the latest scaling: where it is, and its time
@@ -93,7 +98,7 @@ func (l *Lab) Summary(ctx context.Context) Summary {
 				s.Cloud[c] += 0 // configured: shown, even with none running
 			}
 			for _, in := range sim.Instances(c) {
-				if in.State == "running" {
+				if strings.EqualFold(in.State, "running") { // EC2 "running", ECS "Running"
 					s.Cloud[c]++
 				}
 			}
@@ -106,12 +111,17 @@ func (l *Lab) Summary(ctx context.Context) Summary {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	var loans struct {
-		Loans []json.RawMessage `json:"loans"`
+		Loans []struct{ Tier string } `json:"loans"`
 	}
 	if err := api.Do(ctx, http.MethodGet, "/v1/pools/loans", nil, nil, &loans); err != nil {
 		bad("control plane", err)
 	} else {
-		s.Borrowed = len(loans.Loans)
+		// The ledger holds rented hosts too; borrowed are the shared ones.
+		for _, loan := range loans.Loans {
+			if loan.Tier == string(pools.TierShared) {
+				s.Borrowed++
+			}
+		}
 	}
 	var st struct {
 		Activities []struct {
@@ -139,12 +149,32 @@ func (l *Lab) Summary(ctx context.Context) Summary {
 		}
 	}
 	var evs struct {
-		Events []struct{ Kind, Message string } `json:"events"`
+		Events []struct {
+			Kind, Message string
+			Time          time.Time
+			Data          json.RawMessage
+		} `json:"events"`
 	}
 	q := url.Values{"limit": {"1000"}, "since": {s.At.Add(-10 * time.Minute).UTC().Format(time.RFC3339)}}
 	if err := api.Do(ctx, http.MethodGet, "/v1/events", q, nil, &evs); err == nil && len(evs.Events) > 0 {
 		last := evs.Events[len(evs.Events)-1]
 		s.LastEvent = last.Kind + ": " + last.Message
+		for _, ev := range evs.Events {
+			// A claim refused (capacity.failed) or served in part
+			// (capacity.claimed) carries the provider's reason.
+			var d struct {
+				Pool, Reason string
+			}
+			if json.Unmarshal(ev.Data, &d) != nil { // another kind's data
+				continue
+			}
+			if d.Reason == providers.ErrorKindInsufficientCapacity && d.Pool != "" {
+				if s.RanOut == nil {
+					s.RanOut = map[string]time.Time{}
+				}
+				s.RanOut[d.Pool] = ev.Time
+			}
+		}
 	}
 	return s
 }
@@ -158,6 +188,9 @@ func (s Summary) Line() string {
 	b.WriteString(" | hosts " + s.hosts())
 	if a := s.activity(); a != "" {
 		b.WriteString(" | " + a)
+	}
+	if r := s.ranOut(); r != "" {
+		b.WriteString(" | " + r)
 	}
 	if s.LastEvent != "" {
 		b.WriteString(" | last: " + trim(s.LastEvent, 100))
@@ -174,6 +207,9 @@ func (s Summary) Block() []string {
 		fmt.Sprintf("traffic   %s", s.rate()),
 		fmt.Sprintf("demo      %d wanted, %d running, %d healthy", s.Wanted, s.Running, s.Healthy),
 		fmt.Sprintf("hosts     %s", s.hosts()),
+	}
+	if r := s.ranOut(); r != "" {
+		out = append(out, "clouds    "+r)
 	}
 	if a := s.activity(); a != "" {
 		out = append(out, "scaling   "+a)
@@ -209,6 +245,19 @@ func (s Summary) hosts() string {
 	return strings.Join(parts, ", ")
 }
 
+// ranOut names the cloud pools that ran out of capacity lately, and when.
+func (s Summary) ranOut() string {
+	if len(s.RanOut) == 0 {
+		return ""
+	}
+	var parts []string
+	for pool, at := range s.RanOut {
+		parts = append(parts, pool+" at "+at.Local().Format("15:04:05"))
+	}
+	sort.Strings(parts)
+	return "out of capacity: " + strings.Join(parts, ", ")
+}
+
 // activity is the latest scaling: its counts, where it is, and its time
 // against the deadline (a scale-out past it says so).
 func (s Summary) activity() string {
@@ -220,7 +269,11 @@ func (s Summary) activity() string {
 	if a.Done {
 		state = "finished"
 	}
-	line := fmt.Sprintf("%s %d→%d %s (%s), %s of %s", a.ID, a.From, a.To, state, a.Status, a.Elapsed.Round(time.Second), activityDeadline)
+	line := fmt.Sprintf("%s %d→%d %s (%s)", a.ID, a.From, a.To, state, a.Status)
+	if !a.Done || a.Elapsed > 0 {
+		// A scaling that needed no host journals no end of its own: no time.
+		line += fmt.Sprintf(", %s of %s", a.Elapsed.Round(time.Second), activityDeadline)
+	}
 	if a.To > a.From && a.Elapsed > activityDeadline {
 		line += " PAST THE DEADLINE"
 	}

@@ -237,7 +237,7 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	var exhausted *journal.Event
 	for i, ev := range evs {
 		if ev.Seq < ali[0].Seq && ev.Activity == ali[0].Activity && eventData(ev)["pool"] == "aws-lab" &&
-			(ev.Kind == controller.KindClaimFailed || ev.Kind == controller.KindClaimed) && strings.Contains(ev.Message, "insufficient capacity") {
+			(ev.Kind == controller.KindClaimFailed || ev.Kind == controller.KindClaimed) && eventData(ev)["reason"] == providers.ErrorKindInsufficientCapacity {
 			exhausted = &evs[i]
 		}
 	}

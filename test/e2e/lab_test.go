@@ -128,7 +128,7 @@ func TestLabThatFailsToStartKeepsItsLogs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, labtest.Spillway(t), "lab", "--demo", "0", "--cloud", "")
+	cmd := exec.CommandContext(ctx, labtest.Spillway(t), "lab", "--demo", "0", "--cloud", "", "--policies", "", "--trace", "")
 	cmd.Env = append(os.Environ(), "SPILLWAY_NOMAD_BIN="+broken, "TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err == nil {
@@ -162,7 +162,7 @@ func TestLabPrintsALiveSummary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	cmd := exec.Command(labtest.Spillway(t), "lab", "--cloud", "", "--business-units", "bu-a=1", "--shared-hosts", "0", "--summary", "1s",
+	cmd := exec.Command(labtest.Spillway(t), "lab", "--cloud", "", "--policies", "", "--business-units", "bu-a=1", "--shared-hosts", "0", "--summary", "1s",
 		"--trace", "../../testdata/traces/hot-topic.csv")
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	out, err := cmd.StdoutPipe()
