@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"net/http"
 )
 
 // guarded asks a check before every call; see Guard.
@@ -59,4 +60,79 @@ func (g *guarded) Catalog(ctx context.Context, pool Pool) ([]Offering, error) {
 		return nil, err
 	}
 	return g.next.Catalog(ctx, pool)
+}
+
+// RefusedRequest is the error of an HTTP request that a request guard
+// refused: it never left this process, and no retry may send it.
+type RefusedRequest struct{ Err error }
+
+func (e *RefusedRequest) Error() string { return "request not sent: " + e.Err.Error() }
+func (e *RefusedRequest) Unwrap() error { return e.Err }
+
+// RetryableError reports false: aws-sdk-go-v2's retryer then does not
+// retry (Alibaba Cloud's SDK retries only timeouts).
+func (e *RefusedRequest) RetryableError() bool { return false }
+
+// HTTPDoer is an HTTP client, the shape of aws.HTTPClient.
+type HTTPDoer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// GuardClient wraps c so that check runs before every request is sent: each
+// attempt of each API call, an SDK's own retries included, and every call
+// of a provider method that makes several. Guard checks once per method;
+// a replica paused inside a method (a retry's backoff, the next offering
+// of a launch) would otherwise send the rest of its requests when it
+// wakes, its term over. A refused request fails with a *RefusedRequest
+// wrapping check's error.
+func GuardClient(c HTTPDoer, check func(context.Context) error) HTTPDoer {
+	if check == nil {
+		return c
+	}
+	return guardedClient{next: c, check: check}
+}
+
+// GuardTransport is GuardClient for an http.RoundTripper.
+func GuardTransport(rt http.RoundTripper, check func(context.Context) error) http.RoundTripper {
+	if check == nil {
+		return rt
+	}
+	return guardedTransport{next: rt, check: check}
+}
+
+type guardedClient struct {
+	next  HTTPDoer
+	check func(context.Context) error
+}
+
+func (g guardedClient) Do(req *http.Request) (*http.Response, error) {
+	if err := refuse(req, g.check); err != nil {
+		return nil, err
+	}
+	return g.next.Do(req)
+}
+
+type guardedTransport struct {
+	next  http.RoundTripper
+	check func(context.Context) error
+}
+
+func (g guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := refuse(req, g.check); err != nil {
+		return nil, err
+	}
+	return g.next.RoundTrip(req)
+}
+
+// refuse runs check for req; when it fails, it closes req's body (as a
+// RoundTripper must) and returns the refusal.
+func refuse(req *http.Request, check func(context.Context) error) error {
+	err := check(req.Context())
+	if err == nil {
+		return nil
+	}
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+	return &RefusedRequest{Err: err}
 }

@@ -39,14 +39,18 @@ func cloudProviders(ctx context.Context, c config.Clouds, pc *pools.Config, o pr
 			continue
 		}
 		var (
-			prov providers.Provider
-			err  error
+			prov  providers.Provider
+			err   error
+			guard func(context.Context) error
 		)
+		if o.guard != nil {
+			guard = o.guard(p.Provider)
+		}
 		switch p.Provider {
 		case pools.ProviderAWS:
-			prov, err = awsProvider(ctx, c, p.Region, o.appID)
+			prov, err = awsProvider(ctx, c, p.Region, o.appID, guard)
 		case pools.ProviderAlicloud:
-			prov, err = alicloudProvider(c, p.Region, o.appID)
+			prov, err = alicloudProvider(c, p.Region, o.appID, guard)
 		default:
 			return nil, fmt.Errorf("cloud pool %s: unknown provider %q; want %q or %q", p.Name, p.Provider, pools.ProviderAWS, pools.ProviderAlicloud)
 		}
@@ -54,9 +58,10 @@ func cloudProviders(ctx context.Context, c config.Clouds, pc *pools.Config, o pr
 			return nil, fmt.Errorf("cloud pool %s: creating the %s provider for region %s: %w", p.Name, p.Provider, p.Region, err)
 		}
 		prov = providers.Instrument(prov, o.reg, log.With("region", p.Region))
-		if o.guard != nil {
-			prov = providers.Guard(prov, o.guard(p.Provider))
-		}
+		// The guard runs before each method, and again before each of its
+		// HTTP requests (retries included): a replica paused inside a
+		// method sends nothing more once its term is over.
+		prov = providers.Guard(prov, guard)
 		shared[key] = prov
 		out[p.Name] = prov
 	}
@@ -68,8 +73,9 @@ type providerOptions struct {
 	reg prometheus.Registerer
 	log *slog.Logger
 	// guard, when not nil, gives the check every call of a cloud ("aws",
-	// "alicloud") runs first, outside the instrumentation: a refused call
-	// never reaches the cloud.
+	// "alicloud") runs first, outside the instrumentation, and that each
+	// HTTP request of the call runs again: a refused call never reaches the
+	// cloud.
 	guard func(cloud string) func(context.Context) error
 	// appID names this replica in each request's User-Agent.
 	appID string
@@ -77,8 +83,8 @@ type providerOptions struct {
 
 // awsProvider is the EC2 provider of region; a static key from the config
 // replaces the SDK's standard credential chain.
-func awsProvider(ctx context.Context, c config.Clouds, region, appID string) (providers.Provider, error) {
-	opts := aws.Options{Cluster: c.Cluster, Region: region, Endpoint: c.AWS.Endpoint, AppID: appID}
+func awsProvider(ctx context.Context, c config.Clouds, region, appID string, guard func(context.Context) error) (providers.Provider, error) {
+	opts := aws.Options{Cluster: c.Cluster, Region: region, Endpoint: c.AWS.Endpoint, AppID: appID, RequestGuard: guard}
 	if c.AWS.AccessKeyID != "" {
 		opts.Credentials = credentials.NewStaticCredentialsProvider(c.AWS.AccessKeyID, c.AWS.SecretAccessKey.Reveal(), "")
 	}
@@ -87,10 +93,11 @@ func awsProvider(ctx context.Context, c config.Clouds, region, appID string) (pr
 
 // alicloudProvider is the ECS provider of region; the endpoint URL is split
 // into the SDK's domain and scheme.
-func alicloudProvider(c config.Clouds, region, appID string) (providers.Provider, error) {
+func alicloudProvider(c config.Clouds, region, appID string, guard func(context.Context) error) (providers.Provider, error) {
 	host, scheme := c.Alicloud.Domain()
 	return alicloud.New(alicloud.Options{
 		Cluster: c.Cluster, Region: region, Endpoint: host, Scheme: scheme,
 		AccessKeyID: c.Alicloud.AccessKeyID, AccessKeySecret: c.Alicloud.AccessKeySecret.Reveal(), AppID: appID,
+		RequestGuard: guard,
 	})
 }

@@ -13,6 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -68,6 +71,10 @@ type Options struct {
 	// AppID names the caller in every request's User-Agent ("app/<AppID>"),
 	// so ActionTrail (and the simulator) can tell the replicas apart.
 	AppID string
+	// RequestGuard, when set, runs before every HTTP request is sent, each
+	// retry included (providers.GuardTransport); its error fails the request
+	// unsent.
+	RequestGuard func(context.Context) error
 }
 
 // Provider is the ECS providers.Provider.
@@ -107,10 +114,20 @@ func New(opts Options) (*Provider, error) {
 		opts.Timeout = 30 * time.Second
 	}
 	cfg := sdk.NewConfig()
-	cfg.AutoRetry = true // the SDK retries 5xx and timeouts; Spillway retries throttling
-	cfg.MaxRetryTime = 3
+	// Spillway retries, not the SDK (call): throttling, 5xx and transport
+	// errors, each attempt through the request guard. The SDK's own retries
+	// would resend a request the guard refused, and hide its error.
+	cfg.AutoRetry = false
 	cfg.Scheme = strings.ToUpper(opts.Scheme)
 	cfg.Timeout = opts.Timeout
+	if opts.RequestGuard != nil {
+		// The SDK sets its connect timeout, TLS and proxy on an
+		// *http.Transport it is given; a wrapper hides it, so they are
+		// set here, on the transport inside.
+		inner := http.DefaultTransport.(*http.Transport).Clone()
+		inner.DialContext = sdk.Timeout(5 * time.Second)
+		cfg.Transport = providers.GuardTransport(inner, opts.RequestGuard)
+	}
 	var credential auth.Credential = credentials.NewAccessKeyCredential(opts.AccessKeyID, opts.AccessKeySecret)
 	if opts.AccessKeyID == "" {
 		var err error
@@ -203,8 +220,12 @@ func mapError(err error) error {
 		}
 		return err
 	}
+	var refused *providers.RefusedRequest
+	if errors.As(err, &refused) {
+		return err
+	}
 	var ce *sdkerrors.ClientError
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) || isTransport(err) {
 		return providers.NewUnavailableError(err)
 	}
 	return err
@@ -228,11 +249,36 @@ func (p *Provider) call(ctx context.Context, fn func() error) error {
 			case <-t.C:
 			}
 		}
-		if err = fn(); err == nil || !isThrottling(errorCode(err)) {
+		if err = fn(); err == nil || !retryable(err) {
 			return err
 		}
 	}
 	return err
+}
+
+// retryable reports whether a failed ECS call may be sent again: a
+// throttle, a 5xx that is not a refusal the planner must see at once, or
+// a transport error (connection refused or reset, a timeout). A request
+// the guard refused never is.
+func retryable(err error) bool {
+	var refused *providers.RefusedRequest
+	if errors.As(err, &refused) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var se *sdkerrors.ServerError
+	if errors.As(err, &se) {
+		code := se.ErrorCode()
+		return isThrottling(code) || (se.HttpStatus() >= 500 && !isCapacity(code) && !isAuth(code) && !strings.HasPrefix(code, "QuotaExceed"))
+	}
+	return isTransport(err)
+}
+
+// isTransport reports an error of the HTTP exchange itself, not an answer.
+func isTransport(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	var ce *sdkerrors.ClientError
+	return errors.As(err, &ue) || errors.As(err, &ne) || (errors.As(err, &ce) && ce.ErrorCode() == sdkerrors.TimeoutErrorCode)
 }
 
 func spotStrategy(o providers.Offering) string {

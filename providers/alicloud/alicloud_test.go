@@ -45,9 +45,9 @@ func newSim(t *testing.T, opts ...cloudsim.Option) *cloudsim.Simulator {
 	return sim
 }
 
-func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string) *alicloud.Provider {
+func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string, with ...func(*alicloud.Options)) *alicloud.Provider {
 	t.Helper()
-	p, err := alicloud.New(alicloud.Options{
+	opts := alicloud.Options{
 		Cluster:         "test-cluster",
 		Region:          "cn-hangzhou",
 		Endpoint:        sim.Addr(),
@@ -59,7 +59,11 @@ func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string) *ali
 		PageSize:        2,
 		// The simulator here never lags: a gone instance is gone.
 		ConsistencyWindow: 100 * time.Millisecond,
-	})
+	}
+	for _, w := range with {
+		w(&opts)
+	}
+	p, err := alicloud.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +89,9 @@ func TestContract(t *testing.T) {
 			Pool:              pool(),
 			New:               func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, secretKey) },
 			NewBadCredentials: func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, "wrong-secret") },
+			NewGuarded: func(t *testing.T, guard func(context.Context) error) providers.Provider {
+				return newProvider(t, sim, accessKey, secretKey, func(o *alicloud.Options) { o.RequestGuard = guard })
+			},
 			SetCapacity: func(t *testing.T, o providers.Offering, n int) {
 				if err := sim.SetCapacity(cloudsim.CloudAlicloud, o.Zone, o.InstanceType, string(o.CapacityType), n); err != nil {
 					t.Fatal(err)

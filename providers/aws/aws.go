@@ -54,6 +54,10 @@ type Options struct {
 	PageSize int32
 	// HTTPClient, when nil, is a buildable client (works with AWS_CA_BUNDLE).
 	HTTPClient aws.HTTPClient
+	// RequestGuard, when set, runs before every HTTP request is sent, each
+	// retry included (providers.GuardClient); its error fails the request
+	// unsent, and it is not retried.
+	RequestGuard func(context.Context) error
 	// ConsistencyWindow is how long after a launch Delete takes EC2's
 	// "not found" for "not visible yet" and asks again (default
 	// providers.DefaultConsistencyWindow).
@@ -112,6 +116,8 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading aws configuration: %w", err)
 	}
+	// After loading: AWS_CA_BUNDLE needs the buildable client itself.
+	cfg.HTTPClient = providers.GuardClient(cfg.HTTPClient, opts.RequestGuard)
 	client := ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 		if opts.Endpoint != "" {
 			o.BaseEndpoint = aws.String(opts.Endpoint)

@@ -62,9 +62,9 @@ func newSimWithConfig(t *testing.T, cfg cloudsim.Config, opts ...cloudsim.Option
 	return sim, clock
 }
 
-func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string) *aws.Provider {
+func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string, with ...func(*aws.Options)) *aws.Provider {
 	t.Helper()
-	p, err := aws.New(context.Background(), aws.Options{
+	opts := aws.Options{
 		Cluster:     "test-cluster",
 		Region:      "us-east-1",
 		Endpoint:    sim.URL(),
@@ -74,7 +74,11 @@ func newProvider(t *testing.T, sim *cloudsim.Simulator, key, secret string) *aws
 		PageSize:    5,
 		// The simulator here never lags: a gone instance is gone.
 		ConsistencyWindow: 100 * time.Millisecond,
-	})
+	}
+	for _, w := range with {
+		w(&opts)
+	}
+	p, err := aws.New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +147,9 @@ func contractEnvOn(sim *cloudsim.Simulator, strategy providers.LaunchStrategy, a
 		Pool:              pool(strategy),
 		New:               func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, secretKey) },
 		NewBadCredentials: func(t *testing.T) providers.Provider { return newProvider(t, sim, accessKey, "wrong-secret") },
+		NewGuarded: func(t *testing.T, guard func(context.Context) error) providers.Provider {
+			return newProvider(t, sim, accessKey, secretKey, func(o *aws.Options) { o.RequestGuard = guard })
+		},
 		SetCapacity: func(t *testing.T, o providers.Offering, n int) {
 			if err := sim.SetCapacity(cloudsim.CloudAWS, o.Zone, o.InstanceType, string(o.CapacityType), n); err != nil {
 				t.Fatal(err)

@@ -7,8 +7,11 @@ package providertest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +42,10 @@ type Env struct {
 	// Settle, if set, lets the cloud's clock move on (e.g. so terminated
 	// instances finish terminating). It must not sleep on wall-clock time.
 	Settle func(t *testing.T)
+	// NewGuarded is New with a request guard: guard runs before each HTTP
+	// request the provider sends (its RequestGuard option). Nil for a
+	// provider that sends none (the fake).
+	NewGuarded func(t *testing.T, guard func(context.Context) error) providers.Provider
 }
 
 // Run runs the contract suite. newEnv is called once per test and must
@@ -58,6 +65,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) *Env) {
 		{"BadCredentialsIsAuthError", testBadCredentials},
 		{"CatalogListsPoolOfferings", testCatalog},
 		{"SpotNoticeIsListed", testSpotNotice},
+		{"RefusedRequestEndsTheCall", testRefusedRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,6 +206,49 @@ func testExhaustedOffering(t *testing.T, env *Env) {
 	// back at once.
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("insufficient capacity took %s to surface; it must not be retried", d)
+	}
+}
+
+// testRefusedRequest: the request guard starts refusing after n requests
+// of a launch that needs several (the first offering is exhausted, so it
+// falls back to the second). The refused request is the last one: no
+// retry, no next offering, and the call fails with the guard's error.
+func testRefusedRequest(t *testing.T, env *Env) {
+	if env.NewGuarded == nil {
+		t.Skip("this provider sends no HTTP requests to guard")
+	}
+	a, b := env.Pool.Offerings[0], env.Pool.Offerings[1]
+	env.SetCapacity(t, a, 0)
+	env.SetCapacity(t, b, 10)
+	errTermOver := errors.New("the term is over")
+	// The launch needs at least two requests (A, then B): with 0 or 1
+	// allowed, the guard must end it.
+	for allowed := range 2 {
+		var mu sync.Mutex
+		calls := 0
+		p := env.NewGuarded(t, func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls > allowed {
+				return errTermOver
+			}
+			return nil
+		})
+		hosts, err := p.Create(ctx(t), claim(env, fmt.Sprintf("claim-guarded-%d", allowed), 1, a, b))
+		mu.Lock()
+		n := calls
+		mu.Unlock()
+		if err == nil {
+			t.Fatalf("after %d allowed requests (the guard asked %d times) the launch succeeded with %d hosts: its requests were not guarded", allowed, n, len(hosts))
+		}
+		var refused *providers.RefusedRequest
+		if !errors.Is(err, errTermOver) || !errors.As(err, &refused) {
+			t.Fatalf("after %d allowed requests: err = %v, want the guard's refusal", allowed, err)
+		}
+		if n != allowed+1 {
+			t.Fatalf("after %d allowed requests the guard was asked %d times: a refused request was retried or followed", allowed, n)
+		}
 	}
 }
 
