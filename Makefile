@@ -60,9 +60,14 @@ nomad-fmt-check:
 		echo "nomad fmt: SKIPPED: nomad is not installed (run 'make tools')"; \
 	fi
 
-## bench: run the benchmarks
+## bench: run every benchmark, the lab's end-to-end ones included
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-quick: the hot paths only (no lab): evaluation, planning, reconcile, the cluster model, the journal
+.PHONY: bench-quick
+bench-quick: tools
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /test/e2e)
 
 ## lint: go vet, staticcheck, a gofmt check and a go.mod that go mod tidy would not change
 lint: vet staticcheck fmt-check tidy-check
