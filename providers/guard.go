@@ -69,8 +69,9 @@ type RefusedRequest struct{ Err error }
 func (e *RefusedRequest) Error() string { return "request not sent: " + e.Err.Error() }
 func (e *RefusedRequest) Unwrap() error { return e.Err }
 
-// RetryableError reports false: aws-sdk-go-v2's retryer then does not
-// retry (Alibaba Cloud's SDK retries only timeouts).
+// RetryableError reports false, for any retryer that asks (the AWS
+// provider's also checks the type; the Alibaba provider retries itself and
+// checks the type).
 func (e *RefusedRequest) RetryableError() bool { return false }
 
 // HTTPDoer is an HTTP client, the shape of aws.HTTPClient.

@@ -2,16 +2,20 @@
 // providers.Provider, on alibaba-cloud-sdk-go. It launches with RunInstances
 // (at most 100 per call, MinAmount 1 so partial stock is taken), finds
 // Spillway's instances through ownership tags, deletes with Force, and builds
-// the catalog from DescribeAvailableResource and DescribePrice. The SDK
-// never retries a 400 Throttling answer, so the provider backs off itself.
+// the catalog from DescribeAvailableResource and DescribePrice. The SDK's
+// own retries are off: the provider retries throttling, 5xx and transport
+// errors itself (call), each attempt through its request guard.
 package alicloud
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -54,10 +58,11 @@ type Options struct {
 	// SDK's default provider chain (environment, profile, instance RAM role).
 	AccessKeyID     string
 	AccessKeySecret string
-	// MaxAttempts per API call on throttling, first try included. Default 5.
+	// MaxAttempts per API call on throttling, 5xx and transport errors,
+	// first try included. Default 5.
 	MaxAttempts int
-	// BaseBackoff and MaxBackoff bound the jittered exponential backoff on
-	// Throttling*. Defaults 200ms and 20s.
+	// BaseBackoff and MaxBackoff bound the jittered exponential backoff
+	// between attempts. Defaults 200ms and 20s.
 	BaseBackoff time.Duration
 	MaxBackoff  time.Duration
 	// PageSize is DescribeInstances' MaxResults. Default 100.
@@ -231,7 +236,8 @@ func mapError(err error) error {
 	return err
 }
 
-// call runs fn, backing off with jitter while ECS answers Throttling*.
+// call runs fn, backing off with jitter while it fails in a way worth
+// another attempt (retryable).
 func (p *Provider) call(ctx context.Context, fn func() error) error {
 	var err error
 	for attempt := 0; attempt < p.opts.MaxAttempts; attempt++ {
@@ -273,12 +279,28 @@ func retryable(err error) bool {
 	return isTransport(err)
 }
 
-// isTransport reports an error of the HTTP exchange itself, not an answer.
+// isTransport reports a transient error of the HTTP exchange itself (a
+// refused or reset connection, a timeout, a cut-off answer), not an answer,
+// and not one that another try cannot mend: a certificate the client does
+// not trust, a name that does not resolve.
 func isTransport(err error) bool {
+	var (
+		cert  *tls.CertificateVerificationError
+		x509u x509.UnknownAuthorityError
+		x509h x509.HostnameError
+		dns   *net.DNSError
+	)
+	switch {
+	case errors.As(err, &cert), errors.As(err, &x509u), errors.As(err, &x509h):
+		return false
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return false
+	}
 	var ue *url.Error
 	var ne net.Error
 	var ce *sdkerrors.ClientError
-	return errors.As(err, &ue) || errors.As(err, &ne) || (errors.As(err, &ce) && ce.ErrorCode() == sdkerrors.TimeoutErrorCode)
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		(errors.As(err, &ce) && ce.ErrorCode() == sdkerrors.TimeoutErrorCode)
 }
 
 func spotStrategy(o providers.Offering) string {

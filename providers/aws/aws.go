@@ -116,12 +116,13 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading aws configuration: %w", err)
 	}
-	// After loading: AWS_CA_BUNDLE needs the buildable client itself.
-	cfg.HTTPClient = providers.GuardClient(cfg.HTTPClient, opts.RequestGuard)
 	client := ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 		if opts.Endpoint != "" {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
+		// Here, once the client has applied AWS_CA_BUNDLE and its defaults
+		// mode's timeouts, which need the buildable client itself.
+		o.HTTPClient = providers.GuardClient(o.HTTPClient, opts.RequestGuard)
 	})
 	return &Provider{ec2: client, cluster: opts.Cluster, page: opts.PageSize, window: opts.ConsistencyWindow}, nil
 }
@@ -155,6 +156,10 @@ func NewRetryer(maxAttempts int, base, maxBackoff time.Duration) aws.Retryer {
 			return d/2 + rand.N(d/2+1), nil
 		})
 		o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			var refused *providers.RefusedRequest
+			if errors.As(err, &refused) { // never sent: never resent
+				return aws.FalseTernary
+			}
 			var ae smithy.APIError
 			if errors.As(err, &ae) {
 				code := ae.ErrorCode()
