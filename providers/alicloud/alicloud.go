@@ -296,11 +296,10 @@ func isTransport(err error) bool {
 	case errors.As(err, &dns) && dns.IsNotFound:
 		return false
 	}
+	// With the SDK's retries off, it hands the transport's error back as is.
 	var ue *url.Error
 	var ne net.Error
-	var ce *sdkerrors.ClientError
-	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		(errors.As(err, &ce) && ce.ErrorCode() == sdkerrors.TimeoutErrorCode)
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func spotStrategy(o providers.Offering) string {

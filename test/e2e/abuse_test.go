@@ -445,10 +445,9 @@ type sweptAlert struct {
 
 // alertDuringASweep posts an alert the moment a sweep of the 1,000 groups
 // starts, and waits for its scale event and for the sweep's end.
-func alertDuringASweep(tb testing.TB, l *lab.Lab) sweptAlert {
-	tb.Helper()
+func alertDuringASweep(t testing.TB, l *lab.Lab) sweptAlert {
+	t.Helper()
 	const n = sweepGroups
-	t := tb
 
 	// Wait until the sweeps evaluate every group: 1,001 decisions journaled.
 	deadline := time.Now().Add(2 * time.Minute)

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
@@ -162,54 +161,26 @@ func TestLabPrintsALiveSummary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	cmd := exec.Command(labtest.Spillway(t), "lab", "--cloud", "", "--policies", "", "--business-units", "bu-a=1", "--shared-hosts", "0", "--summary", "1s",
-		"--trace", "../../testdata/traces/hot-topic.csv")
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	lines := make(chan string, 100)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	var dir, summary string
-	deadline := time.After(2 * time.Minute)
-	for summary == "" {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatal("spillway lab ended before its summary showed the demo")
-			}
-			if d, ok := strings.CutPrefix(line, "lab: lab directory "); ok {
-				dir = d
-			}
+	r := startLabCommand(t, "--cloud", "", "--policies", "", "--business-units", "bu-a=1", "--shared-hosts", "0", "--summary", "1s")
+	var summary string
+	for deadline := time.Now().Add(2 * time.Minute); summary == ""; time.Sleep(200 * time.Millisecond) {
+		for _, line := range r.output() {
 			if strings.Contains(line, "req/s | demo 2 wanted, 2 healthy | hosts own 1, borrowed 0 of 0 shared") {
 				summary = line
 			}
-		case <-deadline:
+		}
+		if summary != "" {
+			break
+		}
+		select {
+		case <-r.done:
+			t.Fatal("spillway lab ended before its summary showed the demo")
+		default:
+		}
+		if time.Now().After(deadline) {
 			t.Fatal("no summary line showed the demo healthy within 2 minutes")
 		}
 	}
 	t.Logf("summary: %s", summary)
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	for range lines {
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("spillway lab after Ctrl-C: %v", err)
-	}
-	if _, err := os.Stat(dir); dir == "" || !os.IsNotExist(err) {
-		t.Errorf("after a clean Ctrl-C the lab directory %q remains (%v)", dir, err)
-	}
+	r.interrupt(t)
 }

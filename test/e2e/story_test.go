@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/internal/apiclient"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/internal/tools"
@@ -30,6 +34,9 @@ type runningLab struct {
 	done       chan struct{}
 	url, token string
 	dir        string
+	// events are the journal read so far; cursor the last one's Seq.
+	events []journal.Event
+	cursor string
 }
 
 // output is every line the lab printed so far.
@@ -108,34 +115,45 @@ func startLabCommand(t *testing.T, args ...string) *runningLab {
 	return r
 }
 
-// storyClient bounds each call to the lab's API.
-var storyClient = &http.Client{Timeout: 30 * time.Second}
-
-// journal reads the whole journal through the API, oldest first.
+// journal reads the journal through the API (the project's client),
+// oldest first: what it read before, then the events since.
 func (r *runningLab) journal(t *testing.T) []journal.Event {
 	t.Helper()
-	var all []journal.Event
-	for cursor := ""; ; {
-		req, _ := http.NewRequest("GET", r.url+"/v1/events?limit=1000&cursor="+cursor, nil)
-		req.Header.Set("Authorization", "Bearer "+r.token)
-		resp, err := storyClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+	api := apiclient.New(r.url, r.token)
+	for {
 		var page struct {
 			Events []journal.Event `json:"events"`
 			Next   string          `json:"next"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET /v1/events: %d %v", resp.StatusCode, err)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		err := api.Do(ctx, http.MethodGet, "/v1/events", url.Values{"limit": {"1000"}, "cursor": {r.cursor}}, nil, &page)
+		cancel()
+		if err != nil {
+			t.Fatalf("GET /v1/events: %v", err)
 		}
-		all = append(all, page.Events...)
+		r.events = append(r.events, page.Events...)
+		if len(page.Events) > 0 {
+			r.cursor = strconv.FormatInt(page.Events[len(page.Events)-1].Seq, 10)
+		}
 		if page.Next == "" {
-			return all
+			return r.events
 		}
-		cursor = page.Next
+	}
+}
+
+// interrupt stops the lab with Ctrl-C (SIGINT): it exits 0, and a clean
+// stop removes its directory.
+func (r *runningLab) interrupt(t *testing.T) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	<-r.done
+	if err := r.cmd.Wait(); err != nil {
+		t.Fatalf("spillway lab after Ctrl-C: %v", err)
+	}
+	if _, err := os.Stat(r.dir); r.dir == "" || !os.IsNotExist(err) {
+		t.Errorf("after Ctrl-C the lab directory %q remains (%v)", r.dir, err)
 	}
 }
 
@@ -283,15 +301,5 @@ func TestLabTellsTheBurstStory(t *testing.T) {
 		t.Errorf("the give-back by tier went %v: the rented hosts go first, the shared one last", order)
 	}
 
-	// Ctrl-C stops it cleanly, and removes its directory.
-	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	<-r.done
-	if err := r.cmd.Wait(); err != nil {
-		t.Fatalf("spillway lab after Ctrl-C: %v", err)
-	}
-	if _, err := os.Stat(r.dir); r.dir == "" || !os.IsNotExist(err) {
-		t.Errorf("after Ctrl-C the lab directory %q remains (%v)", r.dir, err)
-	}
+	r.interrupt(t)
 }
