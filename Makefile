@@ -1,6 +1,7 @@
 # Spillway: the two commands a newcomer needs are `make run` and `make test`.
 # Both install what they need first (`make tools`).
 
+SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin/spillway
 PKG     := github.com/spillwayhq/spillway
@@ -24,11 +25,14 @@ build:
 run: tools build
 	./$(BIN) lab
 
-## test: lint, then every test with the race detector, then bounded fuzzing
+## test: lint, then every test with the race detector, then bounded fuzzing; ends with the slowest tests
 test: tools lint terraform-fmt-check nomad-fmt-check unit fuzz
+	@$(GO) run ./internal/testreport -summary < bin/test.json
 
+## unit: every test with the race detector (the end-to-end labs run side by side: SPILLWAY_E2E_LABS, 3 by default)
 unit:
-	$(GO) test -race -timeout 45m ./...
+	@mkdir -p bin
+	set -o pipefail; $(GO) test -race -json -timeout 45m ./... | $(GO) run ./internal/testreport -save bin/test.json -slowest 0
 
 ## fuzz: run every fuzz target for FUZZTIME
 fuzz:

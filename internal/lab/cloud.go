@@ -723,7 +723,7 @@ func runUnit(ctx context.Context, root, name, contents string, env []string, tim
 // every other setting. Rewritten: data_dir (under the instance), bind and
 // advertise addresses (127.0.0.1), ports (free ones), servers (the lab's
 // server, instead of the rendered servers or retry_join), the network
-// interface (lo), host size, the raw_exec driver, no update check, and a
+// interface (lo), the dynamic port range (a block of the lab's), host size, the raw_exec driver, no update check, and a
 // fingerprint denylist of the cloud environment fingerprinters so nothing
 // probes 169.254.169.254. Left out: the tls and acl blocks, since the
 // lab's server runs without mTLS and ACLs.
@@ -787,7 +787,7 @@ func (c *cloudLab) nomadArgs(h *cloudHost, root, unit string) (args []string, ag
 			delete(cfg, k)
 		}
 		if cl, ok := cfg["client"].(map[string]any); ok {
-			for _, k := range []string{"servers", "server_join", "network_interface", "cpu_total_compute", "memory_total_mb", "state_dir", "alloc_dir"} {
+			for _, k := range []string{"servers", "server_join", "network_interface", "min_dynamic_port", "max_dynamic_port", "cpu_total_compute", "memory_total_mb", "state_dir", "alloc_dir"} {
 				delete(cl, k)
 			}
 		}
@@ -802,6 +802,10 @@ func (c *cloudLab) nomadArgs(h *cloudHost, root, unit string) (args []string, ag
 		args = append(args, "-config", out)
 	}
 	ports, err := c.l.freePorts(3)
+	if err != nil {
+		return nil, "", err
+	}
+	dynLow, dynHigh, err := c.l.ports.dynamicBlock()
 	if err != nil {
 		return nil, "", err
 	}
@@ -824,6 +828,8 @@ func (c *cloudLab) nomadArgs(h *cloudHost, root, unit string) (args []string, ag
 			"enabled":           true,
 			"servers":           []string{c.l.NomadRPC},
 			"network_interface": "lo",
+			"min_dynamic_port":  dynLow,
+			"max_dynamic_port":  dynHigh,
 			"cpu_total_compute": c.cpu,
 			"memory_total_mb":   c.mem,
 			"gc_interval":       "10s",

@@ -448,8 +448,13 @@ func (l *Lab) startHosts(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		dynLow, dynHigh, err := l.ports.dynamicBlock()
+		if err != nil {
+			return err
+		}
 		p, err := l.startAgent(agentConfig{
 			Name: s.name, Datacenter: Datacenter, HTTP: ports[0], RPC: ports[1], Serf: ports[2],
+			DynamicLow: dynLow, DynamicHigh: dynHigh,
 			Servers: l.NomadRPC, NodePool: s.pool, NodeClass: InternalClass,
 			CPU: l.opts.HostCPU, MemoryMB: l.opts.HostMemoryMB,
 			Meta: sortedMeta(hostMeta(s.bu, s.tier)),

@@ -81,6 +81,8 @@ client {
   node_pool         = {{q .NodePool}}
   node_class        = {{q .NodeClass}}
   network_interface = "lo"
+  min_dynamic_port  = {{.DynamicLow}}
+  max_dynamic_port  = {{.DynamicHigh}}
   cpu_total_compute = {{.CPU}}
   memory_total_mb   = {{.MemoryMB}}
   gc_interval       = "10s"
@@ -115,7 +117,10 @@ type agentConfig struct {
 	Servers                   string
 	NodePool, NodeClass       string
 	CPU, MemoryMB             int
-	Meta                      []kv
+	// DynamicLow and DynamicHigh bound the client's dynamic ports (see
+	// portSet.dynamicBlock).
+	DynamicLow, DynamicHigh int
+	Meta                    []kv
 }
 
 func (c agentConfig) render() ([]byte, error) {

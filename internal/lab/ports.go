@@ -22,13 +22,32 @@ import (
 //   - outside the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range,
 //     32768-60999 by default) and below Nomad's dynamic ports (20000-32000,
 //     which Nomad hands to tasks): from 10000 to 19999;
-//   - held with flock(2) on a file in a per-user directory under $TMPDIR
-//     for the lab's life, so two labs (two test processes) never share one;
+//   - held with flock(2) on a file in a per-user directory under /tmp for
+//     the lab's life, so two labs (in one test process or several, whatever
+//     their $TMPDIR) never share one;
 //   - and checked free by binding it.
+//
+// Every Nomad client of every lab shares loopback, and Nomad hands its
+// tasks ports from its dynamic range without asking the kernel: two
+// clients handing out the same port would leave a task that cannot bind.
+// So each client also gets a block of the dynamic range of its own
+// (dynamicBlock), held the same way.
 const (
 	portLow  = 10000
 	portHigh = 20000 // exclusive
+
+	dynamicLow  = 20000 // Nomad's default min_dynamic_port
+	dynamicHigh = 32000 // exclusive; Nomad's default max_dynamic_port
+	// dynamicBlockSize ports per client: a lab host runs a handful of
+	// allocations with one port each.
+	dynamicBlockSize = 40
 )
+
+// portLockDir is where port locks live: the same for every process of the
+// user, whatever its $TMPDIR (tests give `spillway lab` a TMPDIR of its own).
+func portLockDir() string {
+	return filepath.Join("/tmp", fmt.Sprintf("spillway-ports-%d", os.Getuid()))
+}
 
 // portSet holds the ports one lab reserved.
 type portSet struct {
@@ -42,7 +61,7 @@ func (ps *portSet) take(n int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("spillway-ports-%d", os.Getuid()))
+	dir := portLockDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("reserving ports: %w", err)
 	}
@@ -55,7 +74,7 @@ func (ps *portSet) take(n int) ([]int, error) {
 		if port >= lo && port <= hi {
 			continue
 		}
-		f, ok := lockPort(dir, port)
+		f, ok := lockPort(dir, strconv.Itoa(port))
 		if !ok {
 			continue
 		}
@@ -74,6 +93,31 @@ func (ps *portSet) take(n int) ([]int, error) {
 	return out, nil
 }
 
+// dynamicBlock reserves a block of Nomad's dynamic port range for one
+// client and returns its first and last port (min_dynamic_port,
+// max_dynamic_port).
+func (ps *portSet) dynamicBlock() (int, int, error) {
+	dir := portLockDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, 0, fmt.Errorf("reserving dynamic ports: %w", err)
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	blocks := (dynamicHigh - dynamicLow) / dynamicBlockSize
+	start := rand.IntN(blocks)
+	for i := range blocks {
+		b := (start + i) % blocks
+		f, ok := lockPort(dir, "dynamic-"+strconv.Itoa(b))
+		if !ok {
+			continue
+		}
+		ps.locks = append(ps.locks, f)
+		lo := dynamicLow + b*dynamicBlockSize
+		return lo, lo + dynamicBlockSize - 1, nil
+	}
+	return 0, 0, fmt.Errorf("reserving dynamic ports: all %d blocks of %d-%d are held", blocks, dynamicLow, dynamicHigh-1)
+}
+
 // release gives the ports back, once the lab's processes are stopped.
 func (ps *portSet) release() {
 	ps.mu.Lock()
@@ -84,9 +128,9 @@ func (ps *portSet) release() {
 	ps.locks = nil
 }
 
-// lockPort takes the lock of one port without waiting.
-func lockPort(dir string, port int) (*os.File, bool) {
-	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o600)
+// lockPort takes the lock of one port (or block) without waiting.
+func lockPort(dir string, name string) (*os.File, bool) {
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, false
 	}

@@ -66,3 +66,36 @@ func contains(ps []int, p int) bool {
 	}
 	return false
 }
+
+// Every Nomad client of every lab gets a block of the dynamic port range
+// that no other holds, so no two tasks on loopback are handed one port.
+func TestDynamicPortBlocksAreDisjoint(t *testing.T) {
+	var a, b portSet
+	defer a.release()
+	defer b.release()
+	type block struct{ lo, hi int }
+	var blocks []block
+	for _, ps := range []*portSet{&a, &a, &b, &b, &b} {
+		lo, hi, err := ps.dynamicBlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lo < dynamicLow || hi >= dynamicHigh || hi-lo+1 != dynamicBlockSize {
+			t.Fatalf("block %d-%d: want %d ports within Nomad's dynamic range %d-%d", lo, hi, dynamicBlockSize, dynamicLow, dynamicHigh-1)
+		}
+		for _, o := range blocks {
+			if lo <= o.hi && o.lo <= hi {
+				t.Fatalf("block %d-%d overlaps %d-%d, held by another client", lo, hi, o.lo, o.hi)
+			}
+		}
+		blocks = append(blocks, block{lo, hi})
+	}
+	// A released block can be held again: lock it directly to check the
+	// lock is gone.
+	a.release()
+	f, ok := lockPort(portLockDir(), "dynamic-"+strconv.Itoa((blocks[0].lo-dynamicLow)/dynamicBlockSize))
+	if !ok {
+		t.Fatalf("block %d-%d is still held after release", blocks[0].lo, blocks[0].hi)
+	}
+	f.Close()
+}

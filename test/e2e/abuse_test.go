@@ -307,6 +307,7 @@ func abuseTheAPI(tb testing.TB, l *lab.Lab) abuse {
 // stream is answered, with 503 beyond api.max_streams. How fast it
 // answers, and the peak RSS, are BenchmarkAPIUnderAbuse's to judge.
 func TestAPIUnderAbuse(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -533,6 +534,7 @@ func alertDuringASweep(t testing.TB, l *lab.Lab) sweptAlert {
 // and comes before the sweep ends. How soon is BenchmarkAlertDuringASweep's
 // to judge.
 func TestAlertDuringASweepOfAThousandPolicies(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

@@ -47,6 +47,7 @@ alerts:
 // crashed and restarted, which finds the firing alert in the journal; a
 // resolved notification then clears it.
 func TestAlertmanagerDrivesScaling(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

@@ -39,6 +39,7 @@ checks:
 // hand, and follows the event stream (SSE) with `spillway events
 // --follow`, which must show the scaling with the token's name.
 func TestOperatorAPIThroughTheCLI(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

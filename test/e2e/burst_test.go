@@ -210,6 +210,7 @@ func waitScaledIn(t *testing.T, l *lab.Lab, timeout time.Duration) {
 // within its deadline on the simulator's clock. When the trace decays, the
 // cloud hosts are drained and terminated and the shared host returned.
 func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -312,6 +313,7 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 // is the same as without the crashes, with no leaked instance and no open
 // loan.
 func TestBurstSurvivesCrashes(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

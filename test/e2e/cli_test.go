@@ -23,6 +23,7 @@ import (
 )
 
 func TestServeRejectsABadConfig(t *testing.T) {
+	t.Parallel()
 	bin := labtest.Spillway(t)
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("listen: 127.0.0.1:0\nnomad:\n  adress: http://127.0.0.1:4646\n"), 0o600); err != nil {
@@ -49,6 +50,7 @@ func TestServeRejectsABadConfig(t *testing.T) {
 // naming the file and the process that holds it; once the first stops, the
 // file is free again.
 func TestSecondServeOnOneSQLiteJournalIsRefused(t *testing.T) {
+	t.Parallel()
 	bin := labtest.Spillway(t)
 	dir := t.TempDir()
 	journalPath := filepath.Join(dir, "journal.db")
@@ -114,6 +116,7 @@ func TestSecondServeOnOneSQLiteJournalIsRefused(t *testing.T) {
 }
 
 func TestServeCheckConfigAcceptsTheExample(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command(labtest.Spillway(t), "serve", "--check-config", "--config", "../../examples/spillway.yaml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -127,10 +130,12 @@ func TestServeCheckConfigAcceptsTheExample(t *testing.T) {
 // does (from the repository's root, with its defaults), interrupts it with
 // Ctrl-C (SIGINT), and checks that every process it started is gone.
 func TestLabCommandLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
 	toolstest.Need(t, tools.All...)
+	labtest.Slot(t)
 	dir := filepath.Join(t.TempDir(), "lab")
 	cmd := exec.Command(labtest.Spillway(t), "lab", "--dir", dir)
 	cmd.Dir = "../.."

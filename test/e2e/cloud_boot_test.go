@@ -76,6 +76,7 @@ func alicloudBootstrap() *bootstrap.Spec {
 // to them runs; terminating them stops their agents and takes the nodes
 // down; each host's timeline has every phase; no secret reaches a log.
 func TestCloudHostsBootIntoNomad(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

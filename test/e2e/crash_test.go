@@ -19,6 +19,7 @@ import (
 // host, the controller then gives it back: no loan is lost and no host
 // stays lent.
 func TestCrashAfterTheLoanIsJournaled(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

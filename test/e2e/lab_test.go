@@ -26,6 +26,7 @@ import (
 // two-step trace, and checks that the lab's Prometheus sees the request
 // rate of each step within 10%.
 func TestLabDemoTraffic(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -118,6 +119,7 @@ func instant(t *testing.T, ctx context.Context, prom promv1.API, q string) float
 // process's log and where the kept directory is, and the directory holds
 // the log.
 func TestLabThatFailsToStartKeepsItsLogs(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -158,6 +160,7 @@ func TestLabThatFailsToStartKeepsItsLogs(t *testing.T) {
 // demo healthy on the business unit's host, then stops it with Ctrl-C,
 // which removes the lab's directory.
 func TestLabPrintsALiveSummary(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

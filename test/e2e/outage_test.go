@@ -43,6 +43,7 @@ func demoCount(t *testing.T, l *lab.Lab) int {
 // over-provisioned: nothing is scaled in, the journal says why, and scaling
 // resumes once Prometheus is back.
 func TestMetricOutageNeverScalesIn(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

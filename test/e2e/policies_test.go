@@ -69,6 +69,7 @@ func waitMetric(t *testing.T, url, name string, want float64) {
 // serve`, sends SIGHUP, and checks that the old policies stay in force,
 // the failure is reported, and a fixed file loads on the next SIGHUP.
 func TestServeReloadsOnSIGHUP(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	policyDir := filepath.Join(dir, "policies")
 	if err := os.Mkdir(policyDir, 0o755); err != nil {
@@ -116,6 +117,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 // that `spillway plan` reads the real Prometheus and Nomad and proposes a
 // scale-up, with the metric value and the reason.
 func TestPlanAgainstTheLab(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

@@ -174,6 +174,7 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool)
 // with Nomad; after return the shared hosts carry no lending meta, and the
 // ledger charges the right host-hours.
 func TestSharedPoolBorrowAndReturn(t *testing.T) {
+	t.Parallel()
 	opts := lab.DefaultOptions()
 	opts.Serve, opts.Demo = false, nil
 	l := labtest.Start(t, opts)
@@ -482,6 +483,7 @@ func mustGauge(t *testing.T, reg *prometheus.Registry, name string, labels map[s
 // TestPoolCheckCLI: the examples pass, broken files are refused with
 // file:line:column and the field, exit status 1.
 func TestPoolCheckCLI(t *testing.T) {
+	t.Parallel()
 	bin := labtest.Spillway(t)
 	root := filepath.Join("..", "..")
 	examples, _ := filepath.Glob(filepath.Join(root, "pools", "examples", "*.yaml"))

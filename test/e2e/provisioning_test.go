@@ -25,6 +25,7 @@ import (
 // phases journaled. Lowered again with Nomad's API, the hosts go back:
 // the rented one first, then the borrowed one.
 func TestNomadScaleIsProvisioned(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -125,6 +126,7 @@ func nomadRequests(t *testing.T, serveURL string) float64 {
 // cluster of 2 nodes and one of 10: every reader reads the cluster model,
 // which Nomad's event stream keeps current.
 func TestSteadyStateRequestsDoNotGrowWithNodes(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

@@ -36,6 +36,7 @@ checks:
 // controller borrows a shared host for bu-a; every allocation becomes
 // healthy, and the activity's phases are journaled and exported.
 func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

@@ -51,6 +51,7 @@ func (r *runningLab) output() []string {
 func startLabCommand(t *testing.T, args ...string) *runningLab {
 	t.Helper()
 	toolstest.Need(t, tools.All...)
+	labtest.Slot(t)
 	r := &runningLab{cmd: exec.Command(labtest.Spillway(t), append([]string{"lab"}, args...)...), done: make(chan struct{})}
 	r.cmd.Dir = "../.."
 	r.cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
@@ -202,6 +203,7 @@ func readStory(evs []journal.Event) story {
 // hosts; within 15 minutes everything is given back, the rented hosts
 // before the shared one.
 func TestLabTellsTheBurstStory(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
