@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,10 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
-	"github.com/spillwayhq/spillway/internal/tools"
-	"github.com/spillwayhq/spillway/internal/tools/toolstest"
 )
 
 func TestServeRejectsABadConfig(t *testing.T) {
@@ -123,94 +118,6 @@ func TestServeCheckConfigAcceptsTheExample(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "configuration is valid") {
 		t.Fatalf("unexpected output: %s", out)
-	}
-}
-
-// TestLabCommandLeavesNothingBehind runs `spillway lab` the way `make run`
-// does (from the repository's root, with its defaults), interrupts it with
-// Ctrl-C (SIGINT), and checks that every process it started is gone.
-func TestLabCommandLeavesNothingBehind(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
-	toolstest.Need(t, tools.All...)
-	labtest.Slot(t)
-	dir := filepath.Join(t.TempDir(), "lab")
-	cmd := exec.Command(labtest.Spillway(t), "lab", "--dir", dir)
-	cmd.Dir = "../.."
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-	var out lockedBuffer
-	up := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		signalled := false
-		for sc.Scan() {
-			out.WriteString(sc.Text() + "\n")
-			if !signalled && strings.Contains(sc.Text(), "The lab is up") {
-				signalled = true
-				close(up)
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case <-up:
-	case <-done:
-		t.Fatalf("spillway lab exited before it was up:\n%s\n%s", out.String(), stderr.String())
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("spillway lab not up after 3 minutes:\n%s", out.String())
-	}
-	for _, step := range []string{"nomad server: ready", "nomad clients: ready", "prometheus: ready", "alertmanager: ready", "control plane: ready", "job demo: ready", "load generator: playing", "cloud simulator: EC2 and ECS on"} {
-		if !strings.Contains(out.String(), step) {
-			t.Errorf("progress output lacks %q", step)
-		}
-	}
-	// The server, 3 clients (bu-a, bu-b, shared), Prometheus, Alertmanager,
-	// serve and the load generator, and a task for each of the 2 demo
-	// instances (besides their executors).
-	if len(lab.Processes(dir)) < 10 {
-		t.Errorf("want the lab's processes running, found %d", len(lab.Processes(dir)))
-	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	waitErr := make(chan error, 1)
-	go func() { <-done; waitErr <- cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		if err != nil {
-			t.Errorf("spillway lab exited with %v after Ctrl-C:\n%s", err, stderr.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("spillway lab did not stop within a minute of Ctrl-C")
-	}
-	// The URL block follows "The lab is up"; the whole output is read by now.
-	for _, line := range []string{"Control plane API", "Cloud (aws)", "Cloud (alicloud)"} {
-		if !strings.Contains(out.String(), line) {
-			t.Errorf("output lacks %q", line)
-		}
-	}
-	if !strings.Contains(out.String(), "lab: stopped") {
-		t.Errorf("output lacks the stop line:\n%s", out.String())
-	}
-	if pids := lab.Processes(dir); len(pids) > 0 {
-		t.Fatalf("processes left behind: %v", pids)
-	}
-	if out, _ := exec.Command("pgrep", "-f", dir).Output(); len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("pgrep -f %s still finds: %s", dir, out)
 	}
 }
 

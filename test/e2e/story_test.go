@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,19 +144,60 @@ func (r *runningLab) journal(t *testing.T) []journal.Event {
 	}
 }
 
-// interrupt stops the lab with Ctrl-C (SIGINT): it exits 0, and a clean
-// stop removes its directory.
+// interrupt stops the lab with Ctrl-C (SIGINT): it exits 0 within a
+// minute, says it stopped, leaves no process behind, and a clean stop
+// removes its directory.
 func (r *runningLab) interrupt(t *testing.T) {
 	t.Helper()
 	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	<-r.done
+	select {
+	case <-r.done:
+	case <-time.After(time.Minute):
+		t.Fatal("spillway lab did not stop within a minute of Ctrl-C")
+	}
 	if err := r.cmd.Wait(); err != nil {
 		t.Fatalf("spillway lab after Ctrl-C: %v", err)
 	}
-	if _, err := os.Stat(r.dir); r.dir == "" || !os.IsNotExist(err) {
+	if !slices.ContainsFunc(r.output(), func(line string) bool { return strings.Contains(line, "lab: stopped") }) {
+		t.Errorf("output lacks the stop line:\n%s", strings.Join(r.output(), "\n"))
+	}
+	if r.dir == "" {
+		t.Fatal("spillway lab printed no lab directory")
+	}
+	if pids := lab.Processes(r.dir); len(pids) > 0 {
+		t.Errorf("processes left behind: %v", pids)
+	}
+	if out, _ := exec.Command("pgrep", "-f", r.dir).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("pgrep -f %s still finds: %s", r.dir, out)
+	}
+	if _, err := os.Stat(r.dir); !os.IsNotExist(err) {
 		t.Errorf("after Ctrl-C the lab directory %q remains (%v)", r.dir, err)
+	}
+}
+
+// startedAsMakeRun checks what `make run` shows once it is up: a progress
+// line for every part of the lab, the addresses to open, and the lab's
+// processes running.
+func (r *runningLab) startedAsMakeRun(t *testing.T) {
+	t.Helper()
+	out := strings.Join(r.output(), "\n")
+	for _, step := range []string{"nomad server: ready", "nomad clients: ready", "prometheus: ready", "alertmanager: ready", "control plane: ready", "job demo: ready", "load generator: playing", "cloud simulator: EC2 and ECS on"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("progress output lacks %q", step)
+		}
+	}
+	for _, line := range []string{"Control plane API", "Cloud (aws)", "Cloud (alicloud)"} {
+		if !strings.Contains(out, line) {
+			t.Errorf("output lacks %q", line)
+		}
+	}
+	// The server, 3 clients (bu-a, bu-b, shared), Prometheus, Alertmanager,
+	// serve and the load generator, and a task for each of the 2 demo
+	// instances (besides their executors).
+	if n := len(lab.Processes(r.dir)); n < 10 {
+		t.Errorf("want the lab's processes running, found %d", n)
 	}
 }
 
@@ -197,11 +240,12 @@ func readStory(evs []journal.Event) story {
 
 // TestLabTellsTheBurstStory runs `spillway lab` as `make run` does, from
 // the repository's root with its defaults, but plays the trace twice as
-// fast (--speed 8). Within 5 minutes the journal shows, in this order, the
-// shared host borrowed, an AWS host rented, AWS out of capacity and an
+// fast (--speed 8). It shows every part of the lab starting and the
+// addresses to open. Within 5 minutes the journal shows, in this order,
+// the shared host borrowed, an AWS host rented, AWS out of capacity and an
 // Alibaba host rented, and `spillway pools` and the live summary show the
 // hosts; within 15 minutes everything is given back, the rented hosts
-// before the shared one.
+// before the shared one. Ctrl-C then leaves nothing behind.
 func TestLabTellsTheBurstStory(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -209,6 +253,7 @@ func TestLabTellsTheBurstStory(t *testing.T) {
 	}
 	r := startLabCommand(t, "--speed", "8", "--summary", "2s")
 	start := time.Now()
+	r.startedAsMakeRun(t)
 
 	// The burst: every tier in turn, within 5 minutes.
 	var s story
