@@ -15,9 +15,9 @@ export function int(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-/** An amount of money: "0.19". */
+/** An amount of money per hour: "0.05", "0.096" (two or three decimals). */
 export function money(n: number): string {
-  return n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 3 });
 }
 
 /** "1 host", "3 hosts". */
