@@ -3,7 +3,7 @@
 import type { AnchorHTMLAttributes, ComponentChildren } from 'preact';
 import { clock } from './format';
 import { onLinkClick } from './router';
-import { dataAt, streamDownSince, streamState } from './store';
+import { dataAt, eventsSeen, streamDownSince, streamState } from './store';
 
 /** An in-app link (pushState navigation). */
 export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
@@ -26,14 +26,14 @@ const WORDS = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconn
 
 /**
  * The live feed's state in words (never colour alone), and when the page's
- * data was last loaded.
+ * data was last loaded. data-events counts the events the stream brought.
  */
 export function Freshness() {
   const at = dataAt.value;
   const st = streamState.value;
   const down = streamDownSince.value;
   return (
-    <p class={'freshness ' + st} data-testid="freshness" data-state={st}>
+    <p class={'freshness ' + st} data-testid="freshness" data-state={st} data-events={eventsSeen.value}>
       <span class="dot" aria-hidden="true" />
       <span role="status">
         {WORDS[st]}

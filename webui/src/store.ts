@@ -72,6 +72,8 @@ export type StreamState = 'connecting' | 'live' | 'reconnecting';
 export const streamState = signal<StreamState>('connecting');
 /** When the stream last went down (ms since the epoch), or null while live. */
 export const streamDownSince = signal<number | null>(null);
+/** How many journal events the stream has delivered in this session. */
+export const eventsSeen = signal(0);
 
 /**
  * Moves when the data may have changed: a journal event arrived (debounced),
@@ -117,6 +119,7 @@ export function signOut(reason: string | null = null): void {
   me.value = null;
   streamState.value = 'connecting';
   streamDownSince.value = null;
+  eventsSeen.value = 0;
   dataAt.value = null;
   signedOutReason.value = reason;
 }
@@ -131,7 +134,10 @@ function startSession(): void {
   const poll = setInterval(() => bump(0), POLL);
   let wasLive = false;
   const stopStream = startStream({
-    onEvent: (_ev: JournalEvent) => bump(),
+    onEvent: (_ev: JournalEvent) => {
+      eventsSeen.value++;
+      bump();
+    },
     onState: (s: StreamState) => {
       if (s === 'live') {
         streamDownSince.value = null;
