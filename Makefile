@@ -13,7 +13,7 @@ LDFLAGS := -X $(PKG)/controlplane/buildinfo.Version=$(VERSION) -X $(PKG)/control
 # a run ("context deadline exceeded") when a worker is slow to stop.
 FUZZTIME ?= 20000x
 
-.PHONY: all build run test unit fuzz bench lint vet fmt fmt-check tools clean
+.PHONY: all build run test unit fuzz bench lint vet fmt fmt-check tools clean webui
 
 all: build
 
@@ -95,9 +95,15 @@ fmt-check:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## tools: install the pinned real components (Nomad, Prometheus, Alertmanager)
+## tools: install the pinned real components (Nomad, Prometheus, Alertmanager, PostgreSQL, Chromium); check Node.js
 tools:
 	@bash scripts/tools.sh
+
+## webui: build the console into webui/dist (Node.js ^20.19 or >= 22.12) and stamp it; commit both (see webui/README.md)
+webui:
+	@bash scripts/tools.sh node
+	cd webui && npm ci --no-audit --no-fund && npx tsc --noEmit && npx vite build
+	$(GO) test ./webui -count=1 -run '^TestBuildStampMatchesSources$$' -update
 
 clean:
 	rm -rf bin

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the pinned real components Spillway's lab and tests use:
 #   - Nomad, built from the Go module proxy and cached outside the clone;
-#   - Prometheus, Alertmanager and PostgreSQL, from Debian's packages (as root).
-#     PostgreSQL is for the journal's contract tests, which start a private
-#     cluster; no system cluster is created or started.
+#   - Prometheus, Alertmanager, PostgreSQL and Chromium, from Debian's packages
+#     (as root). PostgreSQL is for the journal's contract tests, which start a
+#     private cluster; no system cluster is created or started. Chromium is for
+#     the console's browser test (never a browser a test tool downloads).
+# It also checks Node.js, which only `make webui` needs (the console's build):
+# too old or missing is said, not fatal, since Go builds need no Node.
 # Idempotent: a second run with a warm cache takes seconds.
 set -euo pipefail
 
@@ -60,8 +63,9 @@ install_debian() {
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
+  [[ -x /usr/lib/chromium/chromium ]] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
   if [[ ${#missing[@]} -eq 0 ]]; then
-    log "prometheus, alertmanager, postgresql: installed"
+    log "prometheus, alertmanager, postgresql, chromium: installed"
     return
   fi
   if [[ "$(id -u)" != 0 ]]; then
@@ -92,10 +96,38 @@ install_staticcheck() {
   log "staticcheck: $v (pinned in go.mod)"
 }
 
+# Vite 8, which builds the console, needs Node.js ^20.19 or >= 22.12.
+# Prints what to install and returns 1 when node is missing or older.
+NODE_WANTED="^20.19 or >= 22.12"
+check_node() {
+  local v major minor
+  if ! v=$(node --version 2>/dev/null); then
+    echo "tools: node is not installed; the console's build (make webui) needs Node.js $NODE_WANTED and npm." >&2
+    echo "tools:   install it from https://nodejs.org or your distribution's NodeSource packages (Debian's own nodejs is 18, too old)." >&2
+    echo "tools:   Go builds and tests need no Node: the built console is committed in webui/dist." >&2
+    return 1
+  fi
+  v=${v#v}
+  major=${v%%.*}
+  minor=${v#*.}; minor=${minor%%.*}
+  if (( major < 20 || (major == 20 && minor < 19) || (major == 22 && minor < 12) || major == 21 )); then
+    echo "tools: node v$v is too old; the console's build (make webui) needs Node.js $NODE_WANTED (Vite 8)." >&2
+    echo "tools:   install a newer one from https://nodejs.org or your distribution's NodeSource packages (Debian's own nodejs is 18)." >&2
+    echo "tools:   Go builds and tests need no Node: the built console is committed in webui/dist." >&2
+    return 1
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "tools: node v$v has no npm beside it; the console's build (make webui) needs npm (it comes with Node.js from https://nodejs.org)." >&2
+    return 1
+  fi
+  log "node v$v, npm $(npm --version): fine for the console's build"
+}
+
 case "${1:-all}" in
   nomad) install_nomad ;;
   debian) install_debian ;;
   staticcheck) install_staticcheck ;;
-  all) install_debian; install_nomad; install_staticcheck ;;
-  *) echo "usage: $0 [all|nomad|debian|staticcheck]" >&2; exit 2 ;;
+  node) check_node ;;
+  all) install_debian; install_nomad; install_staticcheck; check_node || true ;;
+  *) echo "usage: $0 [all|nomad|debian|staticcheck|node]" >&2; exit 2 ;;
 esac

@@ -96,9 +96,12 @@ below allows another setup.`,
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "\nThe lab is up (%s). Ctrl-C stops it.\n\n", time.Since(start).Round(time.Second))
 			if l.SpillwayURL != "" {
+				fmt.Fprintf(out, "  Console           %s/\n", l.SpillwayURL)
+				fmt.Fprintf(out, "  Console login     %s\n", l.ConsoleLoginLink())
 				fmt.Fprintf(out, "  Control plane API %s\n", l.SpillwayURL)
 				fmt.Fprintf(out, "  Metrics           %s/metrics\n", l.SpillwayURL)
 				fmt.Fprintf(out, "  API token (admin) %s\n", l.APIToken)
+				fmt.Fprintf(out, "  Viewer token      %s\n", l.ViewerToken)
 			}
 			fmt.Fprintf(out, "  Nomad UI and API  %s  (NOMAD_ADDR=%s)\n", l.NomadAddr, l.NomadAddr)
 			fmt.Fprintf(out, "  Prometheus        %s\n", l.PrometheusURL)

@@ -37,6 +37,20 @@ type api struct {
 	writes *limiter
 }
 
+// whoami is the answer of GET /v1/whoami.
+type whoami struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// handleWhoami serves GET /v1/whoami: the token's name and role, so a
+// client (the console) can check a token and show only the controls its
+// role may use.
+func (s *api) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	id, _ := auth.FromContext(r.Context())
+	writeJSON(w, http.StatusOK, whoami{Name: id.Name, Role: id.Role.String()})
+}
+
 // apiRoutes registers the operator API with handle (the daemon's
 // instrumented registration).
 func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
@@ -52,6 +66,7 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	}
 	handle("GET /v1/openapi.yaml", "openapi", http.HandlerFunc(serveOpenAPI))
 	handle("GET /v1/status", "status", read(s.handleStatus))
+	handle("GET /v1/whoami", "whoami", read(s.handleWhoami))
 	// Not rate-limited: admin only, and cheap when nothing changed.
 	handle("POST /v1/reload", "reload", a.auth.Require(auth.Admin, writeError, http.HandlerFunc(a.handleReload)))
 

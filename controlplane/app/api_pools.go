@@ -10,6 +10,7 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
+	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -29,7 +30,7 @@ func (s *api) poolsConfigured() bool {
 func (s *api) handlePools(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	if !s.poolsConfigured() {
-		writeJSON(w, http.StatusOK, pools.CapacityReport{At: now, Pools: []pools.PoolCapacity{}})
+		writeJSON(w, http.StatusOK, capacityView{At: now, Pools: []poolCapacityView{}})
 		return
 	}
 	snap, err := s.liveSnapshot()
@@ -38,10 +39,33 @@ func (s *api) handlePools(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	report := pools.Account(s.Pools(), snap.NodeUsage(), nil, now)
-	if report.Pools == nil {
-		report.Pools = []pools.PoolCapacity{}
+	v := capacityView{At: report.At, Pools: make([]poolCapacityView, 0, len(report.Pools))}
+	var paused map[string]controller.PoolPause
+	if s.controller != nil {
+		paused = s.controller.PausedPools()
 	}
-	writeJSON(w, http.StatusOK, report)
+	for _, p := range report.Pools {
+		pv := poolCapacityView{PoolCapacity: p}
+		if pp, ok := paused[p.Pool]; ok {
+			pp.Since = pp.Since.UTC()
+			pv.Paused = &pp
+		}
+		v.Pools = append(v.Pools, pv)
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// capacityView is the answer of GET /v1/pools: the capacity report, with
+// each pool's pause (POST /v1/pools/{name}/pause).
+type capacityView struct {
+	At    time.Time          `json:"at"`
+	Pools []poolCapacityView `json:"pools"`
+}
+
+type poolCapacityView struct {
+	pools.PoolCapacity
+	// Paused is set while the controller takes no hosts from the pool.
+	Paused *controller.PoolPause `json:"paused,omitempty"`
 }
 
 // ledger rebuilds the lending ledger from the journal's ledger store.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/nomadapi"
 	"github.com/spillwayhq/spillway/controlplane/scaler"
 	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/webui"
 )
 
 // App is a running control plane.
@@ -227,10 +229,12 @@ func (a *App) routes() {
 		Buckets: prometheus.DefBuckets,
 	}, []string{"handler"})
 	a.reg.MustRegister(requests, duration)
-	handle := func(pattern, name string, h http.Handler) {
+	instrument := func(name string, h http.Handler) http.Handler {
 		h = promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": name}), h)
-		h = promhttp.InstrumentHandlerDuration(duration.MustCurryWith(prometheus.Labels{"handler": name}), h)
-		a.mux.Handle(pattern, h)
+		return promhttp.InstrumentHandlerDuration(duration.MustCurryWith(prometheus.Labels{"handler": name}), h)
+	}
+	handle := func(pattern, name string, h http.Handler) {
+		a.mux.Handle(pattern, instrument(name, h))
 	}
 	handle("GET /healthz", "healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -240,7 +244,16 @@ func (a *App) routes() {
 	handle("POST /v1/alerts/alertmanager", "alertmanager", a.auth.Require(auth.Operator, writeError, a.requireActing(http.HandlerFunc(a.handleAlertmanager))))
 	handle("GET /v1/events", "events", a.auth.Require(auth.Viewer, writeError, http.HandlerFunc(a.handleEvents)))
 	a.apiRoutes(handle)
+	// The web console is not part of the API (nor of openapi.yaml): it
+	// takes every GET no other route does, so its client-side routes load
+	// index.html; its pages need no token to load, and the API calls they
+	// make do. serveHTTP keeps /v1/ paths away from it.
+	a.mux.Handle(webui.Pattern, instrument("console", webui.Handler()))
 }
+
+// isAPIPath reports whether p is under the API's prefix, which the console
+// never answers: an unknown API path is a JSON 404, not the console's page.
+func isAPIPath(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v1/") }
 
 // readyz answers 200 once the control plane can reach Nomad's leader.
 func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
@@ -274,6 +287,10 @@ func (a *App) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 // plain text.
 func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := a.mux.Handler(r)
+	if (pattern == "" || pattern == webui.Pattern) && isAPIPath(r.URL.Path) {
+		a.apiNotFound(w, r)
+		return
+	}
 	if pattern != "" {
 		a.mux.ServeHTTP(w, r)
 		return
@@ -295,6 +312,27 @@ func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(rec.status)
 		_, _ = w.Write(rec.body.Bytes())
 	}
+}
+
+// apiNotFound answers an API path that no API route takes (the console's
+// catch-all may have matched it, or its Allow may be all the mux offers):
+// 405 with Allow when the path has API routes for other methods, else
+// 404, in the API's shape.
+func (a *App) apiNotFound(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := a.mux.Handler(probe); p != "" && p != webui.Pattern {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // statusRecorder keeps what the mux's own 404, 405 or redirect writes.
@@ -378,7 +416,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.capacity != nil {
 		go a.account(sctx, 15*time.Second)
 	}
-	a.log.Info("serving", "addr", "http://"+a.Addr(), "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
+	a.log.Info("serving", "addr", "http://"+a.Addr(), "console", "http://"+a.Addr()+"/", "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
 	// stopActing ends the controllers and waits (10s at most) until they
 	// have stopped and the lease is released.
 	stopActing := func() {

@@ -123,6 +123,9 @@ type Lab struct {
 	SpillwayURL string
 	// APIToken is an admin token of the lab's control plane.
 	APIToken string
+	// ViewerToken is a viewer token of it: the console and the API's reads,
+	// with no write control.
+	ViewerToken string
 	// Hosts are the internal data-centre hosts.
 	Hosts []*Host
 
@@ -208,11 +211,15 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.servePort = ports[0]
-	// Tokens of the control plane: one for people, one for Alertmanager.
+	// Tokens of the control plane: an admin's and a viewer's for people,
+	// one for Alertmanager.
 	if l.APIToken, _, err = auth.Generate(); err != nil {
 		return nil, err
 	}
 	if l.alertmanagerToken, _, err = auth.Generate(); err != nil {
+		return nil, err
+	}
+	if l.ViewerToken, _, err = auth.Generate(); err != nil {
 		return nil, err
 	}
 

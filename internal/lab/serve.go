@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -32,6 +33,17 @@ func (l *Lab) startServe(ctx context.Context) error {
 	return l.StartServe(ctx)
 }
 
+// ConsoleLoginLink is the web console's address with the admin token in
+// its fragment: opened, the console moves the token to the tab's session
+// storage and clears the address bar. A browser never sends a fragment, so
+// the token is in no request line and no server log. Empty without serve.
+func (l *Lab) ConsoleLoginLink() string {
+	if l.SpillwayURL == "" {
+		return ""
+	}
+	return l.SpillwayURL + "/#token=" + url.QueryEscape(l.APIToken)
+}
+
 // ServeConfig is the configuration of the lab's control plane, as a YAML
 // document's map: its listener, the lab's Nomad, Prometheus, journal,
 // policies, pool files (written on the first call, with LabPools) and
@@ -41,6 +53,7 @@ func (l *Lab) ServeConfig() (map[string]any, error) {
 	cfg := map[string]any{
 		"api": map[string]any{"tokens": []map[string]any{
 			{"name": "lab-admin", "role": "admin", "sha256": auth.Hash(l.APIToken)},
+			{"name": "lab-viewer", "role": "viewer", "sha256": auth.Hash(l.ViewerToken)},
 			{"name": "alertmanager", "role": "operator", "sha256": auth.Hash(l.alertmanagerToken)},
 		}},
 		"listen":     fmt.Sprintf("127.0.0.1:%d", l.servePort),

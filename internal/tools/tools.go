@@ -1,5 +1,5 @@
 // Package tools finds the external programs Spillway drives in its lab and
-// tests: Nomad, Prometheus, Alertmanager and PostgreSQL. It is the one place that knows
+// tests: Nomad, Prometheus, Alertmanager, PostgreSQL and Chromium. It is the one place that knows
 // where they live: an explicit SPILLWAY_*_BIN variable wins, then the cache
 // that `make tools` fills (under $XDG_CACHE_HOME/spillway/tools), then $PATH.
 package tools
@@ -25,6 +25,10 @@ type Tool struct {
 	Env string
 	// Cached is the path below the tools cache where `make tools` puts it, if it does.
 	Cached string
+	// Paths are absolute paths tried before $PATH, for a package's real
+	// binary where $PATH has a wrapper script (Debian's /usr/bin/chromium
+	// wraps /usr/lib/chromium/chromium, and warns when run as root).
+	Paths []string
 	// Commands are the names to look up on $PATH, in order.
 	Commands []string
 	// Globs are absolute path patterns tried after $PATH, for programs a
@@ -65,6 +69,15 @@ var (
 		Globs:    []string{"/usr/lib/postgresql/*/bin/postgres"},
 		Install:  "run 'make tools' as root, or 'apt-get install postgresql'",
 	}
+	// Chromium is Debian's browser; the console's browser test drives it
+	// over the DevTools protocol (never a browser a test tool downloads).
+	Chromium = Tool{
+		Name:     "chromium",
+		Env:      "SPILLWAY_CHROMIUM_BIN",
+		Paths:    []string{"/usr/lib/chromium/chromium"},
+		Commands: []string{"chromium", "chromium-browser"},
+		Install:  "run 'make tools' as root, or 'apt-get install chromium'",
+	}
 )
 
 // PostgresBin returns the directory holding postgres, initdb and pg_ctl.
@@ -81,7 +94,7 @@ func PostgresBin() (string, error) {
 }
 
 // All lists every tool the lab needs. (Postgres is needed only by the
-// journal's tests, not by the lab.)
+// journal's tests, and Chromium only by the console's, not by the lab.)
 var All = []Tool{Nomad, Prometheus, Alertmanager}
 
 // ErrNotFound is wrapped by Path when a tool is missing.
@@ -110,6 +123,11 @@ func (t Tool) Path() (string, error) {
 	}
 	if t.Cached != "" {
 		if p := filepath.Join(CacheDir(), t.Cached); isExecutable(p) {
+			return p, nil
+		}
+	}
+	for _, p := range t.Paths {
+		if isExecutable(p) {
 			return p, nil
 		}
 	}

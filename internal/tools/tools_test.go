@@ -79,3 +79,25 @@ func TestPostgresDebianLayout(t *testing.T) {
 		t.Fatalf("got %q, %v; want the newest version %q", p, err, newest)
 	}
 }
+
+// TestChromiumPrefersTheRealBinary: Debian's /usr/lib/chromium/chromium
+// wins over the wrapper script on $PATH.
+func TestChromiumPrefersTheRealBinary(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PATH", filepath.Join(dir, "bin"))
+	t.Setenv(Chromium.Env, "")
+	c := Chromium
+	c.Paths = []string{filepath.Join(dir, "lib", "chromium", "chromium")}
+	if _, err := c.Path(); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "apt-get install chromium") {
+		t.Fatalf("missing chromium: got %v", err)
+	}
+	wrapper := filepath.Join(dir, "bin", "chromium")
+	writeExe(t, wrapper)
+	if p, err := c.Path(); err != nil || p != wrapper {
+		t.Fatalf("got %q, %v; want the one on PATH %q", p, err, wrapper)
+	}
+	writeExe(t, c.Paths[0])
+	if p, err := c.Path(); err != nil || p != c.Paths[0] {
+		t.Fatalf("got %q, %v; want the real binary %q", p, err, c.Paths[0])
+	}
+}

@@ -22,8 +22,9 @@ import (
 // own API, not Spillway's, beyond what bu-a's host holds; no policy
 // governs it. Spillway sees what Nomad queued, borrows the shared host,
 // rents on AWS, and every allocation becomes healthy, with the activity's
-// phases journaled. Lowered again with Nomad's API, the hosts go back:
-// the rented one first, then the borrowed one.
+// phases journaled. At that quiet point, the web console shows the same
+// capacity in a browser (console_test.go). Lowered again with Nomad's API,
+// the hosts go back: the rented one first, then the borrowed one.
 func TestNomadScaleIsProvisioned(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -83,6 +84,9 @@ func TestNomadScaleIsProvisioned(t *testing.T) {
 	if err := l.WaitDeployment(t.Context(), lab.DemoJob, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+
+	// A quiet point, with every tier in use: the web console in a browser.
+	t.Run("console", func(t *testing.T) { checkConsole(t, l) })
 
 	count = 2
 	if _, _, err := l.Nomad().Jobs().Scale(lab.DemoJob, lab.DemoGroup, &count, "operator: back to normal", false, nil, nil); err != nil {

@@ -1,0 +1,45 @@
+// Shared pieces: links, messages, and the freshness badge.
+
+import type { AnchorHTMLAttributes, ComponentChildren } from 'preact';
+import { clock } from './format';
+import { onLinkClick } from './router';
+import { dataAt, eventsSeen, streamDownSince, streamState } from './store';
+
+/** An in-app link (pushState navigation). */
+export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
+  return <a {...props} onClick={onLinkClick} />;
+}
+
+export function ErrorNote(props: { children?: ComponentChildren }) {
+  return (
+    <div class="error" role="alert">
+      {props.children}
+    </div>
+  );
+}
+
+export function Empty(props: { children?: ComponentChildren }) {
+  return <p class="empty">{props.children}</p>;
+}
+
+const WORDS = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' };
+
+/**
+ * The live feed's state in words (never colour alone), and when the page's
+ * data was last loaded. data-events counts the events the stream brought.
+ */
+export function Freshness() {
+  const at = dataAt.value;
+  const st = streamState.value;
+  const down = streamDownSince.value;
+  return (
+    <p class={'freshness ' + st} data-testid="freshness" data-state={st} data-events={eventsSeen.value}>
+      <span class="dot" aria-hidden="true" />
+      <span role="status">
+        {WORDS[st]}
+        {st === 'reconnecting' && down !== null ? ` (down since ${clock(down)})` : ''}
+      </span>
+      <span class="muted"> · updated {at === null ? 'not yet' : clock(at)}</span>
+    </p>
+  );
+}

@@ -1,0 +1,26 @@
+// Numbers and times for people.
+
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/** "10:42:07", local time. */
+export function clock(t: string | number | Date | undefined | null): string {
+  if (t === undefined || t === null || t === '') return '—';
+  const d = new Date(t);
+  if (isNaN(d.getTime())) return '—';
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** A whole number with thousands separators: "12,000". */
+export function int(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** An amount of money per hour: "0.05", "0.096" (two or three decimals). */
+export function money(n: number): string {
+  return n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 3 });
+}
+
+/** "1 host", "3 hosts". */
+export function hosts(n: number): string {
+  return n === 1 ? 'host' : 'hosts';
+}
