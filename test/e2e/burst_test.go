@@ -211,6 +211,7 @@ func waitScaledIn(t *testing.T, l *lab.Lab, timeout time.Duration) {
 // cloud hosts are drained and terminated and the shared host returned.
 func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 175*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -314,6 +315,7 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 // loan.
 func TestBurstSurvivesCrashes(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 180*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

@@ -123,6 +123,7 @@ func running(state string) bool { return state == "running" || state == "Running
 // journal tells the story.
 func TestLinkFlapKeepsTheRentedHosts(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 165*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -234,6 +235,7 @@ func TestLinkFlapKeepsTheRentedHosts(t *testing.T) {
 // terminates the other through the API.
 func TestLostJournalTerminatesNothing(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 75*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -321,6 +323,7 @@ func TestLostJournalTerminatesNothing(t *testing.T) {
 // terminates it, in one activity; every allocation is healthy again.
 func TestSpotInterruptionIsReplacedAndDrained(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 90*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

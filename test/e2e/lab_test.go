@@ -27,6 +27,7 @@ import (
 // rate of each step within 10%.
 func TestLabDemoTraffic(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 65*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

@@ -11,8 +11,10 @@ import (
 
 // TestMain lets the package's lab tests run side by side. Every test calls
 // t.Parallel; those that start a lab hold one of labtest's slots
-// ($SPILLWAY_E2E_LABS, 3 by default), so -parallel only needs to be high
-// enough not to be the bound. An explicit -parallel still wins.
+// ($SPILLWAY_E2E_LABS, 3 by default), handed out the longest first
+// (labtest.Takes). So -parallel must not be the bound: every test must be
+// waiting for a slot when the first is handed out. An explicit -parallel
+// still wins.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	labs, err := labtest.Labs()
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) {
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
 	if !set {
 		// The slots bound the labs; the tests without a lab are cheap.
-		if err := flag.Set("test.parallel", fmt.Sprint(labs+4)); err != nil {
+		if err := flag.Set("test.parallel", fmt.Sprint(max(labs, 64))); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}

@@ -175,6 +175,7 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool)
 // ledger charges the right host-hours.
 func TestSharedPoolBorrowAndReturn(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 90*time.Second)
 	opts := lab.DefaultOptions()
 	opts.Serve, opts.Demo = false, nil
 	l := labtest.Start(t, opts)

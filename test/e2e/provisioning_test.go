@@ -27,6 +27,7 @@ import (
 // the hosts go back: the rented one first, then the borrowed one.
 func TestNomadScaleIsProvisioned(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 70*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -131,6 +132,7 @@ func nomadRequests(t *testing.T, serveURL string) float64 {
 // which Nomad's event stream keeps current.
 func TestSteadyStateRequestsDoNotGrowWithNodes(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 75*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

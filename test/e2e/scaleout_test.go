@@ -37,6 +37,7 @@ checks:
 // healthy, and the activity's phases are journaled and exported.
 func TestScaleOutBorrowsFromTheSharedPool(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 60*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}

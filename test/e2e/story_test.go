@@ -248,6 +248,7 @@ func readStory(evs []journal.Event) story {
 // before the shared one. Ctrl-C then leaves nothing behind.
 func TestLabTellsTheBurstStory(t *testing.T) {
 	t.Parallel()
+	labtest.Takes(t, 220*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
