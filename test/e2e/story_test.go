@@ -178,8 +178,8 @@ func (r *runningLab) interrupt(t *testing.T) {
 }
 
 // startedAsMakeRun checks what `make run` shows once it is up: a progress
-// line for every part of the lab, the addresses to open, and the lab's
-// processes running.
+// line for every part of the lab, the addresses to open (the console's
+// login link among them), and the lab's processes running.
 func (r *runningLab) startedAsMakeRun(t *testing.T) {
 	t.Helper()
 	out := strings.Join(r.output(), "\n")
@@ -188,7 +188,7 @@ func (r *runningLab) startedAsMakeRun(t *testing.T) {
 			t.Errorf("progress output lacks %q", step)
 		}
 	}
-	for _, line := range []string{"Control plane API", "Cloud (aws)", "Cloud (alicloud)"} {
+	for _, line := range []string{"Console login     " + r.url + "/#token=", "Viewer token", "Control plane API", "Cloud (aws)", "Cloud (alicloud)"} {
 		if !strings.Contains(out, line) {
 			t.Errorf("output lacks %q", line)
 		}
