@@ -276,13 +276,19 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a.alerts.Commit(changes, now)
+	// Then queue the triggers, and mark the alerts as seen only once they
+	// are queued (the queue keeps the newest trigger per group and drops
+	// none), before any of them is evaluated: so the evaluation finds its
+	// alert firing, and no alert is seen whose trigger was not queued.
+	queue := make([]scaler.Trigger, 0, len(triggers))
+	for _, t := range triggers {
+		queue = append(queue, *t)
+	}
+	sort.Slice(queue, func(i, j int) bool { return queue[i].Target.String() < queue[j].Target.String() })
+	a.scaler.TriggerThen(func() { a.alerts.Commit(changes, now) }, queue...)
 	if a.intake.full && a.alerts.Len(now) < a.alerts.Max() {
 		a.intake.full = false
 		a.log.Info("the firing set has room again", "firing", a.alerts.Len(now), "max", a.alerts.Max())
-	}
-	for _, t := range triggers {
-		a.scaler.Trigger(*t)
 	}
 	a.log.Info("alertmanager notification", "token", id.Name, "group", n.GroupKey, "accepted", resp.Accepted, "repeated", resp.Repeated,
 		"resolved", resp.Resolved, "ignored", resp.Ignored, "unmatched", resp.Unmatched)

@@ -79,10 +79,32 @@ func TestAlertmanagerReceiver(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `"accepted": 1`) {
 		t.Fatalf("first notification: %d %s", code, body)
 	}
+	// The alert is seen (firing) and its trigger queued; the scaler does
+	// not run here, so the trigger waits.
+	if n := len(a.alerts.Alerts(time.Now())); n != 1 {
+		t.Fatalf("%d alerts firing after the first notification, want 1", n)
+	}
+	if got := metricValue(t, a, "spillway_triggers_pending"); got != 1 {
+		t.Fatalf("%v triggers pending after a new alert, want 1", got)
+	}
 	for range 3 {
 		if code, body := send("am", notificationBody("fp1", "firing")); code != http.StatusOK || !strings.Contains(body, `"repeated": 1`) {
 			t.Fatalf("repeat: %d %s", code, body)
 		}
+	}
+	if got := metricValue(t, a, "spillway_triggers_coalesced_total"); got != 0 {
+		t.Fatalf("a repeat queued a trigger: %v coalesced, want 0", got)
+	}
+	// Another new alert for the same group while its trigger waits: the
+	// newest trigger replaces the waiting one, nothing is dropped.
+	if code, body := send("am", notificationBody("fp2", "firing")); code != http.StatusOK || !strings.Contains(body, `"accepted": 1`) {
+		t.Fatalf("a second alert: %d %s", code, body)
+	}
+	if got := metricValue(t, a, "spillway_triggers_pending"); got != 1 {
+		t.Fatalf("%v triggers pending for one group, want 1", got)
+	}
+	if got := metricValue(t, a, "spillway_triggers_coalesced_total"); got != 1 {
+		t.Fatalf("%v triggers coalesced, want 1", got)
 	}
 	if code, body := send("am", []byte(`{"version":"4","alerts":[`)); code != http.StatusBadRequest || !strings.Contains(body, "invalid_payload") {
 		t.Fatalf("malformed: %d %s", code, body)
@@ -104,7 +126,7 @@ func TestAlertmanagerReceiver(t *testing.T) {
 		return len(evs)
 	}
 	for kind, want := range map[string]int{
-		journal.KindAlertAccepted: 1, journal.KindAlertRepeated: 3,
+		journal.KindAlertAccepted: 2, journal.KindAlertRepeated: 3,
 		journal.KindAlertRejected: 1, journal.KindAlertResolved: 1,
 	} {
 		if got := count(kind); got != want {
@@ -181,6 +203,9 @@ func TestAlertsAreDurable(t *testing.T) {
 	if n := len(a.alerts.Alerts(time.Now())); n != 0 {
 		t.Fatalf("a notification that was not journaled changed the firing set: %d alerts", n)
 	}
+	if got := metricValue(t, a, "spillway_triggers_pending"); got != 0 {
+		t.Fatalf("a notification that was not journaled queued %v triggers", got)
+	}
 	srv.Close()
 
 	// Back up (a restart): Alertmanager's retry is new, and acted on.
@@ -225,4 +250,26 @@ func TestAlertsAreDurable(t *testing.T) {
 	if code, body := send(srv, "/v1/status", nil); code != http.StatusOK || strings.Contains(body, "fp-9") {
 		t.Fatalf("status after the resolve: %d %s", code, body)
 	}
+}
+
+// metricValue is the value of a gauge or counter without labels in a's
+// registry.
+func metricValue(t *testing.T, a *App, name string) float64 {
+	t.Helper()
+	mfs, err := a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) != 1 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if g := m.GetGauge(); g != nil {
+			return g.GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -1,6 +1,7 @@
 // Package scaler turns policy decisions into Nomad job counts. It evaluates
 // every scaled task group on its policies' interval, and at once when a
-// trigger arrives (a new Alertmanager alert), combines the decisions of the
+// trigger arrives (a new Alertmanager alert; triggers wait in a queue that
+// keeps the newest per group and drops none), combines the decisions of the
 // group's policies safest-first, records each decision and each change in
 // the journal, and sets the group's count through Nomad. It keeps the time
 // of the last change per group for cooldowns, and restores it from the
@@ -121,8 +122,9 @@ type deferral struct {
 
 // Scaler is the evaluation loop.
 type Scaler struct {
-	cfg      Config
-	triggers chan Trigger
+	cfg Config
+	// triggers waits for evaluation: one trigger per group, the newest.
+	triggers *triggerQueue
 
 	mu sync.Mutex
 	// lastScale is each group's last scaling, for cooldowns.
@@ -147,6 +149,8 @@ type Scaler struct {
 	evaluations *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
 	scaleErrors prometheus.Counter
+	coalesced   prometheus.Counter
+	pending     prometheus.Gauge
 }
 
 // New builds a scaler.
@@ -165,7 +169,6 @@ func New(cfg Config) *Scaler {
 	}
 	s := &Scaler{
 		cfg:       cfg,
-		triggers:  make(chan Trigger, 64),
 		lastScale: map[policies.Target]scaling{},
 		deferred:  map[policies.Target]deferral{},
 		nextDue:   map[policies.Target]time.Time{},
@@ -185,22 +188,42 @@ func New(cfg Config) *Scaler {
 			Name: "spillway_scale_errors_total",
 			Help: "Failed attempts to change a task group's count in Nomad.",
 		}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spillway_triggers_coalesced_total",
+			Help: "Triggers that replaced a pending trigger of the same task group (the newest wins; one evaluation serves both).",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_triggers_pending",
+			Help: "Triggers waiting for an evaluation: at most one per task group.",
+		}),
 	}
+	for _, r := range []string{"interval", "trigger"} {
+		s.evaluations.WithLabelValues(r)
+	}
+	s.triggers = newTriggerQueue(s.pending)
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(s.evaluations, s.decisions, s.scaleErrors)
+		cfg.Registerer.MustRegister(s.evaluations, s.decisions, s.scaleErrors, s.coalesced, s.pending)
 	}
 	return s
 }
 
-// Trigger queues an immediate evaluation. It never blocks: when the queue
-// is full the trigger is dropped, and the interval evaluation catches up.
-func (s *Scaler) Trigger(t Trigger) bool {
-	select {
-	case s.triggers <- t:
-		return true
-	default:
-		s.cfg.Logger.Warn("trigger queue full; the next interval evaluation will catch up", "target", t.Target.String())
-		return false
+// Trigger queues an immediate evaluation of each trigger's group. It
+// never blocks and never drops a trigger: one for a group that already
+// has a trigger waiting replaces it (the newest cause and alerts win, the
+// earliest arrival is kept), and one evaluation serves both. The queue
+// therefore holds at most one trigger per group.
+func (s *Scaler) Trigger(ts ...Trigger) { s.TriggerThen(nil, ts...) }
+
+// TriggerThen queues ts as Trigger does, then calls queued (when not nil)
+// before any of them can be evaluated. The alert intake marks its alerts
+// as seen in queued: an alert is seen only once its trigger is queued,
+// and the trigger's evaluation finds it in the firing set. queued must
+// not call the scaler.
+func (s *Scaler) TriggerThen(queued func(), ts ...Trigger) {
+	for _, r := range s.triggers.add(queued, ts...) {
+		s.coalesced.Inc()
+		s.cfg.Logger.Debug("trigger coalesced with the group's pending one; one evaluation serves both",
+			"target", r.newer.Target.String(), "cause", r.newer.Cause, "replaced", r.older.Cause)
 	}
 }
 
@@ -233,8 +256,10 @@ func (s *Scaler) Restore(ctx context.Context) error {
 // has passed are evaluated by Parallel workers, each group once at a time
 // (a slow one is skipped until it is done, and holds up only its worker).
 // A trigger (an alert, a manual evaluation) is evaluated at once, beside
-// any sweep, never queued behind it; it waits only for an evaluation of
-// its own group already running.
+// any sweep, never queued behind it, by at most Parallel evaluations of
+// triggers; it waits only for an evaluation of its own group already
+// running. Triggers queued before Run, or while it is not running (a
+// replica that is not the leader), are evaluated once it runs.
 func (s *Scaler) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -257,22 +282,22 @@ func (s *Scaler) Run(ctx context.Context) {
 		urgent := make(chan struct{}, s.cfg.Parallel)
 		for {
 			select {
+			case urgent <- struct{}{}:
 			case <-ctx.Done():
 				return
-			case t := <-s.triggers:
-				select {
-				case urgent <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-urgent }()
-					s.evaluations.WithLabelValues("trigger").Inc()
-					s.Evaluate(ctx, t.Target, t)
-				}()
 			}
+			t, ok := s.nextTrigger(ctx)
+			if !ok {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-urgent }()
+				defer s.triggers.done(t.Target)
+				s.evaluations.WithLabelValues("trigger").Inc()
+				s.Evaluate(ctx, t.Target, t)
+			}()
 		}
 	}()
 	tick := s.cfg.Clock.NewTicker(time.Second)
@@ -289,6 +314,20 @@ func (s *Scaler) Run(ctx context.Context) {
 					return
 				}
 			}
+		}
+	}
+}
+
+// nextTrigger waits for a trigger to evaluate; false when ctx ends.
+func (s *Scaler) nextTrigger(ctx context.Context) (Trigger, bool) {
+	for {
+		if t, ok := s.triggers.pop(); ok {
+			return t, true
+		}
+		select {
+		case <-s.triggers.wake:
+		case <-ctx.Done():
+			return Trigger{}, false
 		}
 	}
 }
