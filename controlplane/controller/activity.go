@@ -150,6 +150,7 @@ func (a *activity) pendingRentals(ctx context.Context, nodes []pools.NodeUsage) 
 		}
 		out = append(out, &rented{host: providers.Host{ID: l.Host, Pool: l.Pool, Claim: l.Claim, LaunchedAt: l.Since}, pool: cp, claim: l.Claim, launched: l.Since})
 		a.pools = append(a.pools, l.Pool)
+		c.concern(a.tl.r.Activity, l.Pool, l.Host) // followed: the collector leaves it to this activity
 	}
 	return out
 }
@@ -328,6 +329,7 @@ func (a *activity) request(ctx context.Context, step pools.Step) int {
 	a.pools = append(a.pools, step.Pool)
 	round := a.round
 	a.mu.Unlock()
+	c.concern(a.tl.r.Activity, step.Pool)
 	switch step.Tier {
 	case pools.TierShared:
 		n, err := a.borrow(ctx, step, round)
@@ -340,6 +342,9 @@ func (a *activity) request(ctx context.Context, step pools.Step) int {
 		return n
 	case pools.TierWarm, pools.TierCold:
 		hosts, err := c.rent(ctx, a.tl, step, round)
+		for _, h := range hosts {
+			c.concern(a.tl.r.Activity, step.Pool, h.host.ID)
+		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		a.rented = append(a.rented, hosts...)
@@ -372,6 +377,7 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 	got := make([]string, 0, len(hosts))
 	for _, h := range hosts {
 		got = append(got, h.Tags[internalpool.TagNodeName])
+		c.concern(r.Activity, step.Pool, h.ID)
 	}
 	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got})
 	if err != nil && len(hosts) == 0 {

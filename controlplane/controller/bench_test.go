@@ -116,7 +116,7 @@ func BenchmarkGiveBackChoice10kNodes(b *testing.B) {
 	b.ResetTimer()
 	snap := c.cfg.Cluster.Snapshot()
 	for b.Loop() {
-		if got := c.spare(ctx, snap); len(got) != 1 || !got[0].cand.cloud {
+		if got := c.spare(ctx, snap, c.holds()); len(got) != 1 || !got[0].cand.cloud {
 			b.Fatalf("chose %+v, want one rented host", got)
 		}
 	}

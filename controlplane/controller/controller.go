@@ -14,7 +14,9 @@
 //     Each activity is a timeline of named phases, journaled and exported
 //     as spillway_scaleout_phase_seconds{phase,pool}.
 //   - disruption (disruption.go): scale-in gives back what the business
-//     units no longer need, rented hosts before borrowed ones.
+//     units no longer need, rented hosts before borrowed ones, waiting
+//     only for activities in flight that concern the same capacity
+//     (inflight.go).
 //   - garbage collection (gc.go): orphaned instances and launches that
 //     never became ready nodes.
 //   - the reconcile pass (reconcile.go), at the start of a term and every
@@ -155,9 +157,16 @@ type Controller struct {
 	unmetC prometheus.Counter
 	mu     sync.Mutex
 	active map[policies.Target]string // target -> activity in flight
-	paused map[string]PoolPause       // pools the controller takes nothing from
-	hints  map[policies.Target]Hint   // what the scaler said of a count it raised
-	wg     sync.WaitGroup
+	// flights are the activities in flight (scale-outs and spot
+	// interruptions) by ID, with the capacity each concerns: scale-in and
+	// the collector wait only for those (inflight.go).
+	flights map[string]*inflight
+	// waitedFor is, per business unit, the activity a spare host of it
+	// was last journaled waiting for.
+	waitedFor map[string]string
+	paused    map[string]PoolPause     // pools the controller takes nothing from
+	hints     map[policies.Target]Hint // what the scaler said of a count it raised
+	wg        sync.WaitGroup
 	// memory remembers offerings that ran out, for the ladder.
 	memory *pools.OfferingMemory
 	ready  readiness
@@ -178,9 +187,8 @@ type Controller struct {
 	refusedKey   string
 	refusedGauge prometheus.Gauge
 	born         time.Time
-	// interrupting holds the spot hosts whose interruption notices are
-	// being handled; noticed those whose notices were taken up.
-	interrupting  map[string]bool
+	// noticed holds the spot hosts whose interruption notices were taken
+	// up.
 	noticed       map[string]string
 	interruptions *prometheus.CounterVec
 }
@@ -212,17 +220,18 @@ func New(cfg Config) *Controller {
 		cfg.Pools = &pools.Config{}
 	}
 	c := &Controller{
-		cfg:          cfg,
-		active:       map[policies.Target]string{},
-		paused:       map[string]PoolPause{},
-		hints:        map[policies.Target]Hint{},
-		skipped:      map[policies.Target]string{},
-		health:       map[string]*hostHealth{},
-		readyOnce:    map[string]time.Time{},
-		orphans:      map[string]time.Time{},
-		refused:      Refused{Cluster: cfg.ClusterName},
-		interrupting: map[string]bool{},
-		noticed:      map[string]string{},
+		cfg:       cfg,
+		active:    map[policies.Target]string{},
+		paused:    map[string]PoolPause{},
+		hints:     map[policies.Target]Hint{},
+		skipped:   map[policies.Target]string{},
+		health:    map[string]*hostHealth{},
+		readyOnce: map[string]time.Time{},
+		orphans:   map[string]time.Time{},
+		refused:   Refused{Cluster: cfg.ClusterName},
+		flights:   map[string]*inflight{},
+		waitedFor: map[string]string{},
+		noticed:   map[string]string{},
 		interruptions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_spot_interruptions_total",
 			Help: "Spot interruption notices of rented hosts the controller took up, by pool.",
@@ -310,9 +319,11 @@ func (c *Controller) Start(ctx context.Context, r Request) bool {
 	}
 	c.active[r.Target] = r.Activity
 	c.mu.Unlock()
+	untrack := c.track(r.Activity, "the scale-out of "+r.Target.String(), r.BusinessUnit)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer untrack()
 		defer func() {
 			c.mu.Lock()
 			delete(c.active, r.Target)

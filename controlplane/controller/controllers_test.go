@@ -210,9 +210,10 @@ func TestUnmetLadderIsRetriedWithoutLimit(t *testing.T) {
 	}
 }
 
-// TestGiveBackOrderAndNoGiveBackDuringAScaleOut: while a scale-out runs,
-// scale-in gives nothing back; once the count falls, it gives back the
-// rented host (drained, then terminated) before the borrowed one.
+// TestGiveBackOrderAndNoGiveBackDuringAScaleOut: while a scale-out of
+// bu-a runs, scale-in gives nothing of bu-a's back; once the count falls,
+// it gives back the rented host (drained, then terminated) before the
+// borrowed one.
 func TestGiveBackOrderAndNoGiveBackDuringAScaleOut(t *testing.T) {
 	h := newHarness(t, 1)
 	h.service(4)

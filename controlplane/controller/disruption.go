@@ -31,45 +31,83 @@ const MinLoanAge = 30 * time.Second
 // one host per business unit: a rented cloud host before a borrowed shared
 // one, the priciest and then the emptiest first, spot before on-demand when
 // equal, and only one whose allocations fit on the other hosts that serve
-// the business unit. It never gives back a host while a scale-out is in
-// flight (its hosts are not spare), one held less than MinLoanAge, one that
-// runs a batch allocation, or anything while the model is not live (what
-// it shows is unknown), nor while a spot interruption is being handled.
-// It returns the hosts it gave back.
+// the business unit. It never gives back a host held less than MinLoanAge,
+// one that runs a batch allocation, or anything while the model is not
+// live (what it shows is unknown). Nor does it give back a host while an
+// activity that concerns it is in flight: a scale-out or a spot
+// interruption of the same business unit (the work it places lands on
+// that unit's hosts, so none is spare), or one that claimed or follows
+// the host. An activity of another business unit never holds it up, even
+// one acquiring from the same pool. A spare host that waits is journaled
+// (capacity.return_waits) once per business unit and activity, saying
+// which activity it waits for and which pools that activity acquires
+// from. It returns the hosts it gave back.
 func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	if c.cfg.Ledger == nil {
 		return nil, nil
-	}
-	c.mu.Lock()
-	busy := len(c.active) > 0 || len(c.interrupting) > 0
-	c.mu.Unlock()
-	if busy {
-		return nil, nil // a scale-out or an interruption is placing work; its hosts are not spare
 	}
 	snap := c.cfg.Cluster.Snapshot()
 	if !snap.Live() {
 		return nil, nil
 	}
+	holds := c.holds()
 	var returned []string
-	for _, g := range c.spare(ctx, snap) {
+	for _, g := range c.spare(ctx, snap, holds) {
+		if g.wait != nil {
+			c.returnWaits(ctx, g)
+			continue
+		}
 		why := fmt.Sprintf("its %d allocations fit on %s's other hosts", g.allocs, g.cand.loan.Borrower)
 		if err := c.giveBack(ctx, g.cand.loan, g.cand.node, g.allocs, "controller", why); err != nil {
 			return returned, err
 		}
 		returned = append(returned, g.cand.loan.HostName)
 	}
+	c.mu.Lock()
+	for bu, act := range c.waitedFor {
+		if _, ok := c.flights[act]; !ok {
+			delete(c.waitedFor, bu) // over: a later wait is journaled again
+		}
+	}
+	c.mu.Unlock()
 	return returned, nil
 }
 
-// giveBackChoice is a host to give back, and how many allocations move.
+// returnWaits journals, once per business unit and activity, that a
+// spare host waits for an activity in flight.
+func (c *Controller) returnWaits(ctx context.Context, g giveBackChoice) {
+	loan, f := g.cand.loan, g.wait
+	c.mu.Lock()
+	said := c.waitedFor[loan.Borrower] == f.activity
+	c.waitedFor[loan.Borrower] = f.activity
+	c.mu.Unlock()
+	if said {
+		return
+	}
+	why := f.why()
+	c.cfg.Logger.Info("scale-in waits for an activity", "business_unit", loan.Borrower, "host", loan.HostName, "activity", f.activity,
+		"for", f.what, "pools", poolLabel(slices.Collect(maps.Keys(f.pools))))
+	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": g.cand.node, "instance": loan.Host, "pool": loan.Pool, "tier": loan.Tier,
+		"borrower": loan.Borrower, "allocations": g.allocs, "waits_for": f.activity, "activity_is": f.what,
+		"acquiring_from": slices.Sorted(maps.Keys(f.pools))})
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturnWaits, Subject: "business-unit/" + loan.Borrower, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("%s of %s is spare (its %d allocations fit on %s's other hosts), but scale-in %s", loan.HostName, loan.Borrower,
+			g.allocs, loan.Borrower, why)})
+}
+
+// giveBackChoice is a host to give back, and how many allocations move;
+// wait, when set, is the activity in flight it must wait for.
 type giveBackChoice struct {
 	cand   candidate
 	allocs int
+	wait   *inflight
 }
 
 // spare chooses, per business unit, the one host to give back now, in
-// scale-in order, from the model and the cloud listings.
-func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot) []giveBackChoice {
+// scale-in order, from the model and the cloud listings. A spare host that
+// holds says an activity must end first comes back with wait set, when no
+// host of its business unit can go now.
+func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot, holds scaleInHolds) []giveBackChoice {
 	nodes := snap.NodeUsage()
 	nodeOf := byInstance(nodes)
 	now := c.now()
@@ -102,12 +140,24 @@ func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot) []giveBa
 		cands := byBorrower[borrower]
 		view := c.serving(snap, nodes, borrower, cands)
 		sort.SliceStable(cands, func(i, j int) bool { return cands[i].before(cands[j], view) })
+		var waits *giveBackChoice
 		for _, cand := range cands {
 			if !view.spare(cand.node) {
 				continue
 			}
-			out = append(out, giveBackChoice{cand: cand, allocs: len(view.allocs[cand.node])})
+			choice := giveBackChoice{cand: cand, allocs: len(view.allocs[cand.node]), wait: holds.of(cand.loan)}
+			if choice.wait != nil {
+				if waits == nil {
+					waits = &choice
+				}
+				continue
+			}
+			waits = nil
+			out = append(out, choice)
 			break // one host per business unit per round: re-read before the next
+		}
+		if waits != nil {
+			out = append(out, *waits)
 		}
 	}
 	return out

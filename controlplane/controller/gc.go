@@ -217,8 +217,10 @@ func (c *Controller) downHosts(nodes []pools.NodeUsage, bu string) []string {
 //     says so once in the log, naming the cluster and the instances. An
 //     operator adopts (gc.adopted) or terminates them (the API's /v1/gc);
 //   - a rented host that never registered as a Nomad node within its ready
-//     timeout, and that no activity in flight follows (activities replace
-//     their own stuck hosts), is terminated.
+//     timeout, and that no activity in flight claimed or follows
+//     (activities replace their own stuck hosts), is terminated. An
+//     activity in flight holds up only its own hosts: the others go,
+//     whatever business unit or pool the activity is busy with.
 //
 // It acts only on a live cluster model and on listings that succeeded: a
 // node missing from a model that is not following Nomad, or a pool that
@@ -245,9 +247,6 @@ func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	nodeOf := byInstance(snap.NodeUsage())
-	c.mu.Lock()
-	busy := len(c.active) > 0
-	c.mu.Unlock()
 	now := c.now()
 	var done []string
 	var errs []error
@@ -289,12 +288,16 @@ func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 				}
 				c.fixes.WithLabelValues("repaired").Inc()
 				done = append(done, h.ID)
-			case loan.Tier != pools.TierShared && !busy:
+			case loan.Tier != pools.TierShared:
 				if _, registered := nodeOf[h.ID]; registered {
 					continue
 				}
 				cp, ok := c.cfg.Pools.CloudPool(name)
 				if !ok || now.Sub(loan.Since) <= readyTimeout(c.ready.estimate(cp)) {
+					continue
+				}
+				if act, ok := c.followed(h.ID); ok {
+					c.cfg.Logger.Debug("a rented host that never became a nomad node is left to the activity that follows it", "host", h.ID, "pool", name, "activity", act)
 					continue
 				}
 				host := providers.Host{ID: h.ID, Pool: name, Claim: loan.Claim, LaunchedAt: h.LaunchedAt}

@@ -89,7 +89,7 @@ func (c *Controller) Interruptions(ctx context.Context) ([]string, error) {
 			stage := c.noticed[h.ID]
 			take := stage == "" || (stage == noticeBooting && joined)
 			if take {
-				c.noticed[h.ID], c.interrupting[h.ID] = noticeHandled, true
+				c.noticed[h.ID] = noticeHandled
 				if !joined {
 					c.noticed[h.ID] = noticeBooting
 				}
@@ -102,12 +102,17 @@ func (c *Controller) Interruptions(ctx context.Context) ([]string, error) {
 			if stage == "" {
 				c.interruptions.WithLabelValues(l.Pool).Inc()
 			}
+			// In flight from now: scale-in of the borrower's hosts waits
+			// for it, and the collector leaves the host to it.
+			act := journal.NewActivity(c.now())
+			untrack := c.track(act, "the spot interruption of "+h.ID, loan.Borrower)
+			c.concern(act, h.Pool, h.ID)
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				err := c.interrupt(ctx, snap, loan, h)
+				err := c.interrupt(ctx, snap, act, loan, h)
+				untrack()
 				c.mu.Lock()
-				delete(c.interrupting, h.ID)
 				if err != nil {
 					delete(c.noticed, h.ID) // the next pass tries again
 				}
@@ -121,8 +126,8 @@ func (c *Controller) Interruptions(ctx context.Context) ([]string, error) {
 	return taken, errors.Join(errs...)
 }
 
-// interrupt handles one spot interruption notice, as one activity whose
-// journal links the notice (host.interrupted), the replacement
+// interrupt handles one spot interruption notice, as one activity (act)
+// whose journal links the notice (host.interrupted), the replacement
 // (capacity.replacing and the claims it makes) and the drain
 // (host.drained, then the termination):
 //   - replacement capacity for the host's allocations is asked for at
@@ -138,7 +143,7 @@ func (c *Controller) Interruptions(ctx context.Context) ([]string, error) {
 // A host that has no Nomad node yet serves nothing: its notice is taken
 // up again if it joins before the reclaim, else the activity that follows
 // its boot replaces it when it is not ready in time.
-func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, loan pools.Loan, h providers.Host) error {
+func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, act string, loan pools.Loan, h providers.Host) error {
 	now := c.now()
 	left := h.InterruptAt.Sub(now)
 	deadline := min(max(time.Duration(float64(left)*drainShare), time.Second), c.drainDeadline())
@@ -159,7 +164,6 @@ func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, loan
 	targets := slices.SortedFunc(maps.Keys(byTarget), func(a, b policies.Target) int {
 		return cmp.Or(cmp.Compare(byTarget[b], byTarget[a]), cmp.Compare(a.String(), b.String()))
 	})
-	act := journal.NewActivity(now)
 	names := make([]string, 0, len(targets))
 	for _, t := range targets {
 		names = append(names, t.String())
