@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 )
 
@@ -25,6 +26,8 @@ type Activity struct {
 	To        int    `json:"to"`
 	// Status is decided, scaled or failed, from the latest phase.
 	Status string `json:"status"`
+	// Outcome is how a scale-out ended (done, partial, unmet), once it has.
+	Outcome string `json:"outcome,omitempty"`
 	// Actor is who started it: "controller" or an API token's name.
 	Actor   string    `json:"actor"`
 	Reason  string    `json:"reason"`
@@ -66,8 +69,12 @@ func buildActivity(id string, evs []journal.Event) Activity {
 			Direction string   `json:"direction"`
 			Host      string   `json:"host"`
 			Hosts     []string `json:"hosts"`
+			Outcome   string   `json:"outcome"`
 		}
 		_ = json.Unmarshal(ev.Data, &d)
+		if ev.Kind == controller.KindActivityEnded {
+			act.Outcome = d.Outcome
+		}
 		if ev.Kind == journal.KindDecision {
 			if d.Current != nil {
 				act.From = *d.Current

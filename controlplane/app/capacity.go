@@ -58,7 +58,8 @@ func (a *App) controllers(nc *nomad.Client) error {
 		Cluster: a.model, Orchestrator: a.orchestrator, Policies: a.Policies,
 		Pools: a.pools, Ledger: ledger, Shared: shared, Clouds: clouds,
 		OrphanGrace: a.cfg.Clouds.OrphanGrace, DownGrace: a.cfg.Clouds.DownGrace, ClusterName: a.cfg.Clouds.Cluster,
-		Journal: a.journal.Events(), Logger: a.log.With("component", "controller"), Registerer: a.reg,
+		ActivityGrace: a.cfg.ScaleOut.Grace,
+		Journal:       a.journal.Events(), Logger: a.log.With("component", "controller"), Registerer: a.reg,
 		Failpoint: failpoint(a.log),
 	})
 	return a.controller.RestorePauses(context.Background(), a.journal.Events())

@@ -47,6 +47,17 @@ type Config struct {
 	Alerts     Alerts     `yaml:"alerts"`
 	Leader     Leader     `yaml:"leader"`
 	Clouds     Clouds     `yaml:"clouds"`
+	ScaleOut   ScaleOut   `yaml:"scale_out"`
+}
+
+// ScaleOut bounds the scale-out activities of the provisioning controller.
+type ScaleOut struct {
+	// Grace is how long past its deadline a scale-out keeps asking for
+	// capacity that no tier could give (default 5m, 30s to 24h). Then it
+	// ends: partial if it got hosts, unmet if none, and its end and the
+	// reason are journaled. A new demand cycle of the group (its count or
+	// allocation size changes) starts a new scale-out.
+	Grace time.Duration `yaml:"grace"`
 }
 
 // Clouds says how serve reaches the clouds its cloud pools rent from. Each
@@ -238,6 +249,7 @@ func Default() Config {
 		Alerts:     Alerts{TTL: 2 * time.Hour, MaxFiring: 20000, MaxBodyBytes: 16 << 20},
 		Leader:     Leader{TTL: 10 * time.Second},
 		Clouds:     Clouds{Cluster: "spillway", OrphanGrace: 10 * time.Minute, DownGrace: 5 * time.Minute},
+		ScaleOut:   ScaleOut{Grace: 5 * time.Minute},
 	}
 }
 
@@ -437,6 +449,9 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 		bad("prometheus.timeout", "must be positive, got %s", c.Prometheus.Timeout)
 	}
 	c.Clouds.validate(bad)
+	if c.ScaleOut.Grace < 30*time.Second || c.ScaleOut.Grace > 24*time.Hour {
+		bad("scale_out.grace", "want 30s to 24h, got %s", c.ScaleOut.Grace)
+	}
 	errs.Sort()
 	return errs
 }

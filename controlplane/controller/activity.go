@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -20,7 +21,8 @@ import (
 // roundsPerRun bounds how often one request for capacity plans again
 // after a tier fell short (an offering ran out, a pool failed): the
 // fallback across offerings and clouds happens within it. A need still
-// unmet after it is retried by the activity, with backoff, without limit.
+// unmet after it is retried by the activity, with backoff, until its
+// deadline plus Config.ActivityGrace.
 const roundsPerRun = 6
 
 // activity is the capacity side of one scale-out: it plans hosts on the
@@ -43,6 +45,18 @@ type activity struct {
 	pools     []string
 	// asked, if set, is called once run has asked for what it needs.
 	asked func()
+	// rounds counts the runs; met says whether the last one found every
+	// host it needed, lastUnmet why not.
+	rounds    int
+	met       bool
+	lastUnmet string
+	// unservable, once set, says why no host can take the queued work:
+	// the activity ends unmet or partial, it asks for nothing more.
+	unservable string
+	// said holds the reasons capacity.unmet was journaled for, once each;
+	// ended is set once the activity's end is journaled.
+	said  map[string]bool
+	ended bool
 
 	mu     sync.Mutex
 	rented []*rented
@@ -71,12 +85,18 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 		}
 		a.size, err = c.hostSize(nodes, r.BusinessUnit)
 		if err != nil {
-			c.unmet(ctx, r, a.d, 0, err.Error())
+			a.unmet(ctx, 0, err.Error(), a.retrying())
 			return false, nil
 		}
 		need, perHost, err := demand.HostsFor(a.d.Unplaced(), a.d.PerAllocation, a.size)
 		if err != nil {
-			c.unmet(ctx, r, a.d, 0, err.Error())
+			why := err.Error()
+			if errors.Is(err, demand.ErrDoesNotFit) {
+				why = fmt.Sprintf("task group %s asks %d MHz / %d MB per allocation; the largest host serving %s gives %d MHz / %d MB",
+					r.Target.Group, a.d.PerAllocation.CPUMHz, a.d.PerAllocation.MemoryMB, r.BusinessUnit, a.size.CPUMHz, a.size.MemoryMB)
+			}
+			a.unservable = why
+			a.unmet(ctx, 0, why, "no host can take it, so none is asked for")
 			return false, nil
 		}
 		c.cfg.Logger.Info("capacity needed", "activity", r.Activity, "target", r.Target.String(), "queued", a.d.Unplaced(),
@@ -207,9 +227,29 @@ func (a *activity) acquire(ctx context.Context, need int) int {
 		if why == "" {
 			why = "every tier that could give hosts fell short"
 		}
-		c.unmet(ctx, r, a.d, need, why+"; asking again with backoff")
+		a.unmet(ctx, need, why, a.retrying())
 	}
 	return need
+}
+
+// retrying says what an activity that found no host does next.
+func (a *activity) retrying() string {
+	limit := a.tl.r.Deadline.Add(a.c.cfg.ActivityGrace)
+	if !a.c.now().Before(limit) {
+		return "the deadline and its grace (scale_out.grace) have passed, so the scale-out ends"
+	}
+	return "asking again with backoff until " + limit.UTC().Format(time.RFC3339) + " (the deadline plus scale_out.grace)"
+}
+
+// outcome is how the activity ends with work still queued: partial if it
+// got hosts, else unmet.
+func (a *activity) outcome() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.borrowed+len(a.rented) > 0 {
+		return OutcomePartial
+	}
+	return OutcomeUnmet
 }
 
 // excluded says why the activity gave up on pool, or "".

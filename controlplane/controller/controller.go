@@ -66,6 +66,20 @@ const (
 	KindActivityEnded = "activity.done"
 )
 
+// Outcomes of a scale-out, in its activity.done event's data and in
+// spillway_scaleouts_total{outcome}.
+const (
+	// OutcomeDone: every allocation of the demand got a host.
+	OutcomeDone = "done"
+	// OutcomePartial: the activity got hosts, but work is still queued
+	// that no tier could give more for by its deadline plus grace.
+	OutcomePartial = "partial"
+	// OutcomeUnmet: the activity got no host at all, for work that no
+	// host can take (larger than any host) or that no tier could give for
+	// by its deadline plus grace.
+	OutcomeUnmet = "unmet"
+)
+
 // Failpoints: where Config.Failpoint is called.
 const (
 	// FailAfterClaimJournaled is after a cloud claim's intent is durable,
@@ -128,6 +142,10 @@ type Config struct {
 	// DownGrace is how long a rented host whose node was ready and is not
 	// any more is kept before it is terminated. Default 5m.
 	DownGrace time.Duration
+	// ActivityGrace is how long past its deadline a scale-out keeps asking
+	// for capacity no tier could give: then it ends, partial or unmet
+	// (config scale_out.grace). Default 5m.
+	ActivityGrace time.Duration
 	// ClusterName is the spillway:cluster tag of this control plane's
 	// instances, for what the collector says.
 	ClusterName string
@@ -155,6 +173,7 @@ type Controller struct {
 	missed prometheus.Counter
 	fixes  *prometheus.CounterVec
 	unmetC prometheus.Counter
+	ends   *prometheus.CounterVec
 	mu     sync.Mutex
 	active map[policies.Target]string // target -> activity in flight
 	// flights are the activities in flight (scale-outs and spot
@@ -173,6 +192,10 @@ type Controller struct {
 	// skipped remembers the queued groups the provisioner cannot serve,
 	// so it says why once.
 	skipped map[policies.Target]string
+	// ended remembers the demand cycles whose scale-out ended partial or
+	// unmet while work stayed queued: no new activity starts for the
+	// group until its demand changes (provisioning.go).
+	ended map[policies.Target]cycle
 	// rates paces the launches of each cloud account.
 	rates     launchRates
 	rateGauge *prometheus.GaugeVec
@@ -210,6 +233,9 @@ func New(cfg Config) *Controller {
 	if cfg.DownGrace <= 0 {
 		cfg.DownGrace = 5 * time.Minute
 	}
+	if cfg.ActivityGrace <= 0 {
+		cfg.ActivityGrace = DefaultActivityGrace
+	}
 	if cfg.ClusterName == "" {
 		cfg.ClusterName = "spillway"
 	}
@@ -225,6 +251,7 @@ func New(cfg Config) *Controller {
 		paused:    map[string]PoolPause{},
 		hints:     map[policies.Target]Hint{},
 		skipped:   map[policies.Target]string{},
+		ended:     map[policies.Target]cycle{},
 		health:    map[string]*hostHealth{},
 		readyOnce: map[string]time.Time{},
 		orphans:   map[string]time.Time{},
@@ -254,6 +281,10 @@ func New(cfg Config) *Controller {
 			Name: "spillway_capacity_unmet_total",
 			Help: "Rounds of a scale-out in which no tier could give all the hosts it needed.",
 		}),
+		ends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_scaleouts_total",
+			Help: "Scale-outs that ended, by outcome: done (every allocation got a host), partial (some hosts, work still queued), unmet (no host).",
+		}, []string{"outcome"}),
 		rateGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spillway_cloud_launch_rate",
 			Help: "Launches per second Spillway allows itself on a cloud account, lowered when the cloud throttles and raised again as launches go through.",
@@ -264,7 +295,7 @@ func New(cfg Config) *Controller {
 		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.rateGauge, c.refusedGauge, c.interruptions)
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.rateGauge, c.refusedGauge, c.interruptions)
 	}
 	return c
 }
@@ -331,10 +362,6 @@ func (c *Controller) Start(ctx context.Context, r Request) bool {
 		}()
 		if err := c.ScaleOut(ctx, r); err != nil {
 			c.cfg.Logger.Error("scale-out", "activity", r.Activity, "target", r.Target.String(), "err", err)
-			if ctx.Err() == nil { // not a shutdown or a lost term: the next leader must not resume it
-				c.record(context.WithoutCancel(ctx), journal.Event{Time: c.now(), Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity,
-					Actor: "controller", Message: fmt.Sprintf("scale-out ended unfinished: %v", err)})
-			}
 		}
 	}()
 	return true

@@ -104,6 +104,12 @@ func TestTopUpWhenTheCountRisesMidActivity(t *testing.T) {
 	if got := phasesOf(mine); strings.Join(got, ",") != strings.Join(allPhases, ",") {
 		t.Fatalf("phases %v", got)
 	}
+	if got := outcomeOf(done[0]); got != OutcomeDone {
+		t.Fatalf("outcome %q, want done", got)
+	}
+	if got := testutil.ToFloat64(h.c.ends.WithLabelValues(OutcomeDone)); got != 1 {
+		t.Fatalf("spillway_scaleouts_total{outcome=done} = %v, want 1", got)
+	}
 }
 
 // TestStuckLaunchIsReplaced: a rented host that never becomes a Nomad node
@@ -177,11 +183,13 @@ func TestThrottledLaunchesBackOff(t *testing.T) {
 	}
 }
 
-// TestUnmetLadderIsRetriedWithoutLimit: no tier can give (the clouds are
+// TestUnmetLadderIsRetriedUntilTheGrace: no tier can give (the clouds are
 // out of capacity) for many rounds; the activity keeps asking with
-// growing backoff, and rents as soon as capacity comes back.
-func TestUnmetLadderIsRetriedWithoutLimit(t *testing.T) {
+// growing backoff, journals capacity.unmet once for its one reason, and
+// rents as soon as capacity comes back, within its deadline plus grace.
+func TestUnmetLadderIsRetriedUntilTheGrace(t *testing.T) {
 	h := newHarness(t, 0)
+	h.c.cfg.ActivityGrace = time.Hour
 	for _, o := range []providers.Offering{
 		{InstanceType: "m5.large", Zone: "us-east-1a", CapacityType: providers.CapacityOnDemand},
 		{InstanceType: "m5.xlarge", Zone: "us-east-1a", CapacityType: providers.CapacityOnDemand},
@@ -194,19 +202,32 @@ func TestUnmetLadderIsRetriedWithoutLimit(t *testing.T) {
 	if err := h.k.SetCount(web, 8); err != nil {
 		t.Fatal(err)
 	}
-	// More rounds than one request's rounds (roundsPerRun).
-	h.until("many unmet rounds", func() bool { return len(h.events(KindUnmet)) >= 3 })
-	unmet := h.events(KindUnmet)
-	if gap1, gap2 := unmet[1].Time.Sub(unmet[0].Time), unmet[2].Time.Sub(unmet[1].Time); gap2 <= gap1 {
+	// More rounds than one request's rounds (roundsPerRun); each is
+	// counted in spillway_capacity_unmet_total.
+	var rounds []time.Time
+	h.until("many unmet rounds", func() bool {
+		if n := int(testutil.ToFloat64(h.c.unmetC)); n > len(rounds) {
+			rounds = append(rounds, h.clock.Now())
+		}
+		return len(rounds) >= 4
+	})
+	if gap1, gap2 := rounds[2].Sub(rounds[1]), rounds[3].Sub(rounds[2]); gap2 <= gap1 {
 		t.Errorf("the backoff does not grow: %s then %s", gap1, gap2)
 	}
-	if !strings.Contains(unmet[0].Message, "aws") || !strings.Contains(unmet[0].Message, "ali") {
-		t.Errorf("the unmet need does not name the ladder's reasons: %s", unmet[0].Message)
+	unmet := h.events(KindUnmet)
+	if len(unmet) != 1 {
+		t.Fatalf("capacity.unmet journaled %d times for one reason, want once\n%s", len(unmet), h.dump())
+	}
+	if !strings.Contains(unmet[0].Message, "aws") || !strings.Contains(unmet[0].Message, "ali") || !strings.Contains(unmet[0].Message, "asking again with backoff until") {
+		t.Errorf("the unmet need does not name the ladder's reasons and what comes next: %s", unmet[0].Message)
 	}
 	h.cloud.SetCapacity(providers.Offering{InstanceType: "ecs.g7.large", Zone: "cn-hangzhou-i", CapacityType: providers.CapacityOnDemand}, -1)
 	h.until("the scale-out is done", func() bool { return len(h.events(KindActivityEnded)) == 1 })
 	if got := poolsOf(h.events(""), KindClaimed); strings.Join(got, ",") != "ali" {
 		t.Fatalf("claimed %v, want ali once it had capacity", got)
+	}
+	if got := outcomeOf(h.events(KindActivityEnded)[0]); got != OutcomeDone {
+		t.Fatalf("outcome %q, want done", got)
 	}
 }
 

@@ -98,10 +98,12 @@ func TestScaleInWaitsForAHostItsActivityFollows(t *testing.T) {
 
 // TestStuckScaleOutOfAnotherUnitDoesNotFreezeScaleIn: a group of bu-b
 // that no tier can serve (bu-b may not borrow, the clouds are out of
-// capacity) keeps its scale-out in flight, retrying; meanwhile bu-a's
-// burst ends and its rented and borrowed hosts are given back.
+// capacity) keeps its scale-out in flight, retrying within a long grace;
+// meanwhile bu-a's burst ends and its rented and borrowed hosts are given
+// back.
 func TestStuckScaleOutOfAnotherUnitDoesNotFreezeScaleIn(t *testing.T) {
 	h := newHarness(t, 1)
+	h.c.cfg.ActivityGrace = time.Hour
 	h.service(4)
 	h.start()
 	if err := h.k.SetCount(web, 12); err != nil {
@@ -137,20 +139,32 @@ func TestStuckScaleOutOfAnotherUnitDoesNotFreezeScaleIn(t *testing.T) {
 }
 
 // TestScaleInWaitsForAnActivityOfItsUnit: bu-a's second group asks for
-// allocations larger than any host, so its scale-out stays in flight;
-// bu-a's host spare after the first group's burst waits for it, and the
-// journal says so once. When the group no longer asks (its count falls
-// to zero), the activity ends and the host is given back.
+// allocations that no tier can give a host for (the clouds are out of
+// capacity, the shared host is lent already), so its scale-out stays in
+// flight, retrying within a long grace; bu-a's host spare after the first
+// group's burst waits for it, and the journal says so once. When the
+// group no longer asks (its count falls to zero), the activity ends and
+// the host is given back.
 func TestScaleInWaitsForAnActivityOfItsUnit(t *testing.T) {
 	h := newHarness(t, 1)
+	h.c.cfg.ActivityGrace = time.Hour
 	h.service(4)
 	h.start()
 	if err := h.k.SetCount(web, 8); err != nil {
 		t.Fatal(err)
 	}
 	h.until("the burst is done", func() bool { return len(h.events(KindActivityEnded)) == 1 })
+	for _, o := range []providers.Offering{
+		{InstanceType: "m5.large", Zone: "us-east-1a", CapacityType: providers.CapacityOnDemand},
+		{InstanceType: "m5.xlarge", Zone: "us-east-1a", CapacityType: providers.CapacityOnDemand},
+		{InstanceType: "ecs.g7.large", Zone: "cn-hangzhou-i", CapacityType: providers.CapacityOnDemand},
+	} {
+		h.cloud.SetCapacity(o, 0)
+	}
+	// The fake schedules job big before web: when web's count falls, the
+	// room it leaves is not given to big until something schedules again.
 	big := policies.Target{Namespace: "default", Job: "big", Group: "app"}
-	h.k.AddJob(clustertest.Service{Target: big, Count: 1, Size: demand.Size{CPUMHz: 4000, MemoryMB: 64}, Serves: "bu-a"})
+	h.k.AddJob(clustertest.Service{Target: big, Count: 1, Size: demand.Size{CPUMHz: 250, MemoryMB: 64}, Serves: "bu-a"})
 	h.until("the big group finds no host", func() bool {
 		return slices.ContainsFunc(h.events(KindUnmet), func(ev journal.Event) bool { return ev.Subject == big.String() })
 	})

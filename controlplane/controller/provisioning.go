@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
@@ -33,12 +34,28 @@ const hintFor = 2 * time.Minute
 const settleTime = 5 * time.Second
 
 // Backoff of an activity whose need no tier could meet: it asks again
-// after unmetRetry, doubling up to unmetMaxRetry, for as long as the work
-// stays queued.
+// after unmetRetry, doubling up to unmetMaxRetry, until its deadline plus
+// Config.ActivityGrace; a last round then, and it ends.
 const (
 	unmetRetry    = 5 * time.Second
 	unmetMaxRetry = time.Minute
 )
+
+// DefaultActivityGrace is Config.ActivityGrace when it is not set.
+const DefaultActivityGrace = 5 * time.Minute
+
+// cycle is a group's demand when its scale-out ended partial or unmet
+// with work still queued. The provisioner starts no new activity for the
+// group while its demand is the same: a new demand cycle begins when its
+// count or the size of its allocations changes (the job changed), or
+// once nothing of it is queued any more.
+type cycle struct {
+	count   int
+	size    demand.Size
+	serves  string
+	outcome string
+	at      time.Time
+}
 
 // Expect records the scaler's hint for the scale-out its new count will
 // cause.
@@ -80,14 +97,26 @@ func (c *Controller) provision(ctx context.Context) {
 // flight. It returns how many it started.
 func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 	n := 0
-	for _, t := range s.Queued() {
+	queued := s.Queued()
+	c.mu.Lock()
+	for t := range c.ended {
+		if !slices.Contains(queued, t) {
+			delete(c.ended, t) // nothing queued: the next demand is a new cycle
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range queued {
 		c.mu.Lock()
 		_, busy := c.active[t]
 		c.mu.Unlock()
 		if busy {
 			continue
 		}
-		r, why := c.request(s, t)
+		why := c.sameCycle(s, t)
+		var r Request
+		if why == "" {
+			r, why = c.request(s, t)
+		}
 		if why != "" {
 			c.mu.Lock()
 			said := c.skipped[t] == why
@@ -103,6 +132,25 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 		}
 	}
 	return n
+}
+
+// sameCycle says why the queued work of t gets no new activity: its last
+// scale-out ended partial or unmet and its demand has not changed since.
+func (c *Controller) sameCycle(s *cluster.Snapshot, t policies.Target) string {
+	c.mu.Lock()
+	e, ok := c.ended[t]
+	c.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	if g, found := s.Group(t); found && (g.Count != e.count || g.PerAlloc != e.size || g.Serves != e.serves) {
+		c.mu.Lock()
+		delete(c.ended, t)
+		c.mu.Unlock()
+		return ""
+	}
+	return fmt.Sprintf("its scale-out ended %s at %s; a new one starts when the group's count or allocation size changes, or once nothing of it is queued",
+		e.outcome, e.at.UTC().Format(time.RFC3339))
 }
 
 // request builds the scale-out of a queued group, or says why there is
@@ -148,26 +196,49 @@ func (c *Controller) request(s *cluster.Snapshot, t policies.Target) (Request, s
 // ScaleOut is one demand cycle of a task group: it finds hosts for what
 // Nomad queued, tops up whenever work is queued again once those hosts
 // are there (the count rose, a host was lost), retries with backoff while
-// no tier can give, and ends when every allocation is placed and healthy
-// (or the group is gone). A model that is not live pauses it: unknown is
-// not acted on.
+// no tier can give, and ends, journaled once with its outcome and why:
+//
+//   - done when every allocation has a host and is healthy (or the group
+//     is gone);
+//   - unmet at once when the queued work is unservable (an allocation
+//     larger than any host);
+//   - partial or unmet (it got some hosts, or none) when work is still
+//     queued past its deadline plus Config.ActivityGrace and no tier can
+//     give more.
+//
+// A count that rises while the activity is in flight is topped up by the
+// same activity; once it ended, a change of the group's demand starts a
+// new one (Provision). A model that is not live pauses it: unknown is not
+// acted on.
 func (c *Controller) ScaleOut(ctx context.Context, r Request) error {
 	tl := &timeline{c: c, r: r, pool: "none"}
+	a := &activity{c: c, tl: tl, exclude: map[string]string{}}
 	if !r.observed {
 		tl.begin(ctx)
 	}
-	d, err := c.settled(ctx, r.Target)
+	err := c.scaleOut(ctx, a)
+	if err != nil && ctx.Err() == nil { // not a shutdown or a lost term: the next leader must not resume it
+		c.end(context.WithoutCancel(ctx), a, a.outcome(), fmt.Sprintf("it stopped unfinished: %v", err), c.now())
+	}
+	return err
+}
+
+func (c *Controller) scaleOut(ctx context.Context, a *activity) error {
+	d, err := c.settled(ctx, a.tl.r.Target)
 	if err != nil {
 		return err
 	}
-	return c.place(ctx, &activity{c: c, tl: tl, d: d, exclude: map[string]string{}}, time.Time{})
+	a.d = d
+	return c.place(ctx, a, time.Time{})
 }
 
 // place runs activity a until its group's allocations are placed and
-// healthy: it asks for capacity whenever work is queued, from next on
-// (zero: at once), and again with backoff while no tier can give.
+// healthy, or it ends otherwise: it asks for capacity whenever work is
+// queued, from next on (zero: at once), and again with backoff while no
+// tier can give, until its deadline plus grace.
 func (c *Controller) place(ctx context.Context, a *activity, next time.Time) error {
 	tl, r := a.tl, a.tl.r
+	limit := r.Deadline.Add(c.cfg.ActivityGrace)
 	retry := unmetRetry
 	missed := false
 	for {
@@ -177,7 +248,8 @@ func (c *Controller) place(ctx context.Context, a *activity, next time.Time) err
 		}
 		// Wait for health; work queued again meanwhile (the count rose, a
 		// host was lost) sends the activity back to finding hosts.
-		again := false
+		again, late := false, false
+		var healthy, count int
 		_, healthyAt, err := c.await(ctx, func(s *cluster.Snapshot) (bool, error) {
 			g, ok := s.Group(r.Target)
 			if !ok {
@@ -187,7 +259,12 @@ func (c *Controller) place(ctx context.Context, a *activity, next time.Time) err
 				again = true
 				return true, nil
 			}
-			return s.Healthy(r.Target) >= g.Count, nil
+			healthy, count = s.Healthy(r.Target), g.Count
+			if healthy < count && c.now().After(limit) {
+				late = true
+				return true, nil
+			}
+			return healthy >= count, nil
 		})
 		if err != nil {
 			return fmt.Errorf("waiting for %s to be healthy: %w", r.Target, err)
@@ -196,23 +273,31 @@ func (c *Controller) place(ctx context.Context, a *activity, next time.Time) err
 			c.cfg.Logger.Info("work queued again while waiting for health; finding hosts", "activity", r.Activity, "target", r.Target.String())
 			continue
 		}
-		tl.phase(ctx, PhaseHealthy, healthyAt, "every allocation is healthy")
 		took := healthyAt.Sub(r.Triggered)
+		if late {
+			// Every allocation has a host: the capacity is served; its
+			// health is the job's, not the activity's, to wait for.
+			c.end(ctx, a, OutcomeDone, fmt.Sprintf("every allocation has a host, but only %d of %d are healthy %s past the deadline (scale_out.grace)",
+				healthy, count, c.cfg.ActivityGrace), healthyAt)
+			return nil
+		}
+		tl.phase(ctx, PhaseHealthy, healthyAt, "every allocation is healthy")
 		if healthyAt.After(r.Deadline) && !missed {
 			c.missedDeadline(ctx, r, healthyAt, "healthy after "+took.Round(time.Second).String())
 		}
-		c.record(ctx, journal.Event{Time: healthyAt, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
-			Message: fmt.Sprintf("scale-out done in %s", took.Round(100*time.Millisecond))})
+		c.end(ctx, a, OutcomeDone, fmt.Sprintf("every allocation is healthy, in %s", took.Round(100*time.Millisecond)), healthyAt)
 		return nil
 	}
 }
 
 // placeOnce asks for capacity whenever the group has work queued, from
 // *next on, until every allocation has a host. It reports false when the
-// activity ended without that (the group is gone, or Nomad placed it on
-// its own before anything was journaled).
+// activity ended without that: the group is gone, Nomad placed it on its
+// own before anything was journaled, the work is unservable, or no tier
+// could give more by the deadline plus grace.
 func (c *Controller) placeOnce(ctx context.Context, a *activity, next *time.Time, retry *time.Duration, missed *bool) (bool, error) {
 	tl, r := a.tl, a.tl.r
+	limit := r.Deadline.Add(c.cfg.ActivityGrace)
 	for {
 		s, _, err := c.await(ctx, func(*cluster.Snapshot) (bool, error) { return true, nil })
 		if err != nil {
@@ -221,8 +306,7 @@ func (c *Controller) placeOnce(ctx context.Context, a *activity, next *time.Time
 		d, ok := s.Demand(r.Target)
 		if !ok {
 			if tl.begun() {
-				c.record(ctx, journal.Event{Time: c.now(), Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
-					Message: "scale-out ended: the task group is gone from nomad"})
+				c.end(ctx, a, OutcomeDone, "the task group is gone from nomad", c.now())
 			}
 			return false, nil
 		}
@@ -241,21 +325,72 @@ func (c *Controller) placeOnce(ctx context.Context, a *activity, next *time.Time
 			c.missedDeadline(ctx, r, now, fmt.Sprintf("%d allocations still queued", d.Queued))
 		}
 		if d.Queued > 0 && !now.Before(*next) {
+			if a.rounds > 0 && a.met && now.After(limit) {
+				// Hosts came, yet work is still queued past the grace:
+				// asking for more would not serve it.
+				c.end(ctx, a, a.outcome(), fmt.Sprintf("%d allocations are still queued %s past the deadline (scale_out.grace) although the hosts asked for came",
+					d.Queued, c.cfg.ActivityGrace), now)
+				return false, nil
+			}
 			a.d = d
 			met, err := a.run(ctx, s)
 			if err != nil {
 				return false, err
 			}
+			a.rounds++
+			a.met = met
+			if a.unservable != "" {
+				c.end(ctx, a, a.outcome(), a.unservable, c.now())
+				return false, nil
+			}
 			if met {
 				*next, *retry = c.now().Add(settleTime), unmetRetry
-			} else {
-				*next = c.now().Add(*retry)
-				*retry = min(2**retry, unmetMaxRetry)
+				continue
 			}
+			if now := c.now(); !now.Before(limit) {
+				c.end(ctx, a, a.outcome(), fmt.Sprintf("%d allocations are still queued %s past the deadline (scale_out.grace) and no tier can give more: %s",
+					a.d.Unplaced(), c.cfg.ActivityGrace, a.lastUnmet), now)
+				return false, nil
+			}
+			// The last round is at the deadline plus grace at the latest.
+			*next = c.now().Add(*retry)
+			if next.After(limit) {
+				*next = limit
+			}
+			*retry = min(2**retry, unmetMaxRetry)
 			continue
 		}
 		if err := c.pause(ctx, s); err != nil {
 			return false, fmt.Errorf("waiting for %s to be placed: %w", r.Target, err)
+		}
+	}
+}
+
+// end journals the end of activity a, once, with its outcome and why, and
+// counts it. A demand left queued (partial, unmet) is remembered, so the
+// provisioner starts no new activity for it until it changes.
+func (c *Controller) end(ctx context.Context, a *activity, outcome, why string, at time.Time) {
+	if a.ended {
+		return
+	}
+	a.ended = true
+	r := a.tl.r
+	c.ends.WithLabelValues(outcome).Inc()
+	a.mu.Lock()
+	hosts := a.borrowed + len(a.rented)
+	a.mu.Unlock()
+	data, _ := json.Marshal(map[string]any{"outcome": outcome, "reason": why, "hosts_got": hosts, "queued": a.d.Unplaced()})
+	c.record(ctx, journal.Event{Time: at, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("scale-out %s: %s", outcome, why)})
+	c.cfg.Logger.Info("scale-out ended", "activity", r.Activity, "target", r.Target.String(), "outcome", outcome, "reason", why)
+	if outcome == OutcomeDone {
+		return
+	}
+	if s := c.cfg.Cluster.Snapshot(); s.Live() {
+		if g, ok := s.Group(r.Target); ok {
+			c.mu.Lock()
+			c.ended[r.Target] = cycle{count: g.Count, size: g.PerAlloc, serves: g.Serves, outcome: outcome, at: at}
+			c.mu.Unlock()
 		}
 	}
 }
@@ -289,9 +424,21 @@ func (c *Controller) settled(ctx context.Context, t policies.Target) (demand.Dem
 	return d, err
 }
 
-func (c *Controller) unmet(ctx context.Context, r Request, d demand.Demand, hosts int, why string) {
+// unmet journals that queued work of activity a has no host, once per
+// activity and reason; every round is counted. then says what the
+// activity does next.
+func (a *activity) unmet(ctx context.Context, hosts int, why, then string) {
+	c, r, d := a.c, a.tl.r, a.d
 	c.unmetC.Inc()
+	a.lastUnmet = why
+	if a.said[why] {
+		return
+	}
+	if a.said == nil {
+		a.said = map[string]bool{}
+	}
+	a.said[why] = true
 	data, _ := json.Marshal(map[string]any{"queued": d.Unplaced(), "hosts": hosts, "blocked": d.Blocked.Reason(), "reasons": why})
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindUnmet, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
-		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s", d.Unplaced(), r.Target, why)})
+		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s; %s", d.Unplaced(), r.Target, why, then)})
 }

@@ -227,8 +227,8 @@ func (c *Controller) pendingReturns(ctx context.Context) (map[string]bool, error
 
 // Resume takes over the scale-outs a previous term or process left
 // unfinished: each activity whose trigger is journaled, that has not
-// ended, and whose deadline (plus the 5 minutes ScaleOut waits past it) has
-// not passed, is started again. Claims are not repeated: the hosts rented
+// ended, and whose deadline plus Config.ActivityGrace (how long ScaleOut
+// asks past it) has not passed, is started again. Claims are not repeated: the hosts rented
 // before are in the ledger (or adopted by ReconcileClouds) and followed.
 func (c *Controller) Resume(ctx context.Context) (int, error) {
 	now := c.now()
@@ -270,7 +270,7 @@ func (c *Controller) Resume(ctx context.Context) (int, error) {
 	n := 0
 	for _, id := range order {
 		a := acts[id]
-		if !a.ok || a.r.Deadline.IsZero() || now.After(a.r.Deadline.Add(5*time.Minute)) {
+		if !a.ok || a.r.Deadline.IsZero() || now.After(a.r.Deadline.Add(c.cfg.ActivityGrace)) {
 			continue
 		}
 		c.record(ctx, journal.Event{Time: now, Kind: KindPhase + ".resumed", Subject: a.r.Target.String(), Activity: id, Actor: "controller",
