@@ -83,7 +83,8 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 				Message: fmt.Sprintf("finding hosts for %d queued allocations of %s while %d of its rented hosts are down in their grace (%s); they are kept until it ends",
 					a.d.Unplaced(), r.BusinessUnit, len(down), strings.Join(down, ", "))})
 		}
-		a.size, err = c.hostSize(nodes, r.BusinessUnit)
+		var unit string
+		a.size, unit, err = c.hostUnit(nodes, r.BusinessUnit)
 		if err != nil {
 			a.unmet(ctx, 0, err.Error(), a.retrying())
 			return false, nil
@@ -92,8 +93,8 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 		if err != nil {
 			why := err.Error()
 			if errors.Is(err, demand.ErrDoesNotFit) {
-				why = fmt.Sprintf("task group %s asks %d MHz / %d MB per allocation; the largest host serving %s gives %d MHz / %d MB",
-					r.Target.Group, a.d.PerAllocation.CPUMHz, a.d.PerAllocation.MemoryMB, r.BusinessUnit, a.size.CPUMHz, a.size.MemoryMB)
+				why = fmt.Sprintf("task group %s asks %d MHz / %d MB per allocation; %s gives %d MHz / %d MB",
+					r.Target.Group, a.d.PerAllocation.CPUMHz, a.d.PerAllocation.MemoryMB, unit, a.size.CPUMHz, a.size.MemoryMB)
 			}
 			a.unservable = why
 			a.unmet(ctx, 0, why, "no host can take it, so none is asked for")
@@ -433,13 +434,14 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 	return len(hosts), nil
 }
 
-// hostSize is the allocatable size of one host unit: a shared-pool host's
+// hostUnit is the allocatable size of one host unit: a shared-pool host's
 // when there is a shared pool, else the largest node serving the business
 // unit (a weight-1 cloud instance is taken to be that big).
-func (c *Controller) hostSize(nodes []pools.NodeUsage, bu string) (demand.Size, error) {
+// It says which host that is, in words.
+func (c *Controller) hostUnit(nodes []pools.NodeUsage, bu string) (demand.Size, string, error) {
 	if c.cfg.Pools.Shared != nil {
 		if s, err := sharedHostSize(c.cfg.Pools.Shared, nodes); err == nil {
-			return s, nil
+			return s, "a host of the shared pool " + c.cfg.Pools.Shared.Name, nil
 		}
 	}
 	var best demand.Size
@@ -449,9 +451,9 @@ func (c *Controller) hostSize(nodes []pools.NodeUsage, bu string) (demand.Size, 
 		}
 	}
 	if best.CPUMHz == 0 {
-		return best, fmt.Errorf("no host serving %s or of the shared pool is known to nomad, so the size of a host is unknown", bu)
+		return best, "", fmt.Errorf("no host serving %s or of the shared pool is known to nomad, so the size of a host is unknown", bu)
 	}
-	return best, nil
+	return best, "the largest host serving " + bu, nil
 }
 
 func stepsString(steps []pools.Step) string {

@@ -247,7 +247,13 @@ func (c *Controller) place(ctx context.Context, a *activity, next time.Time) err
 			return err
 		}
 		// Wait for health; work queued again meanwhile (the count rose, a
-		// host was lost) sends the activity back to finding hosts.
+		// host was lost) sends the activity back to finding hosts. Health
+		// is waited for until the deadline plus grace, and at least the
+		// grace after the placement.
+		healthBy := limit
+		if by := c.now().Add(c.cfg.ActivityGrace); by.After(healthBy) {
+			healthBy = by
+		}
 		again, late := false, false
 		var healthy, count int
 		_, healthyAt, err := c.await(ctx, func(s *cluster.Snapshot) (bool, error) {
@@ -260,7 +266,7 @@ func (c *Controller) place(ctx context.Context, a *activity, next time.Time) err
 				return true, nil
 			}
 			healthy, count = s.Healthy(r.Target), g.Count
-			if healthy < count && c.now().After(limit) {
+			if healthy < count && c.now().After(healthBy) {
 				late = true
 				return true, nil
 			}
@@ -277,7 +283,7 @@ func (c *Controller) place(ctx context.Context, a *activity, next time.Time) err
 		if late {
 			// Every allocation has a host: the capacity is served; its
 			// health is the job's, not the activity's, to wait for.
-			c.end(ctx, a, OutcomeDone, fmt.Sprintf("every allocation has a host, but only %d of %d are healthy %s past the deadline (scale_out.grace)",
+			c.end(ctx, a, OutcomeDone, fmt.Sprintf("every allocation has a host, but only %d of %d are healthy past the deadline plus %s (scale_out.grace)",
 				healthy, count, c.cfg.ActivityGrace), healthyAt)
 			return nil
 		}
