@@ -121,6 +121,14 @@ func TestParseCases(t *testing.T) {
 		{"warm without ttr", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\nwarm: {hosts: 1}\n" +
 			bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar"),
 			"warm.time_to_ready: is required when warm.hosts is set"},
+		{"offering size", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, cpu_mhz: 4000, memory_mb: 7680, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\n" +
+			bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar"), ""},
+		{"offering size half set", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, cpu_mhz: 4000, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\n" +
+			bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar"),
+			"offerings[0]: cpu_mhz and memory_mb go together: set both or neither"},
+		{"offering size negative", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, cpu_mhz: -1, memory_mb: 7680, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\n" +
+			bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar"),
+			"offerings[0].cpu_mhz: must not be negative, got -1"},
 		{"image from another cloud", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\n" +
 			bootstrapYAML("us-east-1", "m-2zefcos42x64spillway", "flatcar"),
 			"bootstrap.images: the us-east-1 image m-2zefcos42x64spillway is a alicloud image, but the pool's provider is aws"},

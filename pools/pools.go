@@ -269,6 +269,13 @@ type InstanceOffering struct {
 	// Price is the expected hourly price, until the provider's catalog says
 	// otherwise.
 	Price Price `yaml:"price" json:"price"`
+	// CPUMHz and MemoryMB are what a Nomad node on this instance type
+	// offers allocations (its allocatable CPU and memory). Optional, set
+	// both or neither: unknown, work of any size may fit it; known, work
+	// larger than every offering of every pool is reported unservable
+	// instead of being rented for.
+	CPUMHz   int `yaml:"cpu_mhz" json:"cpu_mhz,omitempty"`
+	MemoryMB int `yaml:"memory_mb" json:"memory_mb,omitempty"`
 }
 
 // Price is an hourly price per capacity type.

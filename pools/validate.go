@@ -160,6 +160,11 @@ func (c *CloudPool) validate() strictyaml.Errors {
 				}
 			}
 			v.nonNegative(path+".price.spot", o.Price.Spot)
+			v.nonNegative(path+".cpu_mhz", float64(o.CPUMHz))
+			v.nonNegative(path+".memory_mb", float64(o.MemoryMB))
+			if (o.CPUMHz > 0) != (o.MemoryMB > 0) {
+				v.Errorf(path, "cpu_mhz and memory_mb go together: set both or neither")
+			}
 			if c.Spot > 0 && o.Price.Spot == 0 && !c.pos.Failed(path+".price.spot") {
 				v.Errorf(path+".price", "spot is %s, so price.spot is required", c.Spot)
 			}

@@ -154,6 +154,11 @@ func newStatusCmd() *cobra.Command {
 				Nomad      string            `json:"nomad"`
 				Activities []activity        `json:"recent_activities"`
 				Services   map[string]string `json:"services"`
+				Unservable []struct {
+					Target struct{ Namespace, Job, Group string }
+					Reason string
+					Since  time.Time
+				} `json:"unservable"`
 			}
 			return f.show(w, raw, &st, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "control plane\t%s (%s)\n", c.Addr, st.Version)
@@ -177,6 +182,13 @@ func newStatusCmd() *cobra.Command {
 						state = p
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", n, st.Services[n], state)
+				}
+				if len(st.Unservable) > 0 {
+					fmt.Fprintln(tw)
+					fmt.Fprintln(tw, "UNSERVABLE\tSINCE\tWHY")
+					for _, u := range st.Unservable {
+						fmt.Fprintf(tw, "%s/%s/%s\t%s\t%s\n", u.Target.Namespace, u.Target.Job, u.Target.Group, ts(u.Since), u.Reason)
+					}
 				}
 				if len(st.Activities) > 0 {
 					fmt.Fprintln(tw)

@@ -50,7 +50,7 @@ func TestAPICommands(t *testing.T) {
 		"POST /v1/reload":               `{"policies":3,"hash":"abcdef0123456789","changed":true}`,
 		"GET /v1/pools":                 `{"at":"2026-11-22T08:00:00Z","pools":[{"pool":"bu-a","tier":"own","hosts":{"total":3,"free":1,"in_use":2,"borrowed":0},"cpu_mhz":{"total":12000,"used":2000,"free":10000},"memory_mb":{"total":1,"used":0,"free":1},"cost_per_hour":0}]}`,
 		"GET /v1/activities":            `{"activities":[{"id":"act-1","service":"default/demo/web","direction":"up","from":2,"to":5,"status":"scaled","actor":"oncall","started":"2026-11-22T08:00:00Z","hosts":[],"phases":[]}]}`,
-		"GET /v1/status":                `{"version":"dev","policies":1,"policies_hash":"abc","paused":[{"policy":"demo","by":"oncall","since":"2026-11-22T08:00:00Z"}],"pools":0,"nomad":"ok","recent_activities":[],"services":{"demo":"default/demo/web"}}`,
+		"GET /v1/status":                `{"version":"dev","policies":1,"policies_hash":"abc","paused":[{"policy":"demo","by":"oncall","since":"2026-11-22T08:00:00Z"}],"pools":0,"nomad":"ok","recent_activities":[],"services":{"demo":"default/demo/web"},"unservable":[{"target":{"namespace":"default","job":"huge","group":"app"},"business_unit":"bu-a","dimension":"size","reason":"task group app asks 8000 MHz / 64 MB per allocation; the largest offering in any pool gives 4000 MHz / 15360 MB (aws m5.xlarge)","since":"2026-11-22T08:00:00Z"}]}`,
 		"GET /v1/events":                `{"events":[{"seq":7,"time":"2026-11-22T08:00:00Z","kind":"scale","subject":"default/demo/web","actor":"oncall","message":"set the count"}]}`,
 	}}
 	srv := httptest.NewServer(f)
@@ -71,6 +71,8 @@ func TestAPICommands(t *testing.T) {
 		{[]string{"pools"}, "bu-a"},
 		{[]string{"activities"}, "act-1"},
 		{[]string{"status"}, "paused by oncall"},
+		{[]string{"status"}, "default/huge/app"},
+		{[]string{"status"}, "the largest offering in any pool gives 4000 MHz / 15360 MB (aws m5.xlarge)"},
 		{[]string{"events", "--kind", "scale"}, "set the count"},
 		{[]string{"activities", "-o", "json"}, `"activities":[`},
 	} {

@@ -184,6 +184,10 @@ type status struct {
 	Firing []firingAlert `json:"firing_alerts"`
 	// FiringTotal counts them; Firing lists the first 100 by fingerprint.
 	FiringTotal int `json:"firing_alerts_total"`
+	// Unservable is the queued task groups no tier can take, as the
+	// leader's controller judged them (empty on a replica that does not
+	// lead).
+	Unservable []controller.Unservable `json:"unservable"`
 }
 
 type firingAlert struct {
@@ -208,7 +212,11 @@ func (s *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 	bi := buildinfo.Get()
 	set := s.Policies()
 	st := status{Version: bi.Version, Revision: bi.Revision, Policies: set.Len(), PoliciesHash: set.Hash(),
-		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: time.Now().UTC(), Services: map[string]string{}, Nomad: "ok", Firing: []firingAlert{}}
+		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: time.Now().UTC(), Services: map[string]string{}, Nomad: "ok", Firing: []firingAlert{},
+		Unservable: []controller.Unservable{}}
+	if s.controller != nil {
+		st.Unservable = s.controller.Unservable()
+	}
 	firing := s.alerts.Alerts(st.Time)
 	st.FiringTotal = len(firing)
 	for _, a := range firing[:min(len(firing), maxStatusAlerts)] {

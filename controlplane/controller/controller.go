@@ -196,6 +196,10 @@ type Controller struct {
 	// unmet while work stayed queued: no new activity starts for the
 	// group until its demand changes (provisioning.go).
 	ended map[policies.Target]cycle
+	// unserved holds the queued groups no tier can take, and what that
+	// was judged on (unservable.go).
+	unserved      map[policies.Target]unservableEntry
+	unservedGauge prometheus.Gauge
 	// rates paces the launches of each cloud account.
 	rates     launchRates
 	rateGauge *prometheus.GaugeVec
@@ -246,12 +250,17 @@ func New(cfg Config) *Controller {
 		cfg.Pools = &pools.Config{}
 	}
 	c := &Controller{
-		cfg:       cfg,
-		active:    map[policies.Target]string{},
-		paused:    map[string]PoolPause{},
-		hints:     map[policies.Target]Hint{},
-		skipped:   map[policies.Target]string{},
-		ended:     map[policies.Target]cycle{},
+		cfg:      cfg,
+		active:   map[policies.Target]string{},
+		paused:   map[string]PoolPause{},
+		hints:    map[policies.Target]Hint{},
+		skipped:  map[policies.Target]string{},
+		ended:    map[policies.Target]cycle{},
+		unserved: map[policies.Target]unservableEntry{},
+		unservedGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_unservable_task_groups",
+			Help: "Queued task groups that no tier can take (an allocation larger than every offering of every pool): reported, not rented for.",
+		}),
 		health:    map[string]*hostHealth{},
 		readyOnce: map[string]time.Time{},
 		orphans:   map[string]time.Time{},
@@ -295,7 +304,7 @@ func New(cfg Config) *Controller {
 		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.rateGauge, c.refusedGauge, c.interruptions)
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.unservedGauge, c.rateGauge, c.refusedGauge, c.interruptions)
 	}
 	return c
 }

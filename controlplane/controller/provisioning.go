@@ -105,6 +105,7 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 		}
 	}
 	c.mu.Unlock()
+	defer c.forgetUnservable(queued)
 	for _, t := range queued {
 		c.mu.Lock()
 		_, busy := c.active[t]
@@ -116,6 +117,9 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 		var r Request
 		if why == "" {
 			r, why = c.request(s, t)
+		}
+		if why == "" {
+			why = c.unservable(ctx, s, t, r.BusinessUnit)
 		}
 		if why != "" {
 			c.mu.Lock()

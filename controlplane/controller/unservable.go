@@ -1,0 +1,159 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/spillwayhq/spillway/controlplane/cluster"
+	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/policies"
+	"github.com/spillwayhq/spillway/pools"
+)
+
+// Unservable is a queued task group that no tier can take: it is
+// reported, not rented for, and gets no scale-out until what it was
+// judged on changes.
+type Unservable struct {
+	Target       policies.Target `json:"target"`
+	BusinessUnit string          `json:"business_unit"`
+	// Dimension is what rules every tier out: "size".
+	Dimension string    `json:"dimension"`
+	Reason    string    `json:"reason"`
+	Since     time.Time `json:"since"`
+}
+
+// unservableEntry is an Unservable and what it was judged on: the
+// group's allocation size and business unit, and the offerings' sizes
+// (the pool file, the shared hosts Nomad shows). The judgement is made
+// again only when that changes.
+type unservableEntry struct {
+	Unservable
+	key string
+}
+
+// offeringSize is one host size a tier can give.
+type offeringSize struct {
+	what string // "aws m5.xlarge", "a host of the shared pool shared"
+	size demand.Size
+}
+
+// offeringSizes lists the host sizes the tiers can give business unit bu:
+// the shared pool's hosts, when it may borrow, and every offering of a
+// cloud pool Spillway has a provider for. known is false when one of
+// them has no size yet (an offering without cpu_mhz and memory_mb, a
+// shared pool with no host Nomad shows): work of any size may fit it.
+func (c *Controller) offeringSizes(nodes []pools.NodeUsage, bu string) (sizes []offeringSize, known bool) {
+	known = true
+	if unit, ok := c.cfg.Pools.BusinessUnit(bu); ok && c.cfg.Pools.Shared != nil && c.cfg.Shared != nil && unit.Borrowing.Quota > 0 {
+		s, err := sharedHostSize(c.cfg.Pools.Shared, nodes)
+		if err != nil {
+			known = false
+		} else {
+			sizes = append(sizes, offeringSize{what: "a host of the shared pool " + c.cfg.Pools.Shared.Name, size: s})
+		}
+	}
+	for _, cp := range c.cfg.Pools.CloudPools {
+		if _, ok := c.cfg.Clouds[cp.Name]; !ok {
+			continue
+		}
+		for _, o := range cp.Offerings {
+			if o.CPUMHz <= 0 || o.MemoryMB <= 0 {
+				known = false
+				continue
+			}
+			sizes = append(sizes, offeringSize{what: cp.Name + " " + o.InstanceType, size: demand.Size{CPUMHz: o.CPUMHz, MemoryMB: o.MemoryMB}})
+		}
+	}
+	return sizes, known
+}
+
+// tooLarge says why no tier can give a host that takes one allocation of
+// per, or "" when one can or may (a size is unknown, or no tier at all
+// is known: the scale-out says why then).
+func tooLarge(group string, per demand.Size, sizes []offeringSize, known bool) string {
+	if !known || len(sizes) == 0 {
+		return ""
+	}
+	largest := sizes[0]
+	for _, s := range sizes {
+		if per.CPUMHz <= s.size.CPUMHz && per.MemoryMB <= s.size.MemoryMB {
+			return ""
+		}
+		if s.size.CPUMHz > largest.size.CPUMHz || (s.size.CPUMHz == largest.size.CPUMHz && s.size.MemoryMB > largest.size.MemoryMB) {
+			largest = s
+		}
+	}
+	return fmt.Sprintf("task group %s asks %d MHz / %d MB per allocation; the largest offering in any pool gives %d MHz / %d MB (%s)",
+		group, per.CPUMHz, per.MemoryMB, largest.size.CPUMHz, largest.size.MemoryMB, largest.what)
+}
+
+// unservable says why no tier can take the queued work of t, or "". The
+// judgement is remembered and made again only when the group's size or
+// business unit, or the sizes the tiers give, change; a new judgement
+// that the work is unservable is journaled as capacity.unmet once.
+func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, t policies.Target, bu string) string {
+	g, ok := s.Group(t)
+	if !ok || bu == "" {
+		return ""
+	}
+	sizes, known := c.offeringSizes(s.NodeUsage(), bu)
+	key := fmt.Sprint(g.PerAlloc, bu, known, sizes)
+	c.mu.Lock()
+	e, seen := c.unserved[t]
+	c.mu.Unlock()
+	if seen && e.key == key {
+		return e.Reason
+	}
+	why := tooLarge(t.Group, g.PerAlloc, sizes, known)
+	c.mu.Lock()
+	if why == "" {
+		delete(c.unserved, t)
+	} else {
+		c.unserved[t] = unservableEntry{Unservable: Unservable{Target: t, BusinessUnit: bu, Dimension: "size", Reason: why, Since: c.now()}, key: key}
+	}
+	c.mu.Unlock()
+	if why == "" {
+		if seen {
+			c.cfg.Logger.Info("queued work is servable again", "target", t.String(), "was", e.Reason)
+		}
+		return ""
+	}
+	if seen && e.Reason == why {
+		return why
+	}
+	d, _ := s.Demand(t)
+	data, _ := json.Marshal(map[string]any{"queued": d.Queued, "hosts": 0, "reasons": why, "unservable": "size", "business_unit": bu})
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindUnmet, Subject: t.String(), Actor: "controller", Data: data,
+		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s; nothing is rented for them until the job or the pools change", d.Queued, t, why)})
+	return why
+}
+
+// forgetUnservable drops the judgements of groups no longer queued and
+// sets the gauge.
+func (c *Controller) forgetUnservable(queued []policies.Target) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t := range c.unserved {
+		if !slices.Contains(queued, t) {
+			delete(c.unserved, t)
+		}
+	}
+	c.unservedGauge.Set(float64(len(c.unserved)))
+}
+
+// Unservable lists the queued task groups no tier can take, by target.
+func (c *Controller) Unservable() []Unservable {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Unservable, 0, len(c.unserved))
+	for _, e := range c.unserved {
+		out = append(out, e.Unservable)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Target.String() < out[j].Target.String() })
+	return out
+}
