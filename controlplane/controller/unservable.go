@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
@@ -21,7 +22,9 @@ import (
 type Unservable struct {
 	Target       policies.Target `json:"target"`
 	BusinessUnit string          `json:"business_unit"`
-	// Dimension is what rules every tier out: "size".
+	// Dimension is what rules every tier out: "node_pool" (the job's node
+	// pool is one no tier's hosts join) or "size" (an allocation larger
+	// than every offering).
 	Dimension string    `json:"dimension"`
 	Reason    string    `json:"reason"`
 	Since     time.Time `json:"since"`
@@ -92,29 +95,85 @@ func tooLarge(group string, per demand.Size, sizes []offeringSize, known bool) s
 		group, per.CPUMHz, per.MemoryMB, largest.size.CPUMHz, largest.size.MemoryMB, largest.what)
 }
 
-// unservable says why no tier can take the queued work of t, or "". The
-// judgement is remembered and made again only when the group's size or
-// business unit, or the sizes the tiers give, change; a new judgement
-// that the work is unservable is journaled as capacity.unmet once.
+// nodePools lists the node pools the hosts of the tiers that serve
+// business unit bu join: the shared pool's selector, each cloud pool's
+// bootstrap (Nomad's "default" when it names none). known is false when
+// one is not known (a shared pool selected by class or meta only).
+func (c *Controller) nodePools(bu string) (served []string, known bool) {
+	known = true
+	add := func(p string) {
+		if !slices.Contains(served, p) {
+			served = append(served, p)
+		}
+	}
+	if unit, ok := c.cfg.Pools.BusinessUnit(bu); ok && c.cfg.Pools.Shared != nil && c.cfg.Shared != nil && unit.Borrowing.Quota > 0 {
+		if p := c.cfg.Pools.Shared.Selector.NodePool; p != "" {
+			add(p)
+		} else {
+			known = false
+		}
+	}
+	for _, cp := range c.cfg.Pools.CloudPools {
+		if _, ok := c.cfg.Clouds[cp.Name]; !ok {
+			continue
+		}
+		p := "default"
+		if cp.Bootstrap != nil && cp.Bootstrap.Nomad.NodePool != "" {
+			p = cp.Bootstrap.Nomad.NodePool
+		}
+		add(p)
+	}
+	sort.Strings(served)
+	return served, known
+}
+
+// outsidePools says why no tier's hosts can be in the job's node pool, or
+// "" when one can or may (the pool is "all", a tier's pool is unknown, no
+// tier is known).
+func outsidePools(jobPool string, served []string, known bool) string {
+	if jobPool == "" {
+		jobPool = "default"
+	}
+	if jobPool == "all" || !known || len(served) == 0 || slices.Contains(served, jobPool) {
+		return ""
+	}
+	return fmt.Sprintf("node pool %s is not served by Spillway: the hosts it can give join node pools %s", jobPool, strings.Join(served, ", "))
+}
+
+// unservable says why no tier can take the queued work of t, or "": its
+// job's node pool is one no tier's hosts join, or its allocation is
+// larger than every offering. The judgement is remembered and made again
+// only when what it rests on changes (the job's node pool, the group's
+// size, its business unit, the sizes and node pools the tiers give); a
+// new judgement that the work is unservable is journaled as
+// capacity.unmet once.
 func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, t policies.Target, bu string) string {
 	g, ok := s.Group(t)
 	if !ok || bu == "" {
 		return ""
 	}
+	jobPool := ""
+	if j, ok := s.Job(t.Namespace, t.Job); ok {
+		jobPool = j.NodePool
+	}
 	sizes, known := c.offeringSizes(s.NodeUsage(), bu)
-	key := fmt.Sprint(g.PerAlloc, bu, known, sizes)
+	served, poolsKnown := c.nodePools(bu)
+	key := fmt.Sprint(g.PerAlloc, bu, known, sizes, jobPool, served, poolsKnown)
 	c.mu.Lock()
 	e, seen := c.unserved[t]
 	c.mu.Unlock()
 	if seen && e.key == key {
 		return e.Reason
 	}
-	why := tooLarge(t.Group, g.PerAlloc, sizes, known)
+	dimension, why := "node_pool", outsidePools(jobPool, served, poolsKnown)
+	if why == "" {
+		dimension, why = "size", tooLarge(t.Group, g.PerAlloc, sizes, known)
+	}
 	c.mu.Lock()
 	if why == "" {
 		delete(c.unserved, t)
 	} else {
-		c.unserved[t] = unservableEntry{Unservable: Unservable{Target: t, BusinessUnit: bu, Dimension: "size", Reason: why, Since: c.now()}, key: key}
+		c.unserved[t] = unservableEntry{Unservable: Unservable{Target: t, BusinessUnit: bu, Dimension: dimension, Reason: why, Since: c.now()}, key: key}
 	}
 	c.mu.Unlock()
 	if why == "" {
@@ -127,7 +186,7 @@ func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, t poli
 		return why
 	}
 	d, _ := s.Demand(t)
-	data, _ := json.Marshal(map[string]any{"queued": d.Queued, "hosts": 0, "reasons": why, "unservable": "size", "business_unit": bu})
+	data, _ := json.Marshal(map[string]any{"queued": d.Queued, "hosts": 0, "reasons": why, "unservable": dimension, "business_unit": bu})
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindUnmet, Subject: t.String(), Actor: "controller", Data: data,
 		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s; nothing is rented for them until the job or the pools change", d.Queued, t, why)})
 	return why

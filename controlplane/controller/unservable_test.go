@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/cluster/clustertest"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/policies"
@@ -92,5 +93,69 @@ func TestWorkLargerThanEveryOfferingIsReportedNotRentedFor(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.c.unservedGauge); got != 0 {
 		t.Fatalf("spillway_unservable_task_groups = %v, want 0", got)
+	}
+}
+
+func TestOutsidePools(t *testing.T) {
+	served := []string{"burst", "shared"}
+	for _, tc := range []struct {
+		pool   string
+		served []string
+		known  bool
+		want   string
+	}{
+		{"all", served, true, ""},
+		{"burst", served, true, ""},
+		{"shared", served, true, ""},
+		{"gpu", served, true, "node pool gpu is not served by Spillway: the hosts it can give join node pools burst, shared"},
+		{"", served, true, "node pool default is not served by Spillway: the hosts it can give join node pools burst, shared"},
+		{"", []string{"default"}, true, ""},
+		{"gpu", served, false, ""},
+		{"gpu", nil, true, ""},
+	} {
+		if got := outsidePools(tc.pool, tc.served, tc.known); got != tc.want {
+			t.Errorf("outsidePools(%q, %v, %v) = %q, want %q", tc.pool, tc.served, tc.known, got, tc.want)
+		}
+	}
+}
+
+// TestGroupInAnUnservedNodePoolIsReportedNotRentedFor: a job in a node
+// pool that no tier's hosts join (the shared pool's hosts are in node
+// pool shared, the clouds' in burst) gets no activity and no host:
+// capacity.unmet once, in words, however many passes look at it. Moved
+// to node pool all, it gets a scale-out.
+func TestGroupInAnUnservedNodePoolIsReportedNotRentedFor(t *testing.T) {
+	h := newHarness(t, 1)
+	h.service(4)
+	gpu := policies.Target{Namespace: "default", Job: "gpu", Group: "app"}
+	put := func(pool string) {
+		h.k.Update(func(_ *cluster.Snapshot, e *cluster.Editor) {
+			e.PutJob(&cluster.Job{Namespace: "default", ID: "gpu", Type: "service", NodePool: pool,
+				Groups: map[string]*cluster.Group{"app": {Name: "app", Count: 1, PerAlloc: demand.Size{CPUMHz: 250, MemoryMB: 64}, Serves: "bu-a"}}})
+		})
+		h.k.Schedule()
+	}
+	put("gpu")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer func() { cancel(); h.c.Wait() }()
+	for range 3 {
+		if n := h.c.Provision(ctx, h.k.Snapshot()); n != 0 {
+			t.Fatalf("started %d activities for work in a node pool no tier serves", n)
+		}
+	}
+	const why = "node pool gpu is not served by Spillway: the hosts it can give join node pools burst, shared"
+	unmet := h.events(KindUnmet)
+	if len(unmet) != 1 || !strings.Contains(unmet[0].Message, why) || unmet[0].Subject != gpu.String() {
+		t.Fatalf("capacity.unmet %+v; want it once for %s saying %q", unmet, gpu, why)
+	}
+	if got := h.c.Unservable(); len(got) != 1 || got[0].Target != gpu || got[0].Dimension != "node_pool" || got[0].Reason != why {
+		t.Fatalf("Unservable() = %+v", got)
+	}
+	if h.shared.creates != 0 || len(h.cloud.Instances()) != 0 {
+		t.Fatalf("%d shared claims, %d instances for unservable work", h.shared.creates, len(h.cloud.Instances()))
+	}
+	put("all")
+	if n := h.c.Provision(ctx, h.k.Snapshot()); n != 1 {
+		t.Fatalf("started %d activities once the job is in node pool all, want 1", n)
 	}
 }
