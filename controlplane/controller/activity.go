@@ -54,9 +54,14 @@ type activity struct {
 	// the activity ends unmet or partial, it asks for nothing more.
 	unservable string
 	// said holds the reasons capacity.unmet was journaled for, once each;
-	// ended is set once the activity's end is journaled.
-	said  map[string]bool
-	ended bool
+	// ended is set once the activity's end is journaled; matched once the
+	// tiers that cannot take the work are ruled out (match).
+	said    map[string]bool
+	ended   bool
+	matched bool
+	// sharedRuledOut is set when match ruled the shared pool out: its
+	// hosts do not size the need then.
+	sharedRuledOut bool
 
 	mu     sync.Mutex
 	rented []*rented
@@ -83,8 +88,9 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 				Message: fmt.Sprintf("finding hosts for %d queued allocations of %s while %d of its rented hosts are down in their grace (%s); they are kept until it ends",
 					a.d.Unplaced(), r.BusinessUnit, len(down), strings.Join(down, ", "))})
 		}
+		a.match(s)
 		var unit string
-		a.size, unit, err = c.hostUnit(nodes, r.BusinessUnit)
+		a.size, unit, err = c.hostUnit(nodes, r.BusinessUnit, !a.sharedRuledOut)
 		if err != nil {
 			a.unmet(ctx, 0, err.Error(), a.retrying())
 			return false, nil
@@ -251,6 +257,50 @@ func (a *activity) outcome() string {
 		return OutcomePartial
 	}
 	return OutcomeUnmet
+}
+
+// match rules out, once per activity, the tiers whose hosts cannot take
+// the group's work because they join another node pool than the job's
+// (node pool all takes any): only matching capacity is acquired. The
+// plan lists each with its reason.
+func (a *activity) match(s *cluster.Snapshot) {
+	if a.matched {
+		return
+	}
+	a.matched = true
+	c, t := a.c, a.tl.r.Target
+	j, ok := s.Job(t.Namespace, t.Job)
+	if !ok {
+		return
+	}
+	jobPool := j.NodePool
+	if jobPool == "" {
+		jobPool = "default"
+	}
+	if jobPool == "all" {
+		return
+	}
+	rule := func(pool, hostsPool string) bool {
+		if hostsPool == "" || hostsPool == jobPool {
+			return false
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.exclude[pool] == "" {
+			a.exclude[pool] = fmt.Sprintf("its hosts join node pool %s; the job runs in node pool %s", hostsPool, jobPool)
+		}
+		return true
+	}
+	if sp := c.cfg.Pools.Shared; sp != nil {
+		a.sharedRuledOut = rule(sp.Name, sp.Selector.NodePool)
+	}
+	for _, cp := range c.cfg.Pools.CloudPools {
+		hostsPool := "default"
+		if cp.Bootstrap != nil && cp.Bootstrap.Nomad.NodePool != "" {
+			hostsPool = cp.Bootstrap.Nomad.NodePool
+		}
+		rule(cp.Name, hostsPool)
+	}
 }
 
 // excluded says why the activity gave up on pool, or "".
@@ -435,11 +485,12 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 }
 
 // hostUnit is the allocatable size of one host unit: a shared-pool host's
-// when there is a shared pool, else the largest node serving the business
-// unit (a weight-1 cloud instance is taken to be that big).
+// when there is a shared pool the activity may borrow from (shared), else
+// the largest node serving the business unit (a weight-1 cloud instance is
+// taken to be that big).
 // It says which host that is, in words.
-func (c *Controller) hostUnit(nodes []pools.NodeUsage, bu string) (demand.Size, string, error) {
-	if c.cfg.Pools.Shared != nil {
+func (c *Controller) hostUnit(nodes []pools.NodeUsage, bu string, shared bool) (demand.Size, string, error) {
+	if c.cfg.Pools.Shared != nil && shared {
 		if s, err := sharedHostSize(c.cfg.Pools.Shared, nodes); err == nil {
 			return s, "a host of the shared pool " + c.cfg.Pools.Shared.Name, nil
 		}
