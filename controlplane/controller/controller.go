@@ -12,7 +12,9 @@
 //     allocations, planned on the capacity ladder, borrowed and rented
 //     (activity.go, cloud.go), followed until the allocations are healthy.
 //     Each activity is a timeline of named phases, journaled and exported
-//     as spillway_scaleout_phase_seconds{phase,pool}.
+//     as spillway_scaleout_phase_seconds{phase,pool}, and ends once as
+//     done, partial or unmet (spillway_scaleouts_total{outcome}). Work no
+//     tier can take gets no activity (unservable.go).
 //   - disruption (disruption.go): scale-in gives back what the business
 //     units no longer need, rented hosts before borrowed ones, waiting
 //     only for activities in flight that concern the same capacity
