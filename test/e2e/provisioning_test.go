@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	nomad "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
+	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
 
@@ -24,7 +27,10 @@ import (
 // rents on AWS, and every allocation becomes healthy, with the activity's
 // phases journaled. At that quiet point, the web console shows the same
 // capacity in a browser (console_test.go). Lowered again with Nomad's API,
-// the hosts go back: the rented one first, then the borrowed one.
+// the hosts go back: the rented one first, then the borrowed one. All
+// the while, a group of bu-a that no tier's hosts can take stays queued:
+// it is reported, not rented for, and freezes neither the burst nor its
+// end (checkUnservable).
 func TestNomadScaleIsProvisioned(t *testing.T) {
 	t.Parallel()
 	labtest.Takes(t, 70*time.Second)
@@ -51,6 +57,9 @@ func TestNomadScaleIsProvisioned(t *testing.T) {
 		HostCPU: 1000, HostMemoryMB: 1024,
 	}
 	l := labtest.Start(t, opts)
+
+	// Queued before the burst, and all through it: work no host can take.
+	unservable := queueUnservable(t, l)
 
 	// 2 run on bu-a's host, which holds 4 (250 MHz each): 12 need two more
 	// hosts, the shared one and one from AWS.
@@ -101,6 +110,104 @@ func TestNomadScaleIsProvisioned(t *testing.T) {
 	if strings.Join(tiers, ",") != "cold,shared" {
 		t.Fatalf("give-back order %v, want the rented host, then the borrowed one", tiers)
 	}
+
+	t.Run("unservable", func(t *testing.T) { checkUnservable(t, l, unservable) })
+}
+
+// unservableJob is a service of bu-a in node pool gpu, which no host
+// Spillway can give joins: the shared pool's hosts are in node pool
+// shared, the cloud pools' in burst. Its allocations are small, so the
+// node pool alone rules every tier out.
+func unservableJob() *nomad.Job {
+	job := nomad.NewServiceJob("gpu-train", "gpu-train", "global", 50)
+	job.NodePool = refOf("gpu")
+	job.Datacenters = []string{"*"}
+	job.Constrain(nomad.NewConstraint("${meta."+pools.MetaServes+"}", "=", "bu-a"))
+	task := nomad.NewTask("train", "raw_exec").
+		SetConfig("command", "/bin/sleep").SetConfig("args", []string{"600"}).
+		Require(&nomad.Resources{CPU: refOf(100), MemoryMB: refOf(64)})
+	job.AddTaskGroup(nomad.NewTaskGroup("train", 2).AddTask(task))
+	return job
+}
+
+// queueUnservable registers unservableJob (and its node pool, which Nomad
+// requires to exist) and waits until the control plane journals that its
+// queued work has no host. It returns the group's target.
+func queueUnservable(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	if _, err := l.Nomad().NodePools().Register(&nomad.NodePool{Name: "gpu", Description: "no Spillway tier joins it"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	job := unservableJob()
+	if _, _, err := l.Nomad().Jobs().Register(job, nil); err != nil {
+		t.Fatal(err)
+	}
+	target := "default/" + *job.ID + "/" + *job.TaskGroups[0].Name
+	waitJournal(t, l, "capacity.unmet for "+target, time.Minute, func(evs []journal.Event) bool {
+		for _, ev := range filterKind(evs, controller.KindUnmet) {
+			if ev.Subject == target {
+				return true
+			}
+		}
+		return false
+	})
+	return target
+}
+
+// checkUnservable checks, once the burst is over, what became of the
+// unservable group queued before it: it got no host and no scale-out,
+// capacity.unmet was journaled once with the reason in words, and it is
+// still queued and reported in the status and the metric. Stopped, it is
+// reported no more.
+func checkUnservable(t *testing.T, l *lab.Lab, target string) {
+	const reason = "node pool gpu is not served by Spillway"
+	evs := allEvents(t, l)
+	var unmet []journal.Event
+	for _, ev := range evs {
+		switch {
+		case ev.Subject != target:
+		case ev.Kind == controller.KindUnmet:
+			unmet = append(unmet, ev)
+		case ev.Activity != "":
+			t.Errorf("the unservable group has a scale-out: %s %s: %s", ev.Kind, ev.Activity, ev.Message)
+		}
+	}
+	if len(unmet) != 1 {
+		t.Fatalf("%d capacity.unmet for %s, want one for the whole burst:\n%s", len(unmet), target, dump(unmet))
+	}
+	if d := eventData(unmet[0]); d["unservable"] != "node_pool" || !strings.Contains(fmt.Sprint(d["reasons"]), reason) || !strings.Contains(unmet[0].Message, reason) {
+		t.Errorf("capacity.unmet does not say why in words: %s %v", unmet[0].Message, d)
+	}
+	summary, _, err := l.Nomad().Jobs().Summary("gpu-train", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := summary.Summary["train"]; s.Queued != 2 || s.Running+s.Starting != 0 {
+		t.Errorf("the unservable group: %+v, want 2 queued and none placed", s)
+	}
+
+	unservable := func() []controller.Unservable {
+		var st struct {
+			Unservable []controller.Unservable `json:"unservable"`
+		}
+		if err := json.Unmarshal([]byte(request(t, l, http.MethodGet, "/v1/status", nil)), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Unservable
+	}
+	if u := unservable(); len(u) != 1 || u[0].Target.String() != target || u[0].BusinessUnit != "bu-a" || u[0].Dimension != "node_pool" || !strings.Contains(u[0].Reason, reason) {
+		t.Fatalf("GET /v1/status lists as unservable %+v, want %s in node pool gpu", u, target)
+	}
+	waitMetric(t, l.SpillwayURL, "spillway_unservable_task_groups", 1)
+
+	// Stopped, the group is reported no more. (Stopped, not purged: a
+	// purged job stays queued in the cluster model, which sees no event
+	// for it.)
+	if _, _, err := l.Nomad().Jobs().Deregister("gpu-train", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the stopped group to leave the status", time.Minute, func() bool { return len(unservable()) == 0 })
+	waitMetric(t, l.SpillwayURL, "spillway_unservable_task_groups", 0)
 }
 
 // nomadRequests is the total of spillway_nomad_requests_total of a serve.
