@@ -19,12 +19,6 @@ import (
 	"strings"
 )
 
-// Pattern is the http.ServeMux pattern the console is registered under: it
-// takes every GET the more specific patterns (the API, /metrics, the
-// health checks) do not. The caller keeps what it owns (an unknown /v1/
-// path) away from it.
-const Pattern = "GET /"
-
 //go:embed all:dist
 var dist embed.FS
 

@@ -49,12 +49,14 @@ type App struct {
 	model        *cluster.Model
 	orchestrator cluster.Orchestrator
 	mux          *http.ServeMux
-	clock        clockwork.Clock
-	ln           net.Listener
-	reload       *reloader
-	pools        *pools.Config
-	auth         *auth.Authenticator
-	journal      journal.Store
+	// console serves the web console (webui), beside the mux.
+	console http.Handler
+	clock   clockwork.Clock
+	ln      net.Listener
+	reload  *reloader
+	pools   *pools.Config
+	auth    *auth.Authenticator
+	journal journal.Store
 	// elector elects the acting replica when leader election is enabled;
 	// nil means this replica always acts.
 	elector *leader.Elector
@@ -244,11 +246,11 @@ func (a *App) routes() {
 	handle("POST /v1/alerts/alertmanager", "alertmanager", a.auth.Require(auth.Operator, writeError, a.requireActing(http.HandlerFunc(a.handleAlertmanager))))
 	handle("GET /v1/events", "events", a.auth.Require(auth.Viewer, writeError, http.HandlerFunc(a.handleEvents)))
 	a.apiRoutes(handle)
-	// The web console is not part of the API (nor of openapi.yaml): it
-	// takes every GET no other route does, so its client-side routes load
-	// index.html; its pages need no token to load, and the API calls they
-	// make do. serveHTTP keeps /v1/ paths away from it.
-	a.mux.Handle(webui.Pattern, instrument("console", webui.Handler()))
+	// The web console is not part of the API (nor of openapi.yaml) and not
+	// on the mux: serveHTTP gives it the GETs no route takes outside /v1/,
+	// so its client-side routes load index.html. Its pages need no token
+	// to load; the API calls they make do.
+	a.console = instrument("console", webui.Handler())
 }
 
 // isAPIPath reports whether p is under the API's prefix, which the console
@@ -282,21 +284,26 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 // Handler is the daemon's HTTP handler.
 func (a *App) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 
-// serveHTTP routes a request. What no route takes (404, or 405 with its
+// serveHTTP routes a request. A GET or HEAD that no route takes outside
+// /v1/ is the console's; what else no route takes (404, or 405 with its
 // Allow header) is answered in the API's JSON error shape, not the mux's
 // plain text.
 func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := a.mux.Handler(r)
-	if (pattern == "" || pattern == webui.Pattern) && isAPIPath(r.URL.Path) {
-		a.apiNotFound(w, r)
-		return
-	}
 	if pattern != "" {
 		a.mux.ServeHTTP(w, r)
 		return
 	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !isAPIPath(r.URL.Path) {
+		a.console.ServeHTTP(w, r)
+		return
+	}
 	rec := &statusRecorder{header: http.Header{}}
 	h.ServeHTTP(rec, r)
+	if (rec.status == http.StatusNotFound || rec.status == 0) && !isAPIPath(r.URL.Path) {
+		rec.status = http.StatusMethodNotAllowed // the console's page: GET and HEAD
+		rec.header.Set("Allow", "GET, HEAD")
+	}
 	if allow := rec.header.Get("Allow"); allow != "" {
 		w.Header().Set("Allow", allow)
 	}
@@ -312,27 +319,6 @@ func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(rec.status)
 		_, _ = w.Write(rec.body.Bytes())
 	}
-}
-
-// apiNotFound answers an API path that no API route takes (the console's
-// catch-all may have matched it, or its Allow may be all the mux offers):
-// 405 with Allow when the path has API routes for other methods, else
-// 404, in the API's shape.
-func (a *App) apiNotFound(w http.ResponseWriter, r *http.Request) {
-	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		probe := r.Clone(r.Context())
-		probe.Method = m
-		if _, p := a.mux.Handler(probe); p != "" && p != webui.Pattern {
-			allow = append(allow, m)
-		}
-	}
-	if len(allow) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
-		return
-	}
-	w.Header().Set("Allow", strings.Join(allow, ", "))
-	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // statusRecorder keeps what the mux's own 404, 405 or redirect writes.
