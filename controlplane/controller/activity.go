@@ -45,9 +45,8 @@ type activity struct {
 	pools     []string
 	// asked, if set, is called once run has asked for what it needs.
 	asked func()
-	// rounds counts the runs; met says whether the last one found every
-	// host it needed, lastUnmet why not.
-	rounds    int
+	// met says whether the last run found every host it needed,
+	// lastUnmet why not.
 	met       bool
 	lastUnmet string
 	// unservable, once set, says why no host can take the queued work:

@@ -296,8 +296,8 @@ func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 				if !ok || now.Sub(loan.Since) <= readyTimeout(c.ready.estimate(cp)) {
 					continue
 				}
-				if act, ok := c.followed(h.ID); ok {
-					c.cfg.Logger.Debug("a rented host that never became a nomad node is left to the activity that follows it", "host", h.ID, "pool", name, "activity", act)
+				if f := c.holds().byHost[h.ID]; f != nil {
+					c.cfg.Logger.Debug("a rented host that never became a nomad node is left to the activity that follows it", "host", h.ID, "pool", name, "activity", f.activity)
 					continue
 				}
 				host := providers.Host{ID: h.ID, Pool: name, Claim: loan.Claim, LaunchedAt: h.LaunchedAt}

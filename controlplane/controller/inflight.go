@@ -17,7 +17,7 @@ const KindReturnWaits = "capacity.return_waits"
 // business unit it finds hosts for, the pools it asked, and the hosts it
 // claimed or follows. Scale-in and the collector wait only for the
 // activities that concern the capacity they would take away
-// (holds, followed); an activity of another business unit never
+// (holds); an activity of another business unit never
 // holds them up, even one acquiring from the same pool: giving a host
 // back to a pool only leaves it more room.
 type inflight struct {
@@ -131,18 +131,4 @@ func (f *inflight) acquiring() string {
 		return ", which is acquiring from pool " + names[0]
 	}
 	return ", which is acquiring from pools " + strings.Join(names, ", ")
-}
-
-// followed reports whether an activity in flight claimed or follows host:
-// the collector leaves such a host to it (an activity replaces its own
-// hosts that do not become ready).
-func (c *Controller) followed(host string) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, id := range slices.Sorted(maps.Keys(c.flights)) {
-		if c.flights[id].hosts[host] {
-			return id, true
-		}
-	}
-	return "", false
 }

@@ -335,7 +335,7 @@ func (c *Controller) placeOnce(ctx context.Context, a *activity, next *time.Time
 			c.missedDeadline(ctx, r, now, fmt.Sprintf("%d allocations still queued", d.Queued))
 		}
 		if d.Queued > 0 && !now.Before(*next) {
-			if a.rounds > 0 && a.met && now.After(limit) {
+			if a.met && now.After(limit) {
 				// Hosts came, yet work is still queued past the grace:
 				// asking for more would not serve it.
 				c.end(ctx, a, a.outcome(), fmt.Sprintf("%d allocations are still queued %s past the deadline (scale_out.grace) although the hosts asked for came",
@@ -347,7 +347,6 @@ func (c *Controller) placeOnce(ctx context.Context, a *activity, next *time.Time
 			if err != nil {
 				return false, err
 			}
-			a.rounds++
 			a.met = met
 			if a.unservable != "" {
 				c.end(ctx, a, a.outcome(), a.unservable, c.now())
