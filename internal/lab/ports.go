@@ -43,10 +43,15 @@ const (
 	dynamicBlockSize = 40
 )
 
-// portLockDir is where port locks live: the same for every process of the
-// user, whatever its $TMPDIR (tests give `spillway lab` a TMPDIR of its own).
-func portLockDir() string {
-	return filepath.Join("/tmp", fmt.Sprintf("spillway-ports-%d", os.Getuid()))
+// portLockDir is where port locks live, made when missing: the same for
+// every process of the user, whatever its $TMPDIR (tests give `spillway
+// lab` a TMPDIR of its own).
+func portLockDir() (string, error) {
+	dir := filepath.Join("/tmp", fmt.Sprintf("spillway-ports-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("reserving ports: %w", err)
+	}
+	return dir, nil
 }
 
 // portSet holds the ports one lab reserved.
@@ -61,9 +66,9 @@ func (ps *portSet) take(n int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := portLockDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("reserving ports: %w", err)
+	dir, err := portLockDir()
+	if err != nil {
+		return nil, err
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -97,9 +102,9 @@ func (ps *portSet) take(n int) ([]int, error) {
 // client and returns its first and last port (min_dynamic_port,
 // max_dynamic_port).
 func (ps *portSet) dynamicBlock() (int, int, error) {
-	dir := portLockDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, 0, fmt.Errorf("reserving dynamic ports: %w", err)
+	dir, err := portLockDir()
+	if err != nil {
+		return 0, 0, err
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()

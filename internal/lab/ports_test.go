@@ -93,7 +93,11 @@ func TestDynamicPortBlocksAreDisjoint(t *testing.T) {
 	// A released block can be held again: lock it directly to check the
 	// lock is gone.
 	a.release()
-	f, ok := lockPort(portLockDir(), "dynamic-"+strconv.Itoa((blocks[0].lo-dynamicLow)/dynamicBlockSize))
+	dir, err := portLockDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := lockPort(dir, "dynamic-"+strconv.Itoa((blocks[0].lo-dynamicLow)/dynamicBlockSize))
 	if !ok {
 		t.Fatalf("block %d-%d is still held after release", blocks[0].lo, blocks[0].hi)
 	}

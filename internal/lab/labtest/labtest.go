@@ -38,20 +38,18 @@ var (
 // or $SPILLWAY_BIN when set.
 func Spillway(tb testing.TB) string {
 	tb.Helper()
-	if err := buildSpillway(); err != nil {
+	path, err := buildSpillway()
+	if err != nil {
 		tb.Fatal(err)
 	}
-	if p := os.Getenv("SPILLWAY_BIN"); p != "" {
-		return p
-	}
-	return buildPath
+	return path
 }
 
-// buildSpillway builds the spillway binary once per test process, unless
-// $SPILLWAY_BIN names one.
-func buildSpillway() error {
-	if os.Getenv("SPILLWAY_BIN") != "" {
-		return nil
+// buildSpillway returns $SPILLWAY_BIN, or builds the spillway binary once
+// per test process.
+func buildSpillway() (string, error) {
+	if p := os.Getenv("SPILLWAY_BIN"); p != "" {
+		return p, nil
 	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "spillway-bin-")
@@ -64,9 +62,9 @@ func buildSpillway() error {
 		buildOut, buildErr = cmd.CombinedOutput()
 	})
 	if buildErr != nil {
-		return fmt.Errorf("building spillway: %w\n%s", buildErr, buildOut)
+		return "", fmt.Errorf("building spillway: %w\n%s", buildErr, buildOut)
 	}
-	return nil
+	return buildPath, nil
 }
 
 // Start starts a lab for the test and stops it when the test ends.

@@ -1,6 +1,7 @@
 package labtest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -117,7 +118,7 @@ func acquire(tb testing.TB, n int64, build bool) {
 	start := time.Now()
 	w := q.enqueue(n, d)
 	if build {
-		if err := buildSpillway(); err != nil {
+		if _, err := buildSpillway(); err != nil {
 			q.drop(w)
 			tb.Fatal(err)
 		}
@@ -160,8 +161,9 @@ func holds(name string) bool {
 }
 
 // queue hands out lab slots: a waiter for every slot (Alone) first, then
-// the waiter that takes longest, then in order of arrival. The head of the queue is never passed by a smaller
-// waiter behind it, so Alone (every slot) is not starved.
+// the waiter that takes longest, then in order of arrival. The head of the
+// queue is never passed by a smaller waiter behind it, so Alone (every
+// slot) is not starved.
 type queue struct {
 	mu      sync.Mutex
 	total   int64
@@ -187,10 +189,7 @@ func (q *queue) enqueue(n int64, takes time.Duration) *waiter {
 	q.seq++
 	w := &waiter{n: min(n, q.total), takes: takes, seq: q.seq, granted: make(chan struct{})}
 	i, _ := slices.BinarySearchFunc(q.waiters, w, func(a, b *waiter) int {
-		if a.takes != b.takes {
-			return int(b.takes - a.takes) // longer first
-		}
-		return a.seq - b.seq
+		return cmp.Or(cmp.Compare(b.takes, a.takes), cmp.Compare(a.seq, b.seq)) // longer first, then first come
 	})
 	q.waiters = slices.Insert(q.waiters, i, w)
 	q.dispatch()

@@ -22,8 +22,9 @@ func TestLabsFromTheEnvironment(t *testing.T) {
 	}
 }
 
-// order runs waiters through a queue of total slots, each holding its
-// slots until the next grant is seen, and returns the order of grants.
+// order queues waiters on a queue of total slots, then lets each run as
+// it is granted (it gives its slots back at once) and returns the order
+// of grants.
 func order(t *testing.T, total int64, waiters []struct {
 	name  string
 	n     int64
