@@ -11,6 +11,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/policies"
+	"github.com/spillwayhq/spillway/pools"
 )
 
 // Hint is what the scaler knows of a count it raised: the activity its
@@ -106,6 +107,16 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 	}
 	c.mu.Unlock()
 	defer c.forgetUnservable(queued)
+	// The nodes' usage sizes the shared pool's hosts for unservable: a
+	// walk of every node and allocation, so once a pass, and only when a
+	// queued group gets that far.
+	var usage []pools.NodeUsage
+	nodes := func() []pools.NodeUsage {
+		if usage == nil {
+			usage = s.NodeUsage()
+		}
+		return usage
+	}
 	for _, t := range queued {
 		c.mu.Lock()
 		_, busy := c.active[t]
@@ -119,7 +130,7 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 			r, why = c.request(s, t)
 		}
 		if why == "" {
-			why = c.unservable(ctx, s, t, r.BusinessUnit)
+			why = c.unservable(ctx, s, nodes, t, r.BusinessUnit)
 		}
 		if why != "" {
 			c.mu.Lock()

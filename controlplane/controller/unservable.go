@@ -147,7 +147,7 @@ func outsidePools(jobPool string, served []string, known bool) string {
 // size, its business unit, the sizes and node pools the tiers give); a
 // new judgement that the work is unservable is journaled as
 // capacity.unmet once.
-func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, t policies.Target, bu string) string {
+func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, nodes func() []pools.NodeUsage, t policies.Target, bu string) string {
 	g, ok := s.Group(t)
 	if !ok || bu == "" {
 		return ""
@@ -156,7 +156,7 @@ func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, t poli
 	if j, ok := s.Job(t.Namespace, t.Job); ok {
 		jobPool = j.NodePool
 	}
-	sizes, known := c.offeringSizes(s.NodeUsage(), bu)
+	sizes, known := c.offeringSizes(nodes(), bu)
 	served, poolsKnown := c.nodePools(bu)
 	key := fmt.Sprint(g.PerAlloc, bu, known, sizes, jobPool, served, poolsKnown)
 	c.mu.Lock()
