@@ -272,10 +272,7 @@ func (a *activity) match(s *cluster.Snapshot) {
 	if !ok {
 		return
 	}
-	jobPool := j.NodePool
-	if jobPool == "" {
-		jobPool = "default"
-	}
+	jobPool := jobNodePool(j.NodePool)
 	if jobPool == "all" {
 		return
 	}
@@ -294,11 +291,7 @@ func (a *activity) match(s *cluster.Snapshot) {
 		a.sharedRuledOut = rule(sp.Name, sp.Selector.NodePool)
 	}
 	for _, cp := range c.cfg.Pools.CloudPools {
-		hostsPool := "default"
-		if cp.Bootstrap != nil && cp.Bootstrap.Nomad.NodePool != "" {
-			hostsPool = cp.Bootstrap.Nomad.NodePool
-		}
-		rule(cp.Name, hostsPool)
+		rule(cp.Name, hostsNodePool(cp))
 	}
 }
 

@@ -117,23 +117,34 @@ func (c *Controller) nodePools(bu string) (served []string, known bool) {
 		if _, ok := c.cfg.Clouds[cp.Name]; !ok {
 			continue
 		}
-		p := "default"
-		if cp.Bootstrap != nil && cp.Bootstrap.Nomad.NodePool != "" {
-			p = cp.Bootstrap.Nomad.NodePool
-		}
-		add(p)
+		add(hostsNodePool(cp))
 	}
 	sort.Strings(served)
 	return served, known
+}
+
+// hostsNodePool is the node pool a cloud pool's hosts join: the one its
+// bootstrap names, else Nomad's "default".
+func hostsNodePool(cp *pools.CloudPool) string {
+	if cp.Bootstrap != nil && cp.Bootstrap.Nomad.NodePool != "" {
+		return cp.Bootstrap.Nomad.NodePool
+	}
+	return "default"
+}
+
+// jobNodePool is the node pool a job runs in ("" is Nomad's "default").
+func jobNodePool(pool string) string {
+	if pool == "" {
+		return "default"
+	}
+	return pool
 }
 
 // outsidePools says why no tier's hosts can be in the job's node pool, or
 // "" when one can or may (the pool is "all", a tier's pool is unknown, no
 // tier is known).
 func outsidePools(jobPool string, served []string, known bool) string {
-	if jobPool == "" {
-		jobPool = "default"
-	}
+	jobPool = jobNodePool(jobPool)
 	if jobPool == "all" || !known || len(served) == 0 || slices.Contains(served, jobPool) {
 		return ""
 	}
