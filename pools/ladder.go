@@ -42,6 +42,9 @@ type CloudState struct {
 	// Catalog, when set, is the provider's current view of the pool's
 	// offerings (price and availability); it overrides configured prices.
 	Catalog []providers.Offering
+	// Unfit lists the pool's instance types whose hosts cannot take the
+	// work (too small, or ruled out by its constraints): they are left out.
+	Unfit []string
 }
 
 // LadderInput is everything the ladder looks at. It is plain data: the
@@ -263,6 +266,9 @@ func usableOfferings(cp *CloudPool, st CloudState, in LadderInput) ([]providers.
 	var out []providers.Offering
 	failures := 0
 	for _, o := range cp.ProviderOfferings() {
+		if slices.Contains(st.Unfit, o.InstanceType) {
+			continue
+		}
 		if c, ok := catalog[o.Key()]; ok {
 			if c.Price > 0 {
 				o.Price = c.Price

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -230,14 +231,16 @@ func fromNomadAllocStub(a *nomad.AllocationListStub) *Alloc {
 
 func fromNomadJob(j *nomad.Job) *Job {
 	out := &Job{Namespace: deref(j.Namespace), ID: deref(j.ID), Type: deref(j.Type), NodePool: deref(j.NodePool), Stop: deref(j.Stop),
-		Groups: map[string]*Group{}, ModifyIndex: deref(j.ModifyIndex)}
+		Datacenters: j.Datacenters, Groups: map[string]*Group{}, ModifyIndex: deref(j.ModifyIndex)}
 	jobServes := servesOf(j.Constraints)
 	for _, tg := range j.TaskGroups {
 		g := &Group{Name: deref(tg.Name), Count: deref(tg.Count), Serves: jobServes}
+		g.Constraints = append(slices.Clone(j.Constraints), tg.Constraints...)
 		if s := servesOf(tg.Constraints); s != "" {
 			g.Serves = s
 		}
 		for _, t := range tg.Tasks {
+			g.Constraints = append(g.Constraints, t.Constraints...)
 			if t.Resources == nil {
 				continue
 			}

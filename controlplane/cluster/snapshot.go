@@ -21,6 +21,7 @@ import (
 	"time"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/policies"
@@ -70,9 +71,11 @@ type Job struct {
 	Namespace, ID string
 	Type          string
 	NodePool      string
-	Stop          bool
-	Groups        map[string]*Group
-	ModifyIndex   uint64
+	// Datacenters are the job's datacenters, globs allowed.
+	Datacenters []string
+	Stop        bool
+	Groups      map[string]*Group
+	ModifyIndex uint64
 }
 
 // Group is a task group.
@@ -87,6 +90,9 @@ type Group struct {
 	// ${meta.spillway.serves} = <unit> on the group or its job; "" when it
 	// has none.
 	Serves string
+	// Constraints are the hard constraints a node must meet to take an
+	// allocation: the job's, the group's and its tasks'.
+	Constraints []*nomad.Constraint
 }
 
 // Queue is what Nomad could not place of one job: the queued allocations

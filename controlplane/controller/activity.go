@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -59,8 +60,13 @@ type activity struct {
 	ended   bool
 	matched bool
 	// sharedRuledOut is set when match ruled the shared pool out: its
-	// hosts do not size the need then.
+	// hosts do not size the need then, cloudUnit does when known (the
+	// smallest offering that can take the work, cloudUnitWhat).
 	sharedRuledOut bool
+	cloudUnit      demand.Size
+	cloudUnitWhat  string
+	// unfit maps a cloud pool to its instance types match ruled out.
+	unfit map[string]map[string]string
 
 	mu     sync.Mutex
 	rented []*rented
@@ -87,9 +93,13 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 				Message: fmt.Sprintf("finding hosts for %d queued allocations of %s while %d of its rented hosts are down in their grace (%s); they are kept until it ends",
 					a.d.Unplaced(), r.BusinessUnit, len(down), strings.Join(down, ", "))})
 		}
-		a.match(s)
+		a.match(ctx, s, nodes)
 		var unit string
 		a.size, unit, err = c.hostUnit(nodes, r.BusinessUnit, !a.sharedRuledOut)
+		if a.sharedRuledOut && a.cloudUnit.CPUMHz > 0 {
+			// Rented hosts only: the smallest offering that can take it.
+			a.size, unit, err = a.cloudUnit, a.cloudUnitWhat, nil
+		}
 		if err != nil {
 			a.unmet(ctx, 0, err.Error(), a.retrying())
 			return false, nil
@@ -258,41 +268,56 @@ func (a *activity) outcome() string {
 	return OutcomeUnmet
 }
 
-// match rules out, once per activity, the tiers whose hosts cannot take
-// the group's work because they join another node pool than the job's
-// (node pool all takes any): only matching capacity is acquired. The
-// plan lists each with its reason.
-func (a *activity) match(s *cluster.Snapshot) {
+// match rules out, once per activity, the tiers none of whose hosts can
+// take the group's work (matchTiers: node pool, datacenters, constraints,
+// size), and the offerings of the others that cannot: only matching
+// capacity is acquired. The plan lists each pool ruled out with its
+// reason; capacity.matched says what was ruled out and which constraints
+// could not be checked before a host exists.
+func (a *activity) match(ctx context.Context, s *cluster.Snapshot, nodes []pools.NodeUsage) {
 	if a.matched {
 		return
 	}
 	a.matched = true
-	c, t := a.c, a.tl.r.Target
-	j, ok := s.Job(t.Namespace, t.Job)
+	c, r := a.c, a.tl.r
+	w, ok := workOf(s, r.Target)
 	if !ok {
 		return
 	}
-	jobPool := jobNodePool(j.NodePool)
-	if jobPool == "all" {
+	m := matchTiers(w, c.tiers(nodes, r.BusinessUnit))
+	a.mu.Lock()
+	for pool, why := range m.out {
+		if a.exclude[pool] == "" {
+			a.exclude[pool] = why
+		}
+	}
+	a.unfit = m.unfit
+	a.mu.Unlock()
+	if sp := c.cfg.Pools.Shared; sp != nil && m.out[sp.Name] != "" {
+		a.sharedRuledOut = true
+	}
+	a.cloudUnit, a.cloudUnitWhat = m.unit, m.unitWhat
+	if len(m.out) == 0 && len(m.unfit) == 0 && len(m.unsure) == 0 {
 		return
 	}
-	rule := func(pool, hostsPool string) bool {
-		if hostsPool == "" || hostsPool == jobPool {
-			return false
+	var parts []string
+	for _, pool := range slices.Sorted(maps.Keys(m.out)) {
+		parts = append(parts, pool+": "+m.out[pool])
+	}
+	for _, pool := range slices.Sorted(maps.Keys(m.unfit)) {
+		for _, it := range slices.Sorted(maps.Keys(m.unfit[pool])) {
+			parts = append(parts, pool+" "+it+": "+m.unfit[pool][it])
 		}
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.exclude[pool] == "" {
-			a.exclude[pool] = fmt.Sprintf("its hosts join node pool %s; the job runs in node pool %s", hostsPool, jobPool)
-		}
-		return true
 	}
-	if sp := c.cfg.Pools.Shared; sp != nil {
-		a.sharedRuledOut = rule(sp.Name, sp.Selector.NodePool)
+	msg := "every tier may take the work of " + r.Target.String()
+	if len(parts) > 0 {
+		msg = "ruled out for " + r.Target.String() + ": " + strings.Join(parts, "; ")
 	}
-	for _, cp := range c.cfg.Pools.CloudPools {
-		rule(cp.Name, hostsNodePool(cp))
+	if len(m.unsure) > 0 {
+		msg += "; taken as met, as they cannot be checked before a host exists: " + strings.Join(m.unsure, ", ")
 	}
+	data, _ := json.Marshal(map[string]any{"ruled_out": m.out, "unfit": m.unfit, "unsure": m.unsure})
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindMatched, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data, Message: msg})
 }
 
 // excluded says why the activity gave up on pool, or "".
@@ -337,6 +362,9 @@ func (a *activity) plan(ctx context.Context, nodes []pools.NodeUsage, need int) 
 				st.Hosts = cp.MaxHosts
 				skipped = append(skipped, pools.Skip{Tier: pools.TierCold, Pool: name, Reason: why})
 			}
+			a.mu.Lock()
+			st.Unfit = slices.Collect(maps.Keys(a.unfit[name]))
+			a.mu.Unlock()
 			states[name] = st
 		}
 		in.Cloud = states

@@ -64,6 +64,7 @@ const (
 	KindClaimed       = "capacity.claimed"
 	KindClaimFailed   = "capacity.failed"
 	KindUnmet         = "capacity.unmet"
+	KindMatched       = "capacity.matched"
 	KindMissed        = "activity.missed_deadline"
 	KindActivityEnded = "activity.done"
 )

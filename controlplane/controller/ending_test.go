@@ -52,7 +52,7 @@ func TestOversizedAllocationEndsUnmet(t *testing.T) {
 	if got := outcomeOf(end); got != OutcomeUnmet {
 		t.Fatalf("outcome %q, want unmet\n%s", got, h.dump())
 	}
-	const why = "task group app asks 4000 MHz / 64 MB per allocation; a host of the shared pool shared gives 1000 MHz / 1024 MB"
+	const why = "task group app asks 4000 MHz / 64 MB per allocation; the largest host serving bu-a gives 1000 MHz / 1024 MB"
 	if !strings.Contains(end.Message, why) {
 		t.Fatalf("the end says %q; want the reason %q", end.Message, why)
 	}

@@ -117,6 +117,9 @@ type harness struct {
 	done   chan struct{}
 
 	booted map[string]bool
+	// sizes gives the nodes of an instance type their CPU (MHz) and
+	// memory (MB); unlisted ones boot with 1000 MHz / 1024 MB.
+	sizes map[string][2]int64
 	// boots says whether rented instances join as nodes (boot); never
 	// holds instances that never do.
 	boots bool
@@ -243,7 +246,11 @@ func (h *harness) boot() {
 			continue
 		}
 		h.booted[inst.ID] = true
-		h.k.AddNode(clustertest.Host{ID: "node-" + inst.ID, Pool: "burst", CPU: 1000, MemoryMB: 1024,
+		size, ok := h.sizes[inst.Offering.InstanceType]
+		if !ok {
+			size = [2]int64{1000, 1024}
+		}
+		h.k.AddNode(clustertest.Host{ID: "node-" + inst.ID, Pool: "burst", CPU: size[0], MemoryMB: size[1],
 			Meta: map[string]string{bootstrap.MetaInstance: inst.ID}})
 	}
 }

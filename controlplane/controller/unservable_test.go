@@ -5,38 +5,83 @@ import (
 	"strings"
 	"testing"
 
+	nomad "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/cluster/clustertest"
 	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/controlplane/placement"
 	"github.com/spillwayhq/spillway/policies"
 )
 
-func TestTooLarge(t *testing.T) {
-	shared := offeringSize{what: "a host of the shared pool shared", size: demand.Size{CPUMHz: 1000, MemoryMB: 1024}}
-	xl := offeringSize{what: "aws m5.xlarge", size: demand.Size{CPUMHz: 4000, MemoryMB: 15360}}
+// TestMatchTiersSaysWhyNoneCanTakeIt: the reason matchTiers gives when
+// every tier is ruled out, and none when one may take the work.
+func TestMatchTiersSaysWhyNoneCanTakeIt(t *testing.T) {
+	host := func(what, pool string, cpu, mem int) tierHost {
+		return tierHost{Host: placement.Host{What: what, NodePool: pool, PoolKnown: true, Class: "", ClassKnown: true,
+			Meta: map[string]string{"spillway.pool": strings.Fields(what)[0]}, MetaComplete: true, Size: demand.Size{CPUMHz: cpu, MemoryMB: mem}},
+			instanceType: strings.Fields(what)[len(strings.Fields(what))-1]}
+	}
+	shared := tier{pool: "shared", shared: true, hosts: []tierHost{{Host: placement.Host{What: "a host of the shared pool shared", NodePool: "shared", PoolKnown: true,
+		Size: demand.Size{CPUMHz: 1000, MemoryMB: 1024}}}}}
+	aws := tier{pool: "aws", hosts: []tierHost{host("aws m5.large", "burst", 2000, 7680), host("aws m5.xlarge", "burst", 4000, 15360)}}
+	ali := tier{pool: "ali", hosts: []tierHost{host("ali x", "burst", 800, 4096)}}
+	unsized := tier{pool: "gcp", hosts: []tierHost{host("gcp n2", "burst", 0, 0)}}
+	small := demand.Size{CPUMHz: 250, MemoryMB: 64}
 	for _, tc := range []struct {
-		name  string
-		per   demand.Size
-		sizes []offeringSize
-		known bool
-		want  string
+		name      string
+		work      placement.Work
+		tiers     []tier
+		dimension string
+		want      string
 	}{
-		{"fits the largest", demand.Size{CPUMHz: 3000, MemoryMB: 64}, []offeringSize{shared, xl}, true, ""},
-		{"fits the shared host", demand.Size{CPUMHz: 250, MemoryMB: 64}, []offeringSize{shared, xl}, true, ""},
-		{"too much cpu", demand.Size{CPUMHz: 8000, MemoryMB: 64}, []offeringSize{shared, xl}, true,
+		{"fits the largest", placement.Work{Group: "app", NodePool: "all", PerAlloc: demand.Size{CPUMHz: 3000, MemoryMB: 64}}, []tier{shared, aws}, "", ""},
+		{"too much cpu", placement.Work{Group: "app", NodePool: "all", PerAlloc: demand.Size{CPUMHz: 8000, MemoryMB: 64}}, []tier{shared, aws}, "size",
 			"task group app asks 8000 MHz / 64 MB per allocation; the largest offering in any pool gives 4000 MHz / 15360 MB (aws m5.xlarge)"},
-		{"cpu of one, memory of the other", demand.Size{CPUMHz: 900, MemoryMB: 2048}, []offeringSize{shared, {what: "ali x", size: demand.Size{CPUMHz: 800, MemoryMB: 4096}}}, true,
-			"task group app asks 900 MHz / 2048 MB per allocation; the largest offering in any pool gives 1000 MHz / 1024 MB (a host of the shared pool shared)"},
-		{"a size unknown: may fit", demand.Size{CPUMHz: 8000, MemoryMB: 64}, []offeringSize{shared, xl}, false, ""},
-		{"no tier known", demand.Size{CPUMHz: 8000, MemoryMB: 64}, nil, true, ""},
+		{"cpu of one, memory of the other", placement.Work{Group: "app", NodePool: "all", PerAlloc: demand.Size{CPUMHz: 900, MemoryMB: 5000}}, []tier{shared, ali}, "size",
+			"task group app asks 900 MHz / 5000 MB per allocation; the largest offering in any pool gives 1000 MHz / 1024 MB (a host of the shared pool shared)"},
+		{"a size unknown: may fit", placement.Work{Group: "app", NodePool: "all", PerAlloc: demand.Size{CPUMHz: 8000, MemoryMB: 64}}, []tier{shared, aws, unsized}, "", ""},
+		{"no tier known", placement.Work{Group: "app", NodePool: "all", PerAlloc: demand.Size{CPUMHz: 8000, MemoryMB: 64}}, nil, "", ""},
+		{"node pool gpu", placement.Work{Group: "app", NodePool: "gpu", PerAlloc: small}, []tier{shared, aws}, "node_pool",
+			"node pool gpu is not served by Spillway: the hosts it can give join node pools burst, shared"},
+		{"node pool default", placement.Work{Group: "app", PerAlloc: small}, []tier{shared, aws}, "node_pool",
+			"node pool default is not served by Spillway: the hosts it can give join node pools burst, shared"},
+		{"the clouds' node pool", placement.Work{Group: "app", NodePool: "burst", PerAlloc: small}, []tier{shared, aws}, "", ""},
+		{"a class no tier has", placement.Work{Group: "app", NodePool: "all", PerAlloc: small,
+			Constraints: []*nomad.Constraint{nomad.NewConstraint("${node.class}", "=", "gpu")}}, []tier{aws, ali}, "constraint",
+			`no tier's hosts can take task group app: aws: its hosts do not meet the constraint ${node.class} = gpu (on aws m5.large, ${node.class} is ""); ali: its hosts do not meet the constraint ${node.class} = gpu (on ali x, ${node.class} is "")`},
+		{"one pool's meta", placement.Work{Group: "app", NodePool: "all", PerAlloc: small,
+			Constraints: []*nomad.Constraint{nomad.NewConstraint("${meta.spillway.pool}", "=", "ali")}}, []tier{shared, aws, ali}, "", ""},
+		{"mixed", placement.Work{Group: "app", NodePool: "burst", PerAlloc: demand.Size{CPUMHz: 900, MemoryMB: 5000}}, []tier{shared, ali}, "mixed",
+			"no tier's hosts can take task group app: shared: its hosts join node pool shared; the job runs in node pool burst; ali: task group app asks 900 MHz / 5000 MB per allocation; ali x gives 800 MHz / 4096 MB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tooLarge("app", tc.per, tc.sizes, tc.known); got != tc.want {
-				t.Fatalf("got %q, want %q", got, tc.want)
+			m := matchTiers(tc.work, tc.tiers)
+			if m.why != tc.want || m.dimension != tc.dimension {
+				t.Fatalf("got %s %q\nwant %s %q", m.dimension, m.why, tc.dimension, tc.want)
 			}
 		})
+	}
+}
+
+// TestMatchTiersKeepsOnlyWhatFits: a pool whose constraint-matching hosts
+// are partly too small keeps the offerings that fit; the smallest of them
+// sizes a rented host.
+func TestMatchTiersKeepsOnlyWhatFits(t *testing.T) {
+	h := func(it string, cpu int) tierHost {
+		return tierHost{Host: placement.Host{What: "aws " + it, NodePool: "burst", PoolKnown: true, Size: demand.Size{CPUMHz: cpu, MemoryMB: 8192}}, instanceType: it}
+	}
+	m := matchTiers(placement.Work{Group: "app", NodePool: "all", PerAlloc: demand.Size{CPUMHz: 1500, MemoryMB: 64}},
+		[]tier{{pool: "aws", hosts: []tierHost{h("small", 1000), h("large", 2000), h("xlarge", 4000)}}})
+	if m.why != "" || len(m.out) != 0 {
+		t.Fatalf("ruled out %v: %s", m.out, m.why)
+	}
+	if len(m.unfit["aws"]) != 1 || m.unfit["aws"]["small"] == "" {
+		t.Fatalf("unfit %v, want aws small only", m.unfit)
+	}
+	if m.unit.CPUMHz != 2000 || m.unitWhat != "aws large" {
+		t.Fatalf("unit %v (%s), want aws large's 2000 MHz", m.unit, m.unitWhat)
 	}
 }
 
@@ -93,29 +138,6 @@ func TestWorkLargerThanEveryOfferingIsReportedNotRentedFor(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.c.unservedGauge); got != 0 {
 		t.Fatalf("spillway_unservable_task_groups = %v, want 0", got)
-	}
-}
-
-func TestOutsidePools(t *testing.T) {
-	served := []string{"burst", "shared"}
-	for _, tc := range []struct {
-		pool   string
-		served []string
-		known  bool
-		want   string
-	}{
-		{"all", served, true, ""},
-		{"burst", served, true, ""},
-		{"shared", served, true, ""},
-		{"gpu", served, true, "node pool gpu is not served by Spillway: the hosts it can give join node pools burst, shared"},
-		{"", served, true, "node pool default is not served by Spillway: the hosts it can give join node pools burst, shared"},
-		{"", []string{"default"}, true, ""},
-		{"gpu", served, false, ""},
-		{"gpu", nil, true, ""},
-	} {
-		if got := outsidePools(tc.pool, tc.served, tc.known); got != tc.want {
-			t.Errorf("outsidePools(%q, %v, %v) = %q, want %q", tc.pool, tc.served, tc.known, got, tc.want)
-		}
 	}
 }
 
