@@ -237,13 +237,8 @@ func fromNomadJob(j *nomad.Job) *Job {
 		if s := servesOf(tg.Constraints); s != "" {
 			g.Serves = s
 		}
+		g.PerAlloc, g.Cores = demand.PerAlloc(tg)
 		for _, t := range tg.Tasks {
-			if t.Resources == nil {
-				continue
-			}
-			g.PerAlloc.CPUMHz += deref(t.Resources.CPU)
-			g.PerAlloc.MemoryMB += deref(t.Resources.MemoryMB)
-			g.Cores += deref(t.Resources.Cores)
 			if s := servesOf(t.Constraints); s != "" && g.Serves == "" {
 				g.Serves = s
 			}
