@@ -3,6 +3,8 @@ package pools
 import (
 	"slices"
 	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
 )
 
 // MetaPool is the node meta key naming the cloud pool of a rented host
@@ -29,6 +31,30 @@ type NodeUsage struct {
 	UsedCPU, UsedMemoryMB int64
 	// Allocs counts its non-terminal allocations.
 	Allocs int
+}
+
+// NodeOf is the one conversion of a Nomad node into a NodeUsage, made by
+// the cluster model, the capacity report's reads from Nomad and the shared
+// pool: what the node offers is its resources minus what it reserves, a
+// nil Meta becomes empty, and the usage is left zero for the caller that
+// knows the node's allocations. Every node field is filled (datacenter,
+// status and drain too), so a node read from Nomad and one from the model
+// look the same to every reader.
+func NodeOf(n *nomad.Node) NodeUsage {
+	u := NodeUsage{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.NodePool, NodeClass: n.NodeClass, Meta: n.Meta,
+		Ready: n.Status == nomad.NodeStatusReady, Eligible: n.SchedulingEligibility == nomad.NodeSchedulingEligible,
+		Draining: n.DrainStrategy != nil, Status: n.Status}
+	if u.Meta == nil {
+		u.Meta = map[string]string{}
+	}
+	if r := n.NodeResources; r != nil {
+		u.CPU, u.MemoryMB = r.Cpu.CpuShares, r.Memory.MemoryMB
+	}
+	if r := n.ReservedResources; r != nil {
+		u.CPU -= int64(r.Cpu.CpuShares)
+		u.MemoryMB -= int64(r.Memory.MemoryMB)
+	}
+	return u
 }
 
 // Resources is an amount of CPU (MHz) or memory (MB).

@@ -3,6 +3,8 @@ package pools
 import (
 	"testing"
 	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
 )
 
 func TestAccount(t *testing.T) {
@@ -59,5 +61,29 @@ func TestOwnedHosts(t *testing.T) {
 	got := OwnedHosts(cfg, nodes)
 	if got["bu-a"] != 3 || got["bu-b"] != 1 || len(got) != 2 {
 		t.Fatalf("OwnedHosts = %v, want bu-a 3 (2 own + 1 lent), bu-b 1", got)
+	}
+}
+
+// TestNodeOf pins the one conversion of a Nomad node: what it offers is
+// its resources minus what it reserves, and status, eligibility, drain,
+// datacenter and an empty meta all come across.
+func TestNodeOf(t *testing.T) {
+	n := &nomad.Node{ID: "n1", Name: "host-1", Datacenter: "dc1", NodePool: "shared", NodeClass: "internal",
+		Status: nomad.NodeStatusReady, SchedulingEligibility: nomad.NodeSchedulingEligible, DrainStrategy: &nomad.DrainStrategy{},
+		NodeResources: &nomad.NodeResources{Cpu: nomad.NodeCpuResources{CpuShares: 4000}, Memory: nomad.NodeMemoryResources{MemoryMB: 8192}},
+		ReservedResources: &nomad.NodeReservedResources{Cpu: nomad.NodeReservedCpuResources{CpuShares: 500},
+			Memory: nomad.NodeReservedMemoryResources{MemoryMB: 1024}}}
+	u := NodeOf(n)
+	if u.ID != "n1" || u.Name != "host-1" || u.Datacenter != "dc1" || u.NodePool != "shared" || u.NodeClass != "internal" ||
+		!u.Ready || !u.Eligible || !u.Draining || u.Status != nomad.NodeStatusReady || u.Meta == nil {
+		t.Errorf("NodeOf = %+v", u)
+	}
+	if u.CPU != 3500 || u.MemoryMB != 7168 || u.UsedCPU != 0 || u.UsedMemoryMB != 0 || u.Allocs != 0 {
+		t.Errorf("NodeOf offers %d MHz, %d MB (used %d, %d, %d allocs); want 3500 MHz, 7168 MB, no usage",
+			u.CPU, u.MemoryMB, u.UsedCPU, u.UsedMemoryMB, u.Allocs)
+	}
+	down := NodeOf(&nomad.Node{ID: "n2", Status: nomad.NodeStatusDown, SchedulingEligibility: nomad.NodeSchedulingIneligible})
+	if down.Ready || down.Eligible || down.Draining || down.Status != nomad.NodeStatusDown || down.CPU != 0 || down.MemoryMB != 0 {
+		t.Errorf("NodeOf(down node) = %+v", down)
 	}
 }

@@ -15,9 +15,12 @@
 //     Nomad says ([Ledger.Verify]) and charged back in host-hours
 //     ([Ledger.Chargeback]);
 //   - the capacity arithmetic ([Account]) behind the per-tier capacity
-//     report.
+//     report, on Nomad's nodes as [NodeOf] converts them.
 //
 // This package never imports controlplane. It is pure: no clock of its own
 // (every function that needs the time takes it), no I/O except through the
-// LedgerStore it is given.
+// LedgerStore it is given. It imports Nomad's api package for its types
+// only: [NodeOf], the one conversion of a Nomad node into a [NodeUsage],
+// lives beside the type it makes, where both the control plane and
+// providers/internalpool (which may not import controlplane) can call it.
 package pools

@@ -65,15 +65,7 @@ func Nodes(ctx context.Context, nc *nomad.Client) ([]pools.NodeUsage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading node %s: %w", s.Name, err)
 		}
-		nu := pools.NodeUsage{ID: n.ID, Name: n.Name, NodePool: n.NodePool, NodeClass: n.NodeClass, Meta: n.Meta,
-			Ready: n.Status == nomad.NodeStatusReady, Eligible: n.SchedulingEligibility == nomad.NodeSchedulingEligible}
-		if r := n.NodeResources; r != nil {
-			nu.CPU, nu.MemoryMB = r.Cpu.CpuShares, r.Memory.MemoryMB
-		}
-		if r := n.ReservedResources; r != nil {
-			nu.CPU -= int64(r.Cpu.CpuShares)
-			nu.MemoryMB -= int64(r.Memory.MemoryMB)
-		}
+		nu := pools.NodeOf(n)
 		if u := used[n.ID]; u != nil {
 			nu.UsedCPU, nu.UsedMemoryMB, nu.Allocs = u.cpu, u.mem, u.n
 		}

@@ -175,21 +175,11 @@ func deref[T any](p *T) T {
 	return *p
 }
 
+// fromNomadNode keeps what pools.NodeOf makes of n, and its index.
 func fromNomadNode(n *nomad.Node) *Node {
-	out := &Node{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, Pool: n.NodePool, Class: n.NodeClass, Meta: n.Meta,
-		Status: n.Status, Eligible: n.SchedulingEligibility == nomad.NodeSchedulingEligible, Draining: n.DrainStrategy != nil,
-		ModifyIndex: n.ModifyIndex}
-	if out.Meta == nil {
-		out.Meta = map[string]string{}
-	}
-	if r := n.NodeResources; r != nil {
-		out.CPU, out.MemoryMB = r.Cpu.CpuShares, r.Memory.MemoryMB
-	}
-	if r := n.ReservedResources; r != nil {
-		out.CPU -= int64(r.Cpu.CpuShares)
-		out.MemoryMB -= int64(r.Memory.MemoryMB)
-	}
-	return out
+	u := pools.NodeOf(n)
+	return &Node{ID: u.ID, Name: u.Name, Datacenter: u.Datacenter, Pool: u.NodePool, Class: u.NodeClass, Meta: u.Meta,
+		Status: u.Status, Eligible: u.Eligible, Draining: u.Draining, CPU: u.CPU, MemoryMB: u.MemoryMB, ModifyIndex: n.ModifyIndex}
 }
 
 func allocatedSize(r *nomad.AllocatedResources) (cpu, mem int64) {
@@ -239,14 +229,9 @@ func fromNomadJob(j *nomad.Job) *Job {
 		if s := servesOf(tg.Constraints); s != "" {
 			g.Serves = s
 		}
+		g.PerAlloc, g.Cores = demand.PerAlloc(tg)
 		for _, t := range tg.Tasks {
 			g.Constraints = append(g.Constraints, t.Constraints...)
-			if t.Resources == nil {
-				continue
-			}
-			g.PerAlloc.CPUMHz += deref(t.Resources.CPU)
-			g.PerAlloc.MemoryMB += deref(t.Resources.MemoryMB)
-			g.Cores += deref(t.Resources.Cores)
 			if s := servesOf(t.Constraints); s != "" && g.Serves == "" {
 				g.Serves = s
 			}

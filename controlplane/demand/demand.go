@@ -1,13 +1,13 @@
-// Package demand reads what Nomad cannot place. After a scale-out raises a
+// Package demand owns what Nomad cannot place. After a scale-out raises a
 // task group's count, Nomad places what fits at once and queues the rest
 // in a blocked evaluation; the queued allocations, and the resources each
 // one asks for, are the demand the capacity planner must find hosts for.
-// Sizing is pure: HostsFor turns unplaced allocations into hosts of a
-// given size.
+// Sizing is pure: PerAlloc is what one allocation asks for, HostsFor turns
+// unplaced allocations into hosts of a given size. The cluster model reads
+// the demand from Nomad (cluster.Snapshot.Demand).
 package demand
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -80,56 +80,28 @@ func (b *Blocked) Reason() string {
 // Unplaced is how many allocations need room.
 func (d Demand) Unplaced() int { return d.Queued }
 
-// Read returns a task group's demand from Nomad.
-func Read(ctx context.Context, c *nomad.Client, t policies.Target) (Demand, error) {
-	q := (&nomad.QueryOptions{Namespace: t.Namespace}).WithContext(ctx)
-	job, _, err := c.Jobs().Info(t.Job, q)
-	if err != nil {
-		return Demand{}, fmt.Errorf("reading job %s: %w", t, err)
-	}
-	d := Demand{Target: t}
-	var tg *nomad.TaskGroup
-	for _, g := range job.TaskGroups {
-		if g.Name != nil && *g.Name == t.Group {
-			tg = g
-		}
-	}
-	if tg == nil {
-		return Demand{}, fmt.Errorf("job %s has no task group %q", t.Job, t.Group)
-	}
-	if tg.Count != nil {
-		d.Count = *tg.Count
-	}
-	for _, task := range tg.Tasks {
-		if task.Resources == nil {
+// PerAlloc is what one allocation of tg asks for: its tasks' CPU and
+// memory summed, and apart from them the cores the tasks reserve (what a
+// core is worth in MHz depends on the node, so cores are not in Size).
+// The evaluator, the cluster model and through it the planner all size a
+// task group here.
+func PerAlloc(tg *nomad.TaskGroup) (size Size, cores int) {
+	for _, t := range tg.Tasks {
+		if t == nil || t.Resources == nil {
 			continue
 		}
-		if task.Resources.CPU != nil {
-			d.PerAllocation.CPUMHz += *task.Resources.CPU
-		}
-		if task.Resources.MemoryMB != nil {
-			d.PerAllocation.MemoryMB += *task.Resources.MemoryMB
-		}
+		size.CPUMHz += deref(t.Resources.CPU)
+		size.MemoryMB += deref(t.Resources.MemoryMB)
+		cores += deref(t.Resources.Cores)
 	}
-	sum, _, err := c.Jobs().Summary(t.Job, q)
-	if err != nil {
-		return Demand{}, fmt.Errorf("reading the summary of job %s: %w", t, err)
+	return size, cores
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
 	}
-	if s, ok := sum.Summary[t.Group]; ok {
-		d.Running, d.Starting, d.Queued = s.Running, s.Starting, s.Queued
-	}
-	if d.Queued > 0 {
-		evals, _, err := c.Jobs().Evaluations(t.Job, q)
-		if err != nil {
-			return Demand{}, fmt.Errorf("reading the evaluations of job %s: %w", t, err)
-		}
-		d.Blocked = BlockedFor(evals, t.Group)
-		if d.Blocked != nil && d.Blocked.NodePool == "" && job.NodePool != nil {
-			// Nomad 1.6 does not say where it looked; the job does.
-			d.Blocked.NodePool = *job.NodePool
-		}
-	}
-	return d, nil
+	return *p
 }
 
 // BlockedFor finds the newest blocked evaluation's failure for group.

@@ -1,15 +1,11 @@
 package demand
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/spillwayhq/spillway/internal/lab"
-	"github.com/spillwayhq/spillway/internal/lab/labtest"
-	"github.com/spillwayhq/spillway/policies"
+	nomad "github.com/hashicorp/nomad/api"
 )
 
 func TestHostsFor(t *testing.T) {
@@ -44,52 +40,22 @@ func TestHostsFor(t *testing.T) {
 	}
 }
 
-// TestReadQueuedDemand scales the demo past what its business unit's one
-// host holds and reads back exactly what Nomad could not place, and why.
-func TestReadQueuedDemand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the lab")
+// TestPerAlloc pins the one sizing rule: CPU and memory are summed over
+// the tasks, cores are counted apart and never turned into MHz, and a task
+// without resources (or a field left unset) asks for nothing.
+func TestPerAlloc(t *testing.T) {
+	n := func(v int) *int { return &v }
+	tg := &nomad.TaskGroup{Tasks: []*nomad.Task{
+		{Name: "app", Resources: &nomad.Resources{CPU: n(250), MemoryMB: n(64)}},
+		{Name: "pinned", Resources: &nomad.Resources{Cores: n(2), MemoryMB: n(128)}},
+		{Name: "sidecar", Resources: &nomad.Resources{CPU: n(50)}},
+		{Name: "bare"},
+	}}
+	size, cores := PerAlloc(tg)
+	if size != (Size{CPUMHz: 300, MemoryMB: 192}) || cores != 2 {
+		t.Errorf("PerAlloc = %+v, %d cores; want 300 MHz, 192 MB, 2 cores", size, cores)
 	}
-	opts := lab.DefaultOptions()
-	opts.Serve = false
-	opts.SharedHosts = 0
-	opts.BusinessUnits = []lab.BusinessUnit{{Name: "bu-a", Hosts: 1}}
-	l := labtest.Start(t, opts)
-	ctx := context.Background()
-	target := policies.Target{Namespace: "default", Job: lab.DemoJob, Group: lab.DemoGroup}
-
-	d, err := Read(ctx, l.Nomad(), target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Count != 2 || d.Queued != 0 || d.PerAllocation != (Size{CPUMHz: 250, MemoryMB: 64}) || d.Blocked != nil {
-		t.Fatalf("before: %+v", d)
-	}
-
-	// One host of 2000 MHz holds 8 allocations of 250 MHz: ask for 11.
-	count := 11
-	if _, _, err := l.Nomad().Jobs().Scale(lab.DemoJob, lab.DemoGroup, &count, "test: beyond the host", false, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if d, err = Read(ctx, l.Nomad(), target); err != nil {
-			t.Fatal(err)
-		}
-		if d.Queued == 3 && d.Blocked != nil && d.Running+d.Starting == 8 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demand never showed 3 queued: %+v (blocked %+v)", d, d.Blocked)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if d.Unplaced() != 3 || d.Blocked.Exhausted["cpu"] == 0 || !strings.Contains(d.Blocked.Reason(), "cpu exhausted") ||
-		!strings.Contains(d.Blocked.Reason(), "node pool all") {
-		t.Fatalf("blocked: %+v, reason %q", d.Blocked, d.Blocked.Reason())
-	}
-	hosts, per, err := HostsFor(d.Unplaced(), d.PerAllocation, Size{CPUMHz: 2000, MemoryMB: 2048})
-	if err != nil || hosts != 1 || per != 8 {
-		t.Fatalf("HostsFor: %d, %d, %v", hosts, per, err)
+	if size, cores := PerAlloc(&nomad.TaskGroup{}); size != (Size{}) || cores != 0 {
+		t.Errorf("PerAlloc of no tasks = %+v, %d", size, cores)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
+	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -25,8 +26,8 @@ var _ Groups = (*NomadGroups)(nil)
 // NewNomadGroups reads groups with c.
 func NewNomadGroups(c *nomad.Client) *NomadGroups { return &NomadGroups{client: c} }
 
-// Group implements [Groups] with Jobs().Info: the group's Count and the
-// sum of its tasks' CPU, cores and memory.
+// Group implements [Groups] with Jobs().Info: the group's Count and what
+// one allocation asks for ([demand.PerAlloc]).
 func (n *NomadGroups) Group(ctx context.Context, t policies.Target) (Group, error) {
 	q := (&nomad.QueryOptions{Namespace: t.Namespace}).WithContext(ctx)
 	job, _, err := n.client.Jobs().Info(t.Job, q)
@@ -44,23 +45,11 @@ func (n *NomadGroups) Group(ctx context.Context, t policies.Target) (Group, erro
 		if tg.Count != nil {
 			g.Count = *tg.Count
 		}
-		for _, task := range tg.Tasks {
-			if r := task.Resources; r != nil {
-				g.CPUMHz += deref(r.CPU)
-				g.Cores += deref(r.Cores)
-				g.MemoryMB += deref(r.MemoryMB)
-			}
-		}
+		size, cores := demand.PerAlloc(tg)
+		g.CPUMHz, g.Cores, g.MemoryMB = size.CPUMHz, cores, size.MemoryMB
 		return g, nil
 	}
 	return Group{}, fmt.Errorf("%w: nomad job %q in namespace %q has no task group %q", ErrUnknownGroup, t.Job, t.Namespace, t.Group)
-}
-
-func deref(p *int) int {
-	if p == nil {
-		return 0
-	}
-	return *p
 }
 
 // ClusterGroups reads task groups from the cluster model: no request to

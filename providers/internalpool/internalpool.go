@@ -140,10 +140,16 @@ func Placement(pool *pools.SharedPool, borrower string) (nodePool string, constr
 	}
 }
 
-// node is a shared-pool node with its meta.
+// node is a shared-pool node as pools.NodeOf converts it, with the
+// address of its agent when it was read from Nomad (the cluster model
+// keeps none, so hosts found through Config.Nodes have no PrivateIP).
 type node struct {
-	*nomad.Node
+	pools.NodeUsage
+	addr string
 }
+
+// nodeOf is n as the provider uses it.
+func nodeOf(n *nomad.Node) node { return node{NodeUsage: pools.NodeOf(n), addr: n.HTTPAddr} }
 
 func (n node) lentTo() string { return n.Meta[pools.MetaLentTo] }
 
@@ -177,7 +183,7 @@ func (p *Provider) sharedNodes(ctx context.Context) ([]node, error) {
 		if !sel.Matches(n.NodePool, n.NodeClass, n.Meta) {
 			continue
 		}
-		out = append(out, node{n})
+		out = append(out, nodeOf(n))
 	}
 	return out, nil
 }
@@ -194,17 +200,7 @@ func (p *Provider) modelNodes(ctx context.Context) ([]node, error) {
 		if !sel.Matches(n.NodePool, n.NodeClass, n.Meta) {
 			continue
 		}
-		nn := &nomad.Node{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.NodePool, NodeClass: n.NodeClass,
-			Meta: n.Meta, Status: n.Status}
-		if n.Eligible {
-			nn.SchedulingEligibility = nomad.NodeSchedulingEligible
-		} else {
-			nn.SchedulingEligibility = nomad.NodeSchedulingIneligible
-		}
-		if n.Draining {
-			nn.DrainStrategy = &nomad.DrainStrategy{}
-		}
-		out = append(out, node{nn})
+		out = append(out, node{NodeUsage: n})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -216,8 +212,8 @@ func (p *Provider) offering(datacenter string) providers.Offering {
 }
 
 func (p *Provider) host(n node, loan pools.Loan, claimID string) providers.Host {
-	ip := n.HTTPAddr
-	if h, _, err := net.SplitHostPort(n.HTTPAddr); err == nil {
+	ip := n.addr
+	if h, _, err := net.SplitHostPort(n.addr); err == nil {
 		ip = h
 	}
 	tags := map[string]string{
@@ -225,7 +221,7 @@ func (p *Provider) host(n node, loan pools.Loan, claimID string) providers.Host 
 		TagBorrower: loan.Borrower, TagLender: loan.Lender, TagNodeName: n.Name,
 	}
 	state := providers.HostRunning
-	if n.Status != nomad.NodeStatusReady {
+	if !n.Ready {
 		state = providers.HostPending
 	}
 	return providers.Host{ID: n.ID, Provider: Name, Pool: p.cfg.Pool.Name, Claim: claimID, Offering: p.offering(n.Datacenter),
@@ -263,7 +259,7 @@ func (p *Provider) Create(ctx context.Context, claim providers.Claim) ([]provide
 		if !ok {
 			continue // Verify reports it
 		}
-		if n.lentTo() != borrower || n.SchedulingEligibility != nomad.NodeSchedulingEligible {
+		if n.lentTo() != borrower || !n.Eligible {
 			if err := p.mark(ctx, n, loan); err != nil {
 				return hosts, err
 			}
@@ -276,7 +272,7 @@ func (p *Provider) Create(ctx context.Context, claim providers.Claim) ([]provide
 		if len(hosts) >= claim.Count {
 			break
 		}
-		if n.lentTo() != "" || n.Status != nomad.NodeStatusReady || n.DrainStrategy != nil {
+		if n.lentTo() != "" || !n.Ready || n.Draining {
 			continue
 		}
 		if _, lent := p.cfg.Ledger.Loan(n.ID); lent {
@@ -517,7 +513,8 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Host, error) {
 	if n.Meta[pools.MetaLentTo] == "" || !p.cfg.Pool.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
 		return providers.Host{}, providers.NewNotFoundError(id, errors.New("host is not lent"))
 	}
-	return p.host(node{n}, p.loanOf(node{n}), n.Meta[pools.MetaClaim]), nil
+	nn := nodeOf(n)
+	return p.host(nn, p.loanOf(nn), n.Meta[pools.MetaClaim]), nil
 }
 
 // loanOf returns the ledger's loan of n, or one made up from its meta.
@@ -565,7 +562,7 @@ func (p *Provider) Catalog(ctx context.Context, _ providers.Pool) ([]providers.O
 			byDC[n.Datacenter] = o
 			dcs = append(dcs, n.Datacenter)
 		}
-		if n.lentTo() == "" && n.Status == nomad.NodeStatusReady && n.DrainStrategy == nil {
+		if n.lentTo() == "" && n.Ready && !n.Draining {
 			o.Available = true
 		}
 	}
@@ -585,7 +582,7 @@ func (p *Provider) Free(ctx context.Context) (int, error) {
 	}
 	free := 0
 	for _, n := range nodes {
-		if _, lent := p.cfg.Ledger.Loan(n.ID); !lent && n.lentTo() == "" && n.Status == nomad.NodeStatusReady && n.DrainStrategy == nil {
+		if _, lent := p.cfg.Ledger.Loan(n.ID); !lent && n.lentTo() == "" && n.Ready && !n.Draining {
 			free++
 		}
 	}
@@ -644,7 +641,7 @@ func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
 					break
 				}
 			}
-			err = p.mark(ctx, node{n}, loan)
+			err = p.mark(ctx, nodeOf(n), loan)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repairing %s: %w", d, err))

@@ -48,3 +48,48 @@ func TestNewRequiresDependencies(t *testing.T) {
 		t.Errorf("create against an unreachable Nomad: %v, want an unavailable error", err)
 	}
 }
+
+// TestModelNodes: nodes given by Config.Nodes (the cluster model) are
+// read as pools.NodeOf made them: ready, not lent and not draining is
+// free to borrow.
+func TestModelNodes(t *testing.T) {
+	l, _, err := pools.NewLedger(context.Background(), pools.NewMemoryStore(), pools.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nomad.NewClient(&nomad.Config{Address: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := func(id, dc string, ready, draining bool, meta map[string]string) pools.NodeUsage {
+		status := nomad.NodeStatusReady
+		if !ready {
+			status = nomad.NodeStatusDown
+		}
+		return pools.NodeUsage{ID: id, Name: id, Datacenter: dc, NodePool: "shared", Meta: meta, Ready: ready, Status: status, Draining: draining}
+	}
+	nodes := []pools.NodeUsage{
+		shared("s1", "dc1", true, false, nil),
+		shared("s2", "dc1", true, false, map[string]string{pools.MetaLentTo: "bu-a"}),
+		shared("s3", "dc2", true, true, nil),
+		shared("s4", "dc2", false, false, nil),
+		{ID: "a1", Name: "a1", NodePool: "bu-a", Ready: true, Status: nomad.NodeStatusReady},
+	}
+	p, err := New(Config{Nomad: nc, Pool: &pools.SharedPool{Header: pools.Header{Name: "shared"}, Selector: pools.Selector{NodePool: "shared"}},
+		Ledger: l, Nodes: func(context.Context) ([]pools.NodeUsage, error) { return nodes, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if free, err := p.Free(ctx); err != nil || free != 1 {
+		t.Errorf("Free = %d, %v; want 1 (s1)", free, err)
+	}
+	cat, err := p.Catalog(ctx, providers.Pool{})
+	if err != nil || len(cat) != 2 || cat[0].Zone != "dc1" || !cat[0].Available || cat[1].Zone != "dc2" || cat[1].Available {
+		t.Errorf("Catalog = %+v, %v; want dc1 available, dc2 not", cat, err)
+	}
+	hosts, err := p.List(ctx, "shared")
+	if err != nil || len(hosts) != 1 || hosts[0].ID != "s2" || hosts[0].State != providers.HostRunning || hosts[0].PrivateIP != "" {
+		t.Errorf("List = %+v, %v; want s2, running, with no address", hosts, err)
+	}
+}
