@@ -12,6 +12,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/controlplane/placement"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 )
@@ -311,16 +312,24 @@ type servingView struct {
 	allocs map[string][]demand.Size
 	// batch marks hosts running a batch or sysbatch allocation.
 	batch map[string]bool
+	// hosts is what each serving node carries, and works what each
+	// allocation of allocs asks of a node (nil: its job is not known):
+	// an allocation fits only on a node that meets its job's node pool,
+	// datacenters and constraints. Without hosts, size alone counts.
+	hosts map[string]placement.Host
+	works map[string][]*placement.Work
 }
 
 // serving is the view of the ready, eligible nodes serving borrower: the
-// free room of each (from nodes), and the size and kind of every
-// allocation on the hosts of loans, the candidates to give back.
+// free room of each (from nodes), and the size, kind and placement rules
+// of every allocation on the hosts of loans, the candidates to give back.
 func (c *Controller) serving(s *cluster.Snapshot, nodes []pools.NodeUsage, borrower string, cands []candidate) *servingView {
-	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}, batch: map[string]bool{}}
+	v := &servingView{free: map[string]demand.Size{}, allocs: map[string][]demand.Size{}, batch: map[string]bool{},
+		hosts: map[string]placement.Host{}, works: map[string][]*placement.Work{}}
 	for _, n := range nodes {
 		if n.Ready && n.Eligible && n.Meta[pools.MetaServes] == borrower {
 			v.free[n.ID] = demand.Size{CPUMHz: int(n.CPU - n.UsedCPU), MemoryMB: int(n.MemoryMB - n.UsedMemoryMB)}
+			v.hosts[n.ID] = nodeHost(n)
 		}
 	}
 	for _, cand := range cands {
@@ -332,6 +341,12 @@ func (c *Controller) serving(s *cluster.Snapshot, nodes []pools.NodeUsage, borro
 				v.batch[cand.node] = true
 			}
 			v.allocs[cand.node] = append(v.allocs[cand.node], demand.Size{CPUMHz: int(a.CPU), MemoryMB: int(a.MemoryMB)})
+			var work *placement.Work
+			if w, ok := workOf(s, a.Target()); ok {
+				w.PerAlloc = demand.Size{} // the room is counted apart
+				work = &w
+			}
+			v.works[cand.node] = append(v.works[cand.node], work)
 		}
 	}
 	return v
@@ -345,7 +360,10 @@ func (v *servingView) spare(host string) bool {
 }
 
 // fitsElsewhere reports whether host's allocations fit, largest first, on
-// the free room of the other serving hosts.
+// the free room of the other serving hosts that meet their placement
+// rules. An allocation whose job is not known fits nowhere: doubt keeps
+// the host. Constraints that cannot be checked (attributes) are taken as
+// met, as provisioning takes them.
 func (v *servingView) fitsElsewhere(host string) bool {
 	free := map[string]demand.Size{}
 	for id, f := range v.free {
@@ -353,28 +371,48 @@ func (v *servingView) fitsElsewhere(host string) bool {
 			free[id] = f
 		}
 	}
-	allocs := append([]demand.Size(nil), v.allocs[host]...)
-	sort.Slice(allocs, func(i, j int) bool { return allocs[i].CPUMHz > allocs[j].CPUMHz })
+	allocs := v.allocs[host]
+	order := make([]int, len(allocs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool { return allocs[order[i]].CPUMHz > allocs[order[j]].CPUMHz })
 	ids := make([]string, 0, len(free))
 	for id := range free {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	for _, a := range allocs {
+	for _, i := range order {
+		a := allocs[i]
 		placed := false
 		for _, id := range ids {
 			f := free[id]
-			if f.CPUMHz >= a.CPUMHz && f.MemoryMB >= a.MemoryMB {
-				f.CPUMHz -= a.CPUMHz
-				f.MemoryMB -= a.MemoryMB
-				free[id] = f
-				placed = true
-				break
+			if f.CPUMHz < a.CPUMHz || f.MemoryMB < a.MemoryMB || !v.meets(host, i, id) {
+				continue
 			}
+			f.CPUMHz -= a.CPUMHz
+			f.MemoryMB -= a.MemoryMB
+			free[id] = f
+			placed = true
+			break
 		}
 		if !placed {
 			return false
 		}
 	}
 	return true
+}
+
+// meets reports whether node id meets the placement rules of allocation
+// i of host.
+func (v *servingView) meets(host string, i int, id string) bool {
+	if v.hosts == nil {
+		return true
+	}
+	works := v.works[host]
+	if i >= len(works) || works[i] == nil {
+		return false
+	}
+	h, ok := v.hosts[id]
+	return ok && placement.Check(*works[i], h).Fits
 }

@@ -5,7 +5,10 @@ import (
 	"sort"
 	"testing"
 
+	nomad "github.com/hashicorp/nomad/api"
+
 	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/controlplane/placement"
 	"github.com/spillwayhq/spillway/pools"
 )
 
@@ -37,6 +40,34 @@ func TestFitsElsewhere(t *testing.T) {
 		if got := c.v.fitsElsewhere("b"); got != c.want {
 			t.Errorf("%s: fitsElsewhere = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestFitsElsewhereOnlyWhereItsConstraintsHold: room on a node the
+// allocation's job may not run on does not count; an allocation whose
+// job is not known fits nowhere.
+func TestFitsElsewhereOnlyWhereItsConstraintsHold(t *testing.T) {
+	alloc := demand.Size{CPUMHz: 250, MemoryMB: 64}
+	aliOnly := &placement.Work{NodePool: "all", Constraints: []*nomad.Constraint{nomad.NewConstraint("${meta.spillway.pool}", "=", "alicloud-lab")}}
+	host := func(pool string) placement.Host {
+		return placement.Host{What: pool, NodePool: "burst", PoolKnown: true, ClassKnown: true, Meta: map[string]string{"spillway.pool": pool}, MetaComplete: true}
+	}
+	v := servingView{
+		free:   map[string]demand.Size{"b": {}, "aws-1": {CPUMHz: 1000, MemoryMB: 1024}},
+		allocs: map[string][]demand.Size{"b": {alloc}},
+		hosts:  map[string]placement.Host{"b": host("alicloud-lab"), "aws-1": host("aws-lab")},
+		works:  map[string][]*placement.Work{"b": {aliOnly}},
+	}
+	if v.fitsElsewhere("b") {
+		t.Fatal("the allocation fits on an aws-lab host, which its constraint rules out")
+	}
+	v.free["ali-2"], v.hosts["ali-2"] = demand.Size{CPUMHz: 1000, MemoryMB: 1024}, host("alicloud-lab")
+	if !v.fitsElsewhere("b") {
+		t.Fatal("the allocation does not fit on another alicloud-lab host with room")
+	}
+	v.works["b"] = []*placement.Work{nil}
+	if v.fitsElsewhere("b") {
+		t.Fatal("an allocation whose job is not known fits elsewhere")
 	}
 }
 

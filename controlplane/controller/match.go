@@ -69,8 +69,8 @@ func sharedHosts(sp *pools.SharedPool, nodes []pools.NodeUsage, bu string) []tie
 		if !sp.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
 			continue
 		}
-		h := placement.Host{What: what, NodePool: n.NodePool, PoolKnown: true, Datacenter: n.Datacenter, Class: n.NodeClass, ClassKnown: true,
-			Meta: borrowed(n.Meta), MetaComplete: true, MetaUnknown: unknown, Size: demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)}}
+		h := nodeHost(n)
+		h.What, h.Meta, h.MetaUnknown = what, borrowed(n.Meta), unknown
 		if k := fmt.Sprint(h); !seen[k] {
 			seen[k] = true
 			out = append(out, tierHost{Host: h})
@@ -82,6 +82,13 @@ func sharedHosts(sp *pools.SharedPool, nodes []pools.NodeUsage, bu string) []tie
 			Class: s.NodeClass, ClassKnown: s.NodeClass != "", Meta: borrowed(s.Meta), MetaUnknown: unknown}})
 	}
 	return out
+}
+
+// nodeHost is what a node Nomad shows carries: everything but its
+// attributes is known.
+func nodeHost(n pools.NodeUsage) placement.Host {
+	return placement.Host{What: "node " + n.Name, NodePool: n.NodePool, PoolKnown: true, Datacenter: n.Datacenter, Class: n.NodeClass, ClassKnown: true,
+		Meta: n.Meta, MetaComplete: true, Size: demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)}}
 }
 
 // cloudHosts are a cloud pool's offerings as the hosts they boot into:
