@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	nomad "github.com/hashicorp/nomad/api"
+
 	"github.com/spillwayhq/spillway/controlplane/app"
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
+	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
@@ -303,9 +306,50 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 		t.Errorf("scale-in order by tier %v: cloud hosts go before the shared one", order)
 	}
 	assertNoClaimLaunchedTwice(t, l, allEvents(t, l))
+
+	// After the burst, in the same lab: work only Alibaba's hosts may take.
+	t.Run("meta", func(t *testing.T) { checkMetaConstrainedToOnePool(t, l) })
+
 	// The whole burst used only the Nomad API that Nomad 1.6 serves.
 	serveLog, _ := os.ReadFile(filepath.Join(l.Dir, "logs", "spillway.log"))
 	assertNomadCallsPinned(t, l.SpillwayURL, string(serveLog))
+}
+
+// checkMetaConstrainedToOnePool: a service of bu-a constrained to
+// ${meta.spillway.pool} = alicloud-lab, which only the hosts of the
+// Alibaba pool carry, gets hosts from that pool only, although the shared
+// host is free and AWS is cheaper; capacity.matched says why the others
+// were ruled out. Its host is kept: its allocation may run nowhere else.
+func checkMetaConstrainedToOnePool(t *testing.T, l *lab.Lab) {
+	job := nomad.NewServiceJob("ali-only", "ali-only", "global", 50)
+	job.NodePool = refOf("all")
+	job.Datacenters = []string{"*"}
+	job.Constrain(nomad.NewConstraint("${meta."+pools.MetaServes+"}", "=", "bu-a"))
+	job.Constrain(nomad.NewConstraint("${meta.spillway.pool}", "=", lab.AlicloudCloudPool))
+	task := nomad.NewTask("app", "raw_exec").
+		SetConfig("command", "/bin/sleep").SetConfig("args", []string{"600"}).
+		Require(&nomad.Resources{CPU: refOf(250), MemoryMB: refOf(64)})
+	job.AddTaskGroup(nomad.NewTaskGroup("app", 2).AddTask(task))
+	if _, _, err := l.Nomad().Jobs().Register(job, nil); err != nil {
+		t.Fatal(err)
+	}
+	const target = "default/ali-only/app"
+	if err := l.WaitHealthy(t.Context(), "ali-only", 2, 3*time.Minute); err != nil {
+		t.Fatalf("%v; journal:\n%s", err, dump(events(t, l, "subject="+target)))
+	}
+	evs := events(t, l, "subject="+target)
+	var from []string
+	for _, ev := range filterKind(evs, controller.KindClaimed) {
+		from = append(from, fmt.Sprint(eventData(ev)["pool"]))
+	}
+	if len(from) == 0 || slices.ContainsFunc(from, func(p string) bool { return p != lab.AlicloudCloudPool }) {
+		t.Fatalf("claimed from %v for work only %s's hosts may take\n%s", from, lab.AlicloudCloudPool, dump(evs))
+	}
+	matched := filterKind(evs, controller.KindMatched)
+	if len(matched) == 0 || !strings.Contains(matched[0].Message, lab.AWSCloudPool+": its hosts do not meet the constraint ${meta.spillway.pool} = "+lab.AlicloudCloudPool) {
+		t.Fatalf("capacity.matched does not say why %s was ruled out:\n%s", lab.AWSCloudPool, dump(evs))
+	}
+	t.Logf("%s: %s", target, matched[0].Message)
 }
 
 // TestBurstSurvivesCrashes runs the same burst while the control plane is

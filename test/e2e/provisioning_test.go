@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,76 +115,103 @@ func TestNomadScaleIsProvisioned(t *testing.T) {
 	t.Run("unservable", func(t *testing.T) { checkUnservable(t, l, unservable) })
 }
 
-// unservableJob is a service of bu-a in node pool gpu, which no host
-// Spillway can give joins: the shared pool's hosts are in node pool
-// shared, the cloud pools' in burst. Its allocations are small, so the
-// node pool alone rules every tier out.
-func unservableJob() *nomad.Job {
-	job := nomad.NewServiceJob("gpu-train", "gpu-train", "global", 50)
-	job.NodePool = refOf("gpu")
-	job.Datacenters = []string{"*"}
-	job.Constrain(nomad.NewConstraint("${meta."+pools.MetaServes+"}", "=", "bu-a"))
-	task := nomad.NewTask("train", "raw_exec").
-		SetConfig("command", "/bin/sleep").SetConfig("args", []string{"600"}).
-		Require(&nomad.Resources{CPU: refOf(100), MemoryMB: refOf(64)})
-	job.AddTaskGroup(nomad.NewTaskGroup("train", 2).AddTask(task))
-	return job
+// unservableGroup is a group of bu-a queued all through the burst that
+// no host Spillway can give may take, and why.
+type unservableGroup struct {
+	job       *nomad.Job
+	dimension string
+	reason    string
 }
 
-// queueUnservable registers unservableJob (and its node pool, which Nomad
-// requires to exist) and waits until the control plane journals that its
-// queued work has no host. It returns the group's target.
-func queueUnservable(t *testing.T, l *lab.Lab) string {
+// target is the group's.
+func (u unservableGroup) target() string {
+	return "default/" + *u.job.ID + "/" + *u.job.TaskGroups[0].Name
+}
+
+// unservableGroups are two services of bu-a with small allocations that
+// no tier can take: one in node pool gpu, which no host Spillway can give
+// joins (the shared pool's hosts are in node pool shared, the cloud
+// pools' in burst); one in node pool all constrained to node class gpu,
+// which no tier's hosts have.
+func unservableGroups() []unservableGroup {
+	job := func(id string) *nomad.Job {
+		job := nomad.NewServiceJob(id, id, "global", 50)
+		job.Datacenters = []string{"*"}
+		job.Constrain(nomad.NewConstraint("${meta."+pools.MetaServes+"}", "=", "bu-a"))
+		task := nomad.NewTask("train", "raw_exec").
+			SetConfig("command", "/bin/sleep").SetConfig("args", []string{"600"}).
+			Require(&nomad.Resources{CPU: refOf(100), MemoryMB: refOf(64)})
+		job.AddTaskGroup(nomad.NewTaskGroup("train", 2).AddTask(task))
+		return job
+	}
+	inPool := job("gpu-train")
+	inPool.NodePool = refOf("gpu")
+	ofClass := job("gpu-class")
+	ofClass.NodePool = refOf("all")
+	ofClass.Constrain(nomad.NewConstraint("${node.class}", "=", "gpu"))
+	return []unservableGroup{
+		{inPool, "node_pool", "node pool gpu is not served by Spillway"},
+		{ofClass, "constraint", "do not meet the constraint ${node.class} = gpu"},
+	}
+}
+
+// queueUnservable registers unservableGroups (and node pool gpu, which
+// Nomad requires to exist) and waits until the control plane journals
+// that their queued work has no host.
+func queueUnservable(t *testing.T, l *lab.Lab) []unservableGroup {
 	t.Helper()
 	if _, err := l.Nomad().NodePools().Register(&nomad.NodePool{Name: "gpu", Description: "no Spillway tier joins it"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	job := unservableJob()
-	if _, _, err := l.Nomad().Jobs().Register(job, nil); err != nil {
-		t.Fatal(err)
+	groups := unservableGroups()
+	for _, g := range groups {
+		if _, _, err := l.Nomad().Jobs().Register(g.job, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	target := "default/" + *job.ID + "/" + *job.TaskGroups[0].Name
-	waitJournal(t, l, "capacity.unmet for "+target, time.Minute, func(evs []journal.Event) bool {
-		for _, ev := range filterKind(evs, controller.KindUnmet) {
-			if ev.Subject == target {
-				return true
+	waitJournal(t, l, "capacity.unmet for every unservable group", time.Minute, func(evs []journal.Event) bool {
+		seen := 0
+		for _, g := range groups {
+			if slices.ContainsFunc(filterKind(evs, controller.KindUnmet), func(ev journal.Event) bool { return ev.Subject == g.target() }) {
+				seen++
 			}
 		}
-		return false
+		return seen == len(groups)
 	})
-	return target
+	return groups
 }
 
 // checkUnservable checks, once the burst is over, what became of the
-// unservable group queued before it: it got no host and no scale-out,
-// capacity.unmet was journaled once with the reason in words, and it is
-// still queued and reported in the status and the metric. Stopped, it is
-// reported no more.
-func checkUnservable(t *testing.T, l *lab.Lab, target string) {
-	const reason = "node pool gpu is not served by Spillway"
+// unservable groups queued before it: they got no host and no scale-out,
+// capacity.unmet was journaled once each with the reason in words, and
+// they are still queued and reported in the status and the metric.
+// Stopped, they are reported no more.
+func checkUnservable(t *testing.T, l *lab.Lab, groups []unservableGroup) {
 	evs := allEvents(t, l)
-	var unmet []journal.Event
-	for _, ev := range evs {
-		switch {
-		case ev.Subject != target:
-		case ev.Kind == controller.KindUnmet:
-			unmet = append(unmet, ev)
-		case ev.Activity != "":
-			t.Errorf("the unservable group has a scale-out: %s %s: %s", ev.Kind, ev.Activity, ev.Message)
+	for _, g := range groups {
+		var unmet []journal.Event
+		for _, ev := range evs {
+			switch {
+			case ev.Subject != g.target():
+			case ev.Kind == controller.KindUnmet:
+				unmet = append(unmet, ev)
+			case ev.Activity != "":
+				t.Errorf("the unservable group %s has a scale-out: %s %s: %s", g.target(), ev.Kind, ev.Activity, ev.Message)
+			}
 		}
-	}
-	if len(unmet) != 1 {
-		t.Fatalf("%d capacity.unmet for %s, want one for the whole burst:\n%s", len(unmet), target, dump(unmet))
-	}
-	if d := eventData(unmet[0]); d["unservable"] != "node_pool" || !strings.Contains(fmt.Sprint(d["reasons"]), reason) || !strings.Contains(unmet[0].Message, reason) {
-		t.Errorf("capacity.unmet does not say why in words: %s %v", unmet[0].Message, d)
-	}
-	summary, _, err := l.Nomad().Jobs().Summary("gpu-train", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := summary.Summary["train"]; s.Queued != 2 || s.Running+s.Starting != 0 {
-		t.Errorf("the unservable group: %+v, want 2 queued and none placed", s)
+		if len(unmet) != 1 {
+			t.Fatalf("%d capacity.unmet for %s, want one for the whole burst:\n%s", len(unmet), g.target(), dump(unmet))
+		}
+		if d := eventData(unmet[0]); d["unservable"] != g.dimension || !strings.Contains(fmt.Sprint(d["reasons"]), g.reason) || !strings.Contains(unmet[0].Message, g.reason) {
+			t.Errorf("capacity.unmet for %s does not say why in words (%s: %s): %s %v", g.target(), g.dimension, g.reason, unmet[0].Message, d)
+		}
+		summary, _, err := l.Nomad().Jobs().Summary(*g.job.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := summary.Summary["train"]; s.Queued != 2 || s.Running+s.Starting != 0 {
+			t.Errorf("the unservable group %s: %+v, want 2 queued and none placed", g.target(), s)
+		}
 	}
 
 	unservable := func() []controller.Unservable {
@@ -195,18 +223,28 @@ func checkUnservable(t *testing.T, l *lab.Lab, target string) {
 		}
 		return st.Unservable
 	}
-	if u := unservable(); len(u) != 1 || u[0].Target.String() != target || u[0].BusinessUnit != "bu-a" || u[0].Dimension != "node_pool" || !strings.Contains(u[0].Reason, reason) {
-		t.Fatalf("GET /v1/status lists as unservable %+v, want %s in node pool gpu", u, target)
+	listed := unservable()
+	for _, g := range groups {
+		if !slices.ContainsFunc(listed, func(u controller.Unservable) bool {
+			return u.Target.String() == g.target() && u.BusinessUnit == "bu-a" && u.Dimension == g.dimension && strings.Contains(u.Reason, g.reason)
+		}) {
+			t.Errorf("GET /v1/status lists as unservable %+v, without %s (%s)", listed, g.target(), g.reason)
+		}
 	}
-	waitMetric(t, l.SpillwayURL, "spillway_unservable_task_groups", 1)
+	if len(listed) != len(groups) {
+		t.Fatalf("GET /v1/status lists %d unservable groups, want %d: %+v", len(listed), len(groups), listed)
+	}
+	waitMetric(t, l.SpillwayURL, "spillway_unservable_task_groups", float64(len(groups)))
 
-	// Stopped, the group is reported no more. (Stopped, not purged: a
+	// Stopped, the groups are reported no more. (Stopped, not purged: a
 	// purged job stays queued in the cluster model, which sees no event
 	// for it.)
-	if _, _, err := l.Nomad().Jobs().Deregister("gpu-train", false, nil); err != nil {
-		t.Fatal(err)
+	for _, g := range groups {
+		if _, _, err := l.Nomad().Jobs().Deregister(*g.job.ID, false, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitUntil(t, "the stopped group to leave the status", time.Minute, func() bool { return len(unservable()) == 0 })
+	waitUntil(t, "the stopped groups to leave the status", time.Minute, func() bool { return len(unservable()) == 0 })
 	waitMetric(t, l.SpillwayURL, "spillway_unservable_task_groups", 0)
 }
 
