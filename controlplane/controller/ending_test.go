@@ -37,8 +37,9 @@ func (h *harness) outOfCapacity() {
 // TestOversizedAllocationEndsUnmet: a group whose allocations are larger
 // than any host gets capacity.unmet once, with the sizes in words, and
 // its activity ends unmet at once: no host is borrowed or rented, and the
-// same demand starts no new activity. A new demand cycle (the count
-// changes) starts a new activity, which ends the same way.
+// same demand starts no new activity, not even on a new leader. A new
+// demand cycle (the count changes) starts a new activity, which ends the
+// same way.
 func TestOversizedAllocationEndsUnmet(t *testing.T) {
 	h := newHarness(t, 1)
 	h.service(4)
@@ -68,6 +69,14 @@ func TestOversizedAllocationEndsUnmet(t *testing.T) {
 	}
 	if n := h.c.Provision(t.Context(), h.k.Snapshot()); n != 0 {
 		t.Fatalf("the same demand started %d new activities", n)
+	}
+	// Nor does a new leader, which knows the ended cycle from the journal.
+	next := New(h.c.cfg)
+	if err := next.RestoreEnded(t.Context(), h.db.Events()); err != nil {
+		t.Fatal(err)
+	}
+	if n := next.Provision(t.Context(), h.k.Snapshot()); n != 0 {
+		t.Fatalf("a new leader started %d new activities for the same demand", n)
 	}
 
 	if err := h.k.SetCount(big, 3); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
@@ -399,20 +400,68 @@ func (c *Controller) end(ctx context.Context, a *activity, outcome, why string, 
 	a.mu.Lock()
 	hosts := a.borrowed + len(a.rented)
 	a.mu.Unlock()
-	data, _ := json.Marshal(map[string]any{"outcome": outcome, "reason": why, "hosts_got": hosts, "queued": a.d.Unplaced()})
+	// A demand left queued is remembered with what it was, here and in
+	// the journal, so that a new leader does not start it again.
+	var left *cycle
+	if s := c.cfg.Cluster.Snapshot(); outcome != OutcomeDone && s.Live() {
+		if g, ok := s.Group(r.Target); ok {
+			left = &cycle{count: g.Count, size: g.PerAlloc, serves: g.Serves, outcome: outcome, at: at}
+		}
+	}
+	fields := map[string]any{"outcome": outcome, "reason": why, "hosts_got": hosts, "queued": a.d.Unplaced()}
+	if left != nil {
+		fields["cycle"] = endedCycle{Count: left.count, Size: left.size, Serves: left.serves}
+	}
+	data, _ := json.Marshal(fields)
 	c.record(ctx, journal.Event{Time: at, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
 		Message: fmt.Sprintf("scale-out %s: %s", outcome, why)})
 	c.cfg.Logger.Info("scale-out ended", "activity", r.Activity, "target", r.Target.String(), "outcome", outcome, "reason", why)
-	if outcome == OutcomeDone {
-		return
+	if left != nil {
+		c.mu.Lock()
+		c.ended[r.Target] = *left
+		c.mu.Unlock()
 	}
-	if s := c.cfg.Cluster.Snapshot(); s.Live() {
-		if g, ok := s.Group(r.Target); ok {
-			c.mu.Lock()
-			c.ended[r.Target] = cycle{count: g.Count, size: g.PerAlloc, serves: g.Serves, outcome: outcome, at: at}
-			c.mu.Unlock()
+}
+
+// endedCycle is the demand an activity.done left queued, as journaled.
+type endedCycle struct {
+	Count  int         `json:"count"`
+	Size   demand.Size `json:"size"`
+	Serves string      `json:"serves"`
+}
+
+// RestoreEnded replays from the journal the demand cycles that ended
+// partial or unmet in the last day, so a new leader starts no scale-out
+// for the same demand again; a later activity.done of the same group
+// that ended done forgets it. The first provisioning pass forgets those
+// no longer queued.
+func (c *Controller) RestoreEnded(ctx context.Context, q journal.Querier) error {
+	ended := map[policies.Target]cycle{}
+	err := journal.Each(ctx, q, journal.Filter{Kind: KindActivityEnded, Since: c.now().Add(-24 * time.Hour)}, func(ev journal.Event) error {
+		parts := strings.SplitN(ev.Subject, "/", 3)
+		if len(parts) != 3 {
+			return nil
+		}
+		t := policies.Target{Namespace: parts[0], Job: parts[1], Group: parts[2]}
+		var d struct {
+			Outcome string      `json:"outcome"`
+			Cycle   *endedCycle `json:"cycle"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil || d.Outcome == OutcomeDone || d.Cycle == nil {
+			delete(ended, t)
+			return nil
+		}
+		ended[t] = cycle{count: d.Cycle.Count, size: d.Cycle.Size, serves: d.Cycle.Serves, outcome: d.Outcome, at: ev.Time}
+		return nil
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t, e := range ended {
+		if _, ok := c.ended[t]; !ok {
+			c.ended[t] = e
 		}
 	}
+	return err
 }
 
 func (c *Controller) missedDeadline(ctx context.Context, r Request, at time.Time, what string) {

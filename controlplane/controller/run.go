@@ -20,6 +20,9 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 	if err := c.RestoreTimeToReady(ctx, c.cfg.Journal); err != nil {
 		log.Warn("restoring measured times-to-ready", "err", err)
 	}
+	if err := c.RestoreEnded(ctx, c.cfg.Journal); err != nil {
+		log.Warn("restoring the scale-outs that ended with work queued", "err", err)
+	}
 	// The reconcile pass needs to know the cluster: wait for the model.
 	for !c.cfg.Cluster.Snapshot().Live() {
 		if err := c.pause(ctx, c.cfg.Cluster.Snapshot()); err != nil {
