@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/alerts/alertstest"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/controlplane/scaler"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
 
@@ -367,8 +371,16 @@ func BenchmarkAPIUnderAbuse(b *testing.B) {
 	}
 }
 
+// idleAlert is the alertname of the sweep lab's idle groups' alert rules;
+// its nomad_job label names the group's job.
+const idleAlert = "IdleBacklog"
+
 // sweepPolicies writes n policies for count-0 jobs idle-0..idle-(n-1),
-// every one with a Prometheus query, evaluated every 10s.
+// every one with a Prometheus query, evaluated every 10s, and an alert
+// rule: an idleAlert whose nomad_job label is the policy's job triggers
+// an evaluation of its group. The rule's action, "to 0", holds the group
+// where it is, so an alert is evaluated and journaled without renting a
+// host for the idle node pool.
 func sweepPolicies(t testing.TB, dir string, n int) {
 	t.Helper()
 	var b strings.Builder
@@ -386,7 +398,9 @@ checks:
   - name: request-rate
     query: sum(rate(spillway_demo_requests_total[30s]))
     target_value: {target: 1000000000, aggregate: total}
-`, i, i)
+alerts:
+  - {alert: %s, matchers: ['nomad_job="idle-%d"'], action: "to 0"}
+`, i, i, idleAlert, i)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "idle.yaml"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -418,7 +432,8 @@ func registerIdleJobs(t testing.TB, l *lab.Lab, n int) {
 const sweepGroups = 1000
 
 // startSweepLab starts a lab whose control plane evaluates 1,000 idle
-// groups every 10s, beside the demo's alert-driven policy.
+// groups every 10s (an idleAlert triggers one at once), beside the demo's
+// alert-driven policy.
 func startSweepLab(tb testing.TB) *lab.Lab {
 	policyDir := tb.TempDir()
 	if err := os.WriteFile(filepath.Join(policyDir, "alerts.yaml"), []byte(alertPolicy), 0o644); err != nil {
@@ -529,19 +544,216 @@ func alertDuringASweep(t testing.TB, l *lab.Lab) sweptAlert {
 	return sweptAlert{lag: lag, beforeSweepEnd: scale.Time.Before(sweepEnd), scale: scale}
 }
 
-// TestAlertDuringASweepOfAThousandPolicies posts an alert just as a sweep
-// of 1,000 policies starts: its scale event names the alert as its cause,
-// and comes before the sweep ends. How soon is BenchmarkAlertDuringASweep's
-// to judge.
+// alertedGroups is how many of the sweep lab's idle groups
+// alertsForManyGroups alerts, one alert each.
+const alertedGroups = 200
+
+// alertBatches splits alertsForManyGroups' alerts into notifications of
+// several sizes, as Alertmanager sends one per alert group: 200 in all.
+var alertBatches = []int{1, 2, 5, 12, 20, 40, 50, 70}
+
+// alertsForManyGroups posts 200 distinct alerts (fingerprints and labels),
+// each for a different idle group (every fifth of the 1,000), within one
+// second: eight notifications of 1 to 70 alerts, sent at once. No trigger
+// may be lost: it waits, for up to two minutes, until every one of the 200
+// groups has a decision journaled that its alert caused (the decision's
+// alerts name the alert's fingerprint, and its cause is not the interval).
+// The webhook's alert.accepted events prove nothing here: they are
+// written before the triggers are queued. Then the triggered evaluations
+// counted rose by at least 200, none was coalesced (each group had one
+// trigger), and none is pending.
+func alertsForManyGroups(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	sum := 0
+	for _, n := range alertBatches {
+		sum += n
+	}
+	if sum != alertedGroups || alertedGroups*5 > sweepGroups {
+		t.Fatalf("the batches hold %d alerts for %d groups of %d", sum, alertedGroups, sweepGroups)
+	}
+	const (
+		triggered = `spillway_evaluations_total{reason="trigger"}`
+		coalesced = `spillway_triggers_coalesced_total`
+		pending   = `spillway_triggers_pending`
+	)
+	metric := func(name string) float64 {
+		t.Helper()
+		v, ok := metricValue(t, l.SpillwayURL, name)
+		if !ok {
+			t.Fatalf("/metrics has no %s", name)
+		}
+		return v
+	}
+	triggeredBefore, coalescedBefore := metric(triggered), metric(coalesced)
+
+	// The alert of each group, by the group's subject: fingerprint.
+	stamp := time.Now().UnixNano()
+	want := map[string]string{}
+	var bodies [][]byte
+	g := 0
+	for k, n := range alertBatches {
+		var as []map[string]any
+		for range n {
+			job := fmt.Sprintf("idle-%d", g*5)
+			fp := fmt.Sprintf("e2e-%s-%x", job, stamp)
+			want["default/"+job+"/web"] = fp
+			as = append(as, map[string]any{
+				"status": "firing", "fingerprint": fp, "startsAt": time.Now().UTC().Format(time.RFC3339Nano),
+				"endsAt": "0001-01-01T00:00:00Z",
+				"labels": map[string]string{"alertname": idleAlert, "nomad_job": job, "severity": "page"},
+			})
+			g++
+		}
+		body, err := json.Marshal(map[string]any{
+			"version": "4", "status": "firing", "receiver": "spillway",
+			"groupKey": fmt.Sprintf(`{}:{alertname="%s",batch="%d"}`, idleAlert, k), "alerts": as,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, body)
+	}
+
+	// Post every notification at once.
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	answers := make([]answer, len(bodies))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, body := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequest(http.MethodPost, l.SpillwayURL+"/v1/alerts/alertmanager", bytes.NewReader(body))
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+l.APIToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			answers[i] = answer{code: resp.StatusCode, body: string(out)}
+		}()
+	}
+	wg.Wait()
+	posted := time.Since(start)
+	accepted := 0
+	for i, a := range answers {
+		var r struct{ Accepted int }
+		if a.err != nil || a.code != http.StatusOK || json.Unmarshal([]byte(a.body), &r) != nil {
+			t.Fatalf("notification %d (%d alerts): %d %s %v", i, alertBatches[i], a.code, a.body, a.err)
+		}
+		accepted += r.Accepted
+	}
+	if posted > time.Second {
+		t.Fatalf("posting %d alerts in %d notifications took %s, want within 1s", alertedGroups, len(bodies), posted)
+	}
+	if accepted != alertedGroups {
+		t.Fatalf("the webhook accepted %d alerts, want %d", accepted, alertedGroups)
+	}
+
+	// Wait until each group has a decision its alert caused.
+	since := start.Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	decided := map[string]journal.Event{}
+	missing := func() []string {
+		var out []string
+		for subject := range want {
+			if _, ok := decided[subject]; !ok {
+				out = append(out, subject)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	cursor := ""
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(decided) < alertedGroups {
+		q := url.Values{"kind": {journal.KindDecision}, "since": {since}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		evs := events(t, l, q.Encode())
+		for _, ev := range evs {
+			fp, ok := want[ev.Subject]
+			if !ok {
+				continue
+			}
+			var data struct {
+				Alerts []string `json:"alerts"`
+				Cause  string   `json:"cause"`
+			}
+			if err := json.Unmarshal(ev.Data, &data); err != nil {
+				t.Fatalf("decision %d: %v", ev.Seq, err)
+			}
+			if slices.Contains(data.Alerts, fp) && !strings.HasPrefix(data.Cause, scaler.CauseInterval) {
+				decided[ev.Subject] = ev
+			}
+		}
+		if len(evs) > 0 {
+			cursor = strconv.FormatInt(evs[len(evs)-1].Seq, 10)
+		}
+		if len(evs) == 1000 {
+			continue // more on the next page
+		}
+		if len(decided) == alertedGroups {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 2 minutes, %d of the %d alerted groups have no decision caused by their alert (%s %.0f → %.0f, %s %.0f): %v",
+				alertedGroups-len(decided), alertedGroups, triggered, triggeredBefore, metric(triggered), pending, metric(pending), missing())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var last time.Time
+	for _, ev := range decided {
+		if ev.Time.After(last) {
+			last = ev.Time
+		}
+	}
+	t.Logf("%d alerts for %d groups posted in %d notifications in %s; the last group's triggered decision came %s after the first post",
+		alertedGroups, alertedGroups, len(bodies), posted.Round(time.Millisecond), last.Sub(start).Round(time.Millisecond))
+
+	if got := metric(triggered) - triggeredBefore; got < alertedGroups {
+		t.Errorf("%s rose by %.0f, want at least %d", triggered, got, alertedGroups)
+	}
+	if got := metric(coalesced) - coalescedBefore; got != 0 {
+		t.Errorf("%s rose by %.0f, want 0: each group had one trigger", coalesced, got)
+	}
+	if got := metric(pending); got != 0 {
+		t.Errorf("%s is %.0f once every group was evaluated, want 0", pending, got)
+	}
+}
+
+// TestAlertDuringASweepOfAThousandPolicies runs two checks in one lab
+// evaluating 1,000 policies. First it posts an alert just as a sweep of
+// the 1,000 starts: its scale event names the alert as its cause, and
+// comes before the sweep ends (how soon is BenchmarkAlertDuringASweep's to
+// judge). Then it posts 200 alerts for 200 groups within a second, and
+// every one of them triggers an evaluation of its group
+// (alertsForManyGroups).
 func TestAlertDuringASweepOfAThousandPolicies(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	a := alertDuringASweep(t, startSweepLab(t))
-	if !a.beforeSweepEnd {
-		t.Errorf("the alert's scale event (%s) came after the sweep ended: it waited behind the sweep", a.scale.Time.Format(time.StampMilli))
-	}
+	l := startSweepLab(t)
+	t.Run("an alert as a sweep starts", func(t *testing.T) {
+		a := alertDuringASweep(t, l)
+		if !a.beforeSweepEnd {
+			t.Errorf("the alert's scale event (%s) came after the sweep ended: it waited behind the sweep", a.scale.Time.Format(time.StampMilli))
+		}
+	})
+	t.Run("200 alerts for 200 groups within a second", func(t *testing.T) {
+		alertsForManyGroups(t, l)
+	})
 }
 
 // BenchmarkAlertDuringASweep measures, for make bench, how soon an alert
