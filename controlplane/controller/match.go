@@ -22,6 +22,8 @@ type tier struct {
 	pool   string
 	shared bool
 	hosts  []tierHost
+	// gone holds the hosts left out as unavailable (available).
+	gone []tierHost
 }
 
 // tierHost is one kind of host a tier gives.
@@ -120,6 +122,36 @@ func cloudHosts(cp *pools.CloudPool, bu string) []tierHost {
 	return out
 }
 
+// available leaves out of each cloud tier the instance types every
+// offering of which ran out recently (the ladder's OfferingMemory), so
+// work that only they could take is judged unservable until one is
+// available again.
+func (c *Controller) available(tiers []tier) []tier {
+	now := c.now()
+	out := make([]tier, 0, len(tiers))
+	for _, t := range tiers {
+		cp, ok := c.cfg.Pools.CloudPool(t.pool)
+		if t.shared || !ok {
+			out = append(out, t)
+			continue
+		}
+		kept := tier{pool: t.pool}
+		for _, h := range t.hosts {
+			up := false
+			for _, o := range cp.ProviderOfferings() {
+				up = up || (o.InstanceType == h.instanceType && !c.memory.Unavailable(cp.Name, o, now))
+			}
+			if up {
+				kept.hosts = append(kept.hosts, h)
+			} else {
+				kept.gone = append(kept.gone, h)
+			}
+		}
+		out = append(out, kept)
+	}
+	return out
+}
+
 // hostsNodePool is the node pool a cloud pool's hosts join: the one its
 // bootstrap names, else Nomad's "default".
 func hostsNodePool(cp *pools.CloudPool) string {
@@ -141,6 +173,10 @@ func workOf(s *cluster.Snapshot, t policies.Target) (placement.Work, bool) {
 	}
 	return w, true
 }
+
+// dimensionAvailability rules out a cloud pool none of whose offerings
+// that could take the work is available now.
+const dimensionAvailability = "availability"
 
 // match is which tiers can take a task group's work.
 type match struct {
@@ -175,8 +211,16 @@ func matchTiers(w placement.Work, tiers []tier) match {
 		var first *placement.Verdict
 		var largest placement.Host
 		unfit := map[string]string{}
-		for _, h := range t.hosts {
+		var ranOut []string
+		for i, h := range slices.Concat(t.hosts, t.gone) {
 			v := placement.Check(w, h.Host)
+			if i >= len(t.hosts) {
+				// Ran out: it counts only as why nothing available fits.
+				if v.Fits {
+					ranOut = append(ranOut, h.instanceType)
+					continue
+				}
+			}
 			for _, u := range v.Unsure {
 				if !slices.Contains(m.unsure, u) {
 					m.unsure = append(m.unsure, u)
@@ -199,6 +243,11 @@ func matchTiers(w placement.Work, tiers []tier) match {
 		switch {
 		case fits && len(unfit) > 0:
 			m.unfit[t.pool] = unfit
+		case !fits && len(ranOut) > 0:
+			v := placement.Verdict{Dimension: dimensionAvailability,
+				Why: "every offering that can take it ran out recently (" + strings.Join(ranOut, ", ") + ")"}
+			m.out[t.pool] = v.Why
+			all = append(all, ruled{t.pool, v, placement.Host{}})
 		case !fits && first != nil:
 			m.out[t.pool] = first.Why
 			all = append(all, ruled{t.pool, *first, largest})

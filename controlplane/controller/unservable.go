@@ -23,8 +23,9 @@ type Unservable struct {
 	// Dimension is what rules every tier out: "node_pool" (the job's node
 	// pool is one no tier's hosts join), "datacenter", "constraint" (a
 	// constraint of the job no tier's hosts meet), "size" (an allocation
-	// larger than every offering), or "mixed" (one thing rules out one
-	// tier, another the next).
+	// larger than every offering), "availability" (every offering that
+	// could take it ran out recently), or "mixed" (one thing rules out
+	// one tier, another the next).
 	Dimension string    `json:"dimension"`
 	Reason    string    `json:"reason"`
 	Since     time.Time `json:"since"`
@@ -40,16 +41,17 @@ type unservableEntry struct {
 
 // unservable says why no tier can take the queued work of t, or "": no
 // host a tier gives meets the job's node pool, datacenters, constraints
-// or allocation size (matchTiers). The judgement is remembered and made
-// again only when what it rests on changes (the job, the group, its
-// business unit, the hosts the tiers give); a new judgement that the
-// work is unservable is journaled as capacity.unmet once.
+// or allocation size (matchTiers), or those that do ran out recently
+// (available). The judgement is remembered and made again only when
+// what it rests on changes (the job, the group, its business unit, the
+// hosts the tiers give, which offerings are available); a new judgement
+// that the work is unservable is journaled as capacity.unmet once.
 func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, nodes func() []pools.NodeUsage, t policies.Target, bu string) string {
 	w, ok := workOf(s, t)
 	if !ok || bu == "" {
 		return ""
 	}
-	tiers := c.tiers(nodes(), bu)
+	tiers := c.available(c.tiers(nodes(), bu))
 	key := fmt.Sprint(w, bu, tiers)
 	c.mu.Lock()
 	e, seen := c.unserved[t]
@@ -79,7 +81,7 @@ func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, nodes 
 	data, _ := json.Marshal(map[string]any{"queued": d.Queued, "hosts": 0, "reasons": why, "unservable": dimension, "business_unit": bu,
 		"ruled_out": m.out, "unsure": m.unsure})
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindUnmet, Subject: t.String(), Actor: "controller", Data: data,
-		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s; nothing is rented for them until the job or the pools change", d.Queued, t, why)})
+		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s; nothing is rented for them until the job or the pools change, or an offering is available again", d.Queued, t, why)})
 	return why
 }
 

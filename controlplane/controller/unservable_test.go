@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -13,6 +14,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/placement"
 	"github.com/spillwayhq/spillway/policies"
+	"github.com/spillwayhq/spillway/providers"
 )
 
 // TestMatchTiersSaysWhyNoneCanTakeIt: the reason matchTiers gives when
@@ -53,6 +55,9 @@ func TestMatchTiersSaysWhyNoneCanTakeIt(t *testing.T) {
 			`no tier's hosts can take task group app: aws: its hosts do not meet the constraint ${node.class} = gpu (on aws m5.large, ${node.class} is ""); ali: its hosts do not meet the constraint ${node.class} = gpu (on ali x, ${node.class} is "")`},
 		{"one pool's meta", placement.Work{Group: "app", NodePool: "all", PerAlloc: small,
 			Constraints: []*nomad.Constraint{nomad.NewConstraint("${meta.spillway.pool}", "=", "ali")}}, []tier{shared, aws, ali}, "", ""},
+		{"a node pool that does not exist", placement.Work{Group: "app", NodePool: "all", PerAlloc: small,
+			Constraints: []*nomad.Constraint{nomad.NewConstraint("${node.pool}", "=", "nosuch")}}, []tier{shared}, "constraint",
+			`no tier's hosts can take task group app: shared: its hosts do not meet the constraint ${node.pool} = nosuch (on a host of the shared pool shared, ${node.pool} is "shared")`},
 		{"mixed", placement.Work{Group: "app", NodePool: "burst", PerAlloc: demand.Size{CPUMHz: 900, MemoryMB: 5000}}, []tier{shared, ali}, "mixed",
 			"no tier's hosts can take task group app: shared: its hosts join node pool shared; the job runs in node pool burst; ali: task group app asks 900 MHz / 5000 MB per allocation; ali x gives 800 MHz / 4096 MB"},
 	} {
@@ -179,5 +184,32 @@ func TestGroupInAnUnservedNodePoolIsReportedNotRentedFor(t *testing.T) {
 	put("all")
 	if n := h.c.Provision(ctx, h.k.Snapshot()); n != 1 {
 		t.Fatalf("started %d activities once the job is in node pool all, want 1", n)
+	}
+}
+
+// TestWorkOnlyAnOfferingThatRanOutTakesWaitsForIt: a group that only an
+// m5.xlarge can take, while every m5.xlarge offering ran out, is reported
+// unservable, with that reason, and rented for once the offering is
+// available again.
+func TestWorkOnlyAnOfferingThatRanOutTakesWaitsForIt(t *testing.T) {
+	h := newHarnessOn(t, 1, sizedPools)
+	wide := policies.Target{Namespace: "default", Job: "wide", Group: "app"}
+	h.k.AddJob(clustertest.Service{Target: wide, Count: 1, Size: demand.Size{CPUMHz: 3000, MemoryMB: 64}, Serves: "bu-a"})
+	h.c.memory.MarkUnavailable("aws", h.clock.Now(), 3*time.Minute,
+		providers.Offering{InstanceType: "m5.xlarge", Zone: "us-east-1a", CapacityType: providers.CapacityOnDemand})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer func() { cancel(); h.c.Wait() }()
+	for range 2 {
+		if n := h.c.Provision(ctx, h.k.Snapshot()); n != 0 {
+			t.Fatalf("started %d activities for work only an exhausted offering takes", n)
+		}
+	}
+	const why = "aws: every offering that can take it ran out recently (m5.xlarge)"
+	if unmet := h.events(KindUnmet); len(unmet) != 1 || !strings.Contains(unmet[0].Message, why) {
+		t.Fatalf("capacity.unmet %+v; want it once saying %q", unmet, why)
+	}
+	h.clock.Advance(3*time.Minute + time.Second)
+	if n := h.c.Provision(ctx, h.k.Snapshot()); n != 1 {
+		t.Fatalf("started %d activities once the m5.xlarge is available again, want 1", n)
 	}
 }
