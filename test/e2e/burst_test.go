@@ -214,7 +214,7 @@ func waitScaledIn(t *testing.T, l *lab.Lab, timeout time.Duration) {
 // cloud hosts are drained and terminated and the shared host returned.
 func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	t.Parallel()
-	labtest.Takes(t, 175*time.Second)
+	labtest.Takes(t, 200*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
