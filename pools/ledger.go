@@ -26,6 +26,10 @@ const (
 	EntryReclaim EntryKind = "reclaim"
 	// EntryReturn ends a loan.
 	EntryReturn EntryKind = "return"
+	// EntryAdopt records a loan Nomad's node meta shows that the ledger
+	// never recorded (a lost or younger journal): no quota or share is
+	// checked, and the loan is kept until an operator releases it.
+	EntryAdopt EntryKind = "adopt"
 )
 
 // Entry is one change to the ledger, as the store keeps it.
@@ -101,6 +105,10 @@ type Loan struct {
 	// ReclaimBy is set once the lender reclaimed the host: the borrower
 	// must have returned it by then.
 	ReclaimBy time.Time
+	// Adopted says why the loan was adopted (EntryAdopt): Nomad showed it
+	// and the ledger had no record. Scale-in leaves such a host to an
+	// operator.
+	Adopted string
 }
 
 // Reclaiming reports whether the lender reclaimed the host.
@@ -222,6 +230,39 @@ type BorrowRequest struct {
 	Overcommit bool
 }
 
+// Adopt records a loan Nomad shows that the ledger has no record of (see
+// Unrecorded), without quota or share checks. It fails with ErrHostLent
+// when the ledger has a loan of the host after all.
+func (l *Ledger) Adopt(ctx context.Context, r BorrowRequest) (Loan, error) {
+	if r.Tier == "" {
+		r.Tier = TierShared
+	}
+	loan, _, err := l.record(ctx, Entry{Kind: EntryAdopt, Host: r.Host, HostName: r.HostName, Tier: r.Tier, Pool: r.Pool,
+		Lender: r.Lender, Borrower: r.Borrower, At: r.At, Lease: r.Lease, Reason: r.Reason, Claim: r.Claim})
+	return loan, err
+}
+
+// Unrecorded says whether a host Nomad marks lent, of which the ledger
+// has no loan, was lent in a loan the ledger never recorded (a lost or
+// younger journal), not left marked by a return the ledger did record (a
+// crash between the return and the unmarking). Only the latter may be
+// finished by draining the host. leaseUntil is the end of the lease its
+// node meta shows (zero when unreadable) and lease the pool's lease: a
+// mark newer than the host's last recorded return is one the ledger
+// never saw. Doubt says unrecorded.
+func (l *Ledger) Unrecorded(host string, leaseUntil time.Time, lease time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.book.entries) - 1; i >= 0; i-- {
+		e := l.book.entries[i]
+		if e.Host != host || e.Kind != EntryReturn {
+			continue
+		}
+		return leaseUntil.IsZero() || leaseUntil.Add(-lease).After(e.At)
+	}
+	return true
+}
+
 // Borrow records a loan. It fails with ErrHostLent, ErrQuota or ErrShare
 // (wrapped) when an invariant forbids it, and with the store's error when
 // the entry could not be made durable; in both cases nothing changed.
@@ -310,6 +351,14 @@ func (b *book) admit(e Entry, limits *Limits) error {
 	}
 	cur, lent := b.loans[e.Host]
 	switch e.Kind {
+	case EntryAdopt:
+		if e.Borrower == "" || e.Lender == "" || e.Lease <= 0 || e.Reason == "" {
+			return fmt.Errorf("%w: an adoption needs a borrower, a lender, a lease and a reason", ErrInvalidEntry)
+		}
+		if lent {
+			return fmt.Errorf("%w to %s since %s", ErrHostLent, cur.Borrower, cur.Since.UTC().Format(time.RFC3339))
+		}
+		return nil
 	case EntryBorrow:
 		if e.Borrower == "" || e.Lender == "" {
 			return fmt.Errorf("%w: borrower and lender are required", ErrInvalidEntry)
@@ -361,9 +410,12 @@ func (b *book) admit(e Entry, limits *Limits) error {
 func (b *book) apply(e Entry) {
 	b.entries = append(b.entries, e)
 	switch e.Kind {
-	case EntryBorrow:
+	case EntryBorrow, EntryAdopt:
 		b.loans[e.Host] = &Loan{Host: e.Host, HostName: e.HostName, Tier: e.Tier, Pool: e.Pool, Lender: e.Lender,
 			Borrower: e.Borrower, Claim: e.Claim, Since: e.At, Until: e.At.Add(e.Lease), Overcommit: e.Overcommit}
+		if e.Kind == EntryAdopt {
+			b.loans[e.Host].Adopted = e.Reason
+		}
 	case EntryExtend:
 		b.loans[e.Host].Until = e.At.Add(e.Lease)
 	case EntryReclaim:
@@ -511,6 +563,8 @@ type ObservedHost struct {
 	LentTo string
 	// Lease is the spillway.lease meta (RFC 3339), empty when not lent.
 	Lease string
+	// Lender is the business unit its lender meta names.
+	Lender string
 }
 
 // Discrepancy is a difference between the ledger and Nomad.
@@ -520,6 +574,39 @@ type Discrepancy struct {
 	// "absent" when Nomad does not know the host).
 	Ledger, Nomad string
 	Msg           string
+	// Lender and Lease are what the node meta of a host marked lent
+	// without a loan says, for its adoption.
+	Lender string
+	Lease  string
+}
+
+// LentUnrecorded reports a host Nomad marks lent of which the ledger has
+// no loan.
+func (d Discrepancy) LentUnrecorded() bool {
+	return d.Ledger == "" && d.Nomad != "" && d.Nomad != "absent"
+}
+
+// Adoption is the loan to record for a host marked lent without a loan
+// (LentUnrecorded): to the borrower and from the lender its node meta
+// names, until the lease it shows (the pool's lease from now when that is
+// unreadable or over).
+func (d Discrepancy) Adoption(pool *SharedPool, now time.Time) BorrowRequest {
+	lease := pool.Lease
+	if until, err := time.Parse(time.RFC3339, d.Lease); err == nil && until.After(now) {
+		lease = until.Sub(now)
+	}
+	if lease <= 0 {
+		lease = time.Hour
+	}
+	lender := cmp.Or(d.Lender, "unknown")
+	return BorrowRequest{Host: d.Host, HostName: d.Name, Tier: TierShared, Pool: pool.Name, Lender: lender, Borrower: d.Nomad, At: now, Lease: lease,
+		Reason: fmt.Sprintf("node meta marks it lent to %s (lender %s), but the ledger has no record of the loan: the journal was lost or is younger than the loan; kept until an operator releases it (POST /v1/hosts/{id}/release)", d.Nomad, lender)}
+}
+
+// LeaseUntil is the lease end the node meta shows, zero when unreadable.
+func (d Discrepancy) LeaseUntil() time.Time {
+	t, _ := time.Parse(time.RFC3339, d.Lease)
+	return t
 }
 
 func (d Discrepancy) String() string {
@@ -555,7 +642,7 @@ func (l *Ledger) Verify(observed []ObservedHost) []Discrepancy {
 			out = append(out, Discrepancy{Host: o.Host, Name: o.Name, Ledger: loan.Borrower, Nomad: o.LentTo,
 				Msg: fmt.Sprintf("ledger lends it to %s, but its node meta says %s", loan.Borrower, o.LentTo)})
 		case !ok && o.LentTo != "":
-			out = append(out, Discrepancy{Host: o.Host, Name: o.Name, Nomad: o.LentTo,
+			out = append(out, Discrepancy{Host: o.Host, Name: o.Name, Nomad: o.LentTo, Lender: o.Lender, Lease: o.Lease,
 				Msg: fmt.Sprintf("node meta marks it lent to %s, but the ledger has no loan", o.LentTo)})
 		}
 	}

@@ -366,3 +366,56 @@ func TestLedgerReloadSeesAnotherWriter(t *testing.T) {
 		t.Fatalf("after the reload the ledger appends again: %v", err)
 	}
 }
+
+// TestAdoptAndUnrecorded: a host marked lent without a loan is an
+// unrecorded loan unless the ledger recorded a return of it after the
+// mark; an adoption takes no quota or share into account, says why, and
+// survives a replay.
+func TestAdoptAndUnrecorded(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemoryStore()
+	l := newTestLedger(t, store)
+	if !l.Unrecorded("n1", t0.Add(time.Hour), time.Hour) {
+		t.Fatal("a host the ledger never saw is not unrecorded")
+	}
+	if _, err := l.Borrow(ctx, borrow("n1", "bu-b", "bu-a", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Return(ctx, "n1", t0.Add(10*time.Minute), "done"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		until time.Time
+		want  bool
+	}{
+		{"the mark of the returned loan", t0.Add(time.Hour), false},
+		{"a mark newer than the return", t0.Add(90 * time.Minute), true},
+		{"a lease not readable", time.Time{}, true},
+	} {
+		if got := l.Unrecorded("n1", tc.until, time.Hour); got != tc.want {
+			t.Errorf("%s: Unrecorded = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// bu-b's quota is 1 and bu-a's share 1: an adoption ignores both.
+	for _, h := range []string{"n2", "n3"} {
+		d := Discrepancy{Host: h, Name: "shared-" + h, Nomad: "bu-b", Lender: "bu-a", Lease: t0.Add(2 * time.Hour).Format(time.RFC3339)}
+		if !d.LentUnrecorded() {
+			t.Fatalf("%+v is not lent unrecorded", d)
+		}
+		loan, err := l.Adopt(ctx, d.Adoption(&SharedPool{Header: Header{Name: "shared"}, Lease: time.Hour}, t0.Add(time.Hour)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if loan.Borrower != "bu-b" || loan.Lender != "bu-a" || !loan.Until.Equal(t0.Add(2*time.Hour)) || !strings.Contains(loan.Adopted, "no record of the loan") {
+			t.Fatalf("adopted %+v", loan)
+		}
+	}
+	if _, err := l.Adopt(ctx, BorrowRequest{Host: "n2", Pool: "shared", Lender: "bu-a", Borrower: "bu-b", At: t0.Add(time.Hour), Lease: time.Hour, Reason: "again"}); !errors.Is(err, ErrHostLent) {
+		t.Fatalf("adopting a host lent: %v, want ErrHostLent", err)
+	}
+	replayed := newTestLedger(t, store)
+	if loan, ok := replayed.Loan("n3"); !ok || loan.Adopted == "" {
+		t.Fatalf("after a replay, n3's loan is %+v", loan)
+	}
+}

@@ -272,12 +272,22 @@ func newPoolsCmd() *cobra.Command {
 					Host, Tier, Pool, Lender, Borrower string
 					HostName                           string `json:"host_name"`
 					Since, Until                       time.Time
+					Adopted                            string
 				}
 			}
 			return f.show(w, raw, &r, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "HOST\tPOOL\tTIER\tLENDER\tBORROWER\tSINCE\tUNTIL")
+				fmt.Fprintln(tw, "HOST\tPOOL\tTIER\tLENDER\tBORROWER\tSINCE\tUNTIL\tRECORD")
+				var adopted []string
 				for _, l := range r.Loans {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(l.HostName), l.Pool, l.Tier, dash(l.Lender), l.Borrower, ts(l.Since), ts(l.Until))
+					record := "ledger"
+					if l.Adopted != "" {
+						record = "adopted"
+						adopted = append(adopted, dash(l.HostName)+": "+l.Adopted)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(l.HostName), l.Pool, l.Tier, dash(l.Lender), l.Borrower, ts(l.Since), ts(l.Until), record)
+				}
+				for _, a := range adopted {
+					fmt.Fprintln(tw, "\nadopted "+a)
 				}
 			})
 		})

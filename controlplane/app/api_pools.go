@@ -87,11 +87,14 @@ type loanView struct {
 	Until      time.Time  `json:"until"`
 	Overcommit bool       `json:"overcommit,omitempty"`
 	ReclaimBy  *time.Time `json:"reclaim_by,omitempty"`
+	// Adopted says why a loan Nomad showed and the ledger did not record
+	// was adopted; scale-in leaves it to an operator.
+	Adopted string `json:"adopted,omitempty"`
 }
 
 func toLoanView(l pools.Loan) loanView {
 	v := loanView{Host: l.Host, HostName: l.HostName, Tier: l.Tier, Pool: l.Pool, Lender: l.Lender, Borrower: l.Borrower,
-		Claim: l.Claim, Since: l.Since, Until: l.Until, Overcommit: l.Overcommit}
+		Claim: l.Claim, Since: l.Since, Until: l.Until, Overcommit: l.Overcommit, Adopted: l.Adopted}
 	if l.Reclaiming() {
 		t := l.ReclaimBy
 		v.ReclaimBy = &t

@@ -122,6 +122,9 @@ func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot, holds sc
 		}
 		switch {
 		case l.Tier == pools.TierShared && c.cfg.Shared != nil:
+			if !c.borrowedSpareable(snap, l, now) {
+				continue
+			}
 			byBorrower[l.Borrower] = append(byBorrower[l.Borrower], candidate{loan: l, node: l.Host})
 		case l.Tier != pools.TierShared && c.cfg.Clouds[l.Pool] != nil:
 			cp, _ := c.cfg.Pools.CloudPool(l.Pool)
@@ -162,6 +165,28 @@ func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot, holds sc
 		}
 	}
 	return out
+}
+
+// borrowedSpareable says whether scale-in may consider borrowed host l:
+// only a host whose node the model shows (a missing node is unknown, not
+// gone), and that is ready, or down for longer than the down grace with
+// its work rescheduled by Nomad (the rule rented hosts follow). A loan
+// adopted from Nomad's meta waits for an operator.
+func (c *Controller) borrowedSpareable(snap *cluster.Snapshot, l pools.Loan, now time.Time) bool {
+	if l.Adopted != "" {
+		return false
+	}
+	n, ok := snap.Node(l.Host)
+	if !ok {
+		return false
+	}
+	if n.Ready() && n.Eligible {
+		return true
+	}
+	c.mu.Lock()
+	h := c.health[l.Host]
+	c.mu.Unlock()
+	return h != nil && !h.downSince.IsZero() && now.Sub(h.downSince) > c.cfg.DownGrace && unrescheduled(snap, l.Host) == 0
 }
 
 // candidate is a host scale-in may give back.

@@ -38,11 +38,13 @@ type hostHealth struct {
 	waiting bool
 }
 
-// Health is the pass over the rented hosts' Nomad nodes, every interval
-// (disruption's): it journals a host that goes down (host.down, with when
-// it was last ready), one that comes back within the grace (host.back),
-// and terminates one down for longer than DownGrace, saying since when. It
-// acts only on a live model: a node a stale model misses is unknown.
+// Health is the pass over the rented and borrowed hosts' Nomad nodes,
+// every interval (disruption's): it journals a host that goes down
+// (host.down, with when it was last ready), one that comes back within
+// the grace (host.back), and terminates a rented one down for longer than
+// DownGrace, saying since when; a borrowed one down that long may be given
+// back by scale-in (borrowedSpareable), not before. It acts only on a
+// live model: a node a stale model misses is unknown.
 func (c *Controller) Health(ctx context.Context) ([]string, error) {
 	if c.cfg.Ledger == nil {
 		return nil, nil
@@ -51,19 +53,35 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 	if !snap.Live() {
 		return nil, nil
 	}
-	nodeOf := byInstance(snap.NodeUsage())
+	usage := snap.NodeUsage()
+	nodeOf := byInstance(usage)
+	byID := make(map[string]pools.NodeUsage, len(usage))
+	for _, n := range usage {
+		byID[n.ID] = n
+	}
 	now := c.now()
 	loans := c.cfg.Ledger.Loans()
 	c.pruneHealth(loans)
 	var gone []string
 	var errs []error
 	for _, l := range loans {
-		if l.Tier == pools.TierShared || c.cfg.Clouds[l.Pool] == nil {
+		shared := l.Tier == pools.TierShared
+		var n pools.NodeUsage
+		var registered bool
+		switch {
+		case shared && c.cfg.Shared != nil:
+			n, registered = byID[l.Host]
+		case !shared && c.cfg.Clouds[l.Pool] != nil:
+			n, registered = nodeOf[l.Host]
+		default:
 			continue
 		}
-		n, registered := nodeOf[l.Host]
 		if !registered {
 			continue // booting, or gone from Nomad: the collector's and the reconciler's
+		}
+		what := "rented host"
+		if shared {
+			what = "borrowed host"
 		}
 		// What the pass decides, under the lock the activities read it
 		// with (downHosts); the journal and the cloud are called after.
@@ -75,6 +93,9 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 		}
 		if r := c.readyOnce[l.Host]; r.After(h.lastReady) {
 			h.lastReady = r
+		}
+		if shared && h.lastReady.IsZero() {
+			h.lastReady = l.Since // a borrowed host was a ready node when lent
 		}
 		prev := *h
 		action, unplaced := "", 0
@@ -90,6 +111,8 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 			h.downSince, h.status = now, n.Status
 			action = KindHostDown
 			prev = *h
+		case now.Sub(h.downSince) > c.cfg.DownGrace && shared:
+			// Past its grace, scale-in may give it back (borrowedSpareable).
 		case now.Sub(h.downSince) > c.cfg.DownGrace:
 			if unplaced = unrescheduled(snap, n.ID); unplaced > 0 {
 				// Nomad has not given up on its work yet (a
@@ -123,11 +146,11 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 			down := now.Sub(prev.downSince)
 			c.record(ctx, journal.Event{Time: now, Kind: KindHostBack, Subject: "host/" + l.Host, Actor: "controller",
 				Data:    data(map[string]any{"down_seconds": down.Seconds()}),
-				Message: fmt.Sprintf("node %s of rented host %s is ready again after %s down; it serves again", n.Name, l.Host, down.Round(time.Second))})
+				Message: fmt.Sprintf("node %s of %s %s is ready again after %s down; it serves again", n.Name, what, l.Host, down.Round(time.Second))})
 		case KindHostDown:
 			c.record(ctx, journal.Event{Time: now, Kind: KindHostDown, Subject: "host/" + l.Host, Actor: "controller", Data: data(nil),
-				Message: fmt.Sprintf("node %s of rented host %s is %s (last ready at %s); it is kept for %s (clouds.down_grace) in case it comes back",
-					n.Name, l.Host, n.Status, prev.lastReady.UTC().Format(time.RFC3339), c.cfg.DownGrace)})
+				Message: fmt.Sprintf("node %s of %s %s is %s (last ready at %s); it is kept for %s (clouds.down_grace) in case it comes back",
+					n.Name, what, l.Host, n.Status, prev.lastReady.UTC().Format(time.RFC3339), c.cfg.DownGrace)})
 		case "waiting":
 			c.record(ctx, journal.Event{Time: now, Kind: KindHostDown, Subject: "host/" + l.Host, Actor: "controller", Data: data(nil),
 				Message: fmt.Sprintf("node %s of rented host %s is still %s past clouds.down_grace (%s), but Nomad has not rescheduled its %d allocations yet (max_client_disconnect?): it is kept until Nomad gives them up",

@@ -269,9 +269,11 @@ func (h *harness) kinds() []string {
 type fakeShared struct {
 	h  *harness
 	mu sync.Mutex
-	// creates counts Create calls; err fails the next.
-	creates int
-	err     error
+	// creates counts Create calls; err fails the next; repaired holds
+	// what Repair was asked to repair.
+	creates  int
+	err      error
+	repaired []pools.Discrepancy
 }
 
 func (f *fakeShared) free() []string {
@@ -331,8 +333,25 @@ func (f *fakeShared) Delete(ctx context.Context, host providers.Host) error {
 
 func (f *fakeShared) Free(context.Context) (int, error) { return len(f.free()), nil }
 
-func (f *fakeShared) Verify(context.Context) ([]pools.Discrepancy, error) { return nil, nil }
+// Verify compares the ledger with the fake cluster's shared nodes, as
+// internalpool does with Nomad's.
+func (f *fakeShared) Verify(context.Context) ([]pools.Discrepancy, error) {
+	var obs []pools.ObservedHost
+	for _, n := range f.h.k.Snapshot().Nodes() {
+		if n.Pool == "shared" {
+			obs = append(obs, pools.ObservedHost{Host: n.ID, Name: n.Name, LentTo: n.Meta[pools.MetaLentTo], Lease: n.Meta[pools.MetaLease],
+				Lender: n.Meta[pools.MetaBusinessUnit]})
+		}
+	}
+	return f.h.ledger.Verify(obs), nil
+}
 
-func (f *fakeShared) Repair(context.Context, []pools.Discrepancy) error { return nil }
+// Repair records what it was asked to repair.
+func (f *fakeShared) Repair(_ context.Context, ds []pools.Discrepancy) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.repaired = append(f.repaired, ds...)
+	return nil
+}
 
 var _ cluster.Source = (*clustertest.Cluster)(nil)

@@ -21,14 +21,17 @@ const (
 	KindDiscrepancy = "reconcile.discrepancy"
 	KindRepaired    = "reconcile.repaired"
 	KindRepairFail  = "reconcile.failed"
+	KindLoanAdopted = "reconcile.adopted_loan"
 )
 
 // Reconcile compares the lending ledger (the record of truth: every change
 // reaches it before Nomad) with Nomad's node meta, and repairs what a crash
 // or a hand edit left half done: a loan whose node is not marked is marked
-// again, a node marked lent without a loan is drained and unmarked, a loan
-// of a node Nomad no longer has is closed. Each difference and each repair
-// is journaled. It returns how many differences it found.
+// again, a node left marked by a return the ledger recorded is drained and
+// unmarked, a loan of a node Nomad no longer has is closed. A node marked
+// lent in a loan the ledger never recorded (a lost or younger journal) is
+// not drained: the loan is adopted (adoptLoan). Each difference and each
+// repair is journaled. It returns how many differences it found.
 func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 	if c.cfg.Shared == nil {
 		return 0, nil
@@ -41,21 +44,53 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	now := c.now()
+	var repair []pools.Discrepancy
 	for _, d := range ds {
 		data, _ := json.Marshal(d)
 		c.record(ctx, journal.Event{Time: now, Kind: KindDiscrepancy, Subject: "host/" + d.Host, Actor: "controller", Data: data,
 			Message: "the ledger and nomad disagree: " + d.String()})
+		if d.LentUnrecorded() && c.cfg.Pools.Shared != nil && c.cfg.Ledger.Unrecorded(d.Host, d.LeaseUntil(), c.cfg.Pools.Shared.Lease) {
+			c.adoptLoan(ctx, d)
+			continue
+		}
+		repair = append(repair, d)
 	}
-	if err := c.cfg.Shared.Repair(ctx, ds); err != nil {
+	if len(repair) == 0 {
+		return len(ds), nil
+	}
+	if err := c.cfg.Shared.Repair(ctx, repair); err != nil {
 		c.fixes.WithLabelValues("failed").Add(1)
 		c.record(ctx, journal.Event{Time: c.now(), Kind: KindRepairFail, Actor: "controller",
 			Message: fmt.Sprintf("repairing %d differences failed: %v", len(ds), err)})
 		return len(ds), fmt.Errorf("repairing: %w", err)
 	}
-	c.fixes.WithLabelValues("repaired").Add(float64(len(ds)))
+	c.fixes.WithLabelValues("repaired").Add(float64(len(repair)))
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindRepaired, Actor: "controller",
-		Message: fmt.Sprintf("repaired %d differences between the ledger and nomad", len(ds))})
+		Message: fmt.Sprintf("repaired %d differences between the ledger and nomad", len(repair))})
 	return len(ds), nil
+}
+
+// adoptLoan records in the ledger a loan Nomad's node meta shows and the
+// ledger never recorded (a lost or younger journal): the host keeps
+// serving its borrower and is not drained on that doubt; an operator
+// releases it. The adoption is journaled (reconcile.adopted_loan).
+func (c *Controller) adoptLoan(ctx context.Context, d pools.Discrepancy) {
+	r := d.Adoption(c.cfg.Pools.Shared, c.now())
+	loan, err := c.cfg.Ledger.Adopt(ctx, r)
+	if errors.Is(err, pools.ErrHostLent) {
+		return // recorded since
+	}
+	if err != nil {
+		c.fixes.WithLabelValues("failed").Inc()
+		c.record(ctx, journal.Event{Time: c.now(), Kind: KindRepairFail, Subject: "host/" + d.Host, Actor: "controller",
+			Message: fmt.Sprintf("adopting the unrecorded loan of %s failed: %v", d, err)})
+		return
+	}
+	c.fixes.WithLabelValues("adopted").Inc()
+	data, _ := json.Marshal(map[string]any{"host": loan.Host, "host_name": loan.HostName, "borrower": loan.Borrower, "lender": loan.Lender,
+		"until": loan.Until, "pool": loan.Pool})
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindLoanAdopted, Subject: "host/" + d.Host, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("adopted %s: %s", cmp.Or(d.Name, d.Host), r.Reason)})
 }
 
 // ReconcileClouds compares each cloud pool's instances (found through the

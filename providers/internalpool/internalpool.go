@@ -598,7 +598,7 @@ func (p *Provider) Observe(ctx context.Context) ([]pools.ObservedHost, error) {
 	}
 	out := make([]pools.ObservedHost, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, pools.ObservedHost{Host: n.ID, Name: n.Name, LentTo: n.lentTo(), Lease: n.Meta[pools.MetaLease]})
+		out = append(out, pools.ObservedHost{Host: n.ID, Name: n.Name, LentTo: n.lentTo(), Lease: n.Meta[pools.MetaLease], Lender: n.Meta[p.cfg.Pool.LenderMeta]})
 	}
 	return out, nil
 }
@@ -613,10 +613,14 @@ func (p *Provider) Verify(ctx context.Context) ([]pools.Discrepancy, error) {
 }
 
 // Repair makes Nomad agree with the ledger, which is the record of truth
-// (every change reaches it before Nomad): a node marked lent without a
-// loan is drained and unmarked; a loan whose node is not marked, or is
-// marked for someone else, is (drained and) marked again; a loan of a node
-// Nomad no longer has is returned. It returns what it could not repair.
+// (every change reaches it before Nomad): a node left marked lent by a
+// return the ledger recorded is drained and unmarked; a node marked lent
+// in a loan the ledger never recorded (a lost or younger journal,
+// pools.Ledger.Unrecorded) is never drained on that doubt: the loan is
+// adopted into the ledger, for an operator to release; a loan whose node
+// is not marked, or is marked for someone else, is (drained and) marked
+// again; a loan of a node Nomad no longer has is returned. It returns
+// what it could not repair.
 func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
 	var errs []error
 	for _, d := range ds {
@@ -624,8 +628,13 @@ func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
 		switch {
 		case d.Nomad == "absent":
 			_, err = p.cfg.Ledger.Return(ctx, d.Host, p.cfg.Now(), "repair: node gone from Nomad")
+		case d.LentUnrecorded() && p.cfg.Ledger.Unrecorded(d.Host, d.LeaseUntil(), p.cfg.Pool.Lease):
+			_, err = p.cfg.Ledger.Adopt(ctx, d.Adoption(p.cfg.Pool, p.cfg.Now()))
+			if errors.Is(err, pools.ErrHostLent) {
+				err = nil // recorded since
+			}
 		case d.Ledger == "":
-			err = p.giveBack(ctx, d.Host, p.cfg.Pool.DrainDeadline, "repair: lent without a loan")
+			err = p.giveBack(ctx, d.Host, p.cfg.Pool.DrainDeadline, "repair: left marked lent by a recorded return")
 		default:
 			loan, ok := p.cfg.Ledger.Loan(d.Host)
 			if !ok {

@@ -1,0 +1,112 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillwayhq/spillway/pools"
+)
+
+// lend marks the shared host's node lent to bu-a in Nomad's meta, as a
+// borrow does, with a lease ending at until.
+func (h *harness) lend(node string, until time.Time) {
+	h.t.Helper()
+	bu, lease := "bu-a", until.UTC().Format(time.RFC3339)
+	if err := h.k.SetNodeMeta(h.t.Context(), node, map[string]*string{pools.MetaLentTo: &bu, pools.MetaServes: &bu, pools.MetaLease: &lease}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// TestLostJournalAdoptsLentHosts: a shared host Nomad's meta marks lent
+// to bu-a, of which the ledger has no record (the journal was lost), is
+// not drained on the reconcile pass of a new term: the loan is adopted
+// into the ledger, journaled with why, and left to an operator, so
+// scale-in does not give it back either, though it is empty.
+func TestLostJournalAdoptsLentHosts(t *testing.T) {
+	h := newHarness(t, 1)
+	until := h.clock.Now().Add(40 * time.Minute)
+	h.lend("shared-1", until)
+	h.start()
+	h.until("the loan is adopted", func() bool { return len(h.events(KindLoanAdopted)) == 1 })
+	loan, ok := h.ledger.Loan("shared-1")
+	if !ok || loan.Borrower != "bu-a" || loan.Lender != "bu-b" || loan.Adopted == "" || !loan.Until.Equal(until) {
+		t.Fatalf("ledger loan %+v, want an adopted loan of shared-1 from bu-b to bu-a", loan)
+	}
+	if msg := h.events(KindLoanAdopted)[0].Message; !strings.Contains(msg, "the journal was lost") || !strings.Contains(msg, "release") {
+		t.Fatalf("reconcile.adopted_loan says %q", msg)
+	}
+	if len(h.shared.repaired) != 0 {
+		t.Fatalf("asked the shared pool to repair %v: a host lent in an unrecorded loan is not drained", h.shared.repaired)
+	}
+	// Scale-in passes, well past MinLoanAge: the empty adopted host stays.
+	h.clock.Advance(2 * time.Minute)
+	if got, err := h.c.Consolidate(t.Context()); err != nil || len(got) != 0 {
+		t.Fatalf("scale-in gave back %v (%v): an adopted loan is an operator's to release", got, err)
+	}
+	if n, ok := h.k.Snapshot().Node("shared-1"); !ok || n.Draining || n.Meta[pools.MetaLentTo] != "bu-a" {
+		t.Fatalf("the adopted host's node: %+v", n)
+	}
+}
+
+// TestMarkLeftByARecordedReturnIsRepaired: a node still marked lent after
+// a return the ledger recorded (a crash between the two) is the tail of
+// that return: it goes to Repair, which finishes it, and is not adopted.
+func TestMarkLeftByARecordedReturnIsRepaired(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := t.Context()
+	h.ledger.SetLimits(pools.Limits{Quota: map[string]int{"bu-a": 1}, LendCap: map[string]int{"bu-b": 1}})
+	lent := h.clock.Now()
+	if _, err := h.ledger.Borrow(ctx, pools.BorrowRequest{Host: "shared-1", HostName: "shared-1", Pool: "shared", Lender: "bu-b", Borrower: "bu-a",
+		At: lent, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	h.lend("shared-1", lent.Add(time.Hour))
+	h.clock.Advance(10 * time.Minute)
+	if _, err := h.ledger.Return(ctx, "shared-1", h.clock.Now(), "returned"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.c.Reconcile(ctx); err != nil || n != 1 {
+		t.Fatalf("Reconcile found %d differences (%v), want 1", n, err)
+	}
+	if len(h.shared.repaired) != 1 || h.shared.repaired[0].Host != "shared-1" || len(h.events(KindLoanAdopted)) != 0 {
+		t.Fatalf("repaired %v, adopted %d: want the stale mark repaired, nothing adopted", h.shared.repaired, len(h.events(KindLoanAdopted)))
+	}
+}
+
+// TestBorrowedHostDownIsKeptThroughTheGrace: a borrowed host whose node
+// goes down looks empty (its allocations are no longer running), but
+// scale-in does not give it back within the down grace; past the grace,
+// with its work rescheduled, it may.
+func TestBorrowedHostDownIsKeptThroughTheGrace(t *testing.T) {
+	h := newHarness(t, 1)
+	h.c.cfg.DownGrace = time.Minute
+	h.service(4)
+	h.start()
+	if err := h.k.SetCount(web, 6); err != nil {
+		t.Fatal(err)
+	}
+	h.until("the shared host is borrowed", func() bool {
+		_, ok := h.ledger.Loan("shared-1")
+		return ok && len(h.events(KindActivityEnded)) == 1
+	})
+	// Demand falls back to what bu-a's own host holds, and the borrowed
+	// host's agent stops answering at once.
+	if err := h.k.SetCount(web, 4); err != nil {
+		t.Fatal(err)
+	}
+	h.k.SetNodeStatus("shared-1", "down")
+	h.until("the borrowed host is journaled down", func() bool { return len(h.events(KindHostDown)) == 1 })
+	down := h.events(KindHostDown)[0]
+	if !strings.Contains(down.Message, "borrowed host shared-1") {
+		t.Fatalf("host.down: %s", down.Message)
+	}
+	h.until("the borrowed host is given back past its grace", func() bool {
+		_, ok := h.ledger.Loan("shared-1")
+		return !ok
+	})
+	ret := h.events(KindIntentReturn)
+	if len(ret) != 1 || ret[0].Time.Sub(down.Time) < h.c.cfg.DownGrace {
+		t.Fatalf("given back at %v, within the grace of %s after it went down at %s", ret, h.c.cfg.DownGrace, down.Time)
+	}
+}
