@@ -157,7 +157,12 @@ func (a *activity) replace(ctx context.Context, h *rented) []*rented {
 	before := len(a.rented)
 	a.mu.Unlock()
 	a.acquire(ctx, 1)
-	if err := c.terminate(ctx, h.host, a.tl.r.Activity, "controller", fmt.Sprintf("not ready after %s; its replacement is asked for", waited)); err != nil {
+	_, listed := byInstance(c.cfg.Cluster.Snapshot().NodeUsage())[h.host.ID]
+	if c.wasSeen(h.host.ID) && !listed {
+		// Its node was seen and is missing now: unknown, not a host that
+		// never booted. It is kept under the down-host rule (Health).
+		c.cfg.Logger.Info("a rented host whose node went missing is kept under the down grace", "host", h.host.ID, "pool", h.pool.Name)
+	} else if err := c.terminate(ctx, h.host, a.tl.r.Activity, "controller", fmt.Sprintf("not ready after %s; its replacement is asked for", waited)); err != nil {
 		c.cfg.Logger.Error("terminating a stuck host", "host", h.host.ID, "err", err)
 	}
 	a.mu.Lock()
@@ -177,8 +182,8 @@ func (a *activity) pendingRentals(ctx context.Context, nodes []pools.NodeUsage) 
 	registered := byInstance(nodes)
 	var out []*rented
 	for _, l := range c.cfg.Ledger.Loans() {
-		if _, joined := registered[l.Host]; l.Tier == pools.TierShared || l.Borrower != a.tl.r.BusinessUnit || joined {
-			continue
+		if _, joined := registered[l.Host]; l.Tier == pools.TierShared || l.Borrower != a.tl.r.BusinessUnit || joined || c.wasSeen(l.Host) {
+			continue // a node seen and missing now is down, not booting
 		}
 		cp, ok := c.cfg.Pools.CloudPool(l.Pool)
 		if _, has := c.cfg.Clouds[l.Pool]; !ok || !has {

@@ -21,6 +21,7 @@ const (
 	KindHedge      = "capacity.hedged"
 	KindHostReady  = "host.ready"
 	KindHostStuck  = "host.stuck"
+	KindHostSeen   = "host.registered"
 	KindTerminate  = "intent.terminate"
 	KindTerminated = "capacity.terminated"
 	KindAdopted    = "reconcile.adopted"
@@ -67,9 +68,25 @@ func (r *readiness) estimate(cp *pools.CloudPool) time.Duration {
 	return pools.EstimateTimeToReady(cp.TimeToReady, r.samples[cp.Name])
 }
 
-// RestoreTimeToReady replays the measured times-to-ready from the journal.
+// RestoreTimeToReady replays the measured times-to-ready from the journal,
+// and which rented hosts' nodes were ever seen (host.registered,
+// host.ready).
 func (c *Controller) RestoreTimeToReady(ctx context.Context, q journal.Querier) error {
-	return journal.Each(ctx, q, journal.Filter{Kind: KindHostReady, Since: c.now().Add(-7 * 24 * time.Hour)}, func(ev journal.Event) error {
+	since := c.now().Add(-7 * 24 * time.Hour)
+	if err := journal.Each(ctx, q, journal.Filter{Kind: KindHostSeen, Since: since}, func(ev journal.Event) error {
+		var d struct {
+			Host string `json:"host"`
+		}
+		if json.Unmarshal(ev.Data, &d) == nil && d.Host != "" {
+			c.mu.Lock()
+			c.seen[d.Host] = ev.Time
+			c.mu.Unlock()
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return journal.Each(ctx, q, journal.Filter{Kind: KindHostReady, Since: since}, func(ev journal.Event) error {
 		var d struct {
 			Pool    string  `json:"pool"`
 			Host    string  `json:"host"`
@@ -81,6 +98,9 @@ func (c *Controller) RestoreTimeToReady(ctx context.Context, q journal.Querier) 
 		if d.Host != "" {
 			c.mu.Lock()
 			c.readyOnce[d.Host] = ev.Time
+			if _, ok := c.seen[d.Host]; !ok {
+				c.seen[d.Host] = ev.Time
+			}
 			c.mu.Unlock()
 		}
 		return nil
@@ -341,6 +361,9 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 				h.running = now
 			}
 			n, registered := nodeOf[h.host.ID]
+			if registered {
+				c.sawNode(ctx, h.host.ID, n, h.pool.Name)
+			}
 			if registered && h.running.IsZero() {
 				h.running = now // a node registered, so the host runs
 			}
@@ -384,6 +407,33 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			return err
 		}
 	}
+}
+
+// sawNode records, once per rented host, that its Nomad node was seen,
+// in memory and in the journal (host.registered), so that a restart
+// still knows: a node seen once and missing now is unknown, never a host
+// that did not boot.
+func (c *Controller) sawNode(ctx context.Context, host string, n pools.NodeUsage, pool string) {
+	c.mu.Lock()
+	_, known := c.seen[host]
+	if !known {
+		c.seen[host] = c.now()
+	}
+	c.mu.Unlock()
+	if known {
+		return
+	}
+	data, _ := json.Marshal(map[string]any{"host": host, "node": n.ID, "node_name": n.Name, "pool": pool})
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindHostSeen, Subject: "host/" + host, Actor: "controller", Data: data,
+		Message: fmt.Sprintf("rented host %s of %s registered as nomad node %s", host, pool, n.Name)})
+}
+
+// wasSeen says whether a rented host's Nomad node was ever seen.
+func (c *Controller) wasSeen(host string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.seen[host]
+	return ok
 }
 
 // hostStates reads the state of the hosts not yet seen running: one

@@ -210,6 +210,11 @@ type Controller struct {
 	// was last seen ready, from the journal (host.ready) and the follows.
 	health    map[string]*hostHealth
 	readyOnce map[string]time.Time
+	// seen is when a rented host's Nomad node was first seen, from the
+	// journal (host.registered) and the passes: a host seen once and
+	// missing now is unknown (the down-host rule), not one that never
+	// registered.
+	seen map[string]time.Time
 	// orphans is when the collector first saw each unowned instance;
 	// refused what it would not touch; born the journal's first event.
 	orphans      map[string]time.Time
@@ -266,6 +271,7 @@ func New(cfg Config) *Controller {
 		}),
 		health:    map[string]*hostHealth{},
 		readyOnce: map[string]time.Time{},
+		seen:      map[string]time.Time{},
 		orphans:   map[string]time.Time{},
 		refused:   Refused{Cluster: cfg.ClusterName},
 		flights:   map[string]*inflight{},

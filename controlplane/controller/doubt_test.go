@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 )
 
@@ -108,5 +109,49 @@ func TestBorrowedHostDownIsKeptThroughTheGrace(t *testing.T) {
 	ret := h.events(KindIntentReturn)
 	if len(ret) != 1 || ret[0].Time.Sub(down.Time) < h.c.cfg.DownGrace {
 		t.Fatalf("given back at %v, within the grace of %s after it went down at %s", ret, h.c.cfg.DownGrace, down.Time)
+	}
+}
+
+// TestRentedNodeSeenThenMissingIsKeptThroughTheGrace: a rented host whose
+// node registered and then vanished from Nomad's list is unknown, not a
+// host that never booted: the collector leaves it, the health pass
+// journals it down, and it is terminated only past the down grace.
+func TestRentedNodeSeenThenMissingIsKeptThroughTheGrace(t *testing.T) {
+	h := newHarness(t, 0)
+	h.c.cfg.DownGrace = 3 * time.Minute
+	h.service(4)
+	h.start()
+	if err := h.k.SetCount(web, 8); err != nil {
+		t.Fatal(err)
+	}
+	h.until("the scale-out is done", func() bool { return len(h.events(KindActivityEnded)) == 1 })
+	rented := h.cloud.Instances()[0].ID
+	if seen := h.events(KindHostSeen); len(seen) != 1 || !strings.Contains(seen[0].Message, rented) {
+		t.Fatalf("host.registered %+v, want it once for %s", seen, rented)
+	}
+	h.boots = false // it does not come back
+	h.k.RemoveNode("node-" + rented)
+	h.until("the missing node is journaled down", func() bool { return len(h.events(KindHostDown)) == 1 })
+	down := h.events(KindHostDown)[0]
+	if !strings.Contains(down.Message, "missing") || !strings.Contains(down.Message, rented) {
+		t.Fatalf("host.down: %s", down.Message)
+	}
+	// Well past its ready timeout (2 × 60s), within the grace: kept.
+	h.until("the grace passes", func() bool { return h.clock.Since(down.Time) > 2*time.Minute+30*time.Second })
+	terminated := func() []journal.Event {
+		var out []journal.Event
+		for _, ev := range h.events(KindTerminate) {
+			if ev.Subject == "host/"+rented {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	if term := terminated(); len(term) != 0 {
+		t.Fatalf("%s terminated within the grace:\n%s", rented, h.dump())
+	}
+	h.until("the missing host is terminated past its grace", func() bool { return len(terminated()) == 1 })
+	if term := terminated()[0]; term.Time.Sub(down.Time) < h.c.cfg.DownGrace || !strings.Contains(term.Message, "past clouds.down_grace") {
+		t.Fatalf("terminated %+v, want past the grace of %s after %s", term, h.c.cfg.DownGrace, down.Time)
 	}
 }

@@ -67,17 +67,24 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 	for _, l := range loans {
 		shared := l.Tier == pools.TierShared
 		var n pools.NodeUsage
-		var registered bool
+		var registered, missing bool
 		switch {
 		case shared && c.cfg.Shared != nil:
 			n, registered = byID[l.Host]
 		case !shared && c.cfg.Clouds[l.Pool] != nil:
 			n, registered = nodeOf[l.Host]
+			if registered {
+				c.sawNode(ctx, l.Host, n, l.Pool)
+			} else if c.wasSeen(l.Host) {
+				// Seen once, missing now: unknown, so it is down, with
+				// the same grace, not a host that never registered.
+				n, registered, missing = pools.NodeUsage{Name: "(no longer listed by nomad)", Status: "missing"}, true, true
+			}
 		default:
 			continue
 		}
 		if !registered {
-			continue // booting, or gone from Nomad: the collector's and the reconciler's
+			continue // booting: the collector's
 		}
 		what := "rented host"
 		if shared {
@@ -96,6 +103,9 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 		}
 		if shared && h.lastReady.IsZero() {
 			h.lastReady = l.Since // a borrowed host was a ready node when lent
+		}
+		if missing && h.lastReady.IsZero() {
+			h.lastReady = c.seen[l.Host] // seen, never ready, gone: down from then
 		}
 		prev := *h
 		action, unplaced := "", 0
@@ -203,6 +213,11 @@ func (c *Controller) pruneHealth(loans []pools.Loan) {
 			delete(c.readyOnce, id)
 		}
 	}
+	for id := range c.seen {
+		if !lent[id] {
+			delete(c.seen, id)
+		}
+	}
 }
 
 // downHosts returns the rented hosts of a business unit that are down in
@@ -239,8 +254,9 @@ func (c *Controller) downHosts(nodes []pools.NodeUsage, bu string) []string {
 //     the collector terminates none of those, journals gc.refused, and
 //     says so once in the log, naming the cluster and the instances. An
 //     operator adopts (gc.adopted) or terminates them (the API's /v1/gc);
-//   - a rented host that never registered as a Nomad node within its ready
-//     timeout, and that no activity in flight claimed or follows
+//   - a rented host whose Nomad node was never seen (host.registered),
+//     within its ready timeout, and that no activity in flight claimed or
+//     follows
 //     (activities replace their own stuck hosts), is terminated. An
 //     activity in flight holds up only its own hosts: the others go,
 //     whatever business unit or pool the activity is busy with.
@@ -312,8 +328,12 @@ func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 				c.fixes.WithLabelValues("repaired").Inc()
 				done = append(done, h.ID)
 			case loan.Tier != pools.TierShared:
-				if _, registered := nodeOf[h.ID]; registered {
+				if n, registered := nodeOf[h.ID]; registered {
+					c.sawNode(ctx, h.ID, n, name)
 					continue
+				}
+				if c.wasSeen(h.ID) {
+					continue // seen once, missing now: the down-host rule (Health)
 				}
 				cp, ok := c.cfg.Pools.CloudPool(name)
 				if !ok || now.Sub(loan.Since) <= readyTimeout(c.ready.estimate(cp)) {
