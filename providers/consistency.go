@@ -3,6 +3,8 @@ package providers
 import (
 	"context"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // DefaultConsistencyWindow is how long after a launch a cloud's API may
@@ -17,12 +19,16 @@ const DefaultConsistencyWindow = 30 * time.Second
 // backoff, until the window has passed or ctx ends. Only then is a
 // NotFoundError an answer: a delete right after a launch must not take the
 // cloud's lag for proof that the instance is gone, or it would leave the
-// instance running and unowned.
-func Visible(ctx context.Context, h Host, window time.Duration, get func(context.Context, string) (Host, error)) (Host, error) {
+// instance running and unowned. clock measures the window and the backoff
+// (nil: the real clock); h.LaunchedAt must be on the same clock.
+func Visible(ctx context.Context, clock clockwork.Clock, h Host, window time.Duration, get func(context.Context, string) (Host, error)) (Host, error) {
 	if window <= 0 {
 		window = DefaultConsistencyWindow
 	}
-	deadline := time.Now().Add(window)
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
+	deadline := clock.Now().Add(window)
 	if !h.LaunchedAt.IsZero() && h.LaunchedAt.Add(window).Before(deadline) {
 		deadline = h.LaunchedAt.Add(window)
 	}
@@ -32,18 +38,18 @@ func Visible(ctx context.Context, h Host, window time.Duration, get func(context
 		if err == nil || !IsNotFound(err) {
 			return got, err
 		}
-		left := time.Until(deadline)
+		left := clock.Until(deadline)
 		if left <= 0 {
 			return got, err
 		}
-		t := time.NewTimer(min(wait, left))
+		t := clock.NewTimer(min(wait, left))
 		select {
 		case <-ctx.Done():
 			// Not knowing is not "gone": the caller must not take the
 			// NotFound of a lagging API for an answer.
 			t.Stop()
 			return got, ctx.Err()
-		case <-t.C:
+		case <-t.Chan():
 		}
 		wait = min(2*wait, 4*time.Second)
 	}

@@ -67,7 +67,7 @@ See examples/spillway.yaml for every key.`,
 				return nil
 			}
 			log := app.NewLogger(cfg.Log, os.Stderr)
-			a, err := app.New(cfg, hash, log)
+			a, err := app.New(cfg, hash, log, app.Options{})
 			if err != nil {
 				return err
 			}

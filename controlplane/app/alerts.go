@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
@@ -50,7 +51,7 @@ func (l *limiter) allow(key string) bool {
 func (a *App) restoreAlerts(ctx context.Context) error {
 	a.alertMu.Lock()
 	defer a.alertMu.Unlock()
-	now := time.Now()
+	now := a.clock.Now()
 	var seen []alerts.Seen
 	err := journal.Each(ctx, a.journal.Events(), journal.Filter{Kind: "alert", Since: now.Add(-a.cfg.Alerts.TTL)}, func(ev journal.Event) error {
 		switch ev.Kind {
@@ -109,7 +110,7 @@ type alertIntake struct {
 	full      bool
 }
 
-func newAlertIntake(reg prometheus.Registerer, store *alerts.Store) *alertIntake {
+func newAlertIntake(reg prometheus.Registerer, store *alerts.Store, clock clockwork.Clock) *alertIntake {
 	in := &alertIntake{
 		decoding: make(chan struct{}, 2),
 		unmatched: prometheus.NewCounter(prometheus.CounterOpts{
@@ -127,7 +128,7 @@ func newAlertIntake(reg prometheus.Registerer, store *alerts.Store) *alertIntake
 	firing := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "spillway_alerts_firing",
 		Help: "Firing alerts held: those a policy's alert rule matched.",
-	}, func() float64 { return float64(store.Len(time.Now())) })
+	}, func() float64 { return float64(store.Len(clock.Now())) })
 	limit := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "spillway_alerts_firing_max",
 		Help: "The cap of the firing set (alerts.max_firing).",
@@ -164,7 +165,7 @@ func (a *App) handleAlertmanager(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := a.cfg.Alerts.MaxBodyBytes
 	n, err := alerts.Decode(http.MaxBytesReader(w, r.Body, limit+1), limit)
-	now := time.Now()
+	now := a.clock.Now()
 	var tooBig *alerts.TooLargeError
 	if errors.As(err, &tooBig) {
 		a.intake.refused.WithLabelValues("too_large").Inc()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/spillwayhq/spillway/controlplane/auth"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 )
@@ -52,7 +54,7 @@ func TestAlertmanagerReceiver(t *testing.T) {
 		{Name: "alertmanager", Role: auth.Operator, SHA256: auth.Hash("am")},
 		{Name: "dashboards", Role: auth.Viewer, SHA256: auth.Hash("view")},
 	}
-	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +83,7 @@ func TestAlertmanagerReceiver(t *testing.T) {
 	}
 	// The alert is seen (firing) and its trigger queued; the scaler does
 	// not run here, so the trigger waits.
-	if n := len(a.alerts.Alerts(time.Now())); n != 1 {
+	if n := len(a.alerts.Alerts(a.clock.Now())); n != 1 {
 		t.Fatalf("%d alerts firing after the first notification, want 1", n)
 	}
 	if got := metricValue(t, a, "spillway_triggers_pending"); got != 1 {
@@ -162,7 +164,7 @@ func TestAlertsAreDurable(t *testing.T) {
 	cfg.Policies.Dir = dir
 	cfg.API.Tokens = []auth.Token{{Name: "alertmanager", Role: auth.Operator, SHA256: auth.Hash("am")}}
 	start := func() (*App, *httptest.Server) {
-		a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+		a, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +202,7 @@ func TestAlertsAreDurable(t *testing.T) {
 	if code, body := send(srv, "/v1/alerts/alertmanager", notificationBody("fp-9", "firing")); code != http.StatusServiceUnavailable {
 		t.Fatalf("with the journal down: %d %s", code, body)
 	}
-	if n := len(a.alerts.Alerts(time.Now())); n != 0 {
+	if n := len(a.alerts.Alerts(a.clock.Now())); n != 0 {
 		t.Fatalf("a notification that was not journaled changed the firing set: %d alerts", n)
 	}
 	if got := metricValue(t, a, "spillway_triggers_pending"); got != 0 {
@@ -249,6 +251,90 @@ func TestAlertsAreDurable(t *testing.T) {
 	}
 	if code, body := send(srv, "/v1/status", nil); code != http.StatusOK || strings.Contains(body, "fp-9") {
 		t.Fatalf("status after the resolve: %d %s", code, body)
+	}
+}
+
+// TestAlertIntakeOnTheDaemonsClock steps the daemon's clock through an
+// alert's life: the receiver stamps what it journals with that clock, a
+// re-send within alerts.ttl is a repeat, an alert not re-sent for longer
+// has ended (a new notification of it is new again), and a restart
+// restores the firing set as of the clock's time.
+func TestAlertIntakeOnTheDaemonsClock(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(alertPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Policies.Dir = dir
+	cfg.Alerts.TTL = time.Hour
+	cfg.API.Tokens = []auth.Token{{Name: "alertmanager", Role: auth.Operator, SHA256: auth.Hash("am")}}
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(t0)
+	start := func() (*App, *httptest.Server) {
+		a, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, httptest.NewServer(a.Handler())
+	}
+	send := func(srv *httptest.Server, status string) string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/alerts/alertmanager", bytes.NewReader(notificationBody("fp1", status)))
+		req.Header.Set("Authorization", "Bearer am")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("notification: %d %s", resp.StatusCode, b.String())
+		}
+		return b.String()
+	}
+
+	a, srv := start()
+	if body := send(srv, "firing"); !strings.Contains(body, `"accepted": 1`) {
+		t.Fatalf("first notification: %s", body)
+	}
+	evs, err := a.journal.Events().Query(context.Background(), journal.Filter{Kind: journal.KindAlertAccepted})
+	if err != nil || len(evs) != 1 || !evs[0].Time.Equal(t0) {
+		t.Fatalf("the accepted alert's event: %+v, %v; want one at %s, the daemon's clock", evs, err, t0)
+	}
+	if got := metricValue(t, a, "spillway_alerts_firing"); got != 1 {
+		t.Fatalf("%v alerts firing, want 1", got)
+	}
+	// Re-sent within the TTL: a repeat, and the TTL counts from the re-send.
+	clock.Advance(59 * time.Minute)
+	if body := send(srv, "firing"); !strings.Contains(body, `"repeated": 1`) {
+		t.Fatalf("a re-send within the TTL: %s", body)
+	}
+	clock.Advance(59 * time.Minute)
+	if got := metricValue(t, a, "spillway_alerts_firing"); got != 1 {
+		t.Fatalf("%v alerts firing 59m after the re-send, want 1", got)
+	}
+	// Not re-sent for longer than the TTL: it has ended.
+	clock.Advance(2 * time.Minute)
+	if got := metricValue(t, a, "spillway_alerts_firing"); got != 0 {
+		t.Fatalf("%v alerts firing 61m after the last re-send, want 0", got)
+	}
+	if body := send(srv, "firing"); !strings.Contains(body, `"accepted": 1`) {
+		t.Fatalf("the alert after it ended: %s, want it new again", body)
+	}
+	srv.Close()
+	a.Close()
+
+	// A restart half a TTL later restores it; past the TTL it has ended.
+	clock.Advance(30 * time.Minute)
+	a, srv = start()
+	defer func() { srv.Close(); a.Close() }()
+	if got := metricValue(t, a, "spillway_alerts_firing"); got != 1 {
+		t.Fatalf("%v alerts firing after a restart within the TTL, want 1", got)
+	}
+	clock.Advance(31 * time.Minute)
+	if got := metricValue(t, a, "spillway_alerts_firing"); got != 0 {
+		t.Fatalf("%v alerts firing past the TTL after the restart, want 0", got)
 	}
 }
 

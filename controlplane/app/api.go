@@ -55,7 +55,7 @@ func (s *api) handleWhoami(w http.ResponseWriter, r *http.Request) {
 // instrumented registration).
 func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	s := &api{App: a, writes: newLimiter(writeRate, writeBurst)}
-	a.streams = newStreamHub(a.cfg.API.MaxStreams, a.reg, a.journal.Events().LastSeq, a.log.With("component", "streams"))
+	a.streams = newStreamHub(a.cfg.API.MaxStreams, a.reg, a.journal.Events().LastSeq, a.log.With("component", "streams"), a.clock)
 	read := func(h http.HandlerFunc) http.Handler { return a.auth.Require(auth.Viewer, writeError, h) }
 	write := func(role auth.Role, h http.HandlerFunc) http.Handler {
 		return a.auth.Require(role, writeError, s.limitWrites(h))

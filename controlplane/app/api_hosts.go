@@ -214,7 +214,7 @@ func (s *api) handleDrain(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	data, _ := json.Marshal(map[string]any{"host": h.Name, "node_id": h.ID, "deadline": deadline.String(), "reason": req.Reason, "pool": h.Pool})
 	if !s.journalWrite(w, r, journalEvent(now, "host.drain", h.Name,
 		fmt.Sprintf("drain of host %s with a %s deadline requested by %s: %s", h.Name, deadline, actor(r), req.Reason), data)) {
@@ -225,7 +225,7 @@ func (s *api) handleDrain(w http.ResponseWriter, r *http.Request) {
 		Meta:      map[string]string{"drained_by": "spillway:" + actor(r), "reason": req.Reason},
 	}, (&nomad.WriteOptions{}).WithContext(r.Context()))
 	if err != nil {
-		ev := journalEvent(time.Now(), "host.drain_failed", h.Name, fmt.Sprintf("draining host %s failed: %v", h.Name, err), data)
+		ev := journalEvent(s.clock.Now(), "host.drain_failed", h.Name, fmt.Sprintf("draining host %s failed: %v", h.Name, err), data)
 		ev.Actor = actor(r)
 		s.record(r, ev)
 		writeError(w, http.StatusBadGateway, "nomad_error", err.Error())

@@ -28,7 +28,7 @@ func (s *api) poolsConfigured() bool {
 // handlePools serves GET /v1/pools: the capacity of every pool by tier
 // (own, shared, warm, cold), from Nomad's nodes and allocations.
 func (s *api) handlePools(w http.ResponseWriter, r *http.Request) {
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	if !s.poolsConfigured() {
 		writeJSON(w, http.StatusOK, capacityView{At: now, Pools: []poolCapacityView{}})
 		return
@@ -142,7 +142,7 @@ type chargebackView struct {
 // handleChargeback serves GET /v1/pools/chargeback?from=&to=: host-hours
 // per borrower, lender and tier in [from, to) (default: the last 24 hours).
 func (s *api) handleChargeback(w http.ResponseWriter, r *http.Request) {
-	now := time.Now().UTC()
+	now := s.clock.Now().UTC()
 	q := query{r: r}
 	to := q.time("to", now)
 	from := q.time("from", to.Add(-24*time.Hour))
@@ -215,7 +215,7 @@ func (s *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 	bi := buildinfo.Get()
 	set := s.Policies()
 	st := status{Version: bi.Version, Revision: bi.Revision, Policies: set.Len(), PoliciesHash: set.Hash(),
-		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: time.Now().UTC(), Services: map[string]string{}, Nomad: "ok", Firing: []firingAlert{},
+		Paused: []pausedPolicy{}, Activities: []Activity{}, Time: s.clock.Now().UTC(), Services: map[string]string{}, Nomad: "ok", Firing: []firingAlert{},
 		Unservable: []controller.Unservable{}}
 	if s.controller != nil {
 		st.Unservable = s.controller.Unservable()

@@ -145,7 +145,7 @@ func newAPIHarness(t *testing.T) *apiHarness {
 }
 
 func (h *apiHarness) start() {
-	a, err := New(&h.cfg, "test", slog.New(slog.DiscardHandler))
+	a, err := New(&h.cfg, "test", slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		h.t.Fatal(err)
 	}

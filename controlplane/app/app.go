@@ -51,6 +51,7 @@ type App struct {
 	mux          *http.ServeMux
 	// console serves the web console (webui), beside the mux.
 	console http.Handler
+	// clock is the one clock of every component the daemon builds.
 	clock   clockwork.Clock
 	ln      net.Listener
 	reload  *reloader
@@ -79,10 +80,17 @@ type App struct {
 	streams    *streamHub // the open event streams (sse.go)
 }
 
+// Options are what New takes besides the configuration.
+type Options struct {
+	// Clock is the clock of the daemon and of every component it builds:
+	// their waits, loops and timestamps (default: the real clock).
+	Clock clockwork.Clock
+}
+
 // New builds the daemon from cfg; hash identifies cfg in metrics. It loads
 // the policies, and fails if they do not load: a daemon never starts on a
 // broken set. It opens no sockets: Listen does.
-func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
+func New(cfg *config.Config, hash string, log *slog.Logger, opts Options) (*App, error) {
 	authn, err := auth.New(cfg.API.Tokens)
 	if err != nil {
 		return nil, err
@@ -90,14 +98,17 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	if !authn.Configured() {
 		log.Warn("no API tokens are configured: every /v1 route answers 401 (see 'spillway token create')")
 	}
-	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), auth: authn, clock: clockwork.NewRealClock()}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), auth: authn, clock: opts.Clock}
 	a.registerMetrics(hash)
 	nc, err := nomadapi.New(cfg.Nomad, nomadapi.Options{Registerer: a.reg, Logger: log.With("component", "nomad"), Guard: a.guard("nomad")})
 	if err != nil {
 		return nil, err
 	}
 	a.nomad = nc
-	a.model = cluster.New(cluster.Options{Client: nc, Logger: log.With("component", "cluster"), Registerer: a.reg})
+	a.model = cluster.New(cluster.Options{Client: nc, Logger: log.With("component", "cluster"), Registerer: a.reg, Clock: a.clock})
 	a.orchestrator = cluster.NomadOrchestrator{Client: nc}
 	a.reload = newReloader(cfg.Policies.Dir, a.reg)
 	if _, err := a.Reload(context.Background()); err != nil {
@@ -108,11 +119,11 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		if a.pools, err = pools.LoadDir(cfg.Pools.Dir); err != nil {
 			return nil, fmt.Errorf("loading pools from %s:\n%w", cfg.Pools.Dir, err)
 		}
-		if a.capacity, err = capacity.New(capacity.Options{Nodes: a.sharedNodes, Registerer: a.reg}); err != nil {
+		if a.capacity, err = capacity.New(capacity.Options{Nodes: a.sharedNodes, Registerer: a.reg, Now: a.clock.Now}); err != nil {
 			return nil, err
 		}
 	}
-	if a.journal, err = journal.OpenConfig(context.Background(), cfg.Journal); err != nil {
+	if a.journal, err = journal.OpenConfig(context.Background(), cfg.Journal, journal.Options{Clock: a.clock}); err != nil {
 		return nil, err
 	}
 	if cfg.Leader.Enabled {
@@ -123,16 +134,16 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 			a.journal.Close()
 			return nil, fmt.Errorf("leader election needs the PostgreSQL journal, not %s", a.journal.Driver())
 		}
-		opts := leader.ConfigOptions(cfg.Leader)
-		opts.Lease, opts.Logger, opts.Registerer = pg.Lease(leader.DefaultElection), log.With("component", "leader"), a.reg
-		if a.elector, err = leader.New(opts); err != nil {
+		lopts := leader.ConfigOptions(cfg.Leader)
+		lopts.Lease, lopts.Logger, lopts.Registerer, lopts.Clock = pg.Lease(leader.DefaultElection), log.With("component", "leader"), a.reg, a.clock
+		if a.elector, err = leader.New(lopts); err != nil {
 			a.journal.Close()
 			return nil, err
 		}
 		a.journal = pg.Fenced(leader.DefaultElection, a.elector)
 	}
 	src, err := metrics.NewPrometheus(metrics.PrometheusOptions{
-		URL: cfg.Prometheus.Address, Timeout: cfg.Prometheus.Timeout, BearerToken: cfg.Prometheus.BearerToken.Reveal(),
+		URL: cfg.Prometheus.Address, Timeout: cfg.Prometheus.Timeout, BearerToken: cfg.Prometheus.BearerToken.Reveal(), Clock: a.clock,
 	})
 	if err != nil {
 		a.journal.Close()
@@ -143,7 +154,7 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.alerts = alerts.NewStore(cfg.Alerts.TTL, cfg.Alerts.MaxFiring)
-	a.intake = newAlertIntake(a.reg, a.alerts)
+	a.intake = newAlertIntake(a.reg, a.alerts, a.clock)
 	if err := a.restoreAlerts(context.Background()); err != nil {
 		a.journal.Close()
 		return nil, err
@@ -151,10 +162,11 @@ func New(cfg *config.Config, hash string, log *slog.Logger) (*App, error) {
 	a.alertLimit = newLimiter(5, 20)
 	a.scaler = scaler.New(scaler.Config{
 		Policies:   a.Policies,
-		Evaluator:  evaluate.New(src, evaluate.ClusterGroups{Cluster: a.model}, time.Now, log),
+		Evaluator:  evaluate.New(src, evaluate.ClusterGroups{Cluster: a.model}, a.clock.Now, log),
 		Counts:     scaler.ClusterCounts{Cluster: a.model, Orchestrator: a.orchestrator},
 		Journal:    a.journal.Events(),
 		Alerts:     a.alerts,
+		Clock:      a.clock,
 		Logger:     log.With("component", "scaler"),
 		Registerer: a.reg,
 		OnScaled:   a.scaled,
@@ -403,8 +415,9 @@ func (a *App) Run(ctx context.Context) error {
 		go a.account(sctx, 15*time.Second)
 	}
 	a.log.Info("serving", "addr", "http://"+a.Addr(), "console", "http://"+a.Addr()+"/", "nomad", a.nomadAddress(), "prometheus", a.cfg.Prometheus.Address)
-	// stopActing ends the controllers and waits (10s at most) until they
-	// have stopped and the lease is released.
+	// stopActing ends the controllers and waits (10s at most, of wall
+	// time: it bounds the process's shutdown, as srv.Shutdown's does)
+	// until they have stopped and the lease is released.
 	stopActing := func() {
 		stopScaler()
 		select {

@@ -17,7 +17,7 @@ func TestWritesNeedTheRightRole(t *testing.T) {
 		{Name: "oncall", Role: auth.Operator, SHA256: auth.Hash("op-token")},
 		{Name: "platform", Role: auth.Admin, SHA256: auth.Hash("admin-token")},
 	}
-	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestWritesNeedTheRightRole(t *testing.T) {
 
 func TestNoTokensConfiguredLocksTheAPI(t *testing.T) {
 	cfg := testConfig(t)
-	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func (a *App) controllers(nc *nomad.Client) error {
 	var shared controller.SharedPool
 	if a.pools.Shared != nil {
 		p, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: a.pools.Shared, Ledger: ledger, Cluster: a.cfg.Clouds.Cluster,
-			Nodes: a.sharedNodes})
+			Nodes: a.sharedNodes, Now: a.clock.Now})
 		if err != nil {
 			return err
 		}
@@ -49,7 +49,7 @@ func (a *App) controllers(nc *nomad.Client) error {
 	var clouds map[string]providers.Provider
 	if len(a.pools.CloudPools) > 0 {
 		if clouds, err = cloudProviders(context.Background(), a.cfg.Clouds, a.pools, providerOptions{
-			reg: a.reg, log: a.log.With("component", "provider"), guard: a.guard, appID: a.identity(),
+			reg: a.reg, log: a.log.With("component", "provider"), guard: a.guard, appID: a.identity(), clock: a.clock,
 		}); err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func (a *App) controllers(nc *nomad.Client) error {
 		OrphanGrace: a.cfg.Clouds.OrphanGrace, DownGrace: a.cfg.Clouds.DownGrace, ClusterName: a.cfg.Clouds.Cluster,
 		ActivityGrace: a.cfg.ScaleOut.Grace,
 		Journal:       a.journal.Events(), Logger: a.log.With("component", "controller"), Registerer: a.reg,
-		Failpoint: failpoint(a.log),
+		Failpoint: failpoint(a.log), Clock: a.clock,
 	})
 	return a.controller.RestorePauses(context.Background(), a.journal.Events())
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spillwayhq/spillway/controlplane/config"
@@ -48,9 +49,9 @@ func cloudProviders(ctx context.Context, c config.Clouds, pc *pools.Config, o pr
 		}
 		switch p.Provider {
 		case pools.ProviderAWS:
-			prov, err = awsProvider(ctx, c, p.Region, o.appID, guard)
+			prov, err = awsProvider(ctx, c, p.Region, o.appID, guard, o.clock)
 		case pools.ProviderAlicloud:
-			prov, err = alicloudProvider(c, p.Region, o.appID, guard)
+			prov, err = alicloudProvider(c, p.Region, o.appID, guard, o.clock)
 		default:
 			return nil, fmt.Errorf("cloud pool %s: unknown provider %q; want %q or %q", p.Name, p.Provider, pools.ProviderAWS, pools.ProviderAlicloud)
 		}
@@ -79,12 +80,14 @@ type providerOptions struct {
 	guard func(cloud string) func(context.Context) error
 	// appID names this replica in each request's User-Agent.
 	appID string
+	// clock is the providers' (nil: the real clock).
+	clock clockwork.Clock
 }
 
 // awsProvider is the EC2 provider of region; a static key from the config
 // replaces the SDK's standard credential chain.
-func awsProvider(ctx context.Context, c config.Clouds, region, appID string, guard func(context.Context) error) (providers.Provider, error) {
-	opts := aws.Options{Cluster: c.Cluster, Region: region, Endpoint: c.AWS.Endpoint, AppID: appID, RequestGuard: guard}
+func awsProvider(ctx context.Context, c config.Clouds, region, appID string, guard func(context.Context) error, clock clockwork.Clock) (providers.Provider, error) {
+	opts := aws.Options{Cluster: c.Cluster, Region: region, Endpoint: c.AWS.Endpoint, AppID: appID, RequestGuard: guard, Clock: clock}
 	if c.AWS.AccessKeyID != "" {
 		opts.Credentials = credentials.NewStaticCredentialsProvider(c.AWS.AccessKeyID, c.AWS.SecretAccessKey.Reveal(), "")
 	}
@@ -93,11 +96,11 @@ func awsProvider(ctx context.Context, c config.Clouds, region, appID string, gua
 
 // alicloudProvider is the ECS provider of region; the endpoint URL is split
 // into the SDK's domain and scheme.
-func alicloudProvider(c config.Clouds, region, appID string, guard func(context.Context) error) (providers.Provider, error) {
+func alicloudProvider(c config.Clouds, region, appID string, guard func(context.Context) error, clock clockwork.Clock) (providers.Provider, error) {
 	host, scheme := c.Alicloud.Domain()
 	return alicloud.New(alicloud.Options{
 		Cluster: c.Cluster, Region: region, Endpoint: host, Scheme: scheme,
 		AccessKeyID: c.Alicloud.AccessKeyID, AccessKeySecret: c.Alicloud.AccessKeySecret.Reveal(), AppID: appID,
-		RequestGuard: guard,
+		RequestGuard: guard, Clock: clock,
 	})
 }

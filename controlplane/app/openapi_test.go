@@ -102,7 +102,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	// Every documented route reaches its own handler in the daemon's mux.
 	cfg := testConfig(t)
-	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func TestReloadKeepsThePreviousPoliciesOnError(t *testing.T) {
 		return http.DefaultClient.Do(req)
 	}
 	var logs strings.Builder
-	a, err := New(&cfg, "test", slog.New(slog.NewTextHandler(&logs, nil)))
+	a, err := New(&cfg, "test", slog.New(slog.NewTextHandler(&logs, nil)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestReloadKeepsThePreviousPoliciesOnError(t *testing.T) {
 func TestNewRefusesBrokenPolicies(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Policies.Dir = "../../policies/testdata/broken"
-	_, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+	_, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{})
 	if err == nil || !strings.Contains(err.Error(), "policies/testdata/broken/") {
 		t.Fatalf("want the located policy errors, got %v", err)
 	}

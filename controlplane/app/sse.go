@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
@@ -39,6 +40,7 @@ type streamHub struct {
 	open  prometheus.Gauge
 	last  func(context.Context) (int64, error)
 	log   *slog.Logger
+	clock clockwork.Clock // times the polls
 
 	watch   sync.Once
 	mu      sync.Mutex
@@ -46,8 +48,8 @@ type streamHub struct {
 	changed chan struct{} // closed when seq moves
 }
 
-func newStreamHub(max int, reg prometheus.Registerer, last func(context.Context) (int64, error), log *slog.Logger) *streamHub {
-	h := &streamHub{done: make(chan struct{}), slots: make(chan struct{}, max), last: last, log: log, changed: make(chan struct{}),
+func newStreamHub(max int, reg prometheus.Registerer, last func(context.Context) (int64, error), log *slog.Logger, clock clockwork.Clock) *streamHub {
+	h := &streamHub{done: make(chan struct{}), slots: make(chan struct{}, max), last: last, log: log, clock: clock, changed: make(chan struct{}),
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spillway_event_streams_open",
 			Help: "Event streams (GET /v1/events/stream) open now; api.max_streams caps them.",
@@ -67,7 +69,7 @@ func (h *streamHub) current() (int64, <-chan struct{}) {
 
 // run is the watcher, until the daemon shuts down.
 func (h *streamHub) run() {
-	tick := time.NewTicker(streamPoll)
+	tick := h.clock.NewTicker(streamPoll)
 	defer tick.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -91,7 +93,7 @@ func (h *streamHub) run() {
 		select {
 		case <-h.done:
 			return
-		case <-tick.C:
+		case <-tick.Chan():
 		}
 	}
 }
@@ -176,9 +178,12 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "retry: 2000\n\n")
 	flusher.Flush()
 
-	heartbeat := time.NewTicker(streamHeartbeat)
+	// The heartbeat and the polls are on the daemon's clock; the write
+	// deadlines below are the connection's, on the wall clock.
+	clock := s.clock
+	heartbeat := clock.NewTicker(streamHeartbeat)
 	defer heartbeat.Stop()
-	lastWrite := time.Now()
+	lastWrite := clock.Now()
 	beat := false // woken by the heartbeat
 	// covered is the last Seq this stream has read up to: the journal's at
 	// the start; a resumed stream reads at once.
@@ -215,7 +220,7 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			}
 			f.After = ev.Seq
 		}
-		if len(evs) > 0 || beat || time.Since(lastWrite) >= streamHeartbeat {
+		if len(evs) > 0 || beat || clock.Since(lastWrite) >= streamHeartbeat {
 			if len(evs) == 0 {
 				_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 				if _, err := fmt.Fprintf(w, ": keep-alive\n\n"); err != nil {
@@ -225,7 +230,7 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			if err := rc.Flush(); err != nil {
 				return
 			}
-			lastWrite = time.Now()
+			lastWrite = clock.Now()
 		}
 		if len(evs) == 1000 {
 			query = true
@@ -234,7 +239,7 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		beat = false
 		var retry <-chan time.Time
 		if err != nil {
-			retry = time.After(streamPoll) // retry soon, new events or not
+			retry = clock.After(streamPoll) // retry soon, new events or not
 			query = true
 		}
 		select {
@@ -244,7 +249,7 @@ func (s *api) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-retry:
-		case <-heartbeat.C:
+		case <-heartbeat.Chan():
 			beat = true
 		}
 	}

@@ -51,7 +51,7 @@ func TestServesTLS(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	var pool *x509.CertPool
 	cfg.TLS.CertFile, cfg.TLS.KeyFile, pool = selfSigned(t, t.TempDir())
-	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler))
+	a, err := New(&cfg, "test", slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

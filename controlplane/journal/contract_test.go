@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/journal/journaltest"
@@ -135,24 +137,37 @@ func TestPostgresAcknowledgedSurvivesCrash(t *testing.T) {
 
 func TestOpenConfig(t *testing.T) {
 	ctx := context.Background()
-	s, err := journal.OpenConfig(ctx, config.Journal{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "j.db")})
+	// The journal stamps an event appended without a time with the clock
+	// it was given.
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	opts := journal.Options{Clock: clockwork.NewFakeClockAt(t0)}
+	stamps := func(name string, s journal.Store) {
+		t.Helper()
+		evs, err := s.Events().Append(ctx, journal.Event{Kind: "x", Message: "now"})
+		if err != nil || !evs[0].Time.Equal(t0) {
+			t.Fatalf("%s: an event without a time: %+v, %v, want it stamped %s", name, evs, err, t0)
+		}
+	}
+	s, err := journal.OpenConfig(ctx, config.Journal{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "j.db")}, opts)
 	if err != nil || s.Driver() != journal.DriverSQLite {
 		t.Fatalf("sqlite: %v, %v", s, err)
 	}
+	stamps("sqlite", s)
 	s.Close()
-	if _, err := journal.OpenConfig(ctx, config.Journal{Driver: "mysql"}); err == nil {
+	if _, err := journal.OpenConfig(ctx, config.Journal{Driver: "mysql"}, journal.Options{}); err == nil {
 		t.Fatal("an unknown driver must be refused")
 	}
 	// A bad DSN's error never shows the password.
-	_, err = journal.OpenConfig(ctx, config.Journal{Driver: "postgres", DSN: "postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=1"})
+	_, err = journal.OpenConfig(ctx, config.Journal{Driver: "postgres", DSN: "postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=1"}, journal.Options{})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("unreachable PostgreSQL: %v", err)
 	}
 
 	srv := journaltest.StartPostgres(t)
-	s, err = journal.OpenConfig(ctx, config.Journal{Driver: "postgres", DSN: config.Secret(srv.NewDatabase(t))})
+	s, err = journal.OpenConfig(ctx, config.Journal{Driver: "postgres", DSN: config.Secret(srv.NewDatabase(t))}, opts)
 	if err != nil || s.Driver() != journal.DriverPostgres {
 		t.Fatalf("postgres: %v, %v", s, err)
 	}
+	stamps("postgres", s)
 	s.Close()
 }

@@ -10,6 +10,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // eventsSchema is the append-only event log: what Spillway saw, decided and
@@ -100,12 +102,15 @@ type Filter struct {
 }
 
 // Events is the event log in a SQLite journal.
-type Events struct{ db *sql.DB }
+type Events struct {
+	db    *sql.DB
+	clock clockwork.Clock
+}
 
 var _ EventLog = (*Events)(nil)
 
 // Events returns the event log.
-func (d *DB) Events() EventLog { return &Events{db: d.db} }
+func (d *DB) Events() EventLog { return &Events{db: d.db, clock: d.clock} }
 
 // Append records events durably, in order, in one transaction, and returns
 // them with Seq set.
@@ -121,7 +126,7 @@ func (e *Events) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 			return nil, fmt.Errorf("appending events: event %d needs a kind and a message", i)
 		}
 		if ev.Time.IsZero() {
-			ev.Time = time.Now()
+			ev.Time = e.clock.Now()
 		}
 		ev.Time = ev.Time.UTC()
 		res, err := tx.ExecContext(ctx, `INSERT INTO events (at_ns, kind, subject, activity, actor, message, data)

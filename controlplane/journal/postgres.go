@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -72,6 +73,8 @@ type Postgres struct {
 	closeOnce *sync.Once
 	// fence, when set, fences every write (Fenced).
 	fence *fencing
+	// clock stamps an event appended without a time.
+	clock clockwork.Clock
 }
 
 // OpenPostgres connects to the PostgreSQL database dsn names (a
@@ -92,7 +95,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the PostgreSQL journal %s: %w", where, err)
 	}
-	p := &Postgres{pool: pool, closeOnce: new(sync.Once)}
+	p := &Postgres{pool: pool, closeOnce: new(sync.Once), clock: clockwork.NewRealClock()}
 	if err := p.init(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("opening the PostgreSQL journal %s: %w", where, err)
@@ -143,7 +146,7 @@ func (p *Postgres) Close() error {
 func (p *Postgres) Driver() string { return DriverPostgres }
 
 // Events implements Store.
-func (p *Postgres) Events() EventLog { return pgEvents{p.pool, p.fence} }
+func (p *Postgres) Events() EventLog { return pgEvents{p.pool, p.fence, p.clock} }
 
 // LedgerStore implements Store.
 func (p *Postgres) LedgerStore() pools.LedgerStore { return pgLedger{p.pool, p.fence} }
@@ -151,6 +154,7 @@ func (p *Postgres) LedgerStore() pools.LedgerStore { return pgLedger{p.pool, p.f
 type pgEvents struct {
 	pool  *pgxpool.Pool
 	fence *fencing
+	clock clockwork.Clock
 }
 
 // Append implements EventLog.
@@ -173,7 +177,7 @@ func (e pgEvents) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 		}
 		for i, ev := range evs {
 			if ev.Time.IsZero() {
-				ev.Time = time.Now()
+				ev.Time = e.clock.Now()
 			}
 			ev.Time = ev.Time.UTC()
 			ev.Term = term

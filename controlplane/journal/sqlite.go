@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/spillwayhq/spillway/pools"
@@ -22,9 +23,10 @@ import (
 // DB is an open SQLite journal. It is safe for concurrent use, within one
 // process: the file must not be shared by several replicas.
 type DB struct {
-	db   *sql.DB
-	path string
-	lock *fileLock // held by OpenExclusive
+	db    *sql.DB
+	path  string
+	lock  *fileLock       // held by OpenExclusive
+	clock clockwork.Clock // stamps an event appended without a time
 }
 
 const schema = `
@@ -66,7 +68,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 			return nil, fmt.Errorf("creating journal schema in %s: %w", path, err)
 		}
 	}
-	return &DB{db: db, path: path}, nil
+	return &DB{db: db, path: path, clock: clockwork.NewRealClock()}, nil
 }
 
 // OpenExclusive opens the SQLite journal at path for the one process that

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/spillwayhq/spillway/controlplane/config"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -55,21 +57,34 @@ var (
 	_ Store = (*Postgres)(nil)
 )
 
+// Options are what OpenConfig takes besides the configuration.
+type Options struct {
+	// Clock stamps the events appended without a time (default: the real
+	// clock, as for a journal opened with Open or OpenPostgres).
+	Clock clockwork.Clock
+}
+
 // OpenConfig opens the journal the daemon's configuration names: the
 // SQLite file journal.path, exclusively (OpenExclusive), or the PostgreSQL
 // database journal.dsn.
-func OpenConfig(ctx context.Context, cfg config.Journal) (Store, error) {
+func OpenConfig(ctx context.Context, cfg config.Journal, opts Options) (Store, error) {
 	switch cfg.Driver {
 	case DriverSQLite, "":
 		db, err := OpenExclusive(ctx, cfg.Path)
 		if err != nil {
 			return nil, err
 		}
+		if opts.Clock != nil {
+			db.clock = opts.Clock
+		}
 		return db, nil
 	case DriverPostgres:
 		db, err := OpenPostgres(ctx, cfg.DSN.Reveal())
 		if err != nil {
 			return nil, err
+		}
+		if opts.Clock != nil {
+			db.clock = opts.Clock
 		}
 		return db, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
@@ -40,6 +41,9 @@ type PrometheusOptions struct {
 	Transport http.RoundTripper
 	// Logger receives Prometheus's query warnings. Default slog.Default().
 	Logger *slog.Logger
+	// Clock times the cache of the server's start time (default: the
+	// real clock).
+	Clock clockwork.Clock
 }
 
 // Prometheus is a [Source] backed by the Prometheus HTTP API.
@@ -84,6 +88,9 @@ func NewPrometheus(o PrometheusOptions) (*Prometheus, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
 	}
 	rt := o.Transport
 	if rt == nil {
@@ -171,13 +178,13 @@ func (p *Prometheus) notYet(ctx context.Context, promql string, at time.Time) er
 func (p *Prometheus) startTime(ctx context.Context) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if time.Since(p.startedRead) < startedTTL {
+	if p.opts.Clock.Since(p.startedRead) < startedTTL {
 		return p.started
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	info, err := p.api.Runtimeinfo(ctx)
-	p.startedRead = time.Now()
+	p.startedRead = p.opts.Clock.Now()
 	if err != nil {
 		p.started = time.Time{}
 		return p.started

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -375,7 +377,8 @@ func TestPrometheusSaysWhyThereIsNoData(t *testing.T) {
 	f, srv := newFakeProm(t)
 	const q = `sum(rate(spillway_demo_requests_total[5m]))`
 	f.set(q, answer{})
-	p, err := NewPrometheus(PrometheusOptions{URL: srv.URL})
+	clock := clockwork.NewFakeClockAt(at)
+	p, err := NewPrometheus(PrometheusOptions{URL: srv.URL, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,11 +389,16 @@ func TestPrometheusSaysWhyThereIsNoData(t *testing.T) {
 	if !errors.Is(err, policies.ErrNotYet) || !strings.Contains(err.Error(), "prometheus has been up 1m30s, less than the 5m0s") {
 		t.Fatalf("no series 90s after Prometheus started, for a 5m range: %v, want ErrNotYet", err)
 	}
-	// Up for longer than the range: no series is a missing series.
-	p, _ = NewPrometheus(PrometheusOptions{URL: srv.URL})
+	// Up for longer than the range: no series is a missing series, once
+	// the cached start time (startedTTL) is read again.
 	f.mu.Lock()
 	f.started = at.Add(-10 * time.Minute)
 	f.mu.Unlock()
+	clock.Advance(startedTTL - time.Second)
+	if _, err := p.Query(context.Background(), q, at); !errors.Is(err, policies.ErrNotYet) {
+		t.Fatalf("within %s of reading the start time: %v, want the cached start (ErrNotYet)", startedTTL, err)
+	}
+	clock.Advance(time.Second)
 	samples, err := p.Query(context.Background(), q, at)
 	if err != nil {
 		t.Fatal(err)

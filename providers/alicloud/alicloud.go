@@ -32,6 +32,7 @@ import (
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/ecs"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/spillwayhq/spillway/providers"
 )
@@ -80,6 +81,10 @@ type Options struct {
 	// retry included (providers.GuardTransport); its error fails the request
 	// unsent.
 	RequestGuard func(context.Context) error
+	// Clock times the retries' backoff, stamps the launches, measures the
+	// consistency window and dates a Recycling lock when first seen
+	// (default: the real clock).
+	Clock clockwork.Clock
 }
 
 // Provider is the ECS providers.Provider.
@@ -117,6 +122,9 @@ func New(opts Options) (*Provider, error) {
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 30 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	cfg := sdk.NewConfig()
 	// Spillway retries, not the SDK (call): throttling, 5xx and transport
@@ -247,12 +255,12 @@ func (p *Provider) call(ctx context.Context, fn func() error) error {
 				d = p.opts.MaxBackoff
 			}
 			d = d/2 + rand.N(d/2+1)
-			t := time.NewTimer(d)
+			t := p.opts.Clock.NewTimer(d)
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return errors.Join(ctx.Err(), err)
-			case <-t.C:
+			case <-t.Chan():
 			}
 		}
 		if err = fn(); err == nil || !retryable(err) {
@@ -395,7 +403,7 @@ func (p *Provider) runInstances(ctx context.Context, claim providers.Claim, o pr
 			Claim:      claim.ID,
 			Offering:   providers.Offering{InstanceType: o.InstanceType, Zone: o.Zone, Subnet: o.Subnet, CapacityType: o.CapacityType},
 			State:      providers.HostPending,
-			LaunchedAt: time.Now(),
+			LaunchedAt: p.opts.Clock.Now(),
 			Tags:       tags,
 		})
 	}
@@ -511,7 +519,7 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Host, error) {
 // instances owned by this cluster.
 // ECS is eventually consistent, as EC2 is: see the aws provider's Delete.
 func (p *Provider) Delete(ctx context.Context, host providers.Host) error {
-	if _, err := providers.Visible(ctx, host, p.opts.ConsistencyWindow, p.Get); err != nil {
+	if _, err := providers.Visible(ctx, p.opts.Clock, host, p.opts.ConsistencyWindow, p.Get); err != nil {
 		return fmt.Errorf("deleting host %s: %w", host.ID, err)
 	}
 	req := ecs.CreateDeleteInstancesRequest()
@@ -565,7 +573,7 @@ func (p *Provider) interruptAt(in ecs.Instance) time.Time {
 	}
 	seen, ok := p.recycling[in.InstanceId]
 	if !ok {
-		seen = time.Now()
+		seen = p.opts.Clock.Now()
 		p.recycling[in.InstanceId] = seen
 	}
 	return seen.Add(providers.SpotNotice)

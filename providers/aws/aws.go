@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/spillwayhq/spillway/providers"
 )
@@ -66,6 +67,9 @@ type Options struct {
 	// so CloudTrail (and the simulator) can tell the replicas apart. It is
 	// cut to the SDK's 50 characters of letters, digits and "-._".
 	AppID string
+	// Clock stamps the launches, measures the consistency window and
+	// dates a spot notice EC2 gives no time for (default: the real clock).
+	Clock clockwork.Clock
 }
 
 // Provider is the EC2 providers.Provider.
@@ -74,6 +78,7 @@ type Provider struct {
 	cluster string
 	page    int32
 	window  time.Duration
+	clock   clockwork.Clock
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -98,6 +103,9 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = awshttp.NewBuildableClient()
+	}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(opts.HTTPClient),
@@ -124,7 +132,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		// mode's timeouts, which need the buildable client itself.
 		o.HTTPClient = providers.GuardClient(o.HTTPClient, opts.RequestGuard)
 	})
-	return &Provider{ec2: client, cluster: opts.Cluster, page: opts.PageSize, window: opts.ConsistencyWindow}, nil
+	return &Provider{ec2: client, cluster: opts.Cluster, page: opts.PageSize, window: opts.ConsistencyWindow, clock: opts.Clock}, nil
 }
 
 // Error codes the retryer must never retry and the provider maps to types.
@@ -313,7 +321,7 @@ func ec2Tags(tags map[string]string) []types.TagSpecification {
 	return []types.TagSpecification{spec}
 }
 
-func newHost(id string, o providers.Offering, claim providers.Claim, tags map[string]string) providers.Host {
+func newHost(id string, o providers.Offering, claim providers.Claim, tags map[string]string, now time.Time) providers.Host {
 	return providers.Host{
 		ID:         id,
 		Provider:   Name,
@@ -321,7 +329,7 @@ func newHost(id string, o providers.Offering, claim providers.Claim, tags map[st
 		Claim:      claim.ID,
 		Offering:   providers.Offering{InstanceType: o.InstanceType, Zone: o.Zone, Subnet: o.Subnet, CapacityType: capacityType(o)},
 		State:      providers.HostPending,
-		LaunchedAt: time.Now(),
+		LaunchedAt: now,
 		Tags:       tags,
 	}
 }
@@ -379,7 +387,7 @@ func (p *Provider) runInstancesOnce(ctx context.Context, claim providers.Claim, 
 	}
 	hosts := make([]providers.Host, 0, len(out.Instances))
 	for _, inst := range out.Instances {
-		h := newHost(aws.ToString(inst.InstanceId), o, claim, tags)
+		h := newHost(aws.ToString(inst.InstanceId), o, claim, tags, p.clock.Now())
 		h.PrivateIP = aws.ToString(inst.PrivateIpAddress)
 		if inst.LaunchTime != nil {
 			h.LaunchedAt = *inst.LaunchTime
@@ -462,7 +470,7 @@ func (p *Provider) createFleet(ctx context.Context, claim providers.Claim, group
 	for _, fi := range out.Instances {
 		o := find(fi.LaunchTemplateAndOverrides)
 		for _, id := range fi.InstanceIds {
-			hosts = append(hosts, newHost(id, o, claim, tags))
+			hosts = append(hosts, newHost(id, o, claim, tags, p.clock.Now()))
 		}
 	}
 	var exhausted []providers.Offering
@@ -590,7 +598,7 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Host, error) {
 // "not found" is asked again until the window has passed, never taken as
 // proof that the instance is gone.
 func (p *Provider) Delete(ctx context.Context, host providers.Host) error {
-	if _, err := providers.Visible(ctx, host, p.window, p.Get); err != nil {
+	if _, err := providers.Visible(ctx, p.clock, host, p.window, p.Get); err != nil {
 		return fmt.Errorf("deleting host %s: %w", host.ID, err)
 	}
 	out, err := p.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{host.ID}})
@@ -654,7 +662,7 @@ func (p *Provider) notices(ctx context.Context, hosts []providers.Host) error {
 			if !ok || r.Status == nil {
 				continue
 			}
-			noticed := time.Now()
+			noticed := p.clock.Now()
 			if r.Status.UpdateTime != nil {
 				noticed = *r.Status.UpdateTime
 			}
@@ -696,7 +704,7 @@ func (p *Provider) Catalog(ctx context.Context, pool providers.Pool) ([]provider
 		prices := ec2.NewDescribeSpotPriceHistoryPaginator(p.ec2, &ec2.DescribeSpotPriceHistoryInput{
 			InstanceTypes:       spotTypes,
 			ProductDescriptions: []string{"Linux/UNIX"},
-			StartTime:           aws.Time(time.Now()),
+			StartTime:           aws.Time(p.clock.Now()),
 		})
 		for prices.HasMorePages() {
 			out, err := prices.NextPage(ctx)
