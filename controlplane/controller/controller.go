@@ -215,6 +215,10 @@ type Controller struct {
 	// missing now is unknown (the down-host rule), not one that never
 	// registered.
 	seen map[string]time.Time
+	// givingBack is the host each business unit's give-back task drains
+	// and returns now (giveBackTask); giveBacks counts them.
+	givingBack map[string]string
+	giveBacks  prometheus.Gauge
 	// orphans is when the collector first saw each unowned instance;
 	// refused what it would not touch; born the journal's first event.
 	orphans      map[string]time.Time
@@ -269,9 +273,14 @@ func New(cfg Config) *Controller {
 			Name: "spillway_unservable_task_groups",
 			Help: "Queued task groups that no tier can take (an allocation larger than every offering of every pool): reported, not rented for.",
 		}),
-		health:    map[string]*hostHealth{},
-		readyOnce: map[string]time.Time{},
-		seen:      map[string]time.Time{},
+		health:     map[string]*hostHealth{},
+		readyOnce:  map[string]time.Time{},
+		seen:       map[string]time.Time{},
+		givingBack: map[string]string{},
+		giveBacks: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_give_backs_in_progress",
+			Help: "Hosts being drained and given back now, each a task beside the control loop (one per business unit at most).",
+		}),
 		orphans:   map[string]time.Time{},
 		refused:   Refused{Cluster: cfg.ClusterName},
 		flights:   map[string]*inflight{},
@@ -313,7 +322,7 @@ func New(cfg Config) *Controller {
 		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.unservedGauge, c.rateGauge, c.refusedGauge, c.interruptions)
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.unservedGauge, c.rateGauge, c.refusedGauge, c.interruptions, c.giveBacks)
 	}
 	return c
 }

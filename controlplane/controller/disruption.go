@@ -28,8 +28,9 @@ const (
 // count does not borrow and return the same host in a loop.
 const MinLoanAge = 30 * time.Second
 
-// Consolidate is the disruption controller's pass: it gives back at most
-// one host per business unit: a rented cloud host before a borrowed shared
+// Consolidate is the disruption controller's pass: it starts giving back
+// at most one host per business unit, each as a task beside the loop
+// (giveBackTask), and none for a unit whose last give-back still runs: a rented cloud host before a borrowed shared
 // one, the priciest and then the emptiest first, spot before on-demand when
 // equal, and only one whose allocations fit on the other hosts that serve
 // the business unit. It never gives back a host held less than MinLoanAge,
@@ -42,7 +43,7 @@ const MinLoanAge = 30 * time.Second
 // one acquiring from the same pool. A spare host that waits is journaled
 // (capacity.return_waits) once per business unit and activity, saying
 // which activity it waits for and which pools that activity acquires
-// from. It returns the hosts it gave back.
+// from. It returns the hosts whose give-back it started.
 func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	if c.cfg.Ledger == nil {
 		return nil, nil
@@ -54,14 +55,18 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	holds := c.holds()
 	var returned []string
 	for _, g := range c.spare(ctx, snap, holds) {
+		bu := g.cand.loan.Borrower
+		c.mu.Lock()
+		_, busy := c.givingBack[bu]
+		c.mu.Unlock()
+		if busy {
+			continue // one give-back per business unit at a time
+		}
 		if g.wait != nil {
 			c.returnWaits(ctx, g)
 			continue
 		}
-		why := fmt.Sprintf("its %d allocations fit on %s's other hosts", g.allocs, g.cand.loan.Borrower)
-		if err := c.giveBack(ctx, g.cand.loan, g.cand.node, g.allocs, "controller", why); err != nil {
-			return returned, err
-		}
+		c.giveBackTask(ctx, g)
 		returned = append(returned, g.cand.loan.HostName)
 	}
 	c.mu.Lock()
@@ -72,6 +77,35 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	}
 	c.mu.Unlock()
 	return returned, nil
+}
+
+// giveBackTask gives a spare host back as a task of its own, beside the
+// control loop: its drain (up to the drain deadline and a minute) never
+// holds up spot notices, health or demand. The business unit gives back
+// nothing else until it ends; a failure is journaled
+// (capacity.return_failed) and the next pass chooses again. The task
+// ends with ctx (the term): the next term's reconcile pass finishes a
+// return it journaled.
+func (c *Controller) giveBackTask(ctx context.Context, g giveBackChoice) {
+	bu := g.cand.loan.Borrower
+	c.mu.Lock()
+	c.givingBack[bu] = g.cand.loan.HostName
+	c.giveBacks.Set(float64(len(c.givingBack)))
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.givingBack, bu)
+			c.giveBacks.Set(float64(len(c.givingBack)))
+			c.mu.Unlock()
+		}()
+		why := fmt.Sprintf("its %d allocations fit on %s's other hosts", g.allocs, bu)
+		if err := c.giveBack(ctx, g.cand.loan, g.cand.node, g.allocs, "controller", why); err != nil {
+			c.cfg.Logger.Warn("giving back a host", "host", g.cand.loan.HostName, "business_unit", bu, "err", err)
+		}
+	}()
 }
 
 // returnWaits journals, once per business unit and activity, that a

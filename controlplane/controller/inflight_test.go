@@ -50,6 +50,7 @@ func TestScaleInWaitsOnlyForActivitiesOfTheSameCapacity(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != rented {
 		t.Fatalf("gave back %v (%v) while bu-b's activity acquires from aws and shared; want bu-a's rented host %s\n%s", got, err, rented, h.dump())
 	}
+	h.c.Wait() // the give-back runs beside the pass
 
 	endA := h.c.track("act-a", "the scale-out of default/web2/app", "bu-a")
 	h.c.concern("act-a", "ali")
@@ -71,6 +72,7 @@ func TestScaleInWaitsOnlyForActivitiesOfTheSameCapacity(t *testing.T) {
 	if got, err := h.c.Consolidate(ctx); err != nil || len(got) != 1 || got[0] != "shared-1" {
 		t.Fatalf("gave back %v (%v) once bu-a's activity ended; want shared-1\n%s", got, err, h.dump())
 	}
+	h.c.Wait()
 	if n := len(h.events(KindReturned)); n != 2 {
 		t.Fatalf("%d hosts returned, want 2\n%s", n, h.dump())
 	}
