@@ -162,7 +162,7 @@ func New(cfg *config.Config, hash string, log *slog.Logger, opts Options) (*App,
 	a.alertLimit = newLimiter(5, 20)
 	a.scaler = scaler.New(scaler.Config{
 		Policies:   a.Policies,
-		Evaluator:  evaluate.New(src, evaluate.ClusterGroups{Cluster: a.model}, a.clock.Now, log),
+		Evaluator:  evaluate.New(src, evaluate.ClusterGroups{Cluster: a.model, MaxStale: cfg.Nomad.StaleCounts, Now: a.clock.Now}, a.clock.Now, log),
 		Counts:     scaler.ClusterCounts{Cluster: a.model, Orchestrator: a.orchestrator},
 		Journal:    a.journal.Events(),
 		Alerts:     a.alerts,

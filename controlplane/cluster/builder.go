@@ -326,6 +326,10 @@ func (e *Editor) PutDeployment(d *Deployment) { e.b.deploys.Insert(key(d.Namespa
 // SetLive sets whether the snapshot claims to follow Nomad.
 func (e *Editor) SetLive(live bool) { e.b.sync.Live = live }
 
+// SetSync sets how current the snapshot claims to be: a model that lost
+// Nomad at a time, say.
+func (e *Editor) SetSync(s Sync) { e.b.sync = s }
+
 // Source gives the current snapshot: a Model, or a Static one.
 type Source interface {
 	Snapshot() *Snapshot

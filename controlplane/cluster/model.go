@@ -37,8 +37,15 @@ type Options struct {
 	Clock      clockwork.Clock
 	// Parallel bounds the node and job reads of a full list. Default 8.
 	Parallel int
+	// PageSize is how many objects one request of a list asks for.
+	// Default 500.
+	PageSize int
 	// MaxBackoff bounds the wait between failed lists. Default 30s.
 	MaxBackoff time.Duration
+	// Healthy is how long the model must have been live for the next
+	// break to be retried after the first wait again, not after the
+	// doubled wait of the breaks before it. Default 1m.
+	Healthy time.Duration
 }
 
 // Model is the live model of one Nomad cluster. Run keeps it current;
@@ -53,6 +60,7 @@ type Model struct {
 	objects *prometheus.GaugeVec
 	events  *prometheus.CounterVec
 	lists   *prometheus.CounterVec
+	relists *prometheus.CounterVec
 	live    prometheus.Gauge
 }
 
@@ -67,8 +75,14 @@ func New(o Options) *Model {
 	if o.Parallel <= 0 {
 		o.Parallel = 8
 	}
+	if o.PageSize <= 0 {
+		o.PageSize = 500
+	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
+	}
+	if o.Healthy <= 0 {
+		o.Healthy = time.Minute
 	}
 	m := &Model{
 		opts: o, log: o.Logger, snap: emptySnapshot(),
@@ -84,13 +98,17 @@ func New(o Options) *Model {
 			Name: "spillway_cluster_lists_total",
 			Help: "Full lists of the Nomad cluster, by outcome (ok, failed).",
 		}, []string{"result"}),
+		relists: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_cluster_relists_total",
+			Help: "Times the cluster model stopped following Nomad and listed again, by why (stream_broke, index_backwards, undecodable_event, list_failed).",
+		}, []string{"reason"}),
 		live: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spillway_cluster_live",
 			Help: "Whether the cluster model is listed and following Nomad's event stream (1), or unknown (0).",
 		}),
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(m.objects, m.events, m.lists, m.live)
+		o.Registerer.MustRegister(m.objects, m.events, m.lists, m.relists, m.live)
 	}
 	return m
 }
@@ -136,26 +154,64 @@ func (m *Model) publish(next *Snapshot) {
 	}
 }
 
-// errIndexBackwards ends a follow whose events went back in time (a
-// restored snapshot, a server behind): the model lists again.
-var errIndexBackwards = errors.New("the event stream's index went backwards")
+// Why a follow ends, besides the stream breaking: the model lists again.
+var (
+	// errIndexBackwards: the events went back in time (a restored
+	// snapshot, a server behind).
+	errIndexBackwards = errors.New("the event stream's index went backwards")
+	// errUndecodable: an event's payload could not be read, so the model
+	// would miss a change; a list repairs it.
+	errUndecodable = errors.New("an event could not be decoded")
+	// errList: the list failed.
+	errList = errors.New("listing nomad failed")
+)
+
+// relistReason is the reason label of spillway_cluster_relists_total.
+func relistReason(err error) string {
+	switch {
+	case errors.Is(err, errIndexBackwards):
+		return "index_backwards"
+	case errors.Is(err, errUndecodable):
+		return "undecodable_event"
+	case errors.Is(err, errList):
+		return "list_failed"
+	}
+	return "stream_broke"
+}
+
+// firstBackoff is the wait before the first list after a break.
+const firstBackoff = time.Second
 
 // Run lists the cluster, follows its event stream, and lists again when
 // the stream breaks, until ctx ends. While it cannot, the snapshots say
-// the model is not live (and keep what was last known).
+// the model is not live (and keep what was last known). Failed lists are
+// retried after a wait that doubles up to MaxBackoff; a model that had
+// been live for Healthy (or whose index went backwards: Nomad is there)
+// starts again from the first wait.
 func (m *Model) Run(ctx context.Context) {
-	backoff := time.Second
+	backoff := firstBackoff
 	for {
 		err := m.follow(ctx)
 		if ctx.Err() != nil {
 			return
 		}
+		now := m.opts.Clock.Now()
 		s := m.Snapshot()
+		if (s.sync.Live && now.Sub(s.sync.Since) >= m.opts.Healthy) || errors.Is(err, errIndexBackwards) {
+			backoff = firstBackoff
+		}
+		m.relists.WithLabelValues(relistReason(err)).Inc()
 		if s.sync.Live || s.sync.Err != err.Error() {
-			m.log.Warn("the cluster model lost Nomad; listing again", "err", err, "retry_in", backoff)
+			m.log.Warn("the cluster model lost Nomad; listing again", "reason", relistReason(err), "err", err, "retry_in", backoff)
 		}
 		next := *s
-		next.sync = Sync{Live: false, Since: m.opts.Clock.Now(), Err: err.Error()}
+		next.sync = Sync{Live: false, Since: now, Err: err.Error(), LastLive: s.sync.LastLive}
+		switch {
+		case s.sync.Live:
+			next.sync.LastLive = now
+		case !s.sync.Since.IsZero():
+			next.sync.Since = s.sync.Since // it stopped being live then
+		}
 		if s.sync.Live || s.sync.Err != next.sync.Err {
 			m.publish(&next)
 		}
@@ -165,9 +221,6 @@ func (m *Model) Run(ctx context.Context) {
 		case <-m.opts.Clock.After(backoff):
 		}
 		backoff = min(2*backoff, m.opts.MaxBackoff)
-		if err == nil || errors.Is(err, errIndexBackwards) {
-			backoff = time.Second
-		}
 	}
 }
 
@@ -185,7 +238,7 @@ func (m *Model) follow(ctx context.Context) error {
 	stream, err := m.opts.Client.EventStream().Stream(ctx, Topics, 0, q)
 	if err != nil {
 		m.lists.WithLabelValues("failed").Inc()
-		return fmt.Errorf("opening nomad's event stream: %w", err)
+		return fmt.Errorf("%w: opening nomad's event stream: %w", errList, err)
 	}
 	type listed struct {
 		snap    *Snapshot
@@ -212,7 +265,7 @@ func (m *Model) follow(ctx context.Context) error {
 		case l := <-done:
 			if l.err != nil {
 				m.lists.WithLabelValues("failed").Inc()
-				return l.err
+				return fmt.Errorf("%w: %w", errList, l.err)
 			}
 			snap, f.covered = l.snap, l.covered
 		}
@@ -319,9 +372,10 @@ func (m *Model) apply(b *builder, f *feed, evs *nomad.Events) error {
 			}
 		}
 		if err != nil {
-			// One undecodable payload does not break the model; the next
-			// event of the object, or the next list, repairs it.
-			m.log.Warn("decoding a nomad event", "topic", ev.Topic, "type", ev.Type, "key", ev.Key, "err", err)
+			// The model would miss a change it cannot read: it lists
+			// again, which repairs it (the list covers this event, so
+			// the replay that follows skips it).
+			return fmt.Errorf("%w: %s %s of %q at index %d: %w", errUndecodable, ev.Topic, ev.Type, ev.Key, idx, err)
 		}
 	}
 	if evs.Index > b.index {
@@ -333,23 +387,46 @@ func (m *Model) apply(b *builder, f *feed, evs *nomad.Events) error {
 // list reads the whole cluster: nodes, non-terminal allocations, jobs,
 // their queued allocations and the deployments. It returns, by event
 // topic, the index each list was read at.
+//
+// Each kind is one paged list request (PageSize objects a page). Nomad 1.6
+// lists neither a node's meta nor a job's task groups, so a node or a job
+// the model does not already have at the listed modify index is read once
+// (Parallel reads at a time): the first list reads each, a list after a
+// break only what changed meanwhile. A job with queued allocations has its
+// evaluations read, for why they are queued.
 func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, error) {
 	c := m.opts.Client
+	prev := m.Snapshot()
 	b := newBuilder(emptySnapshot())
 	covered := map[nomad.Topic]uint64{}
-	all := func() *nomad.QueryOptions { return (&nomad.QueryOptions{Namespace: "*"}).WithContext(ctx) }
-
-	stubs, meta, err := c.Nodes().List((&nomad.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing nomad's nodes: %w", err)
+	// A topic's events are in the list up to the index of its earliest
+	// page; later ones are replayed, and modify indexes make that harmless.
+	read := func(topic nomad.Topic, what string, q *nomad.QueryOptions, page func(*nomad.QueryOptions) (*nomad.QueryMeta, error)) error {
+		low, high, err := m.paged(ctx, q, page)
+		if err != nil {
+			return fmt.Errorf("listing nomad's %s: %w", what, err)
+		}
+		b.seen(high)
+		covered[topic] = low
+		return nil
 	}
-	b.seen(meta.LastIndex)
-	covered[nomad.TopicNode] = meta.LastIndex
-	// A node's meta is not in the list; read each node once.
+
+	var stubs []*nomad.NodeListStub
+	if err := read(nomad.TopicNode, "nodes", &nomad.QueryOptions{}, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
+		page, meta, err := c.Nodes().List(q)
+		stubs = append(stubs, page...)
+		return meta, err
+	}); err != nil {
+		return nil, nil, err
+	}
 	nodes := make([]*Node, len(stubs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.opts.Parallel)
 	for i, s := range stubs {
+		if n, ok := prev.Node(s.ID); ok && n.ModifyIndex == s.ModifyIndex {
+			nodes[i] = n
+			continue
+		}
 		g.Go(func() error {
 			n, _, err := c.Nodes().Info(s.ID, (&nomad.QueryOptions{}).WithContext(gctx))
 			if isNotFound(err) {
@@ -371,48 +448,57 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 		}
 	}
 
-	q := all()
-	q.Params = map[string]string{"resources": "true"}
-	q.Filter = `ClientStatus == "running" or ClientStatus == "pending"`
-	allocs, meta, err := c.Allocations().List(q)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing nomad's allocations: %w", err)
-	}
-	b.seen(meta.LastIndex)
-	covered[nomad.TopicAllocation] = meta.LastIndex
-	for _, a := range allocs {
-		b.upsertAlloc(fromNomadAllocStub(a))
+	q := &nomad.QueryOptions{Namespace: "*", Params: map[string]string{"resources": "true"},
+		Filter: `ClientStatus == "running" or ClientStatus == "pending"`}
+	var allocs []*nomad.AllocationListStub
+	if err := read(nomad.TopicAllocation, "allocations", q, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
+		page, meta, err := c.Allocations().List(q)
+		allocs = append(allocs, page...)
+		return meta, err
+	}); err != nil {
+		return nil, nil, err
 	}
 
-	jobStubs, meta, err := c.Jobs().List(all())
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing nomad's jobs: %w", err)
+	var jobStubs []*nomad.JobListStub
+	if err := read(nomad.TopicJob, "jobs", &nomad.QueryOptions{Namespace: "*"}, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
+		page, meta, err := c.Jobs().List(q)
+		jobStubs = append(jobStubs, page...)
+		return meta, err
+	}); err != nil {
+		return nil, nil, err
 	}
-	b.seen(meta.LastIndex)
 	// The queues come from the job summaries of this list.
-	covered[nomad.TopicJob], covered[nomad.TopicEvaluation] = meta.LastIndex, meta.LastIndex
+	covered[nomad.TopicEvaluation] = covered[nomad.TopicJob]
 	jobs := make([]*Job, len(jobStubs))
 	queues := make([]*Queue, len(jobStubs))
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(m.opts.Parallel)
 	for i, s := range jobStubs {
+		queued := map[string]int{}
+		if s.JobSummary != nil {
+			for tg, sum := range s.JobSummary.Summary {
+				if sum.Queued > 0 {
+					queued[tg] = sum.Queued
+				}
+			}
+		}
+		if j, ok := prev.Job(s.Namespace, s.ID); ok && j.ModifyIndex == s.ModifyIndex {
+			jobs[i] = j
+		}
+		if jobs[i] != nil && len(queued) == 0 {
+			continue
+		}
 		g.Go(func() error {
 			jq := (&nomad.QueryOptions{Namespace: s.Namespace}).WithContext(gctx)
-			j, _, err := c.Jobs().Info(s.ID, jq)
-			if isNotFound(err) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("reading job %s/%s: %w", s.Namespace, s.ID, err)
-			}
-			jobs[i] = fromNomadJob(j)
-			queued := map[string]int{}
-			if s.JobSummary != nil {
-				for tg, sum := range s.JobSummary.Summary {
-					if sum.Queued > 0 {
-						queued[tg] = sum.Queued
-					}
+			if jobs[i] == nil {
+				j, _, err := c.Jobs().Info(s.ID, jq)
+				if isNotFound(err) {
+					return nil
 				}
+				if err != nil {
+					return fmt.Errorf("reading job %s/%s: %w", s.Namespace, s.ID, err)
+				}
+				jobs[i] = fromNomadJob(j)
 			}
 			if len(queued) == 0 {
 				return nil
@@ -445,17 +531,46 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 			b.queues.Insert(key(j.Namespace, j.ID), queues[i])
 		}
 	}
-
-	deps, meta, err := c.Deployments().List(all())
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing nomad's deployments: %w", err)
+	// After the jobs: an allocation's job type comes from its job when
+	// the list does not say.
+	for _, a := range allocs {
+		b.upsertAlloc(fromNomadAllocStub(a))
 	}
-	b.seen(meta.LastIndex)
-	covered[nomad.TopicDeployment] = meta.LastIndex
+
+	var deps []*nomad.Deployment
+	if err := read(nomad.TopicDeployment, "deployments", &nomad.QueryOptions{Namespace: "*"}, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
+		page, meta, err := c.Deployments().List(q)
+		deps = append(deps, page...)
+		return meta, err
+	}); err != nil {
+		return nil, nil, err
+	}
 	for _, d := range deps {
 		b.upsertDeployment(fromNomadDeployment(d))
 	}
 	return b.commit(), covered, nil
+}
+
+// paged calls page with q for each page of a list, PageSize objects at a
+// time, until Nomad says there is no next page. It returns the lowest and
+// the highest index the pages were read at.
+func (m *Model) paged(ctx context.Context, q *nomad.QueryOptions, page func(*nomad.QueryOptions) (*nomad.QueryMeta, error)) (low, high uint64, err error) {
+	q = q.WithContext(ctx) // a copy: its NextToken changes
+	q.PerPage = int32(m.opts.PageSize)
+	for {
+		meta, err := page(q)
+		if err != nil {
+			return 0, 0, err
+		}
+		if low == 0 || meta.LastIndex < low {
+			low = meta.LastIndex
+		}
+		high = max(high, meta.LastIndex)
+		if meta.NextToken == "" {
+			return low, high, nil
+		}
+		q.NextToken = meta.NextToken
+	}
 }
 
 // decode reads one object of an event's payload. It decodes the JSON the

@@ -6,14 +6,14 @@
 // allocations and the blocked evaluations' reasons) and the deployments.
 //
 // A Model is fed by Nomad's event stream after one full list, and lists
-// again when the stream breaks or its index goes backwards, so an update
-// costs O(changed objects) and no reader polls Nomad. Readers take a
-// Snapshot: immutable, consistent, cheap (persistent radix trees share
-// structure between versions), with a channel that closes when a newer one
-// exists. A snapshot also says whether the model is live: when it is not
-// (the stream broke and the list failed), what it shows is "unknown", not
-// "gone", and nothing destructive may follow from it. A missing object is
-// not an error.
+// again when the stream breaks, its index goes backwards or an event cannot
+// be decoded, so an update costs O(changed objects) and no reader polls
+// Nomad. Readers take a Snapshot: immutable, consistent, cheap (persistent
+// radix trees share structure between versions), with a channel that
+// closes when a newer one exists. A snapshot also says whether the model is
+// live: when it is not (the stream broke and the list failed), what it
+// shows is "unknown", not "gone", and nothing destructive may follow from
+// it. A missing object is not an error.
 package cluster
 
 import (
@@ -127,6 +127,9 @@ type Sync struct {
 	Since time.Time
 	// Err is why it is not live.
 	Err string
+	// LastLive is, when the model is not live, when it last was: what
+	// the snapshot shows is as of then. Zero when it never was live.
+	LastLive time.Time
 }
 
 // Snapshot is one consistent, read-only version of the model. Its methods

@@ -227,6 +227,10 @@ type Nomad struct {
 	Namespace string `yaml:"namespace"`
 	// Token is a Nomad ACL token; it defaults to $NOMAD_TOKEN.
 	Token Secret `yaml:"token"`
+	// StaleCounts is how long after the cluster model lost Nomad's event
+	// stream policies are still evaluated on its last known counts, with
+	// scale-in held; 0 fails their evaluation at once.
+	StaleCounts time.Duration `yaml:"stale_counts"`
 }
 
 // Prometheus says how to reach the Prometheus that holds the traffic metrics.
@@ -242,7 +246,7 @@ func Default() Config {
 	return Config{
 		Listen:     "127.0.0.1:8480",
 		Log:        Log{Level: "info", Format: "text"},
-		Nomad:      Nomad{Namespace: "default"},
+		Nomad:      Nomad{Namespace: "default", StaleCounts: time.Minute},
 		Prometheus: Prometheus{Address: "http://127.0.0.1:9090", Timeout: 10 * time.Second},
 		Journal:    Journal{Driver: "sqlite", Path: "spillway.db"},
 		API:        API{MaxStreams: 256},
@@ -432,6 +436,9 @@ func (c *Config) Validate(pos *strictyaml.Positions, file string) strictyaml.Err
 		if c.Leader.RenewInterval < 0 || c.Leader.RenewInterval > c.Leader.TTL/2 {
 			bad("leader.renew_interval", "want at most half of leader.ttl (%s), got %s", c.Leader.TTL/2, c.Leader.RenewInterval)
 		}
+	}
+	if c.Nomad.StaleCounts < 0 || c.Nomad.StaleCounts > 10*time.Minute {
+		bad("nomad.stale_counts", "want 0 to 10m, got %s", c.Nomad.StaleCounts)
 	}
 	if c.Alerts.TTL <= 0 {
 		bad("alerts.ttl", "must be positive, got %s", c.Alerts.TTL)

@@ -25,6 +25,9 @@ type Group struct {
 	CPUMHz   int `json:"cpu_mhz"`
 	Cores    int `json:"cores,omitempty"`
 	MemoryMB int `json:"memory_mb"`
+	// CountsAsOf is set when the count is not current: the cluster model
+	// is listing Nomad again, and these are its counts from then.
+	CountsAsOf *time.Time `json:"counts_as_of,omitempty"`
 }
 
 // Groups reads task groups. Group returns an error when the job or group
@@ -154,11 +157,35 @@ func (e *Evaluator) evaluate(ctx context.Context, p *policies.Policy, st State, 
 		Readings:        readings,
 		Alerts:          st.Alerts,
 	})
+	if g.CountsAsOf != nil {
+		holdOnStaleCounts(&d, *g.CountsAsOf, st.LastScale)
+	}
 	res.Decision = &d
 	res.Checks = d.Checks
 	delta := d.Delta()
 	res.Capacity = Capacity{Allocations: delta, CPUMHz: delta * g.CPUMHz, Cores: delta * g.Cores, MemoryMB: delta * g.MemoryMB}
 	return res
+}
+
+// holdOnStaleCounts keeps the count of a decision made on counts from
+// asOf, not current ones: doubt must not become action. A scale-in on a
+// count that may be out of date could stop allocations the group needs,
+// so it is held. A scale-out is let through: the group needs more, and
+// more is the safe side. Either is held when Spillway set the count after
+// asOf, since the count it would change is then known to be out of date
+// (Nomad's scale endpoint sets a count; it does not add to one).
+func holdOnStaleCounts(d *policies.Decision, asOf, lastScale time.Time) {
+	stale := fmt.Sprintf("the count %d is from %s, while the cluster model lists nomad again", d.Current, asOf.UTC().Format(time.RFC3339))
+	switch {
+	case d.Changes() && lastScale.After(asOf):
+		d.Reason = fmt.Sprintf("wanted %d → %d (%s), but %s, and spillway changed the count at %s", d.Current, d.Desired, d.Reason, stale, lastScale.UTC().Format(time.RFC3339))
+	case d.Direction == policies.Down:
+		d.Reason = fmt.Sprintf("wanted %d → %d (%s), but %s: not scaling in on it", d.Current, d.Desired, d.Reason, stale)
+	default:
+		d.Reason += "; " + stale
+		return
+	}
+	d.Desired, d.Direction = d.Current, policies.Hold
 }
 
 // read runs the queries of p's metric checks concurrently. Each reading

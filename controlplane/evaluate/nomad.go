@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
@@ -53,17 +54,41 @@ func (n *NomadGroups) Group(ctx context.Context, t policies.Target) (Group, erro
 }
 
 // ClusterGroups reads task groups from the cluster model: no request to
-// Nomad per evaluation. While the model is not live, the count is unknown
-// and Group fails.
-type ClusterGroups struct{ Cluster cluster.Source }
+// Nomad per evaluation. While the model is not live (it lost Nomad's
+// event stream and lists again), the count is unknown: for MaxStale after
+// the model was last live, Group gives its last known counts and says
+// from when (Group.CountsAsOf); after that, or with MaxStale zero, Group
+// fails.
+type ClusterGroups struct {
+	Cluster cluster.Source
+	// MaxStale bounds how old the last known counts may be; zero: counts
+	// are used only while the model is live.
+	MaxStale time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
 
 var _ Groups = ClusterGroups{}
 
 // Group implements [Groups].
 func (c ClusterGroups) Group(_ context.Context, t policies.Target) (Group, error) {
 	s := c.Cluster.Snapshot()
+	var asOf *time.Time
 	if !s.Live() {
-		return Group{}, fmt.Errorf("the count of %s is unknown: the cluster model is not following nomad (%s)", t, s.Sync().Err)
+		sync := s.Sync()
+		now := time.Now
+		if c.Now != nil {
+			now = c.Now
+		}
+		age := now().Sub(sync.LastLive)
+		if c.MaxStale <= 0 || sync.LastLive.IsZero() || age > c.MaxStale {
+			why := ""
+			if c.MaxStale > 0 && !sync.LastLive.IsZero() {
+				why = fmt.Sprintf("; its counts from %s are older than %s", sync.LastLive.UTC().Format(time.RFC3339), c.MaxStale)
+			}
+			return Group{}, fmt.Errorf("the count of %s is unknown: the cluster model is not following nomad (%s)%s", t, sync.Err, why)
+		}
+		asOf = &sync.LastLive
 	}
 	j, ok := s.Job(t.Namespace, t.Job)
 	if !ok {
@@ -76,5 +101,5 @@ func (c ClusterGroups) Group(_ context.Context, t policies.Target) (Group, error
 	if !ok {
 		return Group{}, fmt.Errorf("%w: nomad job %q in namespace %q has no task group %q", ErrUnknownGroup, t.Job, t.Namespace, t.Group)
 	}
-	return Group{Count: g.Count, CPUMHz: g.PerAlloc.CPUMHz, Cores: g.Cores, MemoryMB: g.PerAlloc.MemoryMB}, nil
+	return Group{Count: g.Count, CPUMHz: g.PerAlloc.CPUMHz, Cores: g.Cores, MemoryMB: g.PerAlloc.MemoryMB, CountsAsOf: asOf}, nil
 }

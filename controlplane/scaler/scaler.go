@@ -103,6 +103,11 @@ const (
 	MetaPolicy   = "spillway.policy"
 )
 
+// KindStaleCounts is the journal kind of an evaluation made on the
+// cluster model's last known counts while it lists Nomad again (see
+// evaluate.ClusterGroups): journaled once per group and period.
+const KindStaleCounts = "counts.stale"
+
 // DeploymentRetry is how soon a group whose scaling Nomad refused during a
 // deployment is evaluated again.
 const DeploymentRetry = 2 * time.Second
@@ -137,6 +142,9 @@ type Scaler struct {
 	// lastNoted is the last decision journaled per group, so a decision
 	// that repeats every interval is journaled once.
 	lastNoted map[policies.Target]string
+	// staleNoted is, per group, the time of the last known counts the
+	// journal last said an evaluation used (KindStaleCounts).
+	staleNoted map[policies.Target]time.Time
 	// paused holds the paused policies by name (see Pause).
 	paused map[string]Pause
 	// locks serialise the evaluations and manual scalings of one group:
@@ -168,14 +176,15 @@ func New(cfg Config) *Scaler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scaler{
-		cfg:       cfg,
-		lastScale: map[policies.Target]scaling{},
-		deferred:  map[policies.Target]deferral{},
-		nextDue:   map[policies.Target]time.Time{},
-		lastNoted: map[policies.Target]string{},
-		paused:    map[string]Pause{},
-		locks:     map[policies.Target]*sync.Mutex{},
-		inflight:  map[policies.Target]bool{},
+		cfg:        cfg,
+		lastScale:  map[policies.Target]scaling{},
+		deferred:   map[policies.Target]deferral{},
+		nextDue:    map[policies.Target]time.Time{},
+		lastNoted:  map[policies.Target]string{},
+		staleNoted: map[policies.Target]time.Time{},
+		paused:     map[string]Pause{},
+		locks:      map[policies.Target]*sync.Mutex{},
+		inflight:   map[policies.Target]bool{},
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_evaluations_total",
 			Help: "Evaluations of a scaled task group, by why they ran (interval or trigger).",
@@ -378,6 +387,27 @@ func (s *Scaler) due() []policies.Target {
 	return out
 }
 
+// noteStale journals, once per period the cluster model is not live, that
+// a group was evaluated on its counts from asOf.
+func (s *Scaler) noteStale(ctx context.Context, target policies.Target, asOf, now time.Time) {
+	s.mu.Lock()
+	noted := s.staleNoted[target].Equal(asOf)
+	s.staleNoted[target] = asOf
+	s.mu.Unlock()
+	if noted {
+		return
+	}
+	s.cfg.Logger.Warn("evaluating on the last known counts: the cluster model is listing nomad again", "target", target.String(), "counts_as_of", asOf)
+	data, _ := json.Marshal(map[string]any{"target": target, "counts_as_of": asOf})
+	if _, err := s.cfg.Journal.Append(ctx, journal.Event{
+		Time: now, Kind: KindStaleCounts, Subject: target.String(), Actor: "controller", Data: data,
+		Message: fmt.Sprintf("evaluated %s on its counts from %s, because the cluster model is listing nomad again: no scale-in until it follows nomad",
+			target, asOf.UTC().Format(time.RFC3339)),
+	}); err != nil {
+		s.cfg.Logger.Error("journaling an evaluation on stale counts", "err", err)
+	}
+}
+
 // Evaluate evaluates one task group now, records the decision, and applies
 // a change of count.
 func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Trigger) {
@@ -398,13 +428,20 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 		firing = s.cfg.Alerts.Firing(now, policies.AlertNames(ps)...)
 	}
 	var decisions []policies.Decision
+	var asOf time.Time
 	for _, p := range ps {
 		r := s.cfg.Evaluator.Evaluate(ctx, p, evaluate.State{LastScale: last.at, LastScaleManual: last.manual, Alerts: firing})
 		if r.Error != "" || r.Decision == nil {
 			log.Warn("policy not evaluated", "policy", p.Name, "err", r.Error)
 			continue
 		}
+		if r.Group != nil && r.Group.CountsAsOf != nil {
+			asOf = *r.Group.CountsAsOf
+		}
 		decisions = append(decisions, *r.Decision)
+	}
+	if !asOf.IsZero() {
+		s.noteStale(ctx, target, asOf, now)
 	}
 	d, ok := policies.CombineDecisions(decisions...)
 	if !ok {
