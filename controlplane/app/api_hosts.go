@@ -8,8 +8,7 @@ import (
 	"strings"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
-
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/pools"
 )
 
@@ -185,8 +184,8 @@ type drainResponse struct {
 	Started  time.Time `json:"started"`
 }
 
-// handleDrain serves POST /v1/hosts/{id}/drain: it drains a node through
-// Nomad with a deadline, marking the node's drain meta with the token's
+// handleDrain serves POST /v1/hosts/{id}/drain: it drains a node on the
+// Orchestrator (Spillway's one drain) with a deadline, marking the node's drain meta with the token's
 // name, and journals it before it starts.
 func (s *api) handleDrain(w http.ResponseWriter, r *http.Request) {
 	var req drainRequest
@@ -220,11 +219,7 @@ func (s *api) handleDrain(w http.ResponseWriter, r *http.Request) {
 		fmt.Sprintf("drain of host %s with a %s deadline requested by %s: %s", h.Name, deadline, actor(r), req.Reason), data)) {
 		return
 	}
-	_, err := s.nomad.Nodes().UpdateDrainOpts(h.ID, &nomad.DrainOptions{
-		DrainSpec: &nomad.DrainSpec{Deadline: deadline, IgnoreSystemJobs: true},
-		Meta:      map[string]string{"drained_by": "spillway:" + actor(r), "reason": req.Reason},
-	}, (&nomad.WriteOptions{}).WithContext(r.Context()))
-	if err != nil {
+	if err := s.orchestrator.Drain(r.Context(), h.ID, deadline, cluster.DrainMeta("spillway:"+actor(r), req.Reason)); err != nil {
 		ev := journalEvent(s.clock.Now(), "host.drain_failed", h.Name, fmt.Sprintf("draining host %s failed: %v", h.Name, err), data)
 		ev.Actor = actor(r)
 		s.record(r, ev)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"syscall"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
@@ -40,7 +41,12 @@ func (a *App) controllers(nc *nomad.Client) error {
 	var shared controller.SharedPool
 	if a.pools.Shared != nil {
 		p, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: a.pools.Shared, Ledger: ledger, Cluster: a.cfg.Clouds.Cluster,
-			Nodes: a.sharedNodes, Now: a.clock.Now})
+			Nodes: a.sharedNodes,
+			// The one drain: the controller's, made below.
+			Drain: func(ctx context.Context, node string, deadline time.Duration, reason string) error {
+				return a.controller.DrainNode(ctx, node, deadline, reason)
+			},
+			Now: a.clock.Now})
 		if err != nil {
 			return err
 		}

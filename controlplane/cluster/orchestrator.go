@@ -26,8 +26,10 @@ type Orchestrator interface {
 	SetEligibility(ctx context.Context, node string, eligible bool) error
 	// Drain drains a node: its allocations move elsewhere within deadline,
 	// after which Nomad stops what is left. meta is recorded on the drain
-	// (who drained it, and why). A node Nomad does not have is a
-	// NotFound error (IsNotFound).
+	// (DrainMeta: who drained it, and why). A node Nomad does not have is
+	// a NotFound error (IsNotFound). It is the one way Spillway drains:
+	// scale-in, the shared pool's returns, spot interruptions and the
+	// API's drain endpoint all come here.
 	Drain(ctx context.Context, node string, deadline time.Duration, meta map[string]string) error
 }
 
@@ -171,10 +173,18 @@ func (n NomadOrchestrator) SetEligibility(ctx context.Context, node string, elig
 	return nil
 }
 
-// Drain implements Orchestrator.
+// DrainMeta is the metadata every drain Spillway asks for carries: who
+// drained the node ("spillway", or "spillway:<token name>" through the
+// API) and why.
+func DrainMeta(by, reason string) map[string]string {
+	return map[string]string{"drained_by": by, "reason": reason}
+}
+
+// Drain implements Orchestrator. System jobs stay on the node (they are
+// the node's own, such as log shippers).
 func (n NomadOrchestrator) Drain(ctx context.Context, node string, deadline time.Duration, meta map[string]string) error {
 	_, err := n.Client.Nodes().UpdateDrainOpts(node, &nomad.DrainOptions{
-		DrainSpec: &nomad.DrainSpec{Deadline: deadline}, MarkEligible: false, Meta: meta,
+		DrainSpec: &nomad.DrainSpec{Deadline: deadline, IgnoreSystemJobs: true}, MarkEligible: false, Meta: meta,
 	}, (&nomad.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("draining node %s: %w", node, notFound(err))

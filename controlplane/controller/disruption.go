@@ -316,6 +316,12 @@ func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string,
 	return nil
 }
 
+// DrainNode drains a node on the Orchestrator and waits until the drain
+// is over (see drain): the shared pool returns its hosts through it.
+func (c *Controller) DrainNode(ctx context.Context, node string, deadline time.Duration, reason string) error {
+	return c.drain(ctx, node, deadline, reason)
+}
+
 // drainDeadline bounds the drain of a rented host: the shared pool's drain
 // deadline when there is one, else pools.DefaultDrainDeadline.
 func (c *Controller) drainDeadline() time.Duration {
@@ -328,13 +334,12 @@ func (c *Controller) drainDeadline() time.Duration {
 // drain drains a rented host's node with deadline and waits until the
 // drain is over: the model shows no drain in progress and none of the
 // node's allocations left running. A node Nomad no longer has is drained.
-// reason goes in the drain's metadata (spillway.reason).
+// reason goes in the drain's metadata (cluster.DrainMeta).
 func (c *Controller) drain(ctx context.Context, node string, deadline time.Duration, reason string) error {
 	if node == "" {
 		return nil
 	}
-	meta := map[string]string{"spillway.drained_by": "spillway", "spillway.reason": reason}
-	if err := c.cfg.Orchestrator.Drain(ctx, node, deadline, meta); err != nil {
+	if err := c.cfg.Orchestrator.Drain(ctx, node, deadline, cluster.DrainMeta("spillway", reason)); err != nil {
 		if cluster.IsNotFound(err) {
 			return nil
 		}

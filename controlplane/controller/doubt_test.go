@@ -5,8 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/spillwayhq/spillway/controlplane/cluster/clustertest"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // lend marks the shared host's node lent to bu-a in Nomad's meta, as a
@@ -153,5 +158,61 @@ func TestRentedNodeSeenThenMissingIsKeptThroughTheGrace(t *testing.T) {
 	h.until("the missing host is terminated past its grace", func() bool { return len(terminated()) == 1 })
 	if term := terminated()[0]; term.Time.Sub(down.Time) < h.c.cfg.DownGrace || !strings.Contains(term.Message, "past clouds.down_grace") {
 		t.Fatalf("terminated %+v, want past the grace of %s after %s", term, h.c.cfg.DownGrace, down.Time)
+	}
+}
+
+// rent launches a spot host of the aws pool for borrower, records the
+// loan and joins its node serving borrower.
+func (h *harness) rent(borrower string) string {
+	h.t.Helper()
+	ctx := h.t.Context()
+	pool, _ := h.pools.CloudPool("aws")
+	hosts, err := h.aws.Create(ctx, providers.Claim{ID: "test-" + borrower, Pool: pool.ProviderPool(), Count: 1})
+	if err != nil || len(hosts) != 1 {
+		h.t.Fatalf("renting for %s: %v %v", borrower, hosts, err)
+	}
+	id := hosts[0].ID
+	if _, err := h.ledger.Borrow(ctx, pools.BorrowRequest{Host: id, HostName: id, Tier: pools.TierCold, Pool: "aws", Lender: "aws", Borrower: borrower,
+		At: h.clock.Now(), Lease: 24 * time.Hour, Claim: "test-" + borrower}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.booted[id] = true
+	h.k.AddNode(clustertest.Host{ID: "node-" + id, Pool: "burst", Serves: borrower, CPU: 1000, MemoryMB: 1024,
+		Meta: map[string]string{bootstrap.MetaInstance: id}})
+	return id
+}
+
+// TestSpotNoticeIsTakenUpWhileHostsDrain: three spare hosts of three
+// business units are being drained and given back, and their drains do
+// not end; a spot notice that arrives meanwhile is taken up within one
+// poll interval: the drains run beside the control loop, not in it.
+func TestSpotNoticeIsTakenUpWhileHostsDrain(t *testing.T) {
+	spotPools := strings.NewReplacer(
+		"{instance_type: m5.large, price: {on_demand: 0.1}}", "{instance_type: m5.large, price: {on_demand: 0.1, spot: 0.03}}",
+		"{instance_type: m5.xlarge, price: {on_demand: 0.2}}", "{instance_type: m5.xlarge, price: {on_demand: 0.2, spot: 0.06}}",
+		"spot: 0%\nlaunch", "spot: 100%\nlaunch").Replace(harnessPools)
+	h := newHarnessOn(t, 0, spotPools)
+	for _, bu := range []string{"bu-a", "bu-b", "bu-c"} {
+		h.rent(bu)
+	}
+	h.clock.Advance(MinLoanAge + time.Second)
+	h.k.HoldDrains()
+	defer h.k.ReleaseDrains()
+	h.start()
+	h.until("three give-backs drain", func() bool { return len(h.k.CallsOf("drain")) == 3 })
+	if got := testutil.ToFloat64(h.c.giveBacks); got != 3 {
+		t.Fatalf("spillway_give_backs_in_progress = %v, want 3", got)
+	}
+	spot := h.rent("bu-d") // held less than MinLoanAge: not spare
+	noticed := h.clock.Now()
+	h.cloud.Interrupt(spot)
+	h.until("the notice is taken up", func() bool { return len(h.events(KindInterrupted)) == 1 })
+	in := h.events(KindInterrupted)[0]
+	if !strings.Contains(in.Message, spot) || in.Time.Sub(noticed) > 10*time.Second {
+		t.Fatalf("the notice of %s was taken up %s after it came (%s), want within the 10s poll interval while three drains run",
+			spot, in.Time.Sub(noticed), in.Message)
+	}
+	if n := len(h.events(KindReturned)); n != 0 {
+		t.Fatalf("%d give-backs ended while their drains are held", n)
 	}
 }

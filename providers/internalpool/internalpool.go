@@ -83,12 +83,13 @@ type Config struct {
 	// Replace asks the next tier for capacity to replace a reclaimed loan.
 	// Reclaim calls it before draining; nil means no replacement.
 	Replace func(ctx context.Context, loan pools.Loan) error
-	// DrainGrace is how long past the drain deadline Return waits for the
-	// drain to finish. Default 30s.
-	DrainGrace time.Duration
 	// MetaSync bounds the wait for a node meta change to reach the Nomad
 	// servers (clients batch them, up to about 10s). Default 30s.
 	MetaSync time.Duration
+	// Drain drains a node with a deadline and waits until the drain is
+	// over (the controller's, on the cluster's Orchestrator: the one drain
+	// Spillway has); required.
+	Drain func(ctx context.Context, node string, deadline time.Duration, reason string) error
 	// Nodes, when set, gives Nomad's nodes (the daemon's cluster model), so
 	// Free, Observe and Verify read none from Nomad; nil reads them from
 	// Nomad (1 + N requests).
@@ -104,14 +105,11 @@ var _ providers.Provider = (*Provider)(nil)
 
 // New returns a Provider.
 func New(cfg Config) (*Provider, error) {
-	if cfg.Nomad == nil || cfg.Pool == nil || cfg.Ledger == nil {
-		return nil, errors.New("internal provider: Nomad, Pool and Ledger are required")
+	if cfg.Nomad == nil || cfg.Pool == nil || cfg.Ledger == nil || cfg.Drain == nil {
+		return nil, errors.New("internal provider: Nomad, Pool, Ledger and Drain are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.DrainGrace <= 0 {
-		cfg.DrainGrace = 30 * time.Second
 	}
 	if cfg.MetaSync <= 0 {
 		cfg.MetaSync = 30 * time.Second
@@ -413,49 +411,9 @@ func (p *Provider) giveBack(ctx context.Context, id string, deadline time.Durati
 }
 
 // drain drains the node's allocations with deadline and waits for the
-// drain to finish.
+// drain to finish, through Config.Drain.
 func (p *Provider) drain(ctx context.Context, n *nomad.Node, deadline time.Duration) error {
-	if err := RequestDrain(ctx, p.cfg.Nomad, n.ID, n.Name, deadline, "shared host returned"); err != nil {
-		return err
-	}
-	return WaitDrained(ctx, p.cfg.Nomad, n.ID, n.Name, deadline+p.cfg.DrainGrace)
-}
-
-// RequestDrain asks Nomad to drain a node with deadline, leaving system
-// jobs on it: Nomad migrates the allocations migrate.max_parallel of each
-// job at a time, which bounds the disruption of every service. A node
-// Nomad does not have is a providers NotFoundError; other failures are
-// Unavailable. name is for messages.
-func RequestDrain(ctx context.Context, nc *nomad.Client, node, name string, deadline time.Duration, reason string) error {
-	if _, err := nc.Nodes().UpdateDrainOpts(node, &nomad.DrainOptions{
-		DrainSpec: &nomad.DrainSpec{Deadline: deadline, IgnoreSystemJobs: true},
-		Meta:      map[string]string{"drained_by": "spillway", "reason": reason},
-	}, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
-		if isNotFound(err) {
-			return providers.NewNotFoundError(node, err)
-		}
-		return providers.NewUnavailableError(fmt.Errorf("draining node %s: %w", name, err))
-	}
-	return nil
-}
-
-// WaitDrained follows a node with blocking queries until its drain is
-// over, or timeout passes.
-func WaitDrained(ctx context.Context, nc *nomad.Client, node, name string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var index uint64
-	for {
-		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
-		cur, meta, err := nc.Nodes().Info(node, q)
-		if err != nil {
-			return providers.NewUnavailableError(fmt.Errorf("waiting for node %s to drain: %w", name, err))
-		}
-		if cur.DrainStrategy == nil {
-			return nil
-		}
-		index = meta.LastIndex
-	}
+	return p.cfg.Drain(ctx, n.ID, deadline, "shared host returned")
 }
 
 // Reclaim gives a lent host back to its lender: the ledger records the

@@ -23,9 +23,12 @@ func TestPlacementAndClaim(t *testing.T) {
 	}
 }
 
+// noDrain is a Config.Drain for tests that drain nothing.
+func noDrain(context.Context, string, time.Duration, string) error { return nil }
+
 func TestNewRequiresDependencies(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
-		t.Fatal("New without Nomad, Pool and Ledger succeeded")
+		t.Fatal("New without Nomad, Pool, Ledger and Drain succeeded")
 	}
 	l, _, err := pools.NewLedger(context.Background(), pools.NewMemoryStore(), pools.Limits{})
 	if err != nil {
@@ -35,7 +38,10 @@ func TestNewRequiresDependencies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Config{Nomad: nc, Pool: &pools.SharedPool{Header: pools.Header{Name: "shared"}}, Ledger: l})
+	if _, err := New(Config{Nomad: nc, Pool: &pools.SharedPool{Header: pools.Header{Name: "shared"}}, Ledger: l}); err == nil {
+		t.Fatal("New without Drain succeeded")
+	}
+	p, err := New(Config{Nomad: nc, Pool: &pools.SharedPool{Header: pools.Header{Name: "shared"}}, Ledger: l, Drain: noDrain})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +82,7 @@ func TestModelNodes(t *testing.T) {
 		{ID: "a1", Name: "a1", NodePool: "bu-a", Ready: true, Status: nomad.NodeStatusReady},
 	}
 	p, err := New(Config{Nomad: nc, Pool: &pools.SharedPool{Header: pools.Header{Name: "shared"}, Selector: pools.Selector{NodePool: "shared"}},
-		Ledger: l, Nodes: func(context.Context) ([]pools.NodeUsage, error) { return nodes, nil }})
+		Ledger: l, Drain: noDrain, Nodes: func(context.Context) ([]pools.NodeUsage, error) { return nodes, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

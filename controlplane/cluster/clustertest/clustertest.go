@@ -42,6 +42,29 @@ type Cluster struct {
 	seq   int
 	// NextScaleErr, when set, fails the next Scale.
 	NextScaleErr error
+	// hold keeps drains in progress until ReleaseDrains; held lists them.
+	hold bool
+	held []string
+}
+
+// HoldDrains makes the next drains start and not finish: the node is
+// draining and ineligible, its allocations keep running, until
+// ReleaseDrains.
+func (c *Cluster) HoldDrains() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hold = true
+}
+
+// ReleaseDrains finishes the drains held, and holds no more.
+func (c *Cluster) ReleaseDrains() {
+	c.mu.Lock()
+	held := c.held
+	c.hold, c.held = false, nil
+	c.mu.Unlock()
+	for _, node := range held {
+		c.finishDrain(node)
+	}
 }
 
 var (
@@ -292,6 +315,22 @@ func (c *Cluster) Drain(_ context.Context, node string, deadline time.Duration, 
 	if _, ok := c.Snapshot().Node(node); !ok {
 		return fmt.Errorf("draining node %s: %w", node, cluster.ErrNotFound)
 	}
+	c.mu.Lock()
+	hold := c.hold
+	if hold {
+		c.held = append(c.held, node)
+	}
+	c.mu.Unlock()
+	if hold {
+		return c.editNode(node, func(n *cluster.Node) { n.Eligible, n.Draining = false, true })
+	}
+	c.finishDrain(node)
+	return nil
+}
+
+// finishDrain ends a node's drain: its allocations stop and are placed
+// again elsewhere.
+func (c *Cluster) finishDrain(node string) {
 	c.Static.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
 		n, ok := s.Node(node)
 		if !ok {
@@ -307,7 +346,6 @@ func (c *Cluster) Drain(_ context.Context, node string, deadline time.Duration, 
 		}
 	})
 	c.Schedule()
-	return nil
 }
 
 func (c *Cluster) editNode(id string, fn func(*cluster.Node)) error {
