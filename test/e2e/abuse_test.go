@@ -182,6 +182,11 @@ func abuseTheAPI(tb testing.TB, l *lab.Lab) abuse {
 	unmatchedBefore := len(events(tb, l, "kind=alert.unmatched"))
 
 	watch := watchStatus(l)
+	// A notification refused with a 5xx is retried, as Alertmanager
+	// would, but not for ever: at most abuseRetries times, within
+	// abuseRetryFor of its first attempt.
+	const abuseRetries, abuseRetryFor = 20, time.Minute
+	retries, firstTry := 0, time.Now()
 	for i := 0; i < abuseNotifications; {
 		body := alertstest.Group("NodeDown", abuseAlertsPer, i*abuseAlertsPer)
 		req, _ := http.NewRequest("POST", l.SpillwayURL+"/v1/alerts/alertmanager", bytes.NewReader(body))
@@ -200,11 +205,18 @@ func abuseTheAPI(tb testing.TB, l *lab.Lab) abuse {
 			}
 			a.sent += r.Unmatched
 			i++
+			retries, firstTry = 0, time.Now()
 		case resp.StatusCode >= 500 && resp.Header.Get("Retry-After") != "":
 			// Alertmanager retries a 5xx; honour Retry-After, as a kind client would.
 			a.retried++
+			retries++
 			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			time.Sleep(time.Duration(secs) * time.Second)
+			wait := time.Duration(secs) * time.Second
+			if retries > abuseRetries || time.Since(firstTry)+wait > abuseRetryFor {
+				tb.Fatalf("notification %d: POST /v1/alerts/alertmanager kept answering %d (Retry-After %q) to %d attempts over %s: %s",
+					i, resp.StatusCode, resp.Header.Get("Retry-After"), retries, time.Since(firstTry).Round(time.Millisecond), out)
+			}
+			time.Sleep(wait)
 		default:
 			tb.Fatalf("notification %d: %d %s", i, resp.StatusCode, out)
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spillwayhq/spillway/controlplane/app"
@@ -22,6 +23,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/journal/journaltest"
+	"github.com/spillwayhq/spillway/controlplane/leader"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
@@ -225,8 +227,9 @@ func TestFailover(t *testing.T) {
 	if first == b {
 		follower = a
 	}
-	// The follower may still be starting: wait until it answers.
-	waitUntil(t, follower.name+" follows", 30*time.Second, func() bool { return follower.readyz() != "" })
+	// The follower may still be starting: wait until it answers and has
+	// met the lease (before its first attempt it names no leader).
+	waitUntil(t, follower.name+" follows", 30*time.Second, func() bool { return strings.Contains(follower.readyz(), first.name) })
 	if got := follower.readyz(); !strings.Contains(got, "follower") || !strings.Contains(got, first.name) {
 		t.Fatalf("the follower's /readyz: %q", got)
 	}
@@ -344,9 +347,6 @@ func TestFailover(t *testing.T) {
 	if len(late) > 0 {
 		t.Errorf("replica-c's term %d wrote to the journal after it woke:\n%s", thirdTerm, dump(late))
 	}
-	if v, ok := metricValue(t, third.url, `spillway_leader_fenced_total{target="journal"}`); ok {
-		t.Logf("replica-c's refused journal writes after it woke: %v", v)
-	}
 	// The new leader finishes the scale-out: 8 healthy instances, 4 of
 	// them on the rented host.
 	if err := l.WaitHealthy(t.Context(), lab.DemoJob, 8, 3*time.Minute); err != nil {
@@ -355,6 +355,63 @@ func TestFailover(t *testing.T) {
 	ev, _ = elected(fourthLeads.name)
 	t.Logf("journaled: %s", ev.Message)
 	assertNomadCallsPinned(t, fourthLeads.url, fourthLeads.logs.String())
+
+	// A deposed leader's late write is refused by the database, counted in
+	// spillway_leader_fenced_total{target="journal"}, and the leader steps
+	// down. (replica-c above never writes that late: once woken, its own
+	// clock says its lease ran out.) A term begins in the database behind
+	// the leader's back, in a transaction that holds the lease row until a
+	// write of the leader, let through by the leader's own check, waits on
+	// it.
+	const fencedJournal = `spillway_leader_fenced_total{target="journal"}`
+	fencedBefore, ok := metricValue(t, fourthLeads.url, fencedJournal)
+	if !ok {
+		t.Fatalf("%s exports no %s", fourthLeads.name, fencedJournal)
+	}
+	usurper, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer usurper.Close(context.Background())
+	watcher, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close(context.Background())
+	tx, err := usurper.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(t.Context(), `UPDATE leader_leases SET holder = 'usurper', term = term + 1,
+			acquired_at = clock_timestamp(), renewed_at = clock_timestamp(),
+			expires_at = clock_timestamp() + interval '1 minute', released = FALSE
+		WHERE election = $1`, leader.DefaultElection); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan string, 1)
+	go func() {
+		code, body := call(fourthLeads, "POST", "/v1/policies/demo-failover/pause", `{"reason":"a deposed leader's late write"}`)
+		written <- fmt.Sprint(code, " ", body)
+	}()
+	waitUntil(t, "a fenced write of "+fourthLeads.name+" to wait on the lease row", 2*time.Second, func() bool {
+		var waiting int
+		_ = watcher.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM leader_leases WHERE election = $1 FOR SHARE%'`).Scan(&waiting)
+		return waiting > 0
+	})
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-written; strings.HasPrefix(got, "200 ") {
+		t.Fatalf("%s's write after its term ended: %s; want it refused", fourthLeads.name, got)
+	}
+	waitUntil(t, fourthLeads.name+" steps down on the refused write", 15*time.Second, func() bool {
+		return fourthLeads.readyz() != "ok (leader)" && strings.Contains(fourthLeads.logs.String(), "the journal refused a write of this replica's term")
+	})
+	if v, _ := metricValue(t, fourthLeads.url, fencedJournal); v <= fencedBefore {
+		t.Errorf("%s %s = %v after the database refused its write, want above %v", fourthLeads.name, fencedJournal, v, fencedBefore)
+	}
 }
 
 // staleFence is a journal.Fence that keeps offering one term's token.

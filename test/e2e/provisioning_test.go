@@ -249,8 +249,11 @@ func checkUnservable(t *testing.T, l *lab.Lab, groups []unservableGroup) {
 }
 
 // nomadRequests is the total of spillway_nomad_requests_total of a serve.
+// It fails t when serve exports no such family, or one without a sample:
+// a count of 0 must mean no requests, not no metric.
 func nomadRequests(t *testing.T, serveURL string) float64 {
 	t.Helper()
+	const name = "spillway_nomad_requests_total"
 	resp, err := http.Get(serveURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -262,11 +265,13 @@ func nomadRequests(t *testing.T, serveURL string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mf := families[name]
+	if mf == nil || len(mf.GetMetric()) == 0 {
+		t.Fatalf("%s/metrics exports no %s sample: the requests to Nomad cannot be counted", serveURL, name)
+	}
 	total := 0.0
-	if mf := families["spillway_nomad_requests_total"]; mf != nil {
-		for _, m := range mf.GetMetric() {
-			total += m.GetCounter().GetValue()
-		}
+	for _, m := range mf.GetMetric() {
+		total += m.GetCounter().GetValue()
 	}
 	return total
 }
@@ -274,7 +279,9 @@ func nomadRequests(t *testing.T, serveURL string) float64 {
 // TestSteadyStateRequestsDoNotGrowWithNodes: with nothing changing in the
 // cluster, serve's requests to Nomad per minute are the same for a
 // cluster of 2 nodes and one of 10: every reader reads the cluster model,
-// which Nomad's event stream keeps current.
+// which Nomad's event stream keeps current. The counter must be exported
+// and have counted the requests that made the model live, so that two
+// zeros compared mean no requests, not no metric.
 func TestSteadyStateRequestsDoNotGrowWithNodes(t *testing.T) {
 	t.Parallel()
 	labtest.Takes(t, 75*time.Second)
@@ -297,6 +304,11 @@ func TestSteadyStateRequestsDoNotGrowWithNodes(t *testing.T) {
 		}
 		waitMetric(t, l.SpillwayURL, `spillway_cluster_objects{kind="node"}`, float64(nodes))
 		before := nomadRequests(t, l.SpillwayURL)
+		// The model went live on a full list of the cluster: those
+		// requests were counted.
+		if before <= 0 {
+			t.Fatalf("spillway_nomad_requests_total is %v with the cluster model live on %d nodes; want the requests that listed them counted", before, nodes)
+		}
 		time.Sleep(window) // a measurement over a fixed window, not a wait for absence
 		perMinute := (nomadRequests(t, l.SpillwayURL) - before) * float64(time.Minute) / float64(window)
 		return perMinute, nodes
