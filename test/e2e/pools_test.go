@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spillwayhq/spillway/controlplane/capacity"
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
@@ -204,7 +205,7 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 	if err != nil || len(problems) > 0 {
 		t.Fatal(err, problems)
 	}
-	shared, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: cfg.Shared, Ledger: ledger, Cluster: "lab", Now: clock.Now})
+	shared, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: cfg.Shared, Ledger: ledger, Cluster: "lab", Now: clock.Now, Drain: drainOn(nc)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,8 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 		replacements = append(replacements, loan.Borrower+":"+state)
 		return nil
 	}
-	shared2, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: cfg.Shared, Ledger: ledger2, Cluster: "lab", Now: clock.Now, Replace: replace})
+	shared2, err := internalpool.New(internalpool.Config{Nomad: nc, Pool: cfg.Shared, Ledger: ledger2, Cluster: "lab", Now: clock.Now, Replace: replace,
+		Drain: drainOn(nc)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,12 +426,24 @@ func TestSharedPoolBorrowAndReturn(t *testing.T) {
 	if err != nil || len(d) != 1 || !strings.Contains(d[0].String(), "node meta marks it lent to bu-b, but the ledger has no loan") {
 		t.Fatalf("a host marked lent behind the ledger's back: %v %v", d, err)
 	}
-	// Repair makes Nomad agree with the ledger again.
+	// Repair does not drain on that doubt: the mark may be a loan the
+	// ledger never recorded (it names no lease, so it cannot be told
+	// from one). The loan is adopted; the host keeps its meta.
 	if err := shared2.Repair(ctx, d); err != nil {
 		t.Fatalf("repair: %v", err)
 	}
 	if d, err := shared2.Verify(ctx); err != nil || len(d) != 0 {
 		t.Errorf("after repair: %v %v", d, err)
+	}
+	if loan, ok := ledger2.Loan(sharedHosts[0].ID); !ok || loan.Borrower != rogue || loan.Adopted == "" {
+		t.Fatalf("after repair, the ledger has %+v for the host marked lent behind its back, want an adopted loan to %s", loan, rogue)
+	}
+	if m := lendingMeta(t, nc, sharedHosts[0].ID); m[pools.MetaLentTo] != rogue {
+		t.Fatalf("repair changed the lending meta of a host it adopted: %v", m)
+	}
+	// An operator releases it: it is drained and returned.
+	if err := shared2.Delete(ctx, providers.Host{ID: sharedHosts[0].ID, Pool: "shared"}); err != nil {
+		t.Fatalf("releasing the adopted host: %v", err)
 	}
 	returned(sharedHosts[0])
 
@@ -524,6 +538,31 @@ borrowing:
 	} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// drainOn is the shared pool's Config.Drain for this test, which runs the
+// provider without a control plane: the orchestrator's drain (Spillway's
+// one drain), then blocking queries until Nomad says it is over, where
+// serve waits on its cluster model instead.
+func drainOn(nc *nomad.Client) func(context.Context, string, time.Duration, string) error {
+	return func(ctx context.Context, node string, deadline time.Duration, reason string) error {
+		if err := (cluster.NomadOrchestrator{Client: nc}).Drain(ctx, node, deadline, cluster.DrainMeta("spillway", reason)); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, deadline+30*time.Second)
+		defer cancel()
+		var index uint64
+		for {
+			n, meta, err := nc.Nodes().Info(node, (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx))
+			if err != nil {
+				return err
+			}
+			if n.DrainStrategy == nil {
+				return nil
+			}
+			index = meta.LastIndex
 		}
 	}
 }
