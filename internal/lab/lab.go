@@ -139,6 +139,10 @@ type Lab struct {
 	prometheus *process
 	// serve is the control plane's current process.
 	serve *process
+	// server is the Nomad server's agent config; nomadServer its current
+	// process.
+	server      agentConfig
+	nomadServer *process
 	// ports are the ports the lab reserved for its processes.
 	ports portSet
 	// keep keeps a temporary directory at Stop: the lab failed (see Keep).
@@ -331,7 +335,14 @@ func (l *Lab) Keep() { l.keep.Store(true) }
 func (l *Lab) Logs(w io.Writer, lines int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	printed := map[string]bool{}
 	for _, p := range l.procs {
+		// A process started again (a restarted Nomad server, Prometheus,
+		// the control plane) appends to the same log: it is written once.
+		if printed[p.logPath] {
+			continue
+		}
+		printed[p.logPath] = true
 		fmt.Fprintf(w, "----- %s (%s) -----\n%s\n", p.name, p.logPath, p.tail(lines))
 	}
 }
@@ -397,11 +408,7 @@ func (l *Lab) startNomadServer(ctx context.Context) error {
 	}
 	l.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	l.NomadRPC = fmt.Sprintf("127.0.0.1:%d", ports[1])
-	l.progress("nomad server: starting on %s", l.NomadAddr)
-	p, err := l.startAgent(agentConfig{Name: "server", Datacenter: Datacenter, HTTP: ports[0], RPC: ports[1], Serf: ports[2], Server: true})
-	if err != nil {
-		return err
-	}
+	l.server = agentConfig{Name: "server", Datacenter: Datacenter, HTTP: ports[0], RPC: ports[1], Serf: ports[2], Server: true}
 	cfg := nomad.DefaultConfig()
 	cfg.Address = l.NomadAddr
 	cfg.SecretID = ""
@@ -410,6 +417,40 @@ func (l *Lab) startNomadServer(ctx context.Context) error {
 	if l.nomad, err = nomad.NewClient(cfg); err != nil {
 		return err
 	}
+	return l.runNomadServer(ctx)
+}
+
+// RestartNomadServer stops the lab's Nomad server (SIGTERM, as an operator
+// restarting it would), leaves it down for down, and starts it again on
+// the same addresses and data directory, so the cluster keeps its jobs,
+// nodes and allocations; it returns once the server has a leader again.
+// Every connection to the server breaks: the event streams its readers
+// follow, blocking queries, the clients' RPC. While it is down, requests
+// are refused. The clients reconnect by themselves.
+func (l *Lab) RestartNomadServer(ctx context.Context, down time.Duration) error {
+	l.mu.Lock()
+	p := l.nomadServer
+	l.mu.Unlock()
+	l.progress("nomad server: stopping for %s", down)
+	p.stop(10 * time.Second)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(down):
+	}
+	return l.runNomadServer(ctx)
+}
+
+// runNomadServer starts the Nomad server's agent and waits for its leader.
+func (l *Lab) runNomadServer(ctx context.Context) error {
+	l.progress("nomad server: starting on %s", l.NomadAddr)
+	p, err := l.startAgent(l.server)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.nomadServer = p
+	l.mu.Unlock()
 	return l.waitFor(ctx, "nomad server", 60*time.Second, []*process{p}, func(context.Context) error {
 		leader, err := l.nomad.Status().Leader()
 		if err != nil {
