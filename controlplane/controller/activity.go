@@ -94,25 +94,8 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 					a.d.Unplaced(), r.BusinessUnit, len(down), strings.Join(down, ", "))})
 		}
 		a.match(ctx, s, nodes)
-		var unit string
-		a.size, unit, err = c.hostUnit(nodes, r.BusinessUnit, !a.sharedRuledOut)
-		if a.sharedRuledOut && a.cloudUnit.CPUMHz > 0 {
-			// Rented hosts only: the smallest offering that can take it.
-			a.size, unit, err = a.cloudUnit, a.cloudUnitWhat, nil
-		}
-		if err != nil {
-			a.unmet(ctx, 0, err.Error(), a.retrying())
-			return false, nil
-		}
-		need, perHost, err := demand.HostsFor(a.d.Unplaced(), a.d.PerAllocation, a.size)
-		if err != nil {
-			why := err.Error()
-			if errors.Is(err, demand.ErrDoesNotFit) {
-				why = fmt.Sprintf("task group %s asks %d MHz / %d MB per allocation; %s gives %d MHz / %d MB",
-					r.Target.Group, a.d.PerAllocation.CPUMHz, a.d.PerAllocation.MemoryMB, unit, a.size.CPUMHz, a.size.MemoryMB)
-			}
-			a.unservable = why
-			a.unmet(ctx, 0, why, "no host can take it, so none is asked for")
+		need, perHost, stop := a.hostsFor(ctx, nodes)
+		if stop {
 			return false, nil
 		}
 		c.cfg.Logger.Info("capacity needed", "activity", r.Activity, "target", r.Target.String(), "queued", a.d.Unplaced(),
@@ -142,6 +125,48 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 		return met, nil
 	}
 	return met, c.follow(ctx, a.tl, follow, a.replace)
+}
+
+// hostsFor turns the queued work into hosts: a shared-pool host is the unit
+// when the shared pool may take the work; else the smallest sized
+// offering that can. When no offering has a size, the unit is a guess
+// (the largest host serving the business unit), and work that does not
+// fit the guess gets one host per allocation: a cloud host may be bigger,
+// and matchTiers, not a guess, says what no tier can take. stop says
+// that nothing is to be asked for (journaled as unmet).
+func (a *activity) hostsFor(ctx context.Context, nodes []pools.NodeUsage) (need, perHost int, stop bool) {
+	c, r := a.c, a.tl.r
+	unit, known := "", true
+	var err error
+	switch {
+	case !a.sharedRuledOut:
+		a.size, unit, err = c.hostUnit(nodes, r.BusinessUnit, true)
+	case a.cloudUnit.CPUMHz > 0:
+		a.size, unit = a.cloudUnit, a.cloudUnitWhat
+	default:
+		known = false
+		a.size, unit, err = c.hostUnit(nodes, r.BusinessUnit, false)
+	}
+	if err == nil {
+		need, perHost, err = demand.HostsFor(a.d.Unplaced(), a.d.PerAllocation, a.size)
+	}
+	if err != nil && !known {
+		c.cfg.Logger.Info("the size of a rented host is not known (no offering gives cpu_mhz and memory_mb): one host per queued allocation",
+			"activity", r.Activity, "target", r.Target.String(), "guess", unit, "err", err)
+		return a.d.Unplaced(), 1, false
+	}
+	switch {
+	case errors.Is(err, demand.ErrDoesNotFit):
+		why := fmt.Sprintf("task group %s asks %d MHz / %d MB per allocation; %s gives %d MHz / %d MB",
+			r.Target.Group, a.d.PerAllocation.CPUMHz, a.d.PerAllocation.MemoryMB, unit, a.size.CPUMHz, a.size.MemoryMB)
+		a.unservable = why
+		a.unmet(ctx, 0, why, "no host can take it, so none is asked for")
+		return 0, 0, true
+	case err != nil:
+		a.unmet(ctx, 0, err.Error(), a.retrying())
+		return 0, 0, true
+	}
+	return need, perHost, false
 }
 
 // replace rents a successor for a host that was not ready in time, then
@@ -289,7 +314,11 @@ func (a *activity) match(ctx context.Context, s *cluster.Snapshot, nodes []pools
 	if !ok {
 		return
 	}
-	m := matchTiers(w, c.tiers(nodes, r.BusinessUnit))
+	tiers := c.tiers(nodes, r.BusinessUnit)
+	m := matchTiers(w, tiers)
+	if !slices.ContainsFunc(tiers, func(t tier) bool { return t.shared }) {
+		a.sharedRuledOut = true // the business unit may not borrow
+	}
 	a.mu.Lock()
 	for pool, why := range m.out {
 		if a.exclude[pool] == "" {

@@ -66,8 +66,10 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 			c.returnWaits(ctx, g)
 			continue
 		}
-		c.giveBackTask(ctx, g)
-		returned = append(returned, g.cand.loan.HostName)
+		why := fmt.Sprintf("its %d allocations fit on %s's other hosts", g.allocs, bu)
+		if c.giveBackTask(ctx, g.cand.loan, g.cand.node, g.allocs, "controller", why) {
+			returned = append(returned, g.cand.loan.HostName)
+		}
 	}
 	c.mu.Lock()
 	for bu, act := range c.waitedFor {
@@ -79,17 +81,26 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 	return returned, nil
 }
 
-// giveBackTask gives a spare host back as a task of its own, beside the
+// giveBackTask gives a host back as a task of its own, beside the
 // control loop: its drain (up to the drain deadline and a minute) never
 // holds up spot notices, health or demand. The business unit gives back
-// nothing else until it ends; a failure is journaled
-// (capacity.return_failed) and the next pass chooses again. The task
-// ends with ctx (the term): the next term's reconcile pass finishes a
-// return it journaled.
-func (c *Controller) giveBackTask(ctx context.Context, g giveBackChoice) {
-	bu := g.cand.loan.Borrower
+// nothing else until it ends, and a host is never given back twice at
+// once; it reports whether it started. A failure is journaled
+// (capacity.return_failed) and the next pass chooses again. The task ends
+// with ctx (the term): the next term's reconcile pass finishes a return
+// it journaled.
+func (c *Controller) giveBackTask(ctx context.Context, loan pools.Loan, node string, allocs int, actor, why string) bool {
+	bu := loan.Borrower
 	c.mu.Lock()
-	c.givingBack[bu] = g.cand.loan.HostName
+	_, busy := c.givingBack[bu]
+	if !busy {
+		busy = c.returning(loan.Host)
+	}
+	if busy {
+		c.mu.Unlock()
+		return false
+	}
+	c.givingBack[bu] = loan.Host
 	c.giveBacks.Set(float64(len(c.givingBack)))
 	c.mu.Unlock()
 	c.wg.Add(1)
@@ -101,11 +112,21 @@ func (c *Controller) giveBackTask(ctx context.Context, g giveBackChoice) {
 			c.giveBacks.Set(float64(len(c.givingBack)))
 			c.mu.Unlock()
 		}()
-		why := fmt.Sprintf("its %d allocations fit on %s's other hosts", g.allocs, bu)
-		if err := c.giveBack(ctx, g.cand.loan, g.cand.node, g.allocs, "controller", why); err != nil {
-			c.cfg.Logger.Warn("giving back a host", "host", g.cand.loan.HostName, "business_unit", bu, "err", err)
+		if err := c.giveBack(ctx, loan, node, allocs, actor, why); err != nil {
+			c.cfg.Logger.Warn("giving back a host", "host", loan.HostName, "business_unit", bu, "err", err)
 		}
 	}()
+	return true
+}
+
+// returning says whether a give-back task runs for host; c.mu is held.
+func (c *Controller) returning(host string) bool {
+	for _, h := range c.givingBack {
+		if h == host {
+			return true
+		}
+	}
+	return false
 }
 
 // returnWaits journals, once per business unit and activity, that a

@@ -184,7 +184,8 @@ func (h *harness) rent(borrower string) string {
 
 // TestSpotNoticeIsTakenUpWhileHostsDrain: three spare hosts of three
 // business units are being drained and given back, and their drains do
-// not end; a spot notice that arrives meanwhile is taken up within one
+// not end, past a reconcile pass (which leaves returns in progress
+// alone); a spot notice that arrives meanwhile is taken up within one
 // poll interval: the drains run beside the control loop, not in it.
 func TestSpotNoticeIsTakenUpWhileHostsDrain(t *testing.T) {
 	spotPools := strings.NewReplacer(
@@ -202,6 +203,16 @@ func TestSpotNoticeIsTakenUpWhileHostsDrain(t *testing.T) {
 	h.until("three give-backs drain", func() bool { return len(h.k.CallsOf("drain")) == 3 })
 	if got := testutil.ToFloat64(h.c.giveBacks); got != 3 {
 		t.Fatalf("spillway_give_backs_in_progress = %v, want 3", got)
+	}
+	// Past a reconcile pass (every minute), which must not take the
+	// returns in progress for ones a restart interrupted.
+	started := h.clock.Now()
+	h.until("a reconcile pass runs", func() bool { return h.clock.Since(started) > ReconcileEvery+10*time.Second })
+	if n := len(h.events(KindIntentReturn)); n != 3 {
+		t.Fatalf("%d intent.return events, want the 3 give-backs once each\n%s", n, h.dump())
+	}
+	if n := len(h.k.CallsOf("drain")); n != 3 {
+		t.Fatalf("%d drains, want 3", n)
 	}
 	spot := h.rent("bu-d") // held less than MinLoanAge: not spare
 	noticed := h.clock.Now()

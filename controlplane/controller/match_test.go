@@ -105,3 +105,26 @@ func TestWorkTooBigForTheSharedHostsRentsAnOfferingThatFits(t *testing.T) {
 		t.Fatalf("judged unmet or unservable:\n%s", h.dump())
 	}
 }
+
+// TestAUnitThatMayNotBorrowIsSizedByTheOfferings: bu-a may not borrow
+// (quota 0), so a shared host does not size its need: an allocation larger
+// than a shared host but within an m5.large gets an m5.large, and the
+// scale-out ends done.
+func TestAUnitThatMayNotBorrowIsSizedByTheOfferings(t *testing.T) {
+	noBorrow := strings.Replace(sizedPools, "borrowing: {quota: 4}", "borrowing: {quota: 0}", 1)
+	if noBorrow == sizedPools {
+		t.Fatal("the harness's pools changed: bu-a's quota was not found")
+	}
+	h := newHarnessOn(t, 1, noBorrow)
+	h.sizes = map[string][2]int64{"m5.large": {2000, 7680}, "m5.xlarge": {4000, 15360}, "ecs.g7.large": {2000, 7680}}
+	wide := policies.Target{Namespace: "default", Job: "wide", Group: "app"}
+	h.k.AddJob(clustertest.Service{Target: wide, Count: 1, Size: demand.Size{CPUMHz: 1500, MemoryMB: 512}, Serves: "bu-a"})
+	h.start()
+	h.until("the scale-out ends", func() bool { return len(h.events(KindActivityEnded)) == 1 })
+	if end := h.events(KindActivityEnded)[0]; outcomeOf(end) != OutcomeDone {
+		t.Fatalf("ended %q, want done\n%s", outcomeOf(end), h.dump())
+	}
+	if n := len(h.cloud.Instances()); n != 1 || h.cloud.Instances()[0].Offering.InstanceType != "m5.large" {
+		t.Fatalf("rented %v, want one m5.large\n%s", h.cloud.Instances(), h.dump())
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
@@ -410,7 +409,7 @@ func (c *Controller) end(ctx context.Context, a *activity, outcome, why string, 
 	}
 	fields := map[string]any{"outcome": outcome, "reason": why, "hosts_got": hosts, "queued": a.d.Unplaced()}
 	if left != nil {
-		fields["cycle"] = endedCycle{Count: left.count, Size: left.size, Serves: left.serves}
+		fields["cycle"] = endedCycle{Target: r.Target, Count: left.count, Size: left.size, Serves: left.serves}
 	}
 	data, _ := json.Marshal(fields)
 	c.record(ctx, journal.Event{Time: at, Kind: KindActivityEnded, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller", Data: data,
@@ -425,9 +424,12 @@ func (c *Controller) end(ctx context.Context, a *activity, outcome, why string, 
 
 // endedCycle is the demand an activity.done left queued, as journaled.
 type endedCycle struct {
-	Count  int         `json:"count"`
-	Size   demand.Size `json:"size"`
-	Serves string      `json:"serves"`
+	// Target is the group's: a job ID may hold "/", so the subject is
+	// not parsed.
+	Target policies.Target `json:"target"`
+	Count  int             `json:"count"`
+	Size   demand.Size     `json:"size"`
+	Serves string          `json:"serves"`
 }
 
 // RestoreEnded replays from the journal the demand cycles that ended
@@ -438,19 +440,22 @@ type endedCycle struct {
 func (c *Controller) RestoreEnded(ctx context.Context, q journal.Querier) error {
 	ended := map[policies.Target]cycle{}
 	err := journal.Each(ctx, q, journal.Filter{Kind: KindActivityEnded, Since: c.now().Add(-24 * time.Hour)}, func(ev journal.Event) error {
-		parts := strings.SplitN(ev.Subject, "/", 3)
-		if len(parts) != 3 {
-			return nil
-		}
-		t := policies.Target{Namespace: parts[0], Job: parts[1], Group: parts[2]}
 		var d struct {
 			Outcome string      `json:"outcome"`
 			Cycle   *endedCycle `json:"cycle"`
 		}
-		if json.Unmarshal(ev.Data, &d) != nil || d.Outcome == OutcomeDone || d.Cycle == nil {
-			delete(ended, t)
+		if json.Unmarshal(ev.Data, &d) != nil {
 			return nil
 		}
+		if d.Outcome == OutcomeDone || d.Cycle == nil {
+			for t := range ended {
+				if t.String() == ev.Subject {
+					delete(ended, t) // a later cycle of the group ended done
+				}
+			}
+			return nil
+		}
+		t := d.Cycle.Target
 		ended[t] = cycle{count: d.Cycle.Count, size: d.Cycle.Size, serves: d.Cycle.Serves, outcome: d.Outcome, at: ev.Time}
 		return nil
 	})

@@ -160,11 +160,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 				fixed(KindRepaired, "host/"+h.ID, fmt.Sprintf("node %s of rented host %s serves %s again", n.Name, h.ID, loan.Borrower),
 					map[string]any{"host": h.ID, "node": n.ID, "borrower": loan.Borrower})
 			}
-			if returns[h.ID] {
-				if err := c.giveBack(ctx, loan, n.ID, n.Allocs, "reconciler", "finishing a scale-in a restart interrupted"); err != nil {
-					errs = append(errs, err)
-					continue
-				}
+			if returns[h.ID] && c.giveBackTask(ctx, loan, n.ID, n.Allocs, "reconciler", "finishing a scale-in a restart interrupted") {
 				fixes++
 			}
 		}
@@ -185,11 +181,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 	}
 	if c.cfg.Shared != nil {
 		for _, l := range c.cfg.Ledger.Loans() {
-			if l.Tier == pools.TierShared && returns[l.Host] {
-				if err := c.giveBack(ctx, l, l.Host, 0, "reconciler", "finishing a return a restart interrupted"); err != nil {
-					errs = append(errs, err)
-					continue
-				}
+			if l.Tier == pools.TierShared && returns[l.Host] && c.giveBackTask(ctx, l, l.Host, 0, "reconciler", "finishing a return a restart interrupted") {
 				fixes++
 			}
 		}

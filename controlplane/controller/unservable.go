@@ -10,6 +10,7 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/controlplane/placement"
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 )
@@ -52,7 +53,7 @@ func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, nodes 
 		return ""
 	}
 	tiers := c.available(c.tiers(nodes(), bu))
-	key := fmt.Sprint(w, bu, tiers)
+	key := workKey(w) + "|" + bu + "|" + fmt.Sprint(tiers)
 	c.mu.Lock()
 	e, seen := c.unserved[t]
 	c.mu.Unlock()
@@ -65,7 +66,11 @@ func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, nodes 
 	if why == "" {
 		delete(c.unserved, t)
 	} else {
-		c.unserved[t] = unservableEntry{Unservable: Unservable{Target: t, BusinessUnit: bu, Dimension: dimension, Reason: why, Since: c.now()}, key: key}
+		since := c.now()
+		if seen && e.Reason == why {
+			since = e.Since // judged again, to the same end
+		}
+		c.unserved[t] = unservableEntry{Unservable: Unservable{Target: t, BusinessUnit: bu, Dimension: dimension, Reason: why, Since: since}, key: key}
 	}
 	c.mu.Unlock()
 	if why == "" {
@@ -83,6 +88,18 @@ func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, nodes 
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindUnmet, Subject: t.String(), Actor: "controller", Data: data,
 		Message: fmt.Sprintf("%d queued allocations of %s have no host: %s; nothing is rented for them until the job or the pools change, or an offering is available again", d.Queued, t, why)})
 	return why
+}
+
+// workKey renders what a judgement of w rests on: its constraints by
+// value (the model's job holds pointers, new on every read of the job).
+func workKey(w placement.Work) string {
+	cons := make([]string, 0, len(w.Constraints))
+	for _, c := range w.Constraints {
+		if c != nil {
+			cons = append(cons, placement.String(c))
+		}
+	}
+	return fmt.Sprintf("%s %s %v %v %q", w.Group, w.NodePool, w.Datacenters, w.PerAlloc, cons)
 }
 
 // forgetUnservable drops the judgements of groups no longer queued and

@@ -14,7 +14,6 @@ package placement
 
 import (
 	"fmt"
-	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -133,18 +132,40 @@ func String(c *nomad.Constraint) string {
 	return fmt.Sprintf("%s %s %s", c.LTarget, op, c.RTarget)
 }
 
-// inDatacenters reports whether dc matches one of the job's datacenter
-// globs (Nomad 1.5 and later; none means "*").
+// inDatacenters reports whether dc matches one of the job's datacenters,
+// as Nomad 1.5 and later match them: "*" stands for any run of
+// characters, nothing else is special; none means "*".
 func inDatacenters(dc string, globs []string) bool {
 	if len(globs) == 0 {
 		return true
 	}
 	for _, g := range globs {
-		if ok, err := path.Match(g, dc); ok || (err != nil && g == dc) {
+		if glob(g, dc) {
 			return true
 		}
 	}
 	return false
+}
+
+// glob matches s against a pattern in which only "*" is special (any run
+// of characters, "/" included), as github.com/ryanuber/go-glob does.
+func glob(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == s
+	}
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return strings.HasSuffix(s, parts[len(parts)-1])
 }
 
 // resolve is the value a constraint target takes on h, as Nomad resolves
@@ -231,17 +252,18 @@ func meets(c *nomad.Constraint, h Host) (met, sure bool) {
 	return false, false
 }
 
-// ordered compares as Nomad does: as integers, else as floats, else as
+// ordered compares as Nomad's checkOrder does: as integers when both
+// parse as integers, else as floats when both parse as floats, else as
 // strings.
 func ordered(op, l, r string) bool {
 	cmp := strings.Compare(l, r)
-	if a, err := strconv.ParseInt(l, 10, 64); err == nil {
-		if b, err := strconv.ParseInt(r, 10, 64); err == nil {
-			cmp = compare(a, b)
-		}
-	} else if a, err := strconv.ParseFloat(l, 64); err == nil {
-		if b, err := strconv.ParseFloat(r, 64); err == nil {
-			cmp = compare(a, b)
+	a, aErr := strconv.ParseInt(l, 10, 64)
+	b, bErr := strconv.ParseInt(r, 10, 64)
+	if aErr == nil && bErr == nil {
+		cmp = compare(a, b)
+	} else if x, xErr := strconv.ParseFloat(l, 64); xErr == nil {
+		if y, yErr := strconv.ParseFloat(r, 64); yErr == nil {
+			cmp = compare(x, y)
 		}
 	}
 	switch op {

@@ -82,3 +82,40 @@ func TestCheckSaysWhyInWords(t *testing.T) {
 		t.Fatalf("why %q does not say the meta is not set", v.Why)
 	}
 }
+
+func TestOrderedAndGlobAsNomad(t *testing.T) {
+	for _, tc := range []struct {
+		op, l, r string
+		want     bool
+	}{
+		{">", "10", "9", true},
+		{">", "10", "9.5", true}, // an integer and a float compare as floats
+		{"<", "9.5", "10", true},
+		{">", "b", "a", true},
+		{"<=", "10", "10", true},
+		{">=", "abc", "abd", false},
+	} {
+		if got := ordered(tc.op, tc.l, tc.r); got != tc.want {
+			t.Errorf("%s %s %s = %v, want %v", tc.l, tc.op, tc.r, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		pattern, dc string
+		want        bool
+	}{
+		{"*", "dc1", true},
+		{"dc*", "dc1", true},
+		{"*-1", "eu-west-1", true},
+		{"eu-*-1", "eu-west-1", true},
+		{"eu-*-1", "eu-west-2", false},
+		{"dc?", "dc1", false}, // only * is special
+		{"dc[12]", "dc1", false},
+		{"dc1", "dc1", true},
+		{"a*b*c", "aXbYc", true},
+		{"a*b*c", "aXc", false},
+	} {
+		if got := glob(tc.pattern, tc.dc); got != tc.want {
+			t.Errorf("glob(%q, %q) = %v, want %v", tc.pattern, tc.dc, got, tc.want)
+		}
+	}
+}
