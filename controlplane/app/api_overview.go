@@ -434,9 +434,12 @@ func (s *api) scaleOut(id string, evs []journal.Event, now time.Time, snap *clus
 	at := map[string]time.Time{}
 	var decided, scaled time.Time
 	controlled, failed := false, ""
-	addPool := func(p string) {
-		if p != "" && p != "none" && !slices.Contains(so.Pools, p) {
-			so.Pools = append(so.Pools, p)
+	// A phase names the pools it took hosts from joined with "+".
+	addPool := func(names string) {
+		for _, p := range strings.Split(names, "+") {
+			if p != "" && p != "none" && !slices.Contains(so.Pools, p) {
+				so.Pools = append(so.Pools, p)
+			}
 		}
 	}
 	for i, ev := range evs {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,7 +91,7 @@ func TestOverview(t *testing.T) {
 		journal.Event{Time: trig.Add(2 * time.Second), Kind: controller.KindClaimed, Subject: svc, Activity: nomadStarted, Actor: "controller",
 			Data: []byte(`{"pool":"shared-lab","hosts":["h1"]}`), Message: "borrowed 1 host from shared-lab"},
 		phaseEvent(trig.Add(50*time.Second), nomadStarted, svc, controller.PhaseHostsRunning, map[string]any{"pool": "shared-lab"}),
-		phaseEvent(trig.Add(60*time.Second), nomadStarted, svc, controller.PhaseNodesReady, map[string]any{"pool": "shared-lab"}),
+		phaseEvent(trig.Add(60*time.Second), nomadStarted, svc, controller.PhaseNodesReady, map[string]any{"pool": "aws-lab+shared-lab"}),
 		// A scale-out the scaler decided, which Nomad is placing.
 		journal.Event{Time: now.Add(-5 * time.Second), Kind: journal.KindDecision, Subject: "default/demo/web", Activity: byPolicy, Actor: "controller",
 			Data: []byte(`{"direction":"up","current":2,"desired":3}`), Message: "demo: 2 -> 3 (up)"},
@@ -138,8 +139,8 @@ func TestOverview(t *testing.T) {
 	if so.CriticalPhase != controller.PhaseHostsRunning {
 		t.Errorf("critical phase %q, want %s", so.CriticalPhase, controller.PhaseHostsRunning)
 	}
-	if len(so.Pools) != 1 || so.Pools[0] != "shared-lab" || so.ProjectedFinish == nil {
-		t.Errorf("pools %v, projected finish %v; want shared-lab, one", so.Pools, so.ProjectedFinish)
+	if !slices.Equal(so.Pools, []string{"shared-lab", "aws-lab"}) || so.ProjectedFinish == nil {
+		t.Errorf("pools %v, projected finish %v; want shared-lab and aws-lab, one", so.Pools, so.ProjectedFinish)
 	}
 	pol, ok := findScaleOut(v, byPolicy)
 	if !ok || pol.StartedBy != "policy" || pol.Outcome != "in_progress" || !pol.Deadline.Equal(pol.Triggered.Add(5*time.Minute)) || len(pol.Phases) != 2 {
