@@ -231,3 +231,8 @@ func OwnedHosts(cfg *Config, nodes []NodeUsage) map[string]int {
 	}
 	return out
 }
+
+// CheapestOnDemand is what one host of cp costs per hour at its cheapest
+// on-demand offering (per unit of weight): how the capacity report costs
+// a cloud pool's hosts when the provider gives no cost.
+func CheapestOnDemand(cp *CloudPool) float64 { return cheapestOnDemand(cp) }

@@ -87,6 +87,7 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	handle("POST /v1/hosts/{id}/drain", "host_drain", act(auth.Operator, s.handleDrain))
 	handle("POST /v1/hosts/{id}/release", "host_release", act(auth.Operator, s.handleRelease))
 
+	handle("GET /v1/overview", "overview", read(s.handleOverview))
 	handle("GET /v1/pools", "pools", read(s.handlePools))
 	handle("GET /v1/pools/loans", "pool_loans", read(s.handleLoans))
 	handle("GET /v1/pools/chargeback", "pool_chargeback", read(s.handleChargeback))

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,6 +39,10 @@ type Activity struct {
 	Phases []Phase  `json:"phases"`
 	// Seq is the journal position of its first event: the cursor.
 	Seq int64 `json:"seq"`
+	// Triggered and Deadline are a scale-out's trigger and deadline, from
+	// the controller's trigger phase, once it has one.
+	Triggered *time.Time `json:"triggered,omitempty"`
+	Deadline  *time.Time `json:"deadline,omitempty"`
 }
 
 // Phase is one step of an activity: one journal event.
@@ -64,14 +69,30 @@ func buildActivity(id string, evs []journal.Event) Activity {
 		act.Updated = ev.Time
 		act.Phases = append(act.Phases, Phase{Seq: ev.Seq, Kind: ev.Kind, Time: ev.Time, Actor: ev.Actor, Message: ev.Message})
 		var d struct {
-			Current   *int     `json:"current"`
-			Desired   *int     `json:"desired"`
-			Direction string   `json:"direction"`
-			Host      string   `json:"host"`
-			Hosts     []string `json:"hosts"`
-			Outcome   string   `json:"outcome"`
+			Current   *int      `json:"current"`
+			Desired   *int      `json:"desired"`
+			Direction string    `json:"direction"`
+			Host      string    `json:"host"`
+			Hosts     []string  `json:"hosts"`
+			Outcome   string    `json:"outcome"`
+			Phase     string    `json:"phase"`
+			Triggered time.Time `json:"triggered"`
+			Deadline  time.Time `json:"deadline"`
 		}
 		_ = json.Unmarshal(ev.Data, &d)
+		if ev.Kind == controller.KindPhase && d.Phase == controller.PhaseTrigger {
+			if i == 0 {
+				act.Direction = "up" // work whose count Nomad raised
+			}
+			if !d.Triggered.IsZero() {
+				t := d.Triggered.UTC()
+				act.Triggered = &t
+			}
+			if !d.Deadline.IsZero() {
+				t := d.Deadline.UTC()
+				act.Deadline = &t
+			}
+		}
 		if ev.Kind == controller.KindActivityEnded {
 			act.Outcome = d.Outcome
 		}
@@ -114,10 +135,13 @@ func (s *api) activityEvents(ctx context.Context, id string) ([]journal.Event, e
 }
 
 // handleActivities serves GET /v1/activities?service=&since=&until=&cursor=&limit=:
-// scaling operations, oldest first, a page at a time.
+// scaling operations, oldest first, a page at a time. An activity starts
+// with a decision (the scaler's, or POST /v1/scale), or with the
+// controller's trigger phase when it followed work whose count Nomad
+// raised (`nomad job scale`, a deploy): both are listed.
 func (s *api) handleActivities(w http.ResponseWriter, r *http.Request) {
 	q := query{r: r}
-	f := journal.Filter{Kind: journal.KindDecision, Subject: q.str("service"), Since: q.time("since", time.Time{}), Until: q.time("until", time.Time{}), After: q.cursor()}
+	f := journal.Filter{Subject: q.str("service"), Since: q.time("since", time.Time{}), Until: q.time("until", time.Time{}), After: q.cursor()}
 	limit := q.limit(50, 200)
 	if len(q.bad) > 0 {
 		badQuery(w, q.bad)
@@ -129,29 +153,52 @@ func (s *api) handleActivities(w http.ResponseWriter, r *http.Request) {
 	const chunk, maxScan = 1000, 20000
 	scanned := 0
 	for scanned < maxScan && len(page.Activities) < limit {
-		f.Limit = chunk
-		evs, err := s.journal.Events().Query(r.Context(), f)
-		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
-			return
-		}
-		scanned += len(evs)
-		for _, ev := range evs {
-			f.After = ev.Seq
-			if ev.Activity == "" {
-				continue
-			}
-			evs, err := s.activityEvents(r.Context(), ev.Activity)
+		// The decisions and the phases after the cursor, merged in journal
+		// order up to where both pages are complete.
+		var evs []journal.Event
+		bound, end := int64(-1), true
+		for _, kind := range []string{journal.KindDecision, controller.KindPhase} {
+			kf := f
+			kf.Kind, kf.Limit = kind, chunk
+			got, err := s.journal.Events().Query(r.Context(), kf)
 			if err != nil {
 				writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
 				return
 			}
-			page.Activities = append(page.Activities, buildActivity(ev.Activity, evs))
+			scanned += len(got)
+			if len(got) == chunk {
+				end = false
+				if last := got[len(got)-1].Seq; bound < 0 || last < bound {
+					bound = last
+				}
+			}
+			evs = append(evs, got...)
+		}
+		slices.SortFunc(evs, func(a, b journal.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+		for _, ev := range evs {
+			if bound >= 0 && ev.Seq > bound {
+				break
+			}
+			f.After = ev.Seq
+			if ev.Activity == "" {
+				continue
+			}
+			all, err := s.activityEvents(r.Context(), ev.Activity)
+			if err != nil {
+				writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
+				return
+			}
+			// Listed at its first event only: a phase of an activity a
+			// decision began, or a later phase, is not a new one.
+			if len(all) == 0 || all[0].Seq != ev.Seq {
+				continue
+			}
+			page.Activities = append(page.Activities, buildActivity(ev.Activity, all))
 			if len(page.Activities) == limit {
 				break
 			}
 		}
-		if len(evs) < chunk && len(page.Activities) < limit {
+		if end && len(page.Activities) < limit {
 			writeJSON(w, http.StatusOK, page) // the end of the journal
 			return
 		}

@@ -117,7 +117,9 @@ type apiHarness struct {
 	cfg   config.Config
 }
 
-func newAPIHarness(t *testing.T) *apiHarness {
+// newAPIHarness starts a daemon on a fake Nomad; each configure step
+// changes its configuration first.
+func newAPIHarness(t *testing.T, configure ...func(*config.Config)) *apiHarness {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(alertPolicy), 0o644); err != nil {
@@ -138,6 +140,9 @@ func newAPIHarness(t *testing.T) *apiHarness {
 		{Name: "oncall", Role: auth.Operator, SHA256: auth.Hash("op")},
 		{Name: "burst", Role: auth.Operator, SHA256: auth.Hash("burst")},
 		{Name: "platform", Role: auth.Admin, SHA256: auth.Hash("admin")},
+	}
+	for _, c := range configure {
+		c(&cfg)
 	}
 	h := &apiHarness{t: t, nomad: fn, cfg: cfg}
 	h.start()

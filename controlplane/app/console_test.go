@@ -27,7 +27,7 @@ func (h *apiHarness) get(method, path string) *http.Response {
 // the API's paths stay the API's, an unknown one a JSON 404.
 func TestConsoleIsServedAtTheRoot(t *testing.T) {
 	h := newAPIHarness(t)
-	for _, p := range []string{"/", "/capacity", "/capacity?tier=own"} {
+	for _, p := range []string{"/", "/overview", "/capacity", "/capacity?tier=own"} {
 		resp := h.get("GET", p)
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), `<div id="app">`) {

@@ -53,6 +53,9 @@ func checkConsole(t *testing.T, l *lab.Lab) {
 	admin := b.tab("admin")
 	b.do(admin, "open the login link", chromedp.Navigate(l.SpillwayURL+"/#token="+l.APIToken))
 	b.do(admin, "signed in", chromedp.WaitVisible(chromedp.CSS(`[data-testid=whoami]`)))
+	// The login link opens the overview; the capacity page is one click away.
+	b.do(admin, "the capacity page from the menu", chromedp.WaitVisible(chromedp.CSS(`[data-testid=overview]`)),
+		chromedp.Click(chromedp.CSS(`nav a[href="/capacity"]`)), chromedp.WaitVisible(chromedp.CSS(`article[data-pool]`)))
 	loc := run(b, admin, "the address", chromedp.Evaluate[string](`location.href`))
 	if strings.Contains(loc, l.APIToken) || strings.Contains(loc, "#") || strings.Contains(loc, "token") {
 		t.Errorf("the address bar still holds the token: %s", loc)
@@ -108,7 +111,7 @@ func checkConsole(t *testing.T, l *lab.Lab) {
 
 	// The viewer: the same page, no write control.
 	viewer := b.tab("viewer")
-	b.do(viewer, "the viewer signs in", chromedp.Navigate(l.SpillwayURL+"/#token="+l.ViewerToken),
+	b.do(viewer, "the viewer signs in", chromedp.Navigate(l.SpillwayURL+"/capacity#token="+l.ViewerToken),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-pool]`)))
 	if who := run(b, viewer, "who", chromedp.Text(chromedp.CSS(`[data-testid=whoami]`))); !strings.Contains(who, "lab-viewer") || !strings.Contains(who, "viewer") {
 		t.Errorf("whoami shows %q, want lab-viewer (viewer)", who)

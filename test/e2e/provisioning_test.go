@@ -26,15 +26,17 @@ import (
 // own API, not Spillway's, beyond what bu-a's host holds; no policy
 // governs it. Spillway sees what Nomad queued, borrows the shared host,
 // rents on AWS, and every allocation becomes healthy, with the activity's
-// phases journaled. At that quiet point, the web console shows the same
-// capacity in a browser (console_test.go). Lowered again with Nomad's API,
+// phases journaled, while the console's overview, open in a browser,
+// shows its deadline bar pass the phases and end (overview_test.go). At
+// that quiet point, the web console shows the same capacity in a browser
+// (console_test.go). Lowered again with Nomad's API,
 // the hosts go back: the rented one first, then the borrowed one. All
 // the while, a group of bu-a that no tier's hosts can take stays queued:
 // it is reported, not rented for, and freezes neither the burst nor its
 // end (checkUnservable).
 func TestNomadScaleIsProvisioned(t *testing.T) {
 	t.Parallel()
-	labtest.Takes(t, 70*time.Second)
+	labtest.Takes(t, 75*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -63,10 +65,24 @@ func TestNomadScaleIsProvisioned(t *testing.T) {
 	unservable := queueUnservable(t, l)
 
 	// 2 run on bu-a's host, which holds 4 (250 MHz each): 12 need two more
-	// hosts, the shared one and one from AWS.
+	// hosts, the shared one and one from AWS. The console's overview is
+	// open in a browser when the count rises, and follows the scale-out
+	// to its end (overview_test.go); without a browser, the count rises
+	// all the same.
 	count := 12
-	if _, _, err := l.Nomad().Jobs().Scale(lab.DemoJob, lab.DemoGroup, &count, "operator: nomad job scale", false, nil, nil); err != nil {
-		t.Fatal(err)
+	raised := false
+	var raiseErr error
+	raise := func() error {
+		raised = true
+		_, _, raiseErr = l.Nomad().Jobs().Scale(lab.DemoJob, lab.DemoGroup, &count, "operator: nomad job scale", false, nil, nil)
+		return raiseErr
+	}
+	t.Run("overview", func(t *testing.T) { checkOverview(t, l, raise) })
+	if !raised {
+		_ = raise()
+	}
+	if raiseErr != nil {
+		t.Fatal(raiseErr)
 	}
 	evs := waitJournal(t, l, "the scale-out ends", 3*time.Minute, func(evs []journal.Event) bool {
 		return len(filterKind(evs, controller.KindActivityEnded)) > 0

@@ -52,6 +52,64 @@ export interface JournalEvent {
   activity?: string;
   actor?: string;
   message: string;
+  data?: Record<string, unknown>;
+}
+
+/** One tier of GET /v1/overview: a pool's capacity with its limits. */
+export interface OverviewTier extends PoolCapacity {
+  limits: { max_hosts?: number; budget_per_hour?: number; quota?: number };
+  time_to_ready_seconds?: number;
+}
+
+export interface OverviewPhase {
+  phase: string;
+  time: string;
+  /** Since the phase before it. */
+  seconds: number;
+}
+
+export interface ScaleOut {
+  activity: string;
+  service: string;
+  started_by: 'policy' | 'nomad';
+  business_unit?: string;
+  triggered: string;
+  deadline: string;
+  phases: OverviewPhase[];
+  pools: string[];
+  projected_finish?: string;
+  critical_phase?: string;
+  outcome: 'in_progress' | 'done' | 'partial' | 'unmet' | 'failed';
+  outcome_reason?: string;
+  ended?: string;
+  missed_deadline: boolean;
+}
+
+export interface ServiceDemand {
+  service: string;
+  policy?: string;
+  business_unit?: string;
+  wanted: number;
+  running: number;
+  starting: number;
+  queued: number;
+}
+
+/** GET /v1/overview */
+export interface Overview {
+  at: string;
+  last_seq: number;
+  cluster: { live: boolean; since?: string; as_of?: string; error?: string };
+  problems: string[];
+  tiers: OverviewTier[];
+  cost: {
+    per_hour: number;
+    per_hour_by_tier: Record<string, number>;
+    currency?: string;
+    burst?: { since: string; hosts: number; cost_so_far: number };
+  };
+  demand: ServiceDemand[];
+  scale_outs: ScaleOut[];
 }
 
 /** An error the API answered with, or a network failure (status 0). */

@@ -1,9 +1,9 @@
 // Shared pieces: links, messages, and the freshness badge.
 
 import type { AnchorHTMLAttributes, ComponentChildren } from 'preact';
-import { clock } from './format';
+import { clock, span } from './format';
 import { onLinkClick } from './router';
-import { dataAt, eventsSeen, streamDownSince, streamState } from './store';
+import { dataAt, eventsSeen, now, streamDownSince, streamState } from './store';
 
 /** An in-app link (pushState navigation). */
 export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
@@ -26,7 +26,7 @@ const WORDS = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconn
 
 /**
  * The live feed's state in words (never colour alone), and when the page's
- * data was last loaded. data-events counts the events the stream brought.
+ * data was last loaded and how old it is. data-events counts the events the stream brought.
  */
 export function Freshness() {
   const at = dataAt.value;
@@ -39,7 +39,10 @@ export function Freshness() {
         {WORDS[st]}
         {st === 'reconnecting' && down !== null ? ` (down since ${clock(down)})` : ''}
       </span>
-      <span class="muted"> · updated {at === null ? 'not yet' : clock(at)}</span>
+      <span class="muted" data-testid="data-age">
+        {' '}
+        · updated {at === null ? 'not yet' : `${clock(at)} (${span(now.value - at)} ago)`}
+      </span>
     </p>
   );
 }

@@ -24,3 +24,12 @@ export function money(n: number): string {
 export function hosts(n: number): string {
   return n === 1 ? 'host' : 'hosts';
 }
+
+/** A duration for people: "45 s", "2 min 05 s", "1 h 03 min". */
+export function span(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${pad(s % 60)} s`;
+  return `${Math.floor(m / 60)} h ${pad(m % 60)} min`;
+}

@@ -12,13 +12,14 @@ import { Freshness, Link } from './components';
 import { PAGES, path } from './router';
 import { Login } from './pages/login';
 import { Capacity } from './pages/capacity';
+import { Overview } from './pages/overview';
 
 function NotFound() {
   return (
     <>
       <h1>Page not found</h1>
       <p>
-        The console has no page at {path.value}. Go to <Link href={PAGES.capacity}>capacity by tier</Link>.
+        The console has no page at {path.value}. Go to the <Link href={PAGES.overview}>overview</Link>.
       </p>
     </>
   );
@@ -27,7 +28,12 @@ function NotFound() {
 function Shell() {
   const who = me.value!;
   const p = path.value;
-  const page = p === PAGES.capacity ? { title: 'Capacity by tier', body: <Capacity /> } : { title: 'Page not found', body: <NotFound /> };
+  const page =
+    p === PAGES.overview
+      ? { title: 'Overview', body: <Overview /> }
+      : p === PAGES.capacity
+        ? { title: 'Capacity by tier', body: <Capacity /> }
+        : { title: 'Page not found', body: <NotFound /> };
   useEffect(() => {
     document.title = `${page.title} · Spillway`;
   }, [page.title]);
@@ -40,6 +46,11 @@ function Shell() {
         <span class="brand">Spillway</span>
         <nav aria-label="Main">
           <ul>
+            <li>
+              <Link href={PAGES.overview} aria-current={p === PAGES.overview ? 'page' : undefined}>
+                Overview
+              </Link>
+            </li>
             <li>
               <Link href={PAGES.capacity} aria-current={p === PAGES.capacity ? 'page' : undefined}>
                 Capacity by tier

@@ -4,14 +4,14 @@
 import { signal } from '@preact/signals';
 
 /** The pages, by path. */
-export const PAGES = { capacity: '/capacity' } as const;
+export const PAGES = { overview: '/overview', capacity: '/capacity' } as const;
 
 function read(): string {
   let p = window.location.pathname.replace(/\/+$/, '');
   if (p === '' || p === '/index.html') {
-    // The root is the capacity page.
-    history.replaceState(history.state, '', PAGES.capacity + window.location.search);
-    p = PAGES.capacity;
+    // The root is the overview.
+    history.replaceState(history.state, '', PAGES.overview + window.location.search);
+    p = PAGES.overview;
   }
   return p;
 }

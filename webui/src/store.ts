@@ -82,8 +82,31 @@ export const eventsSeen = signal(0);
  */
 export const dataVersion = signal(0);
 
+/**
+ * Moves on the slow poll and when the stream comes back after a break, not
+ * on each event: a page that applies the events itself reloads on it.
+ */
+export const refreshVersion = signal(0);
+
+/** When the stream last went live (ms since the epoch), or null. */
+export const liveSince = signal<number | null>(null);
+
 /** When the page's data last arrived (ms since the epoch). */
 export const dataAt = signal<number | null>(null);
+
+/** The time, moved every second: what ages and counts down reads. */
+export const now = signal(Date.now());
+setInterval(() => {
+  now.value = Date.now();
+}, 1000);
+
+const listeners = new Set<(ev: JournalEvent) => void>();
+
+/** Calls fn with every journal event the stream brings; returns the undo. */
+export function onJournalEvent(fn: (ev: JournalEvent) => void): () => void {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
 
 let debounce: ReturnType<typeof setTimeout> | null = null;
 
@@ -119,6 +142,7 @@ export function signOut(reason: string | null = null): void {
   me.value = null;
   streamState.value = 'connecting';
   streamDownSince.value = null;
+  liveSince.value = null;
   eventsSeen.value = 0;
   dataAt.value = null;
   signedOutReason.value = reason;
@@ -131,17 +155,26 @@ export function onApiError(err: unknown): void {
 
 function startSession(): void {
   if (stopFns.length) return;
-  const poll = setInterval(() => bump(0), POLL);
+  const poll = setInterval(() => {
+    bump(0);
+    refreshVersion.value++;
+  }, POLL);
   let wasLive = false;
   const stopStream = startStream({
-    onEvent: (_ev: JournalEvent) => {
+    onEvent: (ev: JournalEvent) => {
       eventsSeen.value++;
+      for (const fn of listeners) fn(ev);
       bump();
     },
     onState: (s: StreamState) => {
       if (s === 'live') {
         streamDownSince.value = null;
-        if (wasLive) bump(0); // back after a break: catch up at once
+        liveSince.value = Date.now();
+        if (wasLive) {
+          // back after a break: catch up at once
+          bump(0);
+          refreshVersion.value++;
+        }
         wasLive = true;
       } else if (s === 'reconnecting' && streamDownSince.peek() === null) {
         streamDownSince.value = Date.now();
