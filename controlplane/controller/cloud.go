@@ -73,7 +73,17 @@ func (r *readiness) estimate(cp *pools.CloudPool) time.Duration {
 // host.ready).
 func (c *Controller) RestoreTimeToReady(ctx context.Context, q journal.Querier) error {
 	since := c.now().Add(-7 * 24 * time.Hour)
-	if err := journal.Each(ctx, q, journal.Filter{Kind: KindHostSeen, Since: since}, func(ev journal.Event) error {
+	// Whether a node was seen is kept for as long as its host is rented,
+	// however long ago that began.
+	seenSince := since
+	if c.cfg.Ledger != nil {
+		for _, l := range c.cfg.Ledger.Loans() {
+			if l.Since.Before(seenSince) {
+				seenSince = l.Since
+			}
+		}
+	}
+	if err := journal.Each(ctx, q, journal.Filter{Kind: KindHostSeen, Since: seenSince}, func(ev journal.Event) error {
 		var d struct {
 			Host string `json:"host"`
 		}
@@ -395,6 +405,13 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			}
 		}
 		hosts = next
+		if !allReady && !now.Before(tl.r.Deadline.Add(c.cfg.ActivityGrace)) {
+			// Past the deadline plus grace the activity stops following
+			// (and replacing) hosts that are not ready: it ends with what
+			// it has; the collector sees to hosts that never register.
+			c.cfg.Logger.Info("not following rented hosts past the deadline plus grace", "activity", tl.r.Activity, "hosts", len(hosts))
+			return nil
+		}
 		if allRunning && runningAt.IsZero() {
 			runningAt = now
 			tl.phase(ctx, PhaseHostsRunning, now, fmt.Sprintf("%d rented %s running", len(hosts), plural(len(hosts), "host is", "hosts are")))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/providers"
 )
@@ -140,5 +141,31 @@ func TestScaleOutEndsPartialAfterTheGrace(t *testing.T) {
 	}
 	if n := h.c.Provision(t.Context(), h.k.Snapshot()); n != 0 {
 		t.Fatalf("the same demand started %d new activities", n)
+	}
+}
+
+// TestScaleOutWithNothingQueuedEndsAfterTheGrace: the hosts a scale-out
+// asked for never come, and Nomad stops queueing its work (its failed
+// allocations wait out their reschedule delay): nothing is queued, yet
+// allocations are missing. The scale-out does not live on, holding up
+// scale-in of its business unit: it ends past its deadline plus grace.
+func TestScaleOutWithNothingQueuedEndsAfterTheGrace(t *testing.T) {
+	h := newHarness(t, 0)
+	h.c.cfg.ActivityGrace = time.Minute
+	h.boots = false
+	h.service(4)
+	h.start()
+	if err := h.k.SetCount(web, 8); err != nil {
+		t.Fatal(err)
+	}
+	h.until("capacity is asked for", func() bool { return len(h.events(KindIntent)) > 0 })
+	h.k.Update(func(_ *cluster.Snapshot, e *cluster.Editor) { e.SetQueue(web.Namespace, web.Job, nil) })
+	h.until("the scale-out ends", func() bool { return len(h.events(KindActivityEnded)) == 1 && h.c.Active()[web] == "" })
+	end := h.events(KindActivityEnded)[0]
+	if outcomeOf(end) != OutcomeDone || !strings.Contains(end.Message, "nothing is queued, but only 4 of 8 allocations run") {
+		t.Fatalf("ended %q: %s", outcomeOf(end), end.Message)
+	}
+	if start := h.events(KindPhase)[0].Time; end.Time.Sub(start) < 3*time.Minute {
+		t.Fatalf("ended %s after the trigger, before the deadline (2m) plus grace (1m)", end.Time.Sub(start))
 	}
 }

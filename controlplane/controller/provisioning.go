@@ -341,6 +341,14 @@ func (c *Controller) placeOnce(ctx context.Context, a *activity, next *time.Time
 			tl.phase(ctx, PhasePlaced, now, "every allocation has a host")
 			return true, nil
 		}
+		if d.Queued == 0 && tl.begun() && !now.Before(limit) {
+			// Nothing queued, yet allocations missing past the grace:
+			// Nomad holds failed ones for their reschedule delay. No
+			// capacity serves that, so the scale-out ends.
+			c.end(ctx, a, OutcomeDone, fmt.Sprintf("nothing is queued, but only %d of %d allocations run %s past the deadline (scale_out.grace): Nomad is holding failed allocations for their reschedule, which capacity does not serve",
+				d.Running+d.Starting, d.Count, c.cfg.ActivityGrace), now)
+			return false, nil
+		}
 		if !*missed && now.After(r.Deadline) {
 			*missed = true
 			c.missedDeadline(ctx, r, now, fmt.Sprintf("%d allocations still queued", d.Queued))
