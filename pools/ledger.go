@@ -603,6 +603,20 @@ func (d Discrepancy) Adoption(pool *SharedPool, now time.Time) BorrowRequest {
 		Reason: fmt.Sprintf("node meta marks it lent to %s (lender %s), but the ledger has no record of the loan: the journal was lost or is younger than the loan; kept until an operator releases it (POST /v1/hosts/{id}/release)", d.Nomad, lender)}
 }
 
+// MarkedNewer reports a host the ledger lends to one borrower and Nomad's
+// meta marks lent to another, in a lease that began after the ledger's
+// loan (a younger journal, or a loan made behind its back): re-marking it
+// for the ledger's borrower would drain the other's work on doubt, so it
+// is left to an operator. lease is the pool's lease length; an
+// unreadable lease is doubt too.
+func (d Discrepancy) MarkedNewer(loan Loan, lease time.Duration) bool {
+	if d.Ledger == "" || d.Nomad == "" || d.Nomad == "absent" {
+		return false
+	}
+	until := d.LeaseUntil()
+	return until.IsZero() || until.Add(-lease).After(loan.Since)
+}
+
 // LeaseUntil is the lease end the node meta shows, zero when unreadable.
 func (d Discrepancy) LeaseUntil() time.Time {
 	t, _ := time.Parse(time.RFC3339, d.Lease)
@@ -639,7 +653,7 @@ func (l *Ledger) Verify(observed []ObservedHost) []Discrepancy {
 			out = append(out, Discrepancy{Host: o.Host, Name: o.Name, Ledger: loan.Borrower,
 				Msg: fmt.Sprintf("ledger lends it to %s, but its node meta does not mark it lent", loan.Borrower)})
 		case ok && o.LentTo != loan.Borrower:
-			out = append(out, Discrepancy{Host: o.Host, Name: o.Name, Ledger: loan.Borrower, Nomad: o.LentTo,
+			out = append(out, Discrepancy{Host: o.Host, Name: o.Name, Ledger: loan.Borrower, Nomad: o.LentTo, Lender: o.Lender, Lease: o.Lease,
 				Msg: fmt.Sprintf("ledger lends it to %s, but its node meta says %s", loan.Borrower, o.LentTo)})
 		case !ok && o.LentTo != "":
 			out = append(out, Discrepancy{Host: o.Host, Name: o.Name, Nomad: o.LentTo, Lender: o.Lender, Lease: o.Lease,

@@ -227,3 +227,32 @@ func TestSpotNoticeIsTakenUpWhileHostsDrain(t *testing.T) {
 		t.Fatalf("%d give-backs ended while their drains are held", n)
 	}
 }
+
+// TestHostMarkedForAnotherBorrowerInANewerLeaseIsNotDrained: the ledger
+// lends a shared host to bu-a; Nomad's meta marks it lent to bu-b in a
+// lease that began after that loan (a younger journal). Repair would drain
+// bu-b's work and mark it for bu-a: it is left to an operator instead,
+// journaled as a discrepancy.
+func TestHostMarkedForAnotherBorrowerInANewerLeaseIsNotDrained(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := t.Context()
+	h.ledger.SetLimits(pools.Limits{Quota: map[string]int{"bu-a": 1}, LendCap: map[string]int{"bu-b": 1}})
+	if _, err := h.ledger.Borrow(ctx, pools.BorrowRequest{Host: "shared-1", HostName: "shared-1", Pool: "shared", Lender: "bu-b", Borrower: "bu-a",
+		At: h.clock.Now(), Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(10 * time.Minute)
+	bu, lease := "bu-b", h.clock.Now().Add(time.Hour).Format(time.RFC3339)
+	if err := h.k.SetNodeMeta(ctx, "shared-1", map[string]*string{pools.MetaLentTo: &bu, pools.MetaServes: &bu, pools.MetaLease: &lease}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.c.Reconcile(ctx); err != nil || n != 1 {
+		t.Fatalf("Reconcile found %d differences (%v), want 1", n, err)
+	}
+	if len(h.shared.repaired) != 0 {
+		t.Fatalf("asked to repair %v: the newer mark would be drained", h.shared.repaired)
+	}
+	if d := h.events(KindDiscrepancy); len(d) != 1 || !strings.Contains(d[0].Message, "node meta says bu-b") {
+		t.Fatalf("reconcile.discrepancy %+v", d)
+	}
+}

@@ -53,6 +53,11 @@ func (c *Controller) Reconcile(ctx context.Context) (int, error) {
 			c.adoptLoan(ctx, d)
 			continue
 		}
+		if loan, ok := c.cfg.Ledger.Loan(d.Host); ok && c.cfg.Pools.Shared != nil && d.MarkedNewer(loan, c.cfg.Pools.Shared.Lease) {
+			// Journaled above as a discrepancy, every pass until an
+			// operator releases the host or fixes its meta.
+			continue
+		}
 		repair = append(repair, d)
 	}
 	if len(repair) == 0 {

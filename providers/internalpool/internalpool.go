@@ -598,6 +598,10 @@ func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
 			if !ok {
 				continue // returned since
 			}
+			if d.MarkedNewer(loan, p.cfg.Pool.Lease) {
+				err = fmt.Errorf("its node meta marks it lent to %s in a lease newer than the ledger's loan to %s: left to an operator, not drained", d.Nomad, d.Ledger)
+				break
+			}
 			n, _, ierr := p.cfg.Nomad.Nodes().Info(d.Host, (&nomad.QueryOptions{}).WithContext(ctx))
 			if ierr != nil {
 				err = providers.NewUnavailableError(fmt.Errorf("reading node %s: %w", d.Host, ierr))
