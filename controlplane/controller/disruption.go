@@ -89,7 +89,7 @@ func (c *Controller) Consolidate(ctx context.Context) ([]string, error) {
 func (c *Controller) giveBackTask(ctx context.Context, g giveBackChoice) {
 	bu := g.cand.loan.Borrower
 	c.mu.Lock()
-	c.givingBack[bu] = g.cand.loan.HostName
+	c.givingBack[bu] = g.cand.loan.Host
 	c.giveBacks.Set(float64(len(c.givingBack)))
 	c.mu.Unlock()
 	c.wg.Add(1)
@@ -106,6 +106,20 @@ func (c *Controller) giveBackTask(ctx context.Context, g giveBackChoice) {
 			c.cfg.Logger.Warn("giving back a host", "host", g.cand.loan.HostName, "business_unit", bu, "err", err)
 		}
 	}()
+}
+
+// givingBackNow reports whether a give-back task of this term drains and
+// returns host (an instance ID, or a borrowed host's node ID) now: its
+// journaled intent is not one a restart interrupted.
+func (c *Controller) givingBackNow(host string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.givingBack {
+		if h == host {
+			return true
+		}
+	}
+	return false
 }
 
 // returnWaits journals, once per business unit and activity, that a

@@ -102,7 +102,8 @@ func (c *Controller) adoptLoan(ctx context.Context, d pools.Discrepancy) {
 //   - a ledger entry whose instance is gone is closed;
 //   - a rented node that lost spillway.serves gets it back;
 //   - a host whose return was journaled but not finished (a crash during
-//     a drain) is drained and given back, borrowed hosts included.
+//     a drain) is drained and given back, borrowed hosts included; not
+//     one a give-back task of this term drains now (giveBackTask).
 //
 // Each fix is journaled. It returns how many it made.
 func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
@@ -160,7 +161,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 				fixed(KindRepaired, "host/"+h.ID, fmt.Sprintf("node %s of rented host %s serves %s again", n.Name, h.ID, loan.Borrower),
 					map[string]any{"host": h.ID, "node": n.ID, "borrower": loan.Borrower})
 			}
-			if returns[h.ID] {
+			if returns[h.ID] && !c.givingBackNow(h.ID) {
 				if err := c.giveBack(ctx, loan, n.ID, n.Allocs, "reconciler", "finishing a scale-in a restart interrupted"); err != nil {
 					errs = append(errs, err)
 					continue
@@ -185,7 +186,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 	}
 	if c.cfg.Shared != nil {
 		for _, l := range c.cfg.Ledger.Loans() {
-			if l.Tier == pools.TierShared && returns[l.Host] {
+			if l.Tier == pools.TierShared && returns[l.Host] && !c.givingBackNow(l.Host) {
 				if err := c.giveBack(ctx, l, l.Host, 0, "reconciler", "finishing a return a restart interrupted"); err != nil {
 					errs = append(errs, err)
 					continue
