@@ -282,6 +282,85 @@ func TestLinkFlapKeepsTheRentedHosts(t *testing.T) {
 	}
 }
 
+// TestHungBorrowedHostIsKeptThroughTheGrace: the agent of the shared
+// host a burst borrowed hangs (SIGSTOP), and demand then falls low enough
+// to give everything back. Scale-in gives back the rented hosts, one at a
+// time, and the borrowed one only once clouds.down_grace (1 minute here)
+// has passed since it was journaled down, to its lender in the ledger.
+// (It is not in TestLinkFlapKeepsTheRentedHosts's lab: there, while the
+// flapping rented hosts are down and their replacements younger than
+// MinLoanAge, scale-in may give the borrowed host back first.)
+func TestHungBorrowedHostIsKeptThroughTheGrace(t *testing.T) {
+	t.Parallel()
+	labtest.Takes(t, 135*time.Second)
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	const downGrace = time.Minute
+	l := startDoubtLab(t, doubtLab{seed: 29, timeScale: burstTimeScale, downGrace: downGrace, shared: 1,
+		aws: []cloudsim.OfferingConfig{{InstanceType: "m5.large", Zone: "us-east-1a", CapacityType: cloudsim.OnDemand, Price: 0.096, Capacity: refOf(4)}}})
+	// bu-a's host and the shared host it borrows first hold 8 of the 16:
+	// two rented hosts hold the rest.
+	fleet := burstOnto(t, l, 16, 2)
+
+	// The borrowed host's agent hangs. Once Nomad has it down (its work
+	// is placed again, on a host rented for it), demand falls to what
+	// bu-a's own host holds: scale-in gives back the rented hosts, one at
+	// a time, and would give back the borrowed one next, but not before
+	// clouds.down_grace has passed since it was journaled down. (The count
+	// falls only after host.down: until Nomad sees it, a hung host looks
+	// like a ready one.)
+	shared := labNode(t, l, "shared-1").ID
+	mark := len(allEvents(t, l))
+	if err := l.FreezeHost("shared-1"); err != nil {
+		t.Fatal(err)
+	}
+	evs := waitJournal(t, l, "the frozen borrowed host is journaled down", 2*time.Minute, func(evs []journal.Event) bool {
+		return len(hostEvents(evs[mark:], controller.KindHostDown, shared)) > 0
+	})
+	hung := hostEvents(evs[mark:], controller.KindHostDown, shared)[0]
+	if !strings.Contains(hung.Message, "borrowed host") {
+		t.Fatalf("host.down of shared-1 does not say it is borrowed: %s", hung.Message)
+	}
+	low := 4
+	if _, _, err := l.Nomad().Jobs().Scale(lab.DemoJob, lab.DemoGroup, &low, "operator: the burst is over", false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The give-back ends, its outcome journaled: while the agent hangs,
+	// Nomad cannot take the lending meta off the node (the reconcile
+	// pass does, once it is back), but the ledger has closed the loan.
+	evs = waitJournal(t, l, "the borrowed host is given back", 4*time.Minute, func(evs []journal.Event) bool {
+		return slices.ContainsFunc(evs[mark:], func(ev journal.Event) bool {
+			return (ev.Kind == controller.KindReturned || ev.Kind == controller.KindReturnFailed) && eventData(ev)["instance"] == shared
+		})
+	})
+	if err := l.ThawHost("shared-1"); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(openLoans(t, l), func(m map[string]any) bool { return m["host"] == shared }) {
+		t.Fatalf("the ledger still lends shared-1 after its give-back:\n%s", dump(evs[mark:]))
+	}
+	story := evs[mark:]
+	ret := returnsOf(story, shared)[0]
+	t.Logf("host.down %s; %s %s", hung.Time.Format(time.StampMilli), ret.Time.Format(time.StampMilli), ret.Message)
+	if ret.Time.Before(hung.Time.Add(downGrace)) {
+		t.Fatalf("shared-1 was given back %s after it was journaled down, within clouds.down_grace (%s):\n%s",
+			ret.Time.Sub(hung.Time), downGrace, dump(story))
+	}
+	if back := hostEvents(story, controller.KindHostBack, shared); len(back) > 0 && back[0].Time.Before(ret.Time) {
+		t.Fatalf("shared-1 came back while frozen: %s", back[0].Message)
+	}
+	for _, id := range fleet {
+		if r := returnsOf(story, id); len(r) == 0 || r[0].Seq > ret.Seq {
+			t.Fatalf("rented host %s was not given back before the borrowed one:\n%s", id, dump(story))
+		}
+	}
+	if err := l.WaitHealthy(t.Context(), lab.DemoJob, low, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after shared-1 was frozen:\n%s", dump(story))
+}
+
 // TestLostJournalTerminatesNothing: serve is stopped and its SQLite file
 // deleted while a borrowed shared host and rented hosts run. The restarted
 // serve terminates no instance: the collector journals gc.refused and
