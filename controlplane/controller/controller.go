@@ -215,8 +215,9 @@ type Controller struct {
 	// missing now is unknown (the down-host rule), not one that never
 	// registered.
 	seen map[string]time.Time
-	// givingBack is the host each business unit's give-back task drains
-	// and returns now (giveBackTask); giveBacks counts them.
+	// givingBack is the host (instance ID, or node ID of a borrowed host)
+	// each business unit's give-back task drains and returns now
+	// (giveBackTask); giveBacks counts them.
 	givingBack map[string]string
 	giveBacks  prometheus.Gauge
 	// orphans is when the collector first saw each unowned instance;

@@ -256,3 +256,38 @@ func TestHostMarkedForAnotherBorrowerInANewerLeaseIsNotDrained(t *testing.T) {
 		t.Fatalf("reconcile.discrepancy %+v", d)
 	}
 }
+
+// TestReconcileLeavesAGiveBackInProgress: the journaled intent of a
+// give-back that a task of this term still drains is not a return a
+// restart interrupted: the reconcile pass neither drains the host again
+// nor journals a second give-back, and the task ends it once.
+func TestReconcileLeavesAGiveBackInProgress(t *testing.T) {
+	h := newHarness(t, 0)
+	id := h.rent("bu-a")
+	h.clock.Advance(MinLoanAge + time.Second)
+	h.k.HoldDrains()
+	defer h.k.ReleaseDrains()
+	h.start()
+	h.until("the give-back drains", func() bool { return len(h.k.CallsOf("drain")) == 1 })
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.c.ReconcileClouds(t.Context())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the reconcile pass waits on a second drain of %s; journal:\n%s", id, h.dump())
+	}
+	if ret, drains := len(h.events(KindIntentReturn)), len(h.k.CallsOf("drain")); ret != 1 || drains != 1 {
+		t.Fatalf("%d intents to give back %s and %d drains, want the task's one of each; journal:\n%s", ret, id, drains, h.dump())
+	}
+	h.k.ReleaseDrains()
+	h.until("the give-back ends", func() bool { return len(h.events(KindReturned)) == 1 })
+	if n := len(h.events(KindIntentReturn)); n != 1 {
+		t.Fatalf("%d intents to give back %s, want 1; journal:\n%s", n, id, h.dump())
+	}
+}

@@ -107,7 +107,8 @@ func (c *Controller) adoptLoan(ctx context.Context, d pools.Discrepancy) {
 //   - a ledger entry whose instance is gone is closed;
 //   - a rented node that lost spillway.serves gets it back;
 //   - a host whose return was journaled but not finished (a crash during
-//     a drain) is drained and given back, borrowed hosts included.
+//     a drain) is drained and given back, borrowed hosts included; not
+//     one a give-back task of this term drains now (giveBackTask).
 //
 // Each fix is journaled. It returns how many it made.
 func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {

@@ -15,10 +15,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -512,7 +514,7 @@ func (l *Lab) startHosts(ctx context.Context) error {
 		}
 		procs = append(procs, p)
 		l.Hosts = append(l.Hosts, &Host{Name: s.name, BusinessUnit: s.bu, NodePool: s.pool, Tier: s.tier,
-			HTTPAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0])})
+			HTTPAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), proc: p})
 	}
 	want := len(specs)
 	return l.waitFor(ctx, "nomad clients", 90*time.Second, procs, func(context.Context) error {
@@ -531,4 +533,35 @@ func (l *Lab) startHosts(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// FreezeHost stops the Nomad agent of internal host name (bu-a-1,
+// shared-1) with SIGSTOP, as FreezeCloudHost does a cloud host's: to the
+// Nomad servers its heartbeats stop, as a hung agent or a cut line looks,
+// while its tasks run on. Only the agent stops: the plugins it started
+// (logmon, executors) keep reading and running its tasks. ThawHost
+// resumes it.
+func (l *Lab) FreezeHost(name string) error {
+	return l.signalHost(name, syscall.SIGSTOP, "frozen (SIGSTOP)")
+}
+
+// ThawHost resumes the agent of an internal host FreezeHost stopped.
+func (l *Lab) ThawHost(name string) error {
+	return l.signalHost(name, syscall.SIGCONT, "resumed (SIGCONT)")
+}
+
+func (l *Lab) signalHost(name string, sig syscall.Signal, what string) error {
+	i := slices.IndexFunc(l.Hosts, func(h *Host) bool { return h.Name == name })
+	if i < 0 || l.Hosts[i].proc == nil {
+		return fmt.Errorf("the lab has no internal host %s", name)
+	}
+	p := l.Hosts[i].proc
+	if ok, _ := p.exited(); ok {
+		return fmt.Errorf("the nomad agent of host %s has exited", name)
+	}
+	if err := syscall.Kill(p.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("signalling the nomad agent of host %s: %w", name, err)
+	}
+	l.progress("host %s: nomad agent %s", name, what)
+	return nil
 }

@@ -138,6 +138,9 @@ type Host struct {
 	NodePool     string
 	Tier         string
 	HTTPAddr     string
+
+	// proc is the host's Nomad agent (FreezeHost, ThawHost).
+	proc *process
 }
 
 func sortedMeta(m map[string]string) []kv {

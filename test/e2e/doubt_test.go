@@ -10,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	nomad "github.com/hashicorp/nomad/api"
+
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/internal/lab"
 	"github.com/spillwayhq/spillway/internal/lab/labtest"
+	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/cloudsim"
 )
@@ -23,12 +26,14 @@ import (
 // clouds' eventual consistency on (its default).
 
 // doubtLab is the lab of these tests: bu-a owns one host (four demo
-// allocations), no shared pool, and the simulated clouds sell what aws
-// and ali say.
+// allocations), the shared pool has shared hosts (bu-a's, of four demo
+// allocations each, borrowed before anything is rented), and the
+// simulated clouds sell what aws and ali say.
 type doubtLab struct {
 	seed      int64
 	timeScale float64
 	downGrace time.Duration
+	shared    int
 	// spotNotice is the simulator's latency.spotNotice (before scaling).
 	spotNotice time.Duration
 	aws, ali   []cloudsim.OfferingConfig
@@ -39,7 +44,7 @@ func startDoubtLab(t *testing.T, o doubtLab) *lab.Lab {
 	zero := 0.0
 	opts := lab.DefaultOptions()
 	opts.BusinessUnits = []lab.BusinessUnit{{Name: "bu-a", Hosts: 1}}
-	opts.SharedHosts = 0
+	opts.SharedHosts = o.shared
 	opts.HostCPU, opts.HostMemoryMB = 1000, 1024
 	opts.Policies = t.TempDir() // no policy: the count is Nomad's
 	opts.LabPools = true
@@ -112,6 +117,55 @@ func instanceState(l *lab.Lab, id string) string {
 }
 
 func running(state string) bool { return state == "running" || state == "Running" }
+
+// labNode reads the Nomad node of the lab host called name (shared-1).
+func labNode(t *testing.T, l *lab.Lab, name string) *nomad.Node {
+	t.Helper()
+	stubs, _, err := l.Nomad().Nodes().List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stubs {
+		if st.Name == name {
+			n, _, err := l.Nomad().Nodes().Info(st.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("nomad has no node %s", name)
+	return nil
+}
+
+// runningDemo counts the demo allocations Nomad runs on node and means to
+// keep running there.
+func runningDemo(t *testing.T, l *lab.Lab, node string) int {
+	t.Helper()
+	allocs, _, err := l.Nomad().Nodes().Allocations(node, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, a := range allocs {
+		if a.JobID == lab.DemoJob && a.ClientStatus == nomad.AllocClientStatusRunning && a.DesiredStatus == nomad.AllocDesiredStatusRun {
+			n++
+		}
+	}
+	return n
+}
+
+// returnsOf returns the scale-in intents (intent.return) to give back
+// host, a rented host's instance ID or a borrowed host's node ID.
+func returnsOf(evs []journal.Event, host string) []journal.Event {
+	var out []journal.Event
+	for _, ev := range filterKind(evs, controller.KindIntentReturn) {
+		if eventData(ev)["instance"] == host {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
 
 // TestLinkFlapKeepsTheRentedHosts: the agents of a burst's rented hosts
 // are frozen for 45 s, as a flap of the line to the cloud looks to Nomad.
@@ -228,21 +282,112 @@ func TestLinkFlapKeepsTheRentedHosts(t *testing.T) {
 	}
 }
 
-// TestLostJournalTerminatesNothing: serve is stopped and its SQLite file
-// deleted while rented hosts run. The restarted serve terminates no
-// instance: the collector journals gc.refused and logs an error naming
-// the cluster. The operator then adopts one (back into the ledger) and
-// terminates the other through the API.
-func TestLostJournalTerminatesNothing(t *testing.T) {
+// TestHungBorrowedHostIsKeptThroughTheGrace: the agent of the shared
+// host a burst borrowed hangs (SIGSTOP), and demand then falls low enough
+// to give everything back. Scale-in gives back the rented hosts, one at a
+// time, and the borrowed one only once clouds.down_grace (1 minute here)
+// has passed since it was journaled down, to its lender in the ledger.
+// (It is not in TestLinkFlapKeepsTheRentedHosts's lab: there, while the
+// flapping rented hosts are down and their replacements younger than
+// MinLoanAge, scale-in may give the borrowed host back first.)
+func TestHungBorrowedHostIsKeptThroughTheGrace(t *testing.T) {
 	t.Parallel()
-	labtest.Takes(t, 75*time.Second)
+	labtest.Takes(t, 135*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	l := startDoubtLab(t, doubtLab{seed: 19, timeScale: burstTimeScale,
+	const downGrace = time.Minute
+	l := startDoubtLab(t, doubtLab{seed: 29, timeScale: burstTimeScale, downGrace: downGrace, shared: 1,
 		aws: []cloudsim.OfferingConfig{{InstanceType: "m5.large", Zone: "us-east-1a", CapacityType: cloudsim.OnDemand, Price: 0.096, Capacity: refOf(4)}}})
-	rented := burstOnto(t, l, 12, 2)
+	// bu-a's host and the shared host it borrows first hold 8 of the 16:
+	// two rented hosts hold the rest.
+	fleet := burstOnto(t, l, 16, 2)
+
+	// The borrowed host's agent hangs. Once Nomad has it down (its work
+	// is placed again, on a host rented for it), demand falls to what
+	// bu-a's own host holds: scale-in gives back the rented hosts, one at
+	// a time, and would give back the borrowed one next, but not before
+	// clouds.down_grace has passed since it was journaled down. (The count
+	// falls only after host.down: until Nomad sees it, a hung host looks
+	// like a ready one.)
+	shared := labNode(t, l, "shared-1").ID
+	mark := len(allEvents(t, l))
+	if err := l.FreezeHost("shared-1"); err != nil {
+		t.Fatal(err)
+	}
+	evs := waitJournal(t, l, "the frozen borrowed host is journaled down", 2*time.Minute, func(evs []journal.Event) bool {
+		return len(hostEvents(evs[mark:], controller.KindHostDown, shared)) > 0
+	})
+	hung := hostEvents(evs[mark:], controller.KindHostDown, shared)[0]
+	if !strings.Contains(hung.Message, "borrowed host") {
+		t.Fatalf("host.down of shared-1 does not say it is borrowed: %s", hung.Message)
+	}
+	low := 4
+	if _, _, err := l.Nomad().Jobs().Scale(lab.DemoJob, lab.DemoGroup, &low, "operator: the burst is over", false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The give-back ends, its outcome journaled: while the agent hangs,
+	// Nomad cannot take the lending meta off the node (the reconcile
+	// pass does, once it is back), but the ledger has closed the loan.
+	evs = waitJournal(t, l, "the borrowed host is given back", 4*time.Minute, func(evs []journal.Event) bool {
+		return slices.ContainsFunc(evs[mark:], func(ev journal.Event) bool {
+			return (ev.Kind == controller.KindReturned || ev.Kind == controller.KindReturnFailed) && eventData(ev)["instance"] == shared
+		})
+	})
+	if err := l.ThawHost("shared-1"); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(openLoans(t, l), func(m map[string]any) bool { return m["host"] == shared }) {
+		t.Fatalf("the ledger still lends shared-1 after its give-back:\n%s", dump(evs[mark:]))
+	}
+	story := evs[mark:]
+	ret := returnsOf(story, shared)[0]
+	t.Logf("host.down %s; %s %s", hung.Time.Format(time.StampMilli), ret.Time.Format(time.StampMilli), ret.Message)
+	if ret.Time.Before(hung.Time.Add(downGrace)) {
+		t.Fatalf("shared-1 was given back %s after it was journaled down, within clouds.down_grace (%s):\n%s",
+			ret.Time.Sub(hung.Time), downGrace, dump(story))
+	}
+	if back := hostEvents(story, controller.KindHostBack, shared); len(back) > 0 && back[0].Time.Before(ret.Time) {
+		t.Fatalf("shared-1 came back while frozen: %s", back[0].Message)
+	}
+	for _, id := range fleet {
+		if r := returnsOf(story, id); len(r) == 0 || r[0].Seq > ret.Seq {
+			t.Fatalf("rented host %s was not given back before the borrowed one:\n%s", id, dump(story))
+		}
+	}
+	if err := l.WaitHealthy(t.Context(), lab.DemoJob, low, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after shared-1 was frozen:\n%s", dump(story))
+}
+
+// TestLostJournalTerminatesNothing: serve is stopped and its SQLite file
+// deleted while a borrowed shared host and rented hosts run. The restarted
+// serve terminates no instance: the collector journals gc.refused and
+// logs an error naming the cluster. The shared host, which Nomad's meta
+// shows lent to bu-a and the new ledger never recorded, keeps serving: its
+// loan is adopted (reconcile.adopted_loan), it is not drained, and
+// scale-in leaves it to an operator. The operator then adopts one rented
+// instance (back into the ledger) and terminates the other through the API.
+func TestLostJournalTerminatesNothing(t *testing.T) {
+	t.Parallel()
+	labtest.Takes(t, 80*time.Second)
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	l := startDoubtLab(t, doubtLab{seed: 19, timeScale: burstTimeScale, shared: 1,
+		aws: []cloudsim.OfferingConfig{{InstanceType: "m5.large", Zone: "us-east-1a", CapacityType: cloudsim.OnDemand, Price: 0.096, Capacity: refOf(4)}}})
+	// bu-a's host and the shared host it borrows first hold 8 of the 16:
+	// two rented hosts hold the rest.
+	rented := burstOnto(t, l, 16, 2)
 	slices.Sort(rented)
+	shared := labNode(t, l, "shared-1").ID
+	if !slices.ContainsFunc(openLoans(t, l), func(m map[string]any) bool { return m["host"] == shared && m["borrower"] == "bu-a" }) {
+		t.Fatalf("the burst did not borrow shared-1 (%s): %v", shared, openLoans(t, l))
+	}
+	if n := runningDemo(t, l, shared); n != 4 {
+		t.Fatalf("shared-1 runs %d demo allocations before the restart, want 4", n)
+	}
 
 	l.KillServe()
 	for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -253,9 +398,12 @@ func TestLostJournalTerminatesNothing(t *testing.T) {
 	if err := l.StartServe(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	evs := waitJournal(t, l, "the collector refuses", 3*time.Minute, func(evs []journal.Event) bool {
-		return len(filterKind(evs, controller.KindGCRefused)) > 0
+	evs := waitJournal(t, l, "the collector refuses and the loan is adopted", 3*time.Minute, func(evs []journal.Event) bool {
+		return len(filterKind(evs, controller.KindGCRefused)) > 0 && len(hostEvents(evs, controller.KindLoanAdopted, shared)) > 0
 	})
+	if adopted := hostEvents(evs, controller.KindLoanAdopted, shared)[0]; !strings.Contains(adopted.Message, "shared-1") {
+		t.Fatalf("reconcile.adopted_loan does not name shared-1: %s", adopted.Message)
+	}
 	refused := filterKind(evs, controller.KindGCRefused)[0]
 	var data struct {
 		Cluster   string   `json:"cluster"`
@@ -314,6 +462,27 @@ func TestLostJournalTerminatesNothing(t *testing.T) {
 	}
 	if !running(instanceState(l, rented[0])) {
 		t.Fatalf("the adopted instance %s does not run", rented[0])
+	}
+
+	// Well after its adoption (the operator's work above came after it),
+	// the shared host still serves bu-a: lent, not drained, its work in
+	// place, and no give-back was ever meant for it.
+	if !slices.ContainsFunc(loans, func(m map[string]any) bool {
+		adopted, _ := m["adopted"].(string)
+		return m["host"] == shared && m["borrower"] == "bu-a" && adopted != ""
+	}) {
+		t.Fatalf("GET /v1/pools/loans does not list shared-1 (%s) as adopted by bu-a: %v", shared, loans)
+	}
+	n := labNode(t, l, "shared-1")
+	if n.Meta[pools.MetaLentTo] != "bu-a" || n.DrainStrategy != nil || n.SchedulingEligibility != nomad.NodeSchedulingEligible {
+		t.Fatalf("shared-1 is lent to %q, drain %+v, %s; want lent to bu-a, not draining, eligible",
+			n.Meta[pools.MetaLentTo], n.DrainStrategy, n.SchedulingEligibility)
+	}
+	if got := runningDemo(t, l, shared); got != 4 {
+		t.Fatalf("shared-1 runs %d demo allocations after the restart, want its 4", got)
+	}
+	if ret := returnsOf(allEvents(t, l), shared); len(ret) > 0 {
+		t.Fatalf("scale-in meant to give back the adopted shared host:\n%s", dump(ret))
 	}
 }
 
