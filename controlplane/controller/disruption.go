@@ -171,13 +171,27 @@ func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot, holds sc
 	offering := c.rentedOfferings(ctx, loans)
 	var out []giveBackChoice
 	byBorrower := map[string][]candidate{}
+	// Rented hosts go back before borrowed ones: while a business unit
+	// has a rented host that scale-in may not consider yet (younger than
+	// MinLoanAge, or not a ready node: booting, down in its grace), its
+	// borrowed hosts wait, so the cheap internal host is not returned
+	// ahead of the cloud host.
+	rentedPending := map[string]bool{}
+	for _, l := range loans {
+		if l.Tier == pools.TierShared || c.cfg.Clouds[l.Pool] == nil {
+			continue
+		}
+		if n, ok := nodeOf[l.Host]; now.Sub(l.Since) < MinLoanAge || !ok || !n.Ready {
+			rentedPending[l.Borrower] = true
+		}
+	}
 	for _, l := range loans {
 		if now.Sub(l.Since) < MinLoanAge {
 			continue
 		}
 		switch {
 		case l.Tier == pools.TierShared && c.cfg.Shared != nil:
-			if !c.borrowedSpareable(snap, l, now) {
+			if rentedPending[l.Borrower] || !c.borrowedSpareable(snap, l, now) {
 				continue
 			}
 			byBorrower[l.Borrower] = append(byBorrower[l.Borrower], candidate{loan: l, node: l.Host})

@@ -291,3 +291,27 @@ func TestReconcileLeavesAGiveBackInProgress(t *testing.T) {
 		t.Fatalf("%d intents to give back %s, want 1; journal:\n%s", n, id, h.dump())
 	}
 }
+
+// TestBorrowedHostWaitsForARentedOneNotReady: bu-a's burst is over; its
+// rented host is down in its grace and its borrowed host is spare.
+// Scale-in does not give the cheap borrowed host back ahead of the rented
+// one it cannot consider yet; once the rented node is back, it goes
+// first.
+func TestBorrowedHostWaitsForARentedOneNotReady(t *testing.T) {
+	h := newHarness(t, 1)
+	h.burst(12) // one shared host borrowed, one aws host rented
+	if err := h.k.SetCount(web, 4); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(MinLoanAge + time.Second)
+	rented := h.cloud.Instances()[0].ID
+	h.k.SetNodeStatus("node-"+rented, "down")
+	if got, err := h.c.Consolidate(t.Context()); err != nil || len(got) != 0 {
+		t.Fatalf("gave back %v (%v) while bu-a's rented host is down in its grace", got, err)
+	}
+	h.k.SetNodeStatus("node-"+rented, "ready")
+	if got, err := h.c.Consolidate(t.Context()); err != nil || len(got) != 1 || got[0] != rented {
+		t.Fatalf("gave back %v (%v), want the rented host %s first", got, err, rented)
+	}
+	h.c.Wait()
+}
