@@ -126,18 +126,22 @@ export function Activities() {
         </div>
         <div class="field">
           <label for="f-direction">Direction</label>
-          <select id="f-direction" name="direction" defaultValue={params.get('direction') ?? ''}>
+          <select id="f-direction" name="direction">
             <option value="">Both</option>
-            <option value="up">Scale-outs</option>
-            <option value="down">Scale-ins</option>
+            <option value="up" selected={params.get('direction') === 'up'}>
+              Scale-outs
+            </option>
+            <option value="down" selected={params.get('direction') === 'down'}>
+              Scale-ins
+            </option>
           </select>
         </div>
         <div class="field">
           <label for="f-outcome">Outcome</label>
-          <select id="f-outcome" name="outcome" defaultValue={params.get('outcome') ?? ''}>
+          <select id="f-outcome" name="outcome">
             <option value="">Any</option>
             {Object.entries(OUTCOME_WORDS).map(([v, t]) => (
-              <option key={v} value={v}>
+              <option key={v} value={v} selected={params.get('outcome') === v}>
                 {t}
               </option>
             ))}
@@ -145,10 +149,10 @@ export function Activities() {
         </div>
         <div class="field">
           <label for="f-range">Time</label>
-          <select id="f-range" name="range" defaultValue={params.get('range') ?? ''}>
+          <select id="f-range" name="range">
             <option value="">Any time</option>
             {Object.entries(RANGES).map(([v, r]) => (
-              <option key={v} value={v}>
+              <option key={v} value={v} selected={params.get('range') === v}>
                 {r.text}
               </option>
             ))}

@@ -231,7 +231,9 @@ function Gantt(props: { a: ActivityDetail }) {
 function stepText(s: SourceStep): string {
   switch (s.result) {
     case 'used':
-      return `Used: ${s.hosts} ${s.hosts === 1 ? 'host' : 'hosts'}${s.asked && s.asked > s.hosts ? ` of ${s.asked} asked` : ''}`;
+      return `Used: ${s.hosts} ${s.hosts === 1 ? 'host' : 'hosts'}${s.asked && s.asked > s.hosts ? ` of ${s.asked} asked` : ''}${
+        s.reason ? `; the rest skipped: ${reasonText(s.reason)}` : ''
+      }`;
     case 'skipped':
       return `Skipped: ${reasonText(s.reason)}`;
     case 'hedged':

@@ -148,10 +148,10 @@ export function Journal() {
         ))}
         <div class="field">
           <label for="j-range">Time</label>
-          <select id="j-range" name="range" defaultValue={params.get('range') ?? ''}>
+          <select id="j-range" name="range">
             <option value="">Any time</option>
             {Object.entries(RANGES).map(([v, r]) => (
-              <option key={v} value={v}>
+              <option key={v} value={v} selected={params.get('range') === v}>
                 {r.text}
               </option>
             ))}
