@@ -81,17 +81,17 @@ func buildActivity(id string, evs []journal.Event) Activity {
 		act.Updated = ev.Time
 		act.Phases = append(act.Phases, Phase{Seq: ev.Seq, Kind: ev.Kind, Time: ev.Time, Actor: ev.Actor, Message: ev.Message})
 		var d struct {
-			Current   *int      `json:"current"`
-			Desired   *int      `json:"desired"`
-			Direction string    `json:"direction"`
-			Host      string    `json:"host"`
-			Hosts     []string  `json:"hosts"`
+			Current      *int      `json:"current"`
+			Desired      *int      `json:"desired"`
+			Direction    string    `json:"direction"`
+			Host         string    `json:"host"`
+			Hosts        []string  `json:"hosts"`
 			Outcome      string    `json:"outcome"`
 			Phase        string    `json:"phase"`
 			Policy       string    `json:"policy"`
 			BusinessUnit string    `json:"business_unit"`
-			Triggered time.Time `json:"triggered"`
-			Deadline  time.Time `json:"deadline"`
+			Triggered    time.Time `json:"triggered"`
+			Deadline     time.Time `json:"deadline"`
 		}
 		_ = json.Unmarshal(ev.Data, &d)
 		if ev.Kind == controller.KindPhase && d.Phase == controller.PhaseTrigger {
