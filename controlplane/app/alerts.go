@@ -351,12 +351,21 @@ type eventsPage struct {
 	Next string `json:"next,omitempty"`
 }
 
-// handleEvents serves GET /v1/events?kind=&subject=&service=&pool=&activity=&since=&until=&cursor=&limit=.
-// service (a task group, "namespace/job/group") and pool are subjects too.
+// handleEvents serves GET /v1/events?kind=&subject=&service=&pool=&activity=&actor=&host=&text=&since=&until=&order=&cursor=&limit=.
+// service (a task group, "namespace/job/group") and pool are subjects too;
+// order=desc gives the newest first (the cursor then pages back).
 func (a *App) handleEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := journal.Filter{Kind: q.Get("kind"), Subject: q.Get("subject"), Activity: q.Get("activity")}
+	f := journal.Filter{Kind: q.Get("kind"), Subject: q.Get("subject"), Activity: q.Get("activity"),
+		Actor: q.Get("actor"), Host: q.Get("host"), Text: q.Get("text")}
 	var bad []string
+	switch q.Get("order") {
+	case "", "asc":
+	case "desc":
+		f.Desc = true
+	default:
+		bad = append(bad, fmt.Sprintf("order: want asc or desc, got %q", q.Get("order")))
+	}
 	for _, name := range []string{"service", "pool"} {
 		if v := q.Get(name); v != "" {
 			if f.Subject != "" && f.Subject != v {
@@ -382,6 +391,9 @@ func (a *App) handleEvents(w http.ResponseWriter, r *http.Request) {
 			bad = append(bad, fmt.Sprintf("cursor: want the next value of a previous page, got %q", v))
 		}
 		f.After = n
+	}
+	if f.Desc {
+		f.Before, f.After = f.After, 0
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

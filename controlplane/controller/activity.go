@@ -246,7 +246,10 @@ func (a *activity) acquire(ctx context.Context, need int) int {
 				names = append(names, s.Pool)
 			}
 			a.tl.setPool(poolLabel(append(a.pools, names...)))
-			a.tl.phase(ctx, PhaseCapacityRequested, c.now(), "asked "+stepsString(append(taken, hedges...)))
+			// The plan's steps and what it skipped, and why: the console's
+			// source waterfall reads them.
+			a.tl.phaseWith(ctx, PhaseCapacityRequested, c.now(), "asked "+stepsString(append(taken, hedges...)),
+				map[string]any{"steps": stepsData(append(taken, hedges...)), "skipped": skipsData(plan.Skipped)})
 		}
 		got := make([]int, len(taken)+len(hedges))
 		var wg sync.WaitGroup
@@ -526,6 +529,7 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 	}
 	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got})
 	if err != nil && len(hosts) == 0 {
+		data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got, "error": err.Error(), "reason": providers.ErrorKind(err)})
 		c.record(ctx, journal.Event{Time: c.now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 			Data: data, Message: fmt.Sprintf("borrowing from %s failed: %v", step.Pool, err)})
 		if providers.IsInsufficientCapacity(err) || providers.IsQuota(err) {
@@ -567,6 +571,23 @@ func stepsString(steps []pools.Step) string {
 		parts = append(parts, fmt.Sprintf("%s %s for %d", s.Tier, s.Pool, s.Hosts))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// stepsData and skipsData are a plan's steps and skips as journal data.
+func stepsData(steps []pools.Step) []map[string]any {
+	out := make([]map[string]any, 0, len(steps))
+	for _, s := range steps {
+		out = append(out, map[string]any{"tier": s.Tier, "pool": s.Pool, "hosts": s.Hosts})
+	}
+	return out
+}
+
+func skipsData(skips []pools.Skip) []map[string]any {
+	out := make([]map[string]any, 0, len(skips))
+	for _, s := range skips {
+		out = append(out, map[string]any{"tier": s.Tier, "pool": s.Pool, "reason": s.Reason})
+	}
+	return out
 }
 
 func skipsString(skips []pools.Skip) string {

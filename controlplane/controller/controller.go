@@ -405,6 +405,11 @@ type timeline struct {
 }
 
 func (tl *timeline) phase(ctx context.Context, phase string, at time.Time, msg string) {
+	tl.phaseWith(ctx, phase, at, msg, nil)
+}
+
+// phaseWith is phase with more fields in the event's data.
+func (tl *timeline) phaseWith(ctx context.Context, phase string, at time.Time, msg string, extra map[string]any) {
 	tl.mu.Lock()
 	if tl.done == nil {
 		tl.done = map[string]bool{}
@@ -419,6 +424,9 @@ func (tl *timeline) phase(ctx context.Context, phase string, at time.Time, msg s
 	secs := at.Sub(tl.r.Triggered).Seconds()
 	tl.c.phases.WithLabelValues(phase, pool).Observe(secs)
 	fields := map[string]any{"phase": phase, "seconds": secs, "pool": pool, "target": tl.r.Target}
+	for k, v := range extra {
+		fields[k] = v
+	}
 	if phase == PhaseTrigger {
 		// Enough to resume the activity after a crash (Resume).
 		fields["business_unit"], fields["triggered"], fields["decided"], fields["deadline"] = tl.r.BusinessUnit, tl.r.Triggered, tl.r.Decided, tl.r.Deadline

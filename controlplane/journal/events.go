@@ -95,8 +95,22 @@ type Filter struct {
 	Activity string
 	Since    time.Time
 	Until    time.Time
+	// Actor matches the actor exactly.
+	Actor string
+	// Text matches, ignoring ASCII case, a part of the message, kind,
+	// subject, activity, actor or data.
+	Text string
+	// Host matches the events about a host: its subject ("host/<id>", or
+	// the ID itself) or a string in its data that is the ID or starts with
+	// it and a space ("i-0abc (m5.large/…)").
+	Host string
 	// After is the cursor: only events with a larger Seq.
 	After int64
+	// Before, with Desc, is the cursor of a newest-first page: only events
+	// with a smaller Seq.
+	Before int64
+	// Desc returns the newest first.
+	Desc bool
 	// Limit caps the result (default 100, at most 1000).
 	Limit int
 }
@@ -145,7 +159,7 @@ func (e *Events) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 	return out, nil
 }
 
-// Query returns the events f selects, oldest first.
+// Query returns the events f selects, oldest first (newest first with Desc).
 func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
 	q, args := f.selectSQL("0", func(int) string { return "?" })
 	rows, err := e.db.QueryContext(ctx, q, args...)
@@ -190,8 +204,28 @@ func (f Filter) selectSQL(term string, placeholder func(n int) string) (string, 
 	if !f.Until.IsZero() {
 		where = append(where, "at_ns < "+arg(unixNano(f.Until)))
 	}
+	if f.Actor != "" {
+		where = append(where, "actor = "+arg(f.Actor))
+	}
+	if f.Text != "" {
+		like := "%" + escapeLike(strings.ToLower(f.Text)) + "%"
+		var parts []string
+		for _, col := range []string{"message", "kind", "subject", "activity", "actor", "data"} {
+			// An argument each: SQLite's ? placeholders are positional.
+			parts = append(parts, fmt.Sprintf(`LOWER(%s) LIKE %s ESCAPE '\'`, col, arg(like)))
+		}
+		where = append(where, "("+strings.Join(parts, " OR ")+")")
+	}
+	if f.Host != "" {
+		quoted := escapeLike(`"` + f.Host)
+		where = append(where, fmt.Sprintf(`(subject = %s OR subject = %s OR data LIKE %s ESCAPE '\' OR data LIKE %s ESCAPE '\')`,
+			arg(f.Host), arg("host/"+f.Host), arg("%"+quoted+`"%`), arg("%"+quoted+" (%")))
+	}
 	if f.After > 0 {
 		where = append(where, "seq > "+arg(f.After))
+	}
+	if f.Desc && f.Before > 0 {
+		where = append(where, "seq < "+arg(f.Before))
 	}
 	limit := f.Limit
 	if limit <= 0 {
@@ -202,7 +236,11 @@ func (f Filter) selectSQL(term string, placeholder func(n int) string) (string, 
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq LIMIT " + arg(limit)
+	order := "seq"
+	if f.Desc {
+		order = "seq DESC"
+	}
+	q += " ORDER BY " + order + " LIMIT " + arg(limit)
 	return q, args
 }
 
@@ -261,8 +299,9 @@ type Querier interface {
 	Query(ctx context.Context, f Filter) ([]Event, error)
 }
 
-// Each calls fn with every event f selects, oldest first, reading a page
-// of f.Limit (1000 when zero) at a time from f.After on. It stops at the
+// Each calls fn with every event f selects, oldest first (newest first
+// with f.Desc), reading a page of f.Limit (1000 when zero) at a time from
+// f.After (f.Before) on. It stops at the
 // first error of the query or of fn.
 func Each(ctx context.Context, q Querier, f Filter, fn func(Event) error) error {
 	if f.Limit <= 0 {
@@ -281,6 +320,10 @@ func Each(ctx context.Context, q Querier, f Filter, fn func(Event) error) error 
 		if len(evs) < f.Limit {
 			return nil
 		}
-		f.After = evs[len(evs)-1].Seq
+		if f.Desc {
+			f.Before = evs[len(evs)-1].Seq
+		} else {
+			f.After = evs[len(evs)-1].Seq
+		}
 	}
 }

@@ -214,7 +214,7 @@ func waitScaledIn(t *testing.T, l *lab.Lab, timeout time.Duration) {
 // cloud hosts are drained and terminated and the shared host returned.
 func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 	t.Parallel()
-	labtest.Takes(t, 200*time.Second)
+	labtest.Takes(t, 210*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -306,6 +306,10 @@ func TestBurstAcrossSharedAWSAndAlibaba(t *testing.T) {
 		t.Errorf("scale-in order by tier %v: cloud hosts go before the shared one", order)
 	}
 	assertNoClaimLaunchedTwice(t, l, allEvents(t, l))
+
+	// The console explains the burst: the activity that fell back from
+	// AWS to Alibaba, from the overview.
+	t.Run("console", func(t *testing.T) { checkActivityConsole(t, l, ali[0].Activity, allEvents(t, l)) })
 
 	// After the burst, in the same lab: work only Alibaba's hosts may take.
 	t.Run("meta", func(t *testing.T) { checkMetaConstrainedToOnePool(t, l) })

@@ -177,3 +177,88 @@ export async function request<T>(path: string, token: string, opts: RequestOptio
   }
   return body as T;
 }
+
+/** One journal event of an activity, as GET /v1/activities lists them. */
+export interface ActivityPhase {
+  seq: number;
+  kind: string;
+  time: string;
+  actor?: string;
+  message: string;
+}
+
+/** GET /v1/activities: one scaling operation. */
+export interface Activity {
+  id: string;
+  service: string;
+  direction: 'up' | 'down' | string;
+  from: number;
+  to: number;
+  status: string;
+  /** How it ended, once it has; absent in flight. */
+  outcome?: 'done' | 'partial' | 'unmet' | 'failed';
+  missed_deadline: boolean;
+  business_unit?: string;
+  policy?: string;
+  started_by: 'policy' | 'manual' | 'nomad' | '';
+  actor: string;
+  reason: string;
+  started: string;
+  updated: string;
+  hosts: string[];
+  phases: ActivityPhase[];
+  seq: number;
+  triggered?: string;
+  deadline?: string;
+}
+
+export interface ActivitiesPage {
+  activities: Activity[];
+  next?: string;
+}
+
+/** One host of an activity, from requested to serving. */
+export interface HostTimeline {
+  host: string;
+  pool: string;
+  tier: string;
+  claim?: string;
+  offering?: string;
+  node?: string;
+  requested: string;
+  running?: string;
+  ready?: string;
+  placed?: string;
+  serving?: string;
+  ended?: string;
+}
+
+/** One line of the source waterfall. */
+export interface SourceStep {
+  seq: number;
+  time: string;
+  tier?: string;
+  pool: string;
+  offerings?: string[];
+  result: 'used' | 'skipped' | 'hedged' | 'unmet';
+  asked?: number;
+  hosts: number;
+  reason?: string;
+  error?: string;
+  seconds?: number;
+}
+
+/** GET /v1/activities/{id} */
+export interface ActivityDetail extends Activity {
+  trigger: { by: 'alert' | 'policy_check' | 'manual' | 'nomad' | ''; time: string; text: string; alerts?: string[]; policy?: string };
+  decision?: JournalEvent;
+  scale_out?: ScaleOut;
+  host_timelines: HostTimeline[];
+  sources: SourceStep[];
+}
+
+/** GET /v1/events */
+export interface EventsPage {
+  events: JournalEvent[];
+  next?: string;
+}

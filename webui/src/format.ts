@@ -33,3 +33,16 @@ export function span(ms: number): string {
   if (m < 60) return `${m} min ${pad(s % 60)} s`;
   return `${Math.floor(m / 60)} h ${pad(m % 60)} min`;
 }
+
+/** "2026-12-01 10:42:07", local time. */
+export function dateTime(t: string | number | Date | undefined | null): string {
+  if (t === undefined || t === null || t === '') return '—';
+  const d = new Date(t);
+  if (isNaN(d.getTime())) return '—';
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock(d)}`;
+}
+
+/** Seconds with one decimal: "0.5 s", "12.0 s"; longer spans as span(). */
+export function secs(s: number): string {
+  return s < 60 ? `${s.toFixed(1)} s` : span(s * 1000);
+}

@@ -13,6 +13,9 @@ import { PAGES, path } from './router';
 import { Login } from './pages/login';
 import { Capacity } from './pages/capacity';
 import { Overview } from './pages/overview';
+import { Activities } from './pages/activities';
+import { ActivityPage } from './pages/activity';
+import { Journal } from './pages/journal';
 
 function NotFound() {
   return (
@@ -28,12 +31,25 @@ function NotFound() {
 function Shell() {
   const who = me.value!;
   const p = path.value;
+  const activity = p.startsWith(PAGES.activities + '/') ? decodeURIComponent(p.slice(PAGES.activities.length + 1)) : null;
   const page =
     p === PAGES.overview
       ? { title: 'Overview', body: <Overview /> }
       : p === PAGES.capacity
         ? { title: 'Capacity by tier', body: <Capacity /> }
-        : { title: 'Page not found', body: <NotFound /> };
+        : p === PAGES.activities
+          ? { title: 'Activities', body: <Activities /> }
+          : activity
+            ? { title: 'Activity ' + activity, body: <ActivityPage key={activity} id={activity} /> }
+            : p === PAGES.journal
+              ? { title: 'Journal', body: <Journal /> }
+              : { title: 'Page not found', body: <NotFound /> };
+  const nav: [string, string][] = [
+    [PAGES.overview, 'Overview'],
+    [PAGES.activities, 'Activities'],
+    [PAGES.journal, 'Journal'],
+    [PAGES.capacity, 'Capacity by tier'],
+  ];
   useEffect(() => {
     document.title = `${page.title} · Spillway`;
   }, [page.title]);
@@ -46,16 +62,13 @@ function Shell() {
         <span class="brand">Spillway</span>
         <nav aria-label="Main">
           <ul>
-            <li>
-              <Link href={PAGES.overview} aria-current={p === PAGES.overview ? 'page' : undefined}>
-                Overview
-              </Link>
-            </li>
-            <li>
-              <Link href={PAGES.capacity} aria-current={p === PAGES.capacity ? 'page' : undefined}>
-                Capacity by tier
-              </Link>
-            </li>
+            {nav.map(([href, text]) => (
+              <li key={href}>
+                <Link href={href} aria-current={p === href || (href === PAGES.activities && activity) ? 'page' : undefined}>
+                  {text}
+                </Link>
+              </li>
+            ))}
           </ul>
         </nav>
         <Freshness />

@@ -73,12 +73,15 @@ func testEventsAppendAndQuery(t *testing.T, open func(*testing.T) journal.Store)
 		{Time: t0.Add(3 * time.Second), Kind: journal.KindAlertRejected, Actor: "alertmanager", Message: "bad payload"},
 		{Time: t0.Add(4 * time.Second), Kind: "alertx", Message: "not an alert.* kind"},
 		{Time: t0.Add(5 * time.Second), Kind: "a%b_c", Message: "LIKE wildcards in a kind are literal"},
+		{Time: t0.Add(6 * time.Second), Kind: "host.ready", Subject: "host/i-0ab", Message: "ready"},
+		{Time: t0.Add(7 * time.Second), Kind: "capacity.claimed", Message: "rented", Data: json.RawMessage(`{"hosts":["i-0ab (m5.large/us-east-1a/on-demand)"]}`)},
+		{Time: t0.Add(8 * time.Second), Kind: "capacity.returned", Message: "returned", Data: json.RawMessage(`{"host":"i-0ab"}`)},
 	}
 	got, err := s.Events().Append(ctx, evs...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int64{1, 2, 3, 4, 5, 6}; !slices.Equal(seqs(got), want) {
+	if want := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}; !slices.Equal(seqs(got), want) {
 		t.Fatalf("appended seqs %v, want %v", seqs(got), want)
 	}
 	if _, err := s.Events().Append(ctx, journal.Event{Kind: "x"}); err == nil {
@@ -96,7 +99,7 @@ func testEventsAppendAndQuery(t *testing.T, open func(*testing.T) journal.Store)
 		f    journal.Filter
 		want []int64
 	}{
-		{"all", journal.Filter{}, []int64{1, 2, 3, 4, 5, 6}},
+		{"all", journal.Filter{}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}},
 		{"kind prefix", journal.Filter{Kind: "alert"}, []int64{1, 4}},
 		{"exact kind", journal.Filter{Kind: journal.KindDecision}, []int64{2}},
 		{"wildcards are literal", journal.Filter{Kind: "a%b"}, []int64{}},
@@ -106,6 +109,14 @@ func testEventsAppendAndQuery(t *testing.T, open func(*testing.T) journal.Store)
 		{"time range", journal.Filter{Since: t0.Add(time.Second), Until: t0.Add(3 * time.Second)}, []int64{2, 3}},
 		{"cursor and limit", journal.Filter{After: 1, Limit: 2}, []int64{2, 3}},
 		{"combined", journal.Filter{Kind: "scale", Subject: "default/demo/web", After: 2}, []int64{3}},
+		{"actor", journal.Filter{Actor: "alertmanager"}, []int64{1, 4}},
+		{"text, any case, in the message", journal.Filter{Text: "SCALED TO"}, []int64{3}},
+		{"text in the data", journal.Filter{Text: `"ab"`}, []int64{1}},
+		{"text wildcards are literal", journal.Filter{Text: "a%b_"}, []int64{6}},
+		{"host", journal.Filter{Host: "i-0ab"}, []int64{7, 8, 9}},
+		{"host, not a prefix of another", journal.Filter{Host: "i-0a"}, []int64{}},
+		{"newest first", journal.Filter{Desc: true, Limit: 3}, []int64{9, 8, 7}},
+		{"newest first, before a cursor", journal.Filter{Desc: true, Before: 4, Kind: "alert"}, []int64{1}},
 	} {
 		res, err := s.Events().Query(ctx, c.f)
 		if err != nil {

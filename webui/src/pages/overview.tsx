@@ -17,7 +17,7 @@ import type { JournalEvent, Overview as OverviewData, OverviewTier, ScaleOut } f
 import { errorText, request } from '../api';
 import { Empty, ErrorNote, Link } from '../components';
 import { clock, hosts, int, money, span } from '../format';
-import { PAGES } from '../router';
+import { activityHref, PAGES } from '../router';
 import { dataAt, liveSince, now, onApiError, onJournalEvent, refreshVersion, token } from '../store';
 
 /** The phases of a scale-out in order, in words. */
@@ -221,7 +221,10 @@ function DeadlineBar(props: { so: ScaleOut }) {
   return (
     <article class="scaleout" data-activity={so.activity} data-outcome={so.outcome} data-service={so.service} aria-labelledby={id}>
       <h3 id={id}>
-        {so.service} <span class="muted small">({so.started_by === 'nomad' ? 'count changed in Nomad' : 'decided by a policy'})</span>
+        <Link href={activityHref(so.activity)} data-testid="activity-link">
+          {so.service}
+        </Link>{' '}
+        <span class="muted small">({so.started_by === 'nomad' ? 'count changed in Nomad' : 'decided by a policy'})</span>
       </h3>
       <p class="outcome" data-testid="outcome">
         <strong>{outcome}</strong>
