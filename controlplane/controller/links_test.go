@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spillwayhq/spillway/internal/bandwidth"
 	"github.com/spillwayhq/spillway/policies"
 )
 
@@ -139,5 +142,36 @@ func TestBurstLimitedByALink(t *testing.T) {
 	}
 	if _, err := h.c.SetLinkBandwidth(t.Context(), "dc1-aws", -1, "ops", "x"); err == nil {
 		t.Error("a negative bandwidth was set")
+	}
+}
+
+// TestTrafficFromAQuery: a policy's traffic query is read through
+// Config.Traffic when the planner plans; a failed read keeps the last
+// value, which is also what the link's use counts.
+func TestTrafficFromAQuery(t *testing.T) {
+	h := newHarnessOn(t, 0, linkedPools)
+	h.trafficPolicy("{query: 'sum(rate(tx_bits[1m])) / count(up)'}")
+	var next error
+	h.c.cfg.Traffic = func(_ context.Context, p *policies.Policy) (bandwidth.Bandwidth, error) {
+		if next != nil {
+			return 0, next
+		}
+		return 25e6, nil
+	}
+	if got := h.c.knownTraffic(web); got != 0 {
+		t.Fatalf("before any read: %s", got)
+	}
+	if got := h.c.trafficOf(t.Context(), web); got != 25e6 {
+		t.Fatalf("read %s, want 25Mbps", got)
+	}
+	next = errors.New("prometheus is down")
+	if got := h.c.trafficOf(t.Context(), web); got != 25e6 {
+		t.Fatalf("after a failed read %s, want the last value", got)
+	}
+	if got := h.c.knownTraffic(web); got != 25e6 {
+		t.Fatalf("known %s, want 25Mbps", got)
+	}
+	if got := h.c.trafficOf(t.Context(), policies.Target{Namespace: "default", Job: "other", Group: "g"}); got != 0 {
+		t.Fatalf("a group no policy governs: %s", got)
 	}
 }
