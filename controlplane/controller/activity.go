@@ -70,10 +70,10 @@ type activity struct {
 
 	// perHost is how many of the group's allocations a host unit takes,
 	// allocs how many queued allocations the next plan is for (then
-	// need × perHost), and booting the rented hosts still booting, by
-	// pool: a link counts them in use (links.go).
+	// need × perHost), and pending the rented hosts still booting when
+	// the run began: a link counts them in use (links.go).
 	perHost, allocs int
-	booting         map[string]int
+	pending         []*rented
 
 	mu     sync.Mutex
 	rented []*rented
@@ -107,10 +107,7 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 		}
 		c.cfg.Logger.Info("capacity needed", "activity", r.Activity, "target", r.Target.String(), "queued", a.d.Unplaced(),
 			"per_host", perHost, "hosts", need, "booting", len(pending), "reason", a.d.Blocked.Reason())
-		a.perHost, a.booting = perHost, map[string]int{}
-		for _, p := range pending {
-			a.booting[p.pool.Name]++
-		}
+		a.perHost, a.pending = perHost, pending
 		if need -= len(pending); need > 0 {
 			a.allocs = max(a.d.Unplaced()-len(pending)*max(perHost, 1), 0)
 			met = a.acquire(ctx, need) == 0
@@ -398,7 +395,7 @@ func (a *activity) plan(ctx context.Context, nodes []pools.NodeUsage, need int) 
 		// Links count allocations: the group's traffic each, how many a
 		// host takes, and what is behind each link now.
 		in.Traffic, in.PerHost, in.Allocs = c.trafficOf(ctx, r.Target), a.perHost, a.allocs
-		in.Links = c.linkStates(c.cfg.Cluster.Snapshot(), a.booting, a.perHost, in.Traffic)
+		in.Links = c.linkStates(c.cfg.Cluster.Snapshot(), a.booting(nodes), a.perHost, in.Traffic)
 	}
 	a.allocs = 0 // a later round plans for need × perHost
 	var skipped []pools.Skip

@@ -250,6 +250,28 @@ func (c *Controller) Links() []LinkView {
 	return out
 }
 
+// booting counts, by pool, the activity's rented hosts whose work is not
+// on them yet: not a Nomad node yet, or a node with no allocation. A link
+// counts each as full (perHost allocations), so a later round or run does
+// not put that work behind the link a second time.
+func (a *activity) booting(nodes []pools.NodeUsage) map[string]int {
+	registered := byInstance(nodes)
+	a.mu.Lock()
+	hosts := append(slices.Clone(a.rented), a.pending...)
+	a.mu.Unlock()
+	out, seen := map[string]int{}, map[string]bool{}
+	for _, h := range hosts {
+		if seen[h.host.ID] {
+			continue
+		}
+		seen[h.host.ID] = true
+		if n, ok := registered[h.host.ID]; !ok || n.Allocs == 0 {
+			out[h.pool.Name]++
+		}
+	}
+	return out
+}
+
 // unmetLink journals, once per activity and link, that a link held back
 // hosts of activity a: capacity.unmet with reason link and the numbers
 // (bandwidth, in use, per allocation). Every round is counted.
