@@ -131,6 +131,13 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", validHeader + "deadline: -1m\nchecks: [{name: f, fixed: {count: 1}}]\n", []string{"deadline: must be at least 1s"}},
 		{"undecodable max is reported once", strings.Replace(validHeader, "max: 10", "max: ten", 1) + "checks: [{name: f, fixed: {count: 2}}]\n", []string{`max: expected an integer, got "ten"`}},
 		{"undecodable bound is reported once", validHeader + "checks:\n  - name: q\n    query: up\n    threshold: {bands: [{lower_bound: x, action: '+1'}, {upper_bound: 5, action: '-1'}]}\n", []string{`bands[0].lower_bound: expected a number, got "x"`}},
+		{"traffic fixed", validHeader + "traffic: {per_allocation: 20Mbps}\nchecks: [{name: f, fixed: {count: 1}}]\n", nil},
+		{"traffic query", validHeader + "traffic: {query: 'sum(rate(tx_bytes[1m])) * 8 / count(up)'}\nchecks: [{name: f, fixed: {count: 1}}]\n", nil},
+		{"traffic both", validHeader + "traffic: {per_allocation: 20Mbps, query: up}\nchecks: [{name: f, fixed: {count: 1}}]\n", []string{"traffic.query: traffic is a fixed per_allocation or a query, not both"}},
+		{"traffic neither", validHeader + "traffic: {}\nchecks: [{name: f, fixed: {count: 1}}]\n", []string{"f.yaml:8:1: traffic: needs per_allocation"}},
+		{"traffic unparsable", validHeader + "traffic: {per_allocation: lots}\nchecks: [{name: f, fixed: {count: 1}}]\n", []string{`f.yaml:8:27: traffic.per_allocation: expected a bandwidth such as 1Gbps or 100Mbps, got "lots"`}},
+		{"traffic zero", validHeader + "traffic: {per_allocation: 0bps}\nchecks: [{name: f, fixed: {count: 1}}]\n", []string{"traffic.per_allocation: must be positive"}},
+		{"traffic bad query", validHeader + "traffic: {query: 'sum('}\nchecks: [{name: f, fixed: {count: 1}}]\n", []string{"traffic.query:"}},
 		{"two documents, errors in both", validHeader + "checks: [{name: f, fixed: {count: 1}}]\nmax: 3\n---\n" + validHeader + "checks: []\n", []string{
 			`f.yaml:9:1: max: duplicate key`, "f.yaml:18:1: checks: at least one check"}},
 	}

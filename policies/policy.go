@@ -3,6 +3,7 @@ package policies
 import (
 	"time"
 
+	"github.com/spillwayhq/spillway/internal/bandwidth"
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 )
 
@@ -51,6 +52,11 @@ type Policy struct {
 	OnCheckError OnCheckError `yaml:"on_check_error" json:"on_check_error"`
 	Checks       []Check      `yaml:"checks" json:"checks"`
 	Alerts       []AlertRule  `yaml:"alerts" json:"alerts,omitempty"`
+	// Traffic is what one allocation of the service sends over a link
+	// to the data centre: the planner puts no more allocations behind a
+	// pool's link than it carries. Optional: without it no link limits
+	// the service.
+	Traffic *Traffic `yaml:"traffic" json:"traffic,omitempty"`
 
 	pos *strictyaml.Positions
 }
@@ -69,6 +75,14 @@ func (p *Policy) Line() int {
 		return 0
 	}
 	return p.pos.Doc.Line
+}
+
+// Traffic is a service's traffic per allocation over a link: a fixed
+// figure, or a PromQL query whose one series is bits per second per
+// allocation. Exactly one is set.
+type Traffic struct {
+	PerAllocation bandwidth.Bandwidth `yaml:"per_allocation" json:"per_allocation,omitempty"`
+	Query         string              `yaml:"query" json:"query,omitempty"`
 }
 
 // Target is the Nomad task group a policy scales.

@@ -105,6 +105,23 @@ func (p *Policy) validate() strictyaml.Errors {
 	for i := range p.Alerts {
 		v.alert(fmt.Sprintf("alerts[%d]", i), &p.Alerts[i])
 	}
+	if t := p.Traffic; t != nil {
+		fixed, query := v.Pos.Has("traffic.per_allocation"), v.Pos.Has("traffic.query")
+		switch {
+		case fixed && query:
+			v.Errorf("traffic.query", "traffic is a fixed per_allocation or a query, not both")
+		case !fixed && !query:
+			v.Errorf("traffic", "needs per_allocation (such as 20Mbps) or a query (bits per second per allocation)")
+		case fixed && !v.Pos.Failed("traffic.per_allocation") && t.PerAllocation <= 0:
+			v.Errorf("traffic.per_allocation", "must be positive, got %s", t.PerAllocation)
+		case query && strings.TrimSpace(t.Query) == "":
+			v.Errorf("traffic.query", "must not be empty")
+		case query:
+			if err := checkPromQL(t.Query); err != nil {
+				v.Errorf("traffic.query", "%s", err)
+			}
+		}
+	}
 	return v.Errs
 }
 

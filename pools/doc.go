@@ -1,13 +1,14 @@
 // Package pools owns where Spillway's capacity comes from and how it is
 // accounted for:
 //
-//   - the pool configuration: [BusinessUnit], [SharedPool] and [CloudPool]
-//     documents (apiVersion spillway/v1), loaded strictly with every error
-//     located as file:line:column: field.path: message ([LoadFiles]);
+//   - the pool configuration: [BusinessUnit], [SharedPool], [CloudPool]
+//     and [Link] documents (apiVersion spillway/v1), loaded strictly with
+//     every error located as file:line:column: field.path: message
+//     ([LoadFiles]);
 //   - the capacity ladder ([Ladder]): a pure function that orders the tiers
 //     own idle → shared internal → warm cloud → cold cloud for a service and
-//     a deadline, and [OfferingMemory], which remembers offerings that just
-//     failed;
+//     a deadline, puts no more allocations behind a [Link] than it carries,
+//     and [OfferingMemory], which remembers offerings that just failed;
 //   - the time-to-ready estimator ([EstimateTimeToReady]);
 //   - the lending ledger ([Ledger]): borrow, extend, reclaim and return of
 //     hosts, with its invariants enforced in one place, made durable through

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spillwayhq/spillway/internal/bandwidth"
 	"github.com/spillwayhq/spillway/providers"
 )
 
@@ -69,6 +70,65 @@ type LadderInput struct {
 	Cloud map[string]CloudState
 	// Unavailable remembers offerings that failed recently; may be nil.
 	Unavailable *OfferingMemory
+	// Traffic is what one allocation of the service sends over a link
+	// (its policy's traffic). Zero: not known, and no link limits the
+	// plan.
+	Traffic bandwidth.Bandwidth
+	// PerHost is how many of the service's allocations one host unit
+	// takes, and Allocs how many queued allocations Need stands for
+	// (zero: Need × PerHost). Both only matter behind a link.
+	PerHost, Allocs int
+	// Links is each link's state now, by name; a link without an entry
+	// has its configured bandwidth and nothing in use.
+	Links map[string]LinkState
+}
+
+// LinkState is what the ladder needs to know about a link now.
+type LinkState struct {
+	// Bandwidth is the link's bandwidth now: the configured one, or what
+	// an operator set at run time. Zero with Set false: the configured.
+	Bandwidth bandwidth.Bandwidth
+	Set       bool
+	// InUse is what the allocations already behind it send (and what the
+	// hosts still booting behind it will carry).
+	InUse bandwidth.Bandwidth
+}
+
+// LinkLimit says that a link held a plan back: it carries Carries
+// (Bandwidth at TargetUtilization), InUse of which is used, so it may
+// take Allowed more allocations of PerAllocation each; Wanted is how many
+// the plan would have put behind it.
+type LinkLimit struct {
+	Link              string              `json:"link"`
+	Pool              string              `json:"pool"`
+	Bandwidth         bandwidth.Bandwidth `json:"bandwidth"`
+	TargetUtilization Percent             `json:"target_utilization"`
+	Carries           bandwidth.Bandwidth `json:"carries"`
+	InUse             bandwidth.Bandwidth `json:"in_use"`
+	PerAllocation     bandwidth.Bandwidth `json:"per_allocation"`
+	Allowed           int                 `json:"allowed_allocations"`
+	Wanted            int                 `json:"wanted_allocations"`
+}
+
+// String says it in words.
+func (l LinkLimit) String() string {
+	return fmt.Sprintf("link %s (%s at %s carries %s; %s in use) takes %d more %s of %s, not %d",
+		l.Link, l.Bandwidth, l.TargetUtilization, l.Carries, l.InUse, l.Allowed, plural(l.Allowed, "allocation", "allocations"), l.PerAllocation, l.Wanted)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// bandwidthOf is link's bandwidth now.
+func (in LadderInput) bandwidthOf(l *Link) bandwidth.Bandwidth {
+	if st, ok := in.Links[l.Name]; ok && st.Set {
+		return st.Bandwidth
+	}
+	return l.Bandwidth
 }
 
 // Step is one rung of a plan: take Hosts from Pool in Tier.
@@ -96,6 +156,11 @@ type Step struct {
 	// RecentFailures counts offerings of the pool that failed within the
 	// memory's window.
 	RecentFailures int
+	// Link is the link the pool's hosts are behind (cloud tiers), and
+	// Allocs how many allocations the plan puts on Hosts (set when the
+	// input has a traffic figure).
+	Link   string
+	Allocs int
 }
 
 // Skip is a pool the ladder could not use, and why.
@@ -114,6 +179,16 @@ type Plan struct {
 	// AtRisk reports that some of the planned hosts miss the deadline.
 	AtRisk  bool
 	Skipped []Skip
+	// Links lists the links that held the plan back; UnmetAllocs is how
+	// many allocations no step takes (when the input has a traffic
+	// figure).
+	Links       []LinkLimit
+	UnmetAllocs int
+}
+
+// LinkLimited reports whether link held the plan back.
+func (p Plan) LinkLimited(link string) bool {
+	return slices.ContainsFunc(p.Links, func(l LinkLimit) bool { return l.Link == link })
 }
 
 // Taken returns the steps that take hosts.
@@ -141,15 +216,59 @@ func (p Plan) Taken() []Step {
 // Offerings that failed within the OfferingMemory's window are left out;
 // a pool with none left, no headroom under max_hosts or no budget left is
 // skipped with a reason.
+//
+// With a traffic figure (in.Traffic), the ladder counts allocations too:
+// a pool behind a link takes no more allocations than the link carries
+// at its target utilization, less what is in use and what earlier steps
+// put behind it (rounded down), on as many hosts as those allocations
+// need (rounded up). The link is listed in Plan.Links, and the rest goes
+// to the next pool.
 func Ladder(in LadderInput) Plan {
 	var plan Plan
 	remaining := max(in.Need, 0)
 	meets := func(ttr time.Duration) bool {
 		return in.Deadline.IsZero() || !in.Now.Add(ttr).After(in.Deadline)
 	}
+	cfg := in.Config
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	// Allocation accounting, for links.
+	counting := in.Traffic > 0
+	perHost := max(in.PerHost, 1)
+	allocs := remaining * perHost
+	if in.Allocs > 0 {
+		allocs = min(in.Allocs, allocs)
+	}
+	planned := map[string]bandwidth.Bandwidth{}
 	take := func(s Step) {
 		s.Hosts = min(remaining, s.Available)
+		if counting {
+			wanted := min(allocs, s.Hosts*perHost)
+			s.Allocs = wanted
+			if l, ok := cfg.Link(s.Link); ok && s.Hosts > 0 {
+				bw := in.bandwidthOf(l)
+				carries := l.Carries(bw)
+				inUse := in.Links[l.Name].InUse + planned[l.Name]
+				allowed := max(int(math.Floor(float64((carries-inUse)/in.Traffic)+1e-9)), 0)
+				if allowed < wanted {
+					s.Allocs = allowed
+					s.Hosts = (allowed + perHost - 1) / perHost
+					s.Available = min(s.Available, s.Hosts)
+					plan.Links = append(plan.Links, LinkLimit{Link: l.Name, Pool: s.Pool, Bandwidth: bw, TargetUtilization: l.TargetUtilization,
+						Carries: carries, InUse: inUse, PerAllocation: in.Traffic, Allowed: allowed, Wanted: wanted})
+					if allowed == 0 {
+						plan.Skipped = append(plan.Skipped, Skip{s.Tier, s.Pool, plan.Links[len(plan.Links)-1].String()})
+					}
+				}
+				planned[l.Name] += bandwidth.Bandwidth(s.Allocs) * in.Traffic
+			}
+			allocs -= s.Allocs
+		}
 		remaining -= s.Hosts
+		if counting {
+			remaining = (allocs + perHost - 1) / perHost
+		}
 		s.MeetsDeadline = meets(s.TimeToReady)
 		if s.Hosts > 0 && !s.MeetsDeadline {
 			plan.AtRisk = true
@@ -167,10 +286,6 @@ func Ladder(in LadderInput) Plan {
 	}
 
 	// 2. The shared pool, within quota.
-	cfg := in.Config
-	if cfg == nil {
-		cfg = &Config{}
-	}
 	if sp := cfg.Shared; sp != nil {
 		quota := 0
 		if bu, ok := cfg.BusinessUnit(in.BusinessUnit); ok {
@@ -214,7 +329,7 @@ func Ladder(in LadderInput) Plan {
 		if ttr <= 0 {
 			ttr = cp.TimeToReady
 		}
-		base := Step{Pool: cp.Name, Offerings: offerings, UnitCost: unit, RecentFailures: failures}
+		base := Step{Pool: cp.Name, Offerings: offerings, UnitCost: unit, RecentFailures: failures, Link: cp.Link}
 		if w := min(st.Warm, headroom); w > 0 {
 			s := base
 			s.Tier, s.Available, s.TimeToReady = TierWarm, w, cp.Warm.TimeToReady
@@ -252,6 +367,9 @@ func Ladder(in LadderInput) Plan {
 		take(s)
 	}
 	plan.Unmet = remaining
+	if counting {
+		plan.UnmetAllocs = allocs
+	}
 	return plan
 }
 

@@ -236,3 +236,130 @@ func TestEstimateTimeToReady(t *testing.T) {
 		}
 	}
 }
+
+var linkConfig = `
+apiVersion: spillway/v1
+kind: BusinessUnit
+name: bu-a
+selector: {node_pool: bu-a}
+lending: {share: 50%}
+borrowing: {quota: 2}
+---
+apiVersion: spillway/v1
+kind: Link
+name: dc1-ali
+bandwidth: 100Mbps
+target_utilization: 100%
+---
+apiVersion: spillway/v1
+kind: CloudPool
+name: ali-a
+provider: alicloud
+region: cn-beijing
+zones: [cn-beijing-h]
+offerings: [{instance_type: small, price: {on_demand: 0.1}}]
+max_hosts: 10
+budget_per_hour: 100
+link: dc1-ali
+` + bootstrapYAML("cn-beijing", "m-2zefcos42x64spillway", "fcos") + `
+---
+apiVersion: spillway/v1
+kind: CloudPool
+name: ali-b
+provider: alicloud
+region: cn-beijing
+zones: [cn-beijing-k]
+offerings: [{instance_type: small, price: {on_demand: 0.2}}]
+max_hosts: 10
+budget_per_hour: 100
+link: dc1-ali
+` + bootstrapYAML("cn-beijing", "m-2zefcos42x64spillway", "fcos") + `
+---
+apiVersion: spillway/v1
+kind: CloudPool
+name: aws-far
+provider: aws
+region: us-east-1
+zones: [us-east-1a]
+offerings: [{instance_type: small, price: {on_demand: 0.5}}]
+max_hosts: 10
+budget_per_hour: 100
+` + bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar")
+
+// TestLadderLinks: a pool behind a link takes no more allocations than
+// the link carries at its target utilization, rounded down, on as many
+// hosts as they need, rounded up; the rest goes to the next pool.
+func TestLadderLinks(t *testing.T) {
+	cfg, err := Parse("links.yaml", []byte(linkConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noAWS := map[string]CloudState{"aws-far": {Hosts: 10}}
+	const mbps = 1e6
+	for _, tc := range []struct {
+		name   string
+		in     LadderInput
+		want   string
+		allocs string // allocations per taken step
+		limits string // the links that held the plan back: allowed/wanted
+	}{
+		{"no traffic figure: no link limit", LadderInput{Need: 3, PerHost: 4}, "cold:ali-a=3 [cold:ali-b=0] [cold:aws-far=0]", "", ""},
+		{"the link carries them all", LadderInput{Need: 1, PerHost: 4, Traffic: 20 * mbps}, "cold:ali-a=1 [cold:ali-b=0] [cold:aws-far=0]", "ali-a=4", ""},
+		{"5 of 12 behind the link on 2 hosts, 7 on the next pool without it", LadderInput{Need: 3, Allocs: 12, PerHost: 4, Traffic: 20 * mbps},
+			"cold:ali-a=2 [cold:ali-b=0] cold:aws-far=2", "ali-a=5 aws-far=7", "ali-a 5/12 ali-b 0/7"},
+		{"allocations round down: 4.5 fit, 4 are placed", LadderInput{Need: 3, Allocs: 10, PerHost: 4, Traffic: 22 * mbps, Cloud: noAWS},
+			"cold:ali-a=1 [cold:ali-b=0] unmet=2", "ali-a=4", "ali-a 4/10 ali-b 0/6"},
+		{"in use counts against the link", LadderInput{Need: 2, Allocs: 5, PerHost: 4, Traffic: 20 * mbps, Cloud: noAWS,
+			Links: map[string]LinkState{"dc1-ali": {InUse: 60 * mbps}}},
+			"cold:ali-a=1 [cold:ali-b=0] unmet=1", "ali-a=2", "ali-a 2/5 ali-b 0/3"},
+		{"a full link gives nothing", LadderInput{Need: 2, Allocs: 5, PerHost: 4, Traffic: 20 * mbps, Cloud: noAWS,
+			Links: map[string]LinkState{"dc1-ali": {InUse: 100 * mbps}}},
+			"[cold:ali-a=0] [cold:ali-b=0] unmet=2", "", "ali-a 0/5 ali-b 0/5"},
+		{"a bandwidth set at run time replaces the file's", LadderInput{Need: 3, Allocs: 12, PerHost: 4, Traffic: 20 * mbps, Cloud: noAWS,
+			Links: map[string]LinkState{"dc1-ali": {Bandwidth: 1e9, Set: true}}},
+			"cold:ali-a=3 [cold:ali-b=0]", "ali-a=12", ""},
+		{"a link lowered to zero at run time", LadderInput{Need: 1, PerHost: 4, Traffic: 20 * mbps, Cloud: noAWS,
+			Links: map[string]LinkState{"dc1-ali": {Bandwidth: 0, Set: true}}},
+			"[cold:ali-a=0] [cold:ali-b=0] unmet=1", "", "ali-a 0/4 ali-b 0/4"},
+		{"a full pool behind the link leaves room to the next pool behind it", LadderInput{Need: 3, Allocs: 12, PerHost: 4, Traffic: 10 * mbps,
+			Cloud: map[string]CloudState{"ali-a": {Hosts: 9}, "aws-far": {Hosts: 10}}},
+			"cold:ali-a=1 cold:ali-b=2 unmet=1", "ali-a=4 ali-b=6", "ali-b 6/8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			in.Config = cfg
+			plan := Ladder(in)
+			if got := planString(plan); got != tc.want {
+				t.Errorf("plan = %q, want %q", got, tc.want)
+			}
+			var allocs, limits []string
+			for _, s := range plan.Taken() {
+				if s.Allocs > 0 {
+					allocs = append(allocs, fmt.Sprintf("%s=%d", s.Pool, s.Allocs))
+				}
+			}
+			for _, l := range plan.Links {
+				limits = append(limits, fmt.Sprintf("%s %d/%d", l.Pool, l.Allowed, l.Wanted))
+			}
+			if got := strings.Join(allocs, " "); tc.in.Traffic > 0 && got != tc.allocs {
+				t.Errorf("allocations = %q, want %q", got, tc.allocs)
+			}
+			if got := strings.Join(limits, " "); got != tc.limits {
+				t.Errorf("link limits = %q, want %q", got, tc.limits)
+			}
+			for _, s := range plan.Steps {
+				if s.Hosts > s.Available || s.Hosts < 0 {
+					t.Errorf("bad step %+v", s)
+				}
+			}
+		})
+	}
+}
+
+func TestLinkLimitString(t *testing.T) {
+	l := LinkLimit{Link: "dc1-ali", Pool: "ali-a", Bandwidth: 100e6, TargetUtilization: 100, Carries: 100e6, InUse: 0, PerAllocation: 20e6, Allowed: 5, Wanted: 8}
+	want := "link dc1-ali (100Mbps at 100% carries 100Mbps; 0bps in use) takes 5 more allocations of 20Mbps, not 8"
+	if got := l.String(); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -25,7 +25,7 @@ func LoadDir(dir string) (*Config, error) {
 }
 
 // LoadFiles reads, decodes and validates the files, each holding one or
-// more BusinessUnit, SharedPool or CloudPool documents. The files are
+// more BusinessUnit, SharedPool, CloudPool or Link documents. The files are
 // checked together: names are unique per kind across them, and there is at
 // most one SharedPool. It returns the whole configuration or a
 // [strictyaml.Errors] holding every problem in every file, each formatted
@@ -103,6 +103,8 @@ func parse(name string, data []byte) ([]document, error) {
 			return &SharedPool{}, nil
 		case KindCloudPool:
 			return &CloudPool{}, nil
+		case KindLink:
+			return &Link{}, nil
 		}
 		return nil, &strictyaml.Error{File: name, Line: kind.Line, Column: kind.Column, Path: "kind",
 			Msg: fmt.Sprintf("unknown kind %q; use one of %s", kind.Value, strings.Join(Kinds, ", "))}
@@ -153,6 +155,25 @@ func validateSet(cfg *Config, docs []document) strictyaml.Errors {
 			cfg.Shared = d
 		case *CloudPool:
 			cfg.CloudPools = append(cfg.CloudPools, d)
+		case *Link:
+			cfg.Links = append(cfg.Links, d)
+		}
+	}
+	// A cloud pool names a link defined in the files.
+	for _, p := range cfg.CloudPools {
+		if p.Link == "" {
+			continue
+		}
+		if _, ok := cfg.Link(p.Link); !ok {
+			var names []string
+			for _, l := range cfg.Links {
+				names = append(names, l.Name)
+			}
+			known := "no Link is defined"
+			if len(names) > 0 {
+				known = "defined: " + strings.Join(names, ", ")
+			}
+			errs = append(errs, p.pos.Errorf("link", "no Link named %q (%s)", p.Link, known))
 		}
 	}
 	// A business unit's own hosts must not also be shared-pool hosts.

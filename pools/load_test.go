@@ -50,6 +50,12 @@ func TestLoadExamples(t *testing.T) {
 	if ali.Currency != "CNY" || ali.Offerings[0].Weight != 1 || ali.TimeToReady != 110*time.Second {
 		t.Errorf("ali pool defaults: %+v", ali)
 	}
+	if l, ok := cfg.Link(ali.Link); !ok || l.Bandwidth != 1e9 || l.TargetUtilization != 80 || l.Carries(l.Bandwidth) != 800e6 {
+		t.Errorf("ali pool's link %q = %+v", ali.Link, l)
+	}
+	if got := cfg.PoolsBehind("dc1-ali-bj"); len(got) != 1 || got[0] != "ali-bj" {
+		t.Errorf("pools behind dc1-ali-bj = %v", got)
+	}
 	lim := cfg.Limits(map[string]int{"feed": 100, "search": 40, "video": 10})
 	if lim.Quota["search"] != 20 || lim.LendCap["search"] != 6 || lim.LendCap["video"] != 2 || !lim.Overcommit["video"] {
 		t.Errorf("limits = %+v", lim)
@@ -129,6 +135,17 @@ func TestParseCases(t *testing.T) {
 		{"offering size negative", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, cpu_mhz: -1, memory_mb: 7680, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\n" +
 			bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar"),
 			"offerings[0].cpu_mhz: must not be negative, got -1"},
+		{"link default utilization", "apiVersion: spillway/v1\nkind: Link\nname: l\nbandwidth: 100 Mbit/s\n", ""},
+		{"link without bandwidth", "apiVersion: spillway/v1\nkind: Link\nname: l\n", "x.yaml:1:1: bandwidth: is required"},
+		{"link bandwidth unparsable", "apiVersion: spillway/v1\nkind: Link\nname: l\nbandwidth: fast\n", `x.yaml:4:12: bandwidth: expected a bandwidth such as 1Gbps or 100Mbps, got "fast"`},
+		{"link bandwidth zero", "apiVersion: spillway/v1\nkind: Link\nname: l\nbandwidth: 0Gbps\n", "x.yaml:4:1: bandwidth: must be positive, got 0bps"},
+		{"link utilization zero", "apiVersion: spillway/v1\nkind: Link\nname: l\nbandwidth: 1Gbps\ntarget_utilization: 0%\n", "x.yaml:5:1: target_utilization: must be between 1% and 100%, got 0%"},
+		{"link utilization over", "apiVersion: spillway/v1\nkind: Link\nname: l\nbandwidth: 1Gbps\ntarget_utilization: 101\n", "target_utilization: must be between 1% and 100%, got 101%"},
+		{"pool names an undefined link", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\nlink: dc1\n" +
+			bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar"),
+			`x.yaml:10:1: link: no Link named "dc1" (no Link is defined)`},
+		{"pool names a defined link", "apiVersion: spillway/v1\nkind: Link\nname: dc1\nbandwidth: 1Gbps\n---\napiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\nlink: dc1\n" +
+			bootstrapYAML("us-east-1", "ami-0a1b2c3d4e5f60718", "flatcar"), ""},
 		{"image from another cloud", "apiVersion: spillway/v1\nkind: CloudPool\nname: c\nprovider: aws\nregion: us-east-1\nzones: [us-east-1a]\nofferings: [{instance_type: t, price: {on_demand: 1}}]\nmax_hosts: 3\nbudget_per_hour: 2\n" +
 			bootstrapYAML("us-east-1", "m-2zefcos42x64spillway", "flatcar"),
 			"bootstrap.images: the us-east-1 image m-2zefcos42x64spillway is a alicloud image, but the pool's provider is aws"},

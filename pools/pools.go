@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spillwayhq/spillway/internal/bandwidth"
 	"github.com/spillwayhq/spillway/internal/strictyaml"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/bootstrap"
@@ -22,10 +23,11 @@ const (
 	KindBusinessUnit = "BusinessUnit"
 	KindSharedPool   = "SharedPool"
 	KindCloudPool    = "CloudPool"
+	KindLink         = "Link"
 )
 
 // Kinds lists the document kinds a pool file may hold.
-var Kinds = []string{KindBusinessUnit, KindSharedPool, KindCloudPool}
+var Kinds = []string{KindBusinessUnit, KindSharedPool, KindCloudPool, KindLink}
 
 // Cloud provider names a CloudPool may use.
 const (
@@ -42,6 +44,9 @@ const (
 	defaultSharedTimeToReady = 30 * time.Second
 	DefaultCurrency          = "USD"
 	DefaultPriority          = 50
+	// DefaultTargetUtilization is the share of a link's bandwidth the
+	// planner fills when the link sets none.
+	DefaultTargetUtilization Percent = 80
 )
 
 // Node meta keys Spillway reads and writes on internal hosts. The lab sets
@@ -258,6 +263,32 @@ type CloudPool struct {
 	Warm Warm `yaml:"warm" json:"warm"`
 	// Tags are extra cloud tags on every host.
 	Tags map[string]string `yaml:"tags" json:"tags,omitempty"`
+	// Link names the Link (a dedicated line to the data centre) the
+	// pool's hosts reach the data centre over: the planner puts no more
+	// allocations behind it than it carries at its target utilization.
+	// Empty: no link limits the pool.
+	Link string `yaml:"link" json:"link,omitempty"`
+}
+
+// Link is a dedicated line between the data centre and a cloud region,
+// such as a 1 Gbit/s Express Connect or Direct Connect circuit. Cloud
+// pools that name it share it: the planner puts no more allocations
+// behind it than Bandwidth × TargetUtilization carries, at each service's
+// traffic per allocation (its policy's traffic).
+type Link struct {
+	Header `yaml:",inline"`
+	// Bandwidth is what the line carries, e.g. 1Gbps or 100Mbps. An
+	// operator may change it at run time (POST /v1/links/{name}).
+	Bandwidth bandwidth.Bandwidth `yaml:"bandwidth" json:"bandwidth"`
+	// TargetUtilization is the share of Bandwidth the planner fills,
+	// 1–100%. Default 80%.
+	TargetUtilization Percent `yaml:"target_utilization" json:"target_utilization"`
+}
+
+// Carries is what the planner may put on a link of bandwidth bw: bw at
+// the link's target utilization.
+func (l *Link) Carries(bw bandwidth.Bandwidth) bandwidth.Bandwidth {
+	return bw * bandwidth.Bandwidth(l.TargetUtilization.Fraction())
 }
 
 // InstanceOffering is one instance type of a cloud pool.
@@ -380,7 +411,30 @@ type Config struct {
 	// Shared is the shared internal pool, nil when none is configured.
 	Shared     *SharedPool
 	CloudPools []*CloudPool
-	files      []string
+	// Links are the dedicated lines cloud pools may name.
+	Links []*Link
+	files []string
+}
+
+// Link returns the link named name.
+func (c *Config) Link(name string) (*Link, bool) {
+	for _, l := range c.Links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return nil, false
+}
+
+// PoolsBehind returns the names of the cloud pools that name link.
+func (c *Config) PoolsBehind(link string) []string {
+	var out []string
+	for _, p := range c.CloudPools {
+		if p.Link == link {
+			out = append(out, p.Name)
+		}
+	}
+	return out
 }
 
 // BusinessUnit returns the business unit named name.

@@ -218,10 +218,30 @@ func (c *CloudPool) validate() strictyaml.Errors {
 	} else if c.Warm.Hosts > 0 && c.MaxHosts > 0 && c.Warm.Hosts > c.MaxHosts {
 		v.Errorf("warm.hosts", "%d warm hosts exceed max_hosts %d", c.Warm.Hosts, c.MaxHosts)
 	}
+	if has("link") && !nameRe.MatchString(c.Link) {
+		v.Errorf("link", "%q is not a valid link name", c.Link)
+	}
 	if c.Warm.Hosts > 0 && !has("warm.time_to_ready") {
 		v.Errorf("warm.time_to_ready", "is required when warm.hosts is set")
 	} else if c.Warm.TimeToReady < 0 {
 		v.Errorf("warm.time_to_ready", "must not be negative, got %s", c.Warm.TimeToReady)
+	}
+	return v.Errs
+}
+
+func (l *Link) validate() strictyaml.Errors {
+	v := &validator{strictyaml.Validator{Pos: l.pos}}
+	l.Header.validate(v)
+	has := l.pos.Has
+	if v.Required("bandwidth", has("bandwidth")) && !l.pos.Failed("bandwidth") && l.Bandwidth <= 0 {
+		v.Errorf("bandwidth", "must be positive, got %s", l.Bandwidth)
+	}
+	switch {
+	case !has("target_utilization"):
+		l.TargetUtilization = DefaultTargetUtilization
+	case l.pos.Failed("target_utilization"):
+	case l.TargetUtilization < 1 || l.TargetUtilization > 100:
+		v.Errorf("target_utilization", "must be between 1%% and 100%%, got %s", l.TargetUtilization)
 	}
 	return v.Errs
 }

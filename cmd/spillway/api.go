@@ -248,6 +248,7 @@ func newPoolsCmd() *cobra.Command {
 					Cost     float64 `json:"cost_per_hour"`
 					Currency string
 				}
+				Links []linkRow
 			}
 			return f.show(w, raw, &r, func(tw *tabwriter.Writer) {
 				if len(r.Pools) == 0 {
@@ -258,6 +259,10 @@ func newPoolsCmd() *cobra.Command {
 				for _, p := range r.Pools {
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%d/%d\t%.2f %s\n", p.Pool, p.Tier, p.Hosts.Total, p.Hosts.Free, p.Hosts.InUse,
 						p.Hosts.Borrowed, p.CPU.Free, p.CPU.Total, p.Memory.Free, p.Memory.Total, p.Cost, p.Currency)
+				}
+				if len(r.Links) > 0 {
+					fmt.Fprintln(tw)
+					linkRows(tw, r.Links)
 				}
 			})
 		})

@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newStatusCmd(),
 		newPoliciesCmd(),
 		newPoolsCmd(),
+		newLinksCmd(),
 		newHostsCmd(),
 		newActivitiesCmd(),
 		newEventsCmd(),

@@ -41,9 +41,13 @@ It exits 0 when everything is valid and 1 otherwise, for CI and pre-commit.`,
 				if cfg.Shared != nil {
 					shared = 1
 				}
-				return fmt.Sprintf("%d business %s, %d shared pool, %d cloud %s",
+				summary := fmt.Sprintf("%d business %s, %d shared pool, %d cloud %s",
 					len(cfg.BusinessUnits), plural(len(cfg.BusinessUnits), "unit", "units"), shared,
-					len(cfg.CloudPools), plural(len(cfg.CloudPools), "pool", "pools")), nil
+					len(cfg.CloudPools), plural(len(cfg.CloudPools), "pool", "pools"))
+				if len(cfg.Links) > 0 {
+					summary += fmt.Sprintf(", %d %s", len(cfg.Links), plural(len(cfg.Links), "link", "links"))
+				}
+				return summary, nil
 			})
 		},
 	}

@@ -93,6 +93,8 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	handle("GET /v1/pools/chargeback", "pool_chargeback", read(s.handleChargeback))
 	handle("POST /v1/pools/{name}/pause", "pool_pause", act(auth.Operator, s.handlePoolPause))
 	handle("POST /v1/pools/{name}/resume", "pool_resume", act(auth.Operator, s.handlePoolResume))
+	handle("GET /v1/links", "links", read(s.handleLinks))
+	handle("POST /v1/links/{name}", "link_set", act(auth.Operator, s.handleSetLink))
 	handle("GET /v1/gc", "gc", read(s.handleGC))
 	handle("POST /v1/gc/orphans/{id}/adopt", "gc_adopt", act(auth.Operator, s.handleGCAdopt))
 	handle("POST /v1/gc/orphans/{id}/terminate", "gc_terminate", act(auth.Operator, s.handleGCTerminate))

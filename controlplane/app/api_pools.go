@@ -40,6 +40,9 @@ func (s *api) handlePools(w http.ResponseWriter, r *http.Request) {
 	}
 	report := pools.Account(s.Pools(), snap.NodeUsage(), nil, now)
 	v := capacityView{At: report.At, Pools: make([]poolCapacityView, 0, len(report.Pools))}
+	if s.controller != nil {
+		v.Links = s.controller.Links()
+	}
 	var paused map[string]controller.PoolPause
 	if s.controller != nil {
 		paused = s.controller.PausedPools()
@@ -60,6 +63,8 @@ func (s *api) handlePools(w http.ResponseWriter, r *http.Request) {
 type capacityView struct {
 	At    time.Time          `json:"at"`
 	Pools []poolCapacityView `json:"pools"`
+	// Links are the dedicated lines, with bandwidth and use (GET /v1/links).
+	Links []controller.LinkView `json:"links,omitempty"`
 }
 
 type poolCapacityView struct {

@@ -49,6 +49,9 @@ type App struct {
 	model        *cluster.Model
 	orchestrator cluster.Orchestrator
 	mux          *http.ServeMux
+	// metrics is the metric source: the policies' checks and traffic
+	// queries read it.
+	metrics metrics.Source
 	// console serves the web console (webui), beside the mux.
 	console http.Handler
 	// clock is the one clock of every component the daemon builds.
@@ -149,6 +152,7 @@ func New(cfg *config.Config, hash string, log *slog.Logger, opts Options) (*App,
 		a.journal.Close()
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
+	a.metrics = src
 	if err := a.controllers(nc); err != nil {
 		a.journal.Close()
 		return nil, err
@@ -470,6 +474,11 @@ func (a *App) act(ctx context.Context, term leader.Term) {
 		if a.controller != nil {
 			if err := a.controller.RestorePauses(ctx, a.journal.Events()); err != nil {
 				a.log.Error("restoring pool pauses; not acting this term", "err", err)
+				<-ctx.Done()
+				return
+			}
+			if err := a.controller.RestoreLinks(ctx, a.journal.Events()); err != nil {
+				a.log.Error("restoring link bandwidths; not acting this term", "err", err)
 				<-ctx.Done()
 				return
 			}

@@ -66,8 +66,11 @@ func (a *App) controllers(nc *nomad.Client) error {
 		OrphanGrace: a.cfg.Clouds.OrphanGrace, DownGrace: a.cfg.Clouds.DownGrace, ClusterName: a.cfg.Clouds.Cluster,
 		ActivityGrace: a.cfg.ScaleOut.Grace,
 		Journal:       a.journal.Events(), Logger: a.log.With("component", "controller"), Registerer: a.reg,
-		Failpoint: failpoint(a.log), Clock: a.clock,
+		Failpoint: failpoint(a.log), Clock: a.clock, Traffic: a.trafficPerAllocation,
 	})
+	if err := a.controller.RestoreLinks(context.Background(), a.journal.Events()); err != nil {
+		return err
+	}
 	return a.controller.RestorePauses(context.Background(), a.journal.Events())
 }
 

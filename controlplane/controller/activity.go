@@ -68,6 +68,13 @@ type activity struct {
 	// unfit maps a cloud pool to its instance types match ruled out.
 	unfit map[string]map[string]string
 
+	// perHost is how many of the group's allocations a host unit takes,
+	// allocs how many queued allocations the next plan is for (then
+	// need × perHost), and pending the rented hosts still booting when
+	// the run began: a link counts them in use (links.go).
+	perHost, allocs int
+	pending         []*rented
+
 	mu     sync.Mutex
 	rented []*rented
 }
@@ -100,7 +107,9 @@ func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err 
 		}
 		c.cfg.Logger.Info("capacity needed", "activity", r.Activity, "target", r.Target.String(), "queued", a.d.Unplaced(),
 			"per_host", perHost, "hosts", need, "booting", len(pending), "reason", a.d.Blocked.Reason())
+		a.perHost, a.pending = perHost, pending
 		if need -= len(pending); need > 0 {
+			a.allocs = max(a.d.Unplaced()-len(pending)*max(perHost, 1), 0)
 			met = a.acquire(ctx, need) == 0
 		}
 	}
@@ -230,11 +239,24 @@ func (a *activity) acquire(ctx context.Context, need int) int {
 	c, r := a.c, a.tl.r
 	log := c.cfg.Logger.With("activity", r.Activity, "target", r.Target.String())
 	var lastPlan pools.Plan
+	// linkShort is what links held back: not asked again this run, and
+	// journaled with reason link.
+	var links []pools.LinkLimit
+	linkShort := 0
 	for first := a.round; need > 0 && a.round < first+roundsPerRun; a.round++ {
 		plan := a.plan(ctx, c.cfg.Cluster.Snapshot().NodeUsage(), need)
 		lastPlan = plan
 		taken := plan.Taken()
 		log.Info("capacity plan", "round", a.round, "need", need, "steps", stepsString(taken), "unmet", plan.Unmet, "at_risk", plan.AtRisk, "skipped", skipsString(plan.Skipped))
+		if len(plan.Links) > 0 {
+			links = plan.Links
+			linkShort += plan.Unmet
+			log.Info("a link holds the plan back", "links", fmt.Sprint(plan.Links), "hosts", plan.Unmet, "allocations", plan.UnmetAllocs)
+			if len(taken) == 0 {
+				need = 0
+				break
+			}
+		}
 		if len(taken) == 0 {
 			break
 		}
@@ -278,7 +300,10 @@ func (a *activity) acquire(ctx context.Context, need int) int {
 		}
 		a.unmet(ctx, need, why, a.retrying())
 	}
-	return need
+	if linkShort > 0 {
+		a.unmetLink(ctx, linkShort, links, a.retrying())
+	}
+	return need + linkShort
 }
 
 // retrying says what an activity that found no host does next.
@@ -369,6 +394,13 @@ func (a *activity) plan(ctx context.Context, nodes []pools.NodeUsage, need int) 
 	c, r := a.c, a.tl.r
 	in := pools.LadderInput{Config: c.cfg.Pools, BusinessUnit: r.BusinessUnit, Need: need, Now: c.now(), Deadline: r.Deadline,
 		Unavailable: c.memory}
+	if len(c.cfg.Pools.Links) > 0 {
+		// Links count allocations: the group's traffic each, how many a
+		// host takes, and what is behind each link now.
+		in.Traffic, in.PerHost, in.Allocs = c.trafficOf(ctx, r.Target), a.perHost, a.allocs
+		in.Links = c.linkStates(c.cfg.Cluster.Snapshot(), a.booting(nodes), a.perHost, in.Traffic)
+	}
+	a.allocs = 0 // a later round plans for need × perHost
 	var skipped []pools.Skip
 	paused := c.PausedPools()
 	if shared := c.cfg.Pools.Shared; shared != nil && c.cfg.Shared != nil {
@@ -449,6 +481,9 @@ func (a *activity) hedges(ctx context.Context, plan pools.Plan) []pools.Step {
 		for _, f := range plan.Steps {
 			if f.Pool == s.Pool || (f.Tier != pools.TierWarm && f.Tier != pools.TierCold) {
 				continue
+			}
+			if f.Link != "" && (f.Link == s.Link || plan.LinkLimited(f.Link)) {
+				continue // a hedge would put more behind the link than it carries
 			}
 			spare := f.Available - used[f.Pool]
 			if spare <= 0 || f.TimeToReady >= s.TimeToReady {

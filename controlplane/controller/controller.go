@@ -41,6 +41,7 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/internal/bandwidth"
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
@@ -138,6 +139,10 @@ type Config struct {
 	// gives a scale-out's deadline (and its business unit, when the group
 	// does not name one). Nil means none.
 	Policies func() *policies.Set
+	// Traffic reads a service's traffic per allocation when its policy
+	// gives a query (the app runs it on the metric source); nil, only
+	// fixed figures are known.
+	Traffic func(ctx context.Context, p *policies.Policy) (bandwidth.Bandwidth, error)
 	// OrphanGrace is how old an instance tagged as this cluster's must be,
 	// and how far apart the two passes that saw it unowned, before the
 	// collector terminates it for want of a journaled claim. Default 10m.
@@ -187,6 +192,7 @@ type Controller struct {
 	// was last journaled waiting for.
 	waitedFor map[string]string
 	paused    map[string]PoolPause     // pools the controller takes nothing from
+	links     *links                   // dedicated lines: bandwidths set at run time (links.go)
 	hints     map[policies.Target]Hint // what the scaler said of a count it raised
 	wg        sync.WaitGroup
 	// memory remembers offerings that ran out, for the ladder.
@@ -266,6 +272,7 @@ func New(cfg Config) *Controller {
 		cfg:      cfg,
 		active:   map[policies.Target]string{},
 		paused:   map[string]PoolPause{},
+		links:    newLinks(),
 		hints:    map[policies.Target]Hint{},
 		skipped:  map[policies.Target]string{},
 		ended:    map[policies.Target]cycle{},
@@ -323,7 +330,7 @@ func New(cfg Config) *Controller {
 		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.unservedGauge, c.rateGauge, c.refusedGauge, c.interruptions, c.giveBacks)
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.unservedGauge, c.rateGauge, c.refusedGauge, c.interruptions, c.giveBacks, newLinkCollector(c))
 	}
 	return c
 }

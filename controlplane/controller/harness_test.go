@@ -124,6 +124,9 @@ type harness struct {
 	// holds instances that never do.
 	boots bool
 	never map[string]bool
+	// poolMeta gives a booted node the spillway.pool meta of its pool,
+	// as a rented host's Nomad config does.
+	poolMeta bool
 }
 
 func newHarness(t *testing.T, sharedHosts int) *harness {
@@ -250,8 +253,11 @@ func (h *harness) boot() {
 		if !ok {
 			size = [2]int64{1000, 1024}
 		}
-		h.k.AddNode(clustertest.Host{ID: "node-" + inst.ID, Pool: "burst", CPU: size[0], MemoryMB: size[1],
-			Meta: map[string]string{bootstrap.MetaInstance: inst.ID}})
+		meta := map[string]string{bootstrap.MetaInstance: inst.ID}
+		if h.poolMeta {
+			meta[bootstrap.MetaPool] = inst.Pool
+		}
+		h.k.AddNode(clustertest.Host{ID: "node-" + inst.ID, Pool: "burst", CPU: size[0], MemoryMB: size[1], Meta: meta})
 	}
 }
 

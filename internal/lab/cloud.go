@@ -60,6 +60,18 @@ type CloudOptions struct {
 	// DownGrace is the control plane's clouds.down_grace. Zero means its
 	// default.
 	DownGrace time.Duration
+	// Link, when set, is a dedicated line every cloud pool the lab writes
+	// names (with Options.LabPools).
+	Link *Link
+}
+
+// Link is a Link document of the lab's pool files.
+type Link struct {
+	Name string
+	// Bandwidth is as the pool files write it, e.g. 100Mbps.
+	Bandwidth string
+	// TargetUtilization is in percent; zero leaves the default (80%).
+	TargetUtilization int
 }
 
 // DefaultDescribeLag is how long the lab's clouds hide a just-launched

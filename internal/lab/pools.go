@@ -73,7 +73,11 @@ time_to_ready: 10s
 `, SharedPool, SharedPool, MetaTier, TierShared)
 	}
 	if l.cloud != nil && l.opts.Cloud != nil {
-		b.WriteString(cloudPools(l.cloud.sim.Config(), l.opts.Cloud.MaxHosts))
+		docs := cloudPools(l.cloud.sim.Config(), l.opts.Cloud.MaxHosts)
+		if k := l.opts.Cloud.Link; k != nil {
+			docs = behindLink(docs, k)
+		}
+		b.WriteString(docs)
 	}
 	path := filepath.Join(dir, "lab.yaml")
 	return dir, os.WriteFile(path, []byte(b.String()), 0o644)
@@ -261,3 +265,20 @@ func pick(a, b *float64) float64 {
 }
 
 func formatPrice(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// behindLink makes every CloudPool document of docs name link k, and adds
+// k's Link document.
+func behindLink(docs string, k *Link) string {
+	parts := strings.Split(docs, "---\n")
+	for i, d := range parts {
+		if strings.Contains(d, "\nkind: CloudPool\n") {
+			parts[i] = d + "link: " + k.Name + "\n"
+		}
+	}
+	out := strings.Join(parts, "---\n")
+	out += fmt.Sprintf("---\napiVersion: spillway/v1\nkind: Link\nname: %s\nbandwidth: %s\n", k.Name, k.Bandwidth)
+	if k.TargetUtilization > 0 {
+		out += fmt.Sprintf("target_utilization: %d%%\n", k.TargetUtilization)
+	}
+	return out
+}

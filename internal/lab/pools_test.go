@@ -197,6 +197,34 @@ func TestWritePoolsCloudShapes(t *testing.T) {
 	}
 }
 
+// TestLabCloudPoolsBehindALink: with CloudOptions.Link, every cloud pool
+// the lab writes names the link, which is defined once.
+func TestLabCloudPoolsBehindALink(t *testing.T) {
+	zero := 0.0
+	cfg := cloudsim.Config{
+		TimeScale: 0.02, ErrorRate: &zero,
+		AWS: cloudsim.CloudConfig{
+			Accounts:  []cloudsim.Account{{AccessKeyID: "AKIDLAB", SecretAccessKey: "lab-secret"}},
+			Subnets:   map[string]string{"subnet-a": "us-east-1a"},
+			Offerings: []cloudsim.OfferingConfig{{InstanceType: "m5.large", Zone: "us-east-1a", CapacityType: cloudsim.OnDemand, Price: 0.1}},
+		},
+		Alicloud: cloudsim.CloudConfig{Accounts: []cloudsim.Account{{AccessKeyID: "LTAILAB", SecretAccessKey: "lab-ali-secret"}}},
+	}
+	l := cloudTestLab(t, cfg, 0, false)
+	l.opts.SharedHosts = 0
+	l.opts.Cloud.Link = &Link{Name: "lab-line", Bandwidth: "100Mbps", TargetUtilization: 100}
+	pc := labPools(t, l)
+	k, ok := pc.Link("lab-line")
+	if !ok || k.Bandwidth != 100e6 || k.TargetUtilization != 100 {
+		t.Fatalf("link %+v", k)
+	}
+	for _, p := range pc.CloudPools {
+		if p.Link != "lab-line" {
+			t.Errorf("pool %s names link %q", p.Name, p.Link)
+		}
+	}
+}
+
 // TestCloudsConfigReachesTheSimulator: the clouds key the lab gives the
 // control plane loads, and names the simulator and its first accounts.
 func TestCloudsConfigReachesTheSimulator(t *testing.T) {
