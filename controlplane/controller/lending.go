@@ -433,6 +433,11 @@ func (c *Controller) holder(snap *cluster.Snapshot, host string) string {
 		if sp := c.cfg.Pools.Shared; sp != nil && sp.LenderMeta != "" && n.Meta[sp.LenderMeta] != "" {
 			owner = n.Meta[sp.LenderMeta]
 		}
+		for _, u := range c.cfg.Pools.BusinessUnits {
+			if owner == "" && u.Selector.Matches(n.NodePool, n.NodeClass, n.Meta) {
+				owner = u.Name
+			}
+		}
 		if owner == "" {
 			owner = "no business unit Spillway knows"
 		}
