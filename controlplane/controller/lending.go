@@ -199,11 +199,14 @@ func (c *Controller) returnLoan(ctx context.Context, snap *cluster.Snapshot, act
 	c.concern(act, loan.Pool, loan.Host)
 
 	var a *activity
-	if work.allocs > 0 && !fits && !c.replacedAlready(ctx, loan) {
-		a = c.replaceLoan(ctx, snap, act, loan, work)
-	} else {
+	switch {
+	case c.replacedAlready(ctx, loan):
+		c.cfg.Logger.Info("the replacement of a returning host was journaled before a restart: draining it", "host", loan.HostName)
+	case work.allocs == 0 || fits:
 		c.record(ctx, journal.Event{Time: c.now(), Kind: KindLeaseReplaced, Subject: "host/" + loan.Host, Actor: "controller", Activity: act, Data: data,
 			Message: fmt.Sprintf("%s needs no replacement before its drain", loan.HostName)})
+	default:
+		a = c.replaceLoan(ctx, snap, act, loan, work)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

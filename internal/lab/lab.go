@@ -47,6 +47,8 @@ type Options struct {
 	// SharedHosts is how many hosts the business units lend to the shared
 	// pool, taken from them in turn.
 	SharedHosts int
+	// SharedLease is the lab shared pool's lease (LabPools); zero is 1h.
+	SharedLease time.Duration
 	// HostCPU (MHz) and HostMemoryMB size every internal host.
 	HostCPU, HostMemoryMB int
 
