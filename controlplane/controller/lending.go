@@ -312,6 +312,10 @@ func (c *Controller) replaceLoan(ctx context.Context, snap *cluster.Snapshot, ac
 	c.record(ctx, journal.Event{Time: now, Kind: KindReplacing, Subject: main.String(), Activity: act, Actor: "controller", Data: rdata,
 		Message: fmt.Sprintf("finding hosts for the %d allocations of %s (%s) before it is drained: %s", work.allocs, loan.HostName, strings.Join(work.names, ", "), cause)})
 	met, err := a.run(wait, snap)
+	if ctx.Err() != nil {
+		// The term ended, not the wait: the next term asks again.
+		return a
+	}
 	state := "ready"
 	if err != nil || !met {
 		state = "not ready"
