@@ -199,9 +199,14 @@ func (c *Controller) returnLoan(ctx context.Context, snap *cluster.Snapshot, act
 	c.concern(act, loan.Pool, loan.Host)
 
 	var a *activity
-	switch {
-	case c.replacedAlready(ctx, loan):
-		c.cfg.Logger.Info("the replacement of a returning host was journaled before a restart: draining it", "host", loan.HostName)
+	switch prev, replaced := c.replacedAlready(ctx, loan); {
+	case replaced:
+		c.cfg.Logger.Info("the replacement of a returning host was journaled before a restart: draining it", "host", loan.HostName, "activity", prev)
+		if prev != "" && work.allocs > 0 {
+			// The activity that replaced it follows the moved allocations
+			// and ends, as it would have without the restart.
+			a = c.resumedReplacement(prev, loan, work)
+		}
 	case work.allocs == 0 || fits:
 		c.record(ctx, journal.Event{Time: c.now(), Kind: KindLeaseReplaced, Subject: "host/" + loan.Host, Actor: "controller", Activity: act, Data: data,
 			Message: fmt.Sprintf("%s needs no replacement before its drain", loan.HostName)})
@@ -245,17 +250,31 @@ func (c *Controller) returnDeadline(loan pools.Loan) time.Duration {
 }
 
 // replacedAlready says whether the replacement of loan's host was
-// journaled ready in this loan (a restart between it and the drain).
-func (c *Controller) replacedAlready(ctx context.Context, loan pools.Loan) bool {
-	found := false
+// journaled ready in this loan (a restart between it and the drain), and
+// in which activity.
+func (c *Controller) replacedAlready(ctx context.Context, loan pools.Loan) (string, bool) {
+	found, act := false, ""
 	_ = journal.Each(ctx, c.cfg.Journal, journal.Filter{Kind: KindLeaseReplaced, Since: loan.Since}, func(ev journal.Event) error {
 		var d struct{ Node string }
 		if json.Unmarshal(ev.Data, &d) == nil && d.Node == loan.Host {
-			found = true
+			found, act = true, ev.Activity
 		}
 		return nil
 	})
-	return found
+	return act, found
+}
+
+// resumedReplacement is the activity act of a replacement a restart
+// interrupted after it was ready: its phases so far are journaled.
+func (c *Controller) resumedReplacement(act string, loan pools.Loan, work hostWork) *activity {
+	deadline := c.now().Add(pools.DefaultScaleOutDeadline)
+	if unit, ok := c.cfg.Pools.BusinessUnit(loan.Borrower); ok {
+		deadline = c.now().Add(unit.ScaleOutDeadline())
+	}
+	r := Request{Activity: act, Target: work.targets[0], BusinessUnit: loan.Borrower, Triggered: c.now(), Decided: c.now(), Deadline: deadline,
+		resumed: true, replaces: loan.Host}
+	return &activity{c: c, tl: &timeline{c: c, r: r, pool: "none"}, d: demand.Demand{Target: r.Target, Queued: work.allocs, PerAllocation: work.per},
+		exclude: map[string]string{}, replacing: true}
 }
 
 // replaceLoan runs the scale-out that replaces the allocations of

@@ -66,7 +66,7 @@ func TestExpiredLeaseIsReplacedBeforeItsDrain(t *testing.T) {
 	h.clock.Advance(loan.Until.Sub(h.clock.Now()))
 	h.until("the expired host is returned", func() bool {
 		_, lent := h.ledger.Loan("shared-1")
-		return !lent && h.k.Snapshot().Healthy(web) == 8
+		return !lent && h.k.Snapshot().Healthy(web) == 8 && len(h.events(KindReturned)) == 1
 	})
 	story := h.story(seq)
 	at := func(kind string) int { return slices.Index(story, kind) }
@@ -172,7 +172,7 @@ func TestReclaimWithoutReplacementEndsAtItsDeadline(t *testing.T) {
 	}
 	h.until("the reclaimed host is returned", func() bool {
 		_, lent := h.ledger.Loan("shared-1")
-		return !lent
+		return !lent && len(h.events(KindReturned)) == 1
 	})
 	if now := h.clock.Now(); now.After(start.Add(2 * time.Minute)) {
 		t.Fatalf("returned %s after the reclaim, want within its 2m deadline\n%s", now.Sub(start), h.dump())
@@ -189,7 +189,9 @@ func TestReclaimWithoutReplacementEndsAtItsDeadline(t *testing.T) {
 	if e := returnEntry(h, "shared-1"); e.Reason != pools.ReasonReclaimed {
 		t.Fatalf("the ledger closed the loan with %q, want %q", e.Reason, pools.ReasonReclaimed)
 	}
+	h.shared.mu.Lock()
 	f := h.shared.returns[len(h.shared.returns)-1]
+	h.shared.mu.Unlock()
 	if f.deadline > 30*time.Second || f.reason != pools.ReasonReclaimed {
 		t.Fatalf("returned with %+v, want a drain within the pool's 30s, reason reclaimed", f)
 	}
@@ -248,5 +250,13 @@ func TestReclaimResumesAfterACrashBetweenReplacementAndDrain(t *testing.T) {
 	}
 	if drains := h.k.CallsOf("drain"); len(drains) != 1 {
 		t.Fatalf("drains %+v, want one", drains)
+	}
+	// The replacement's activity ends after the restart, once.
+	act := h.events(KindReplacing)[0].Activity
+	h.until("the replacement's activity ends", func() bool {
+		return slices.ContainsFunc(h.events(KindActivityEnded), func(ev journal.Event) bool { return ev.Activity == act })
+	})
+	if n := len(slices.DeleteFunc(h.events(KindActivityEnded), func(ev journal.Event) bool { return ev.Activity != act })); n != 1 {
+		t.Fatalf("the replacement's activity ended %d times\n%s", n, h.dump())
 	}
 }
