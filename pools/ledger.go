@@ -127,7 +127,7 @@ func (l Loan) Reclaiming() bool { return !l.ReclaimBy.IsZero() }
 
 // Usage is one loan's span, open (End zero) or closed.
 type Usage struct {
-	Host             string
+	Host, HostName   string
 	Tier             Tier
 	Pool             string
 	Lender, Borrower string
@@ -441,7 +441,7 @@ func (b *book) apply(e Entry) {
 		}
 	case EntryReturn:
 		l := b.loans[e.Host]
-		b.usage = append(b.usage, Usage{Host: l.Host, Tier: l.Tier, Pool: l.Pool, Lender: l.Lender, Borrower: l.Borrower, Start: l.Since, End: e.At,
+		b.usage = append(b.usage, Usage{Host: l.Host, HostName: l.HostName, Tier: l.Tier, Pool: l.Pool, Lender: l.Lender, Borrower: l.Borrower, Start: l.Since, End: e.At,
 			Until: l.Until, Reason: e.Reason})
 		delete(b.loans, e.Host)
 	}
@@ -526,7 +526,7 @@ func (l *Ledger) Usage(from, to time.Time) []Usage {
 		}
 	}
 	for _, x := range l.book.loans {
-		u := Usage{Host: x.Host, Tier: x.Tier, Pool: x.Pool, Lender: x.Lender, Borrower: x.Borrower, Start: x.Since, Until: x.Until}
+		u := Usage{Host: x.Host, HostName: x.HostName, Tier: x.Tier, Pool: x.Pool, Lender: x.Lender, Borrower: x.Borrower, Start: x.Since, Until: x.Until}
 		if overlaps(u) {
 			out = append(out, u)
 		}

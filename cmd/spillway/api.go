@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -261,9 +262,14 @@ func newPoolsCmd() *cobra.Command {
 				}
 			})
 		})
-	loans, _ := apiCommand("loans", "Show the hosts lent or rented now (the lending ledger)", cobra.NoArgs,
+	var closed string
+	loans, _ := apiCommand("loans", "Show the hosts lent or rented now (the lending ledger), each lease's end, and with --closed the loans that ended and why", cobra.NoArgs,
 		func(ctx context.Context, c *apiclient.Client, f *apiFlags, w io.Writer, _ []string) error {
-			raw, err := c.Raw(ctx, "GET", "/v1/pools/loans", nil, nil)
+			q := url.Values{}
+			if err := sinceParam(q, "closed_since", closed); err != nil {
+				return err
+			}
+			raw, err := c.Raw(ctx, "GET", "/v1/pools/loans", q, nil)
 			if err != nil {
 				return err
 			}
@@ -274,6 +280,11 @@ func newPoolsCmd() *cobra.Command {
 					Since, Until                       time.Time
 					ReclaimBy                          time.Time `json:"reclaim_by"`
 					Adopted                            string
+				}
+				Closed []struct {
+					Host, Pool, Lender, Borrower, Reason string
+					HostName                             string `json:"host_name"`
+					Since, Until, Returned               time.Time
 				}
 			}
 			return f.show(w, raw, &r, func(tw *tabwriter.Writer) {
@@ -291,8 +302,15 @@ func newPoolsCmd() *cobra.Command {
 				for _, a := range adopted {
 					fmt.Fprintln(tw, "\nadopted "+a)
 				}
+				if closed != "" {
+					fmt.Fprintln(tw, "\nCLOSED\tPOOL\tLENDER\tBORROWER\tSINCE\tLEASE ENDED\tRETURNED\tREASON")
+					for _, l := range r.Closed {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cmp.Or(l.HostName, l.Host), l.Pool, dash(l.Lender), l.Borrower, ts(l.Since), ts(l.Until), ts(l.Returned), l.Reason)
+					}
+				}
 			})
 		})
+	loans.Flags().StringVar(&closed, "closed", "", "also list the loans that ended since: a duration ago (24h) or an RFC 3339 time")
 	var from, to string
 	chargeback, _ := apiCommand("chargeback", "Show host-hours per borrower, lender and tier", cobra.NoArgs,
 		func(ctx context.Context, c *apiclient.Client, f *apiFlags, w io.Writer, _ []string) error {

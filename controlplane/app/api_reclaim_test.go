@@ -123,4 +123,20 @@ func TestAPIReclaimAndExtend(t *testing.T) {
 	if code, body := h.do("POST", "/v1/pools/loans/shared-2/extend", "op", `{"reason":"x"}`); code != http.StatusConflict || !strings.Contains(body, "reclaimed") {
 		t.Fatalf("extending a reclaimed host: %d %s", code, body)
 	}
+
+	// A closed loan is listed with its lease's end and why it ended.
+	e := pools.Entry{Seq: 5, Kind: pools.EntryReturn, Host: "shared-2", HostName: "shared-2", Tier: pools.TierShared, Pool: "shared", Lender: "bu-b",
+		Borrower: "bu-a", At: now.Add(time.Minute), Reason: pools.ReasonReclaimed}
+	if err := h.a.journal.LedgerStore().Append(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	loans = loansPage{}
+	h.ok("GET", "/v1/pools/loans?closed_since="+now.Add(-time.Hour).Format(time.RFC3339), "view", "", &loans)
+	if len(loans.Loans) != 1 || len(loans.Closed) != 1 || loans.Closed[0].HostName != "shared-2" || loans.Closed[0].Reason != pools.ReasonReclaimed ||
+		!loans.Closed[0].Returned.Equal(now.Add(time.Minute)) || loans.Closed[0].Until.IsZero() {
+		t.Fatalf("loans with closed_since: %+v", loans)
+	}
+	if code, _ := h.do("GET", "/v1/pools/loans?closed_since=yesterday", "view", ""); code != http.StatusBadRequest {
+		t.Fatalf("a bad closed_since: %d", code)
+	}
 }
