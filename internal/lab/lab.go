@@ -48,7 +48,8 @@ type Options struct {
 	// pool, taken from them in turn.
 	SharedHosts int
 	// SharedLease is the lab shared pool's lease (LabPools); zero is 1h.
-	SharedLease time.Duration
+	// SharedDrainDeadline is its drain_deadline; zero is 30s.
+	SharedLease, SharedDrainDeadline time.Duration
 	// HostCPU (MHz) and HostMemoryMB size every internal host.
 	HostCPU, HostMemoryMB int
 

@@ -69,9 +69,9 @@ selector:
   meta: {%s: %s}
 lease: %s
 reclaim_notice: 2m
-drain_deadline: 30s
+drain_deadline: %s
 time_to_ready: 10s
-`, SharedPool, SharedPool, MetaTier, TierShared, cmp.Or(l.opts.SharedLease, time.Hour))
+`, SharedPool, SharedPool, MetaTier, TierShared, cmp.Or(l.opts.SharedLease, time.Hour), cmp.Or(l.opts.SharedDrainDeadline, 30*time.Second))
 	}
 	if l.cloud != nil && l.opts.Cloud != nil {
 		b.WriteString(cloudPools(l.cloud.sim.Config(), l.opts.Cloud.MaxHosts))
