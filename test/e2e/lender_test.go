@@ -103,7 +103,8 @@ func lentHost(t *testing.T, l *lab.Lab) (string, string) {
 // it serves the burst, and serve is killed (SIGKILL, at the failpoint
 // after-replacement) between the replacement and the drain; after a
 // restart the reclaim completes within its deadline, without a second
-// replacement, and the loan closes with "reclaimed".
+// replacement, and the loan closes with "reclaimed"; an operator extends
+// the lease of the reclaim's replacement.
 func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	t.Parallel()
 	labtest.Takes(t, 270*time.Second)
@@ -213,6 +214,14 @@ func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	l.SetServeEnv()
 	if err := l.StartServe(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The reclaim's replacement is the first host again: an operator
+	// extends its lease, so it does not end before the lab does.
+	if body := post(t, l, "/v1/pools/loans/"+firstName+"/extend", []byte(`{"reason":"e2e: keep the replacement","lease":"1h"}`)); !strings.Contains(body, first) {
+		t.Fatalf("extending the replacement's lease: %s", body)
+	}
+	if evs := events(t, l, "kind="+controller.KindLeaseExtended); len(evs) != 1 || evs[0].Actor != "lab-admin" {
+		t.Fatalf("lease.extended: %s", dump(evs))
 	}
 	waitUntil(t, "the reclaimed host is returned", 2*time.Minute, func() bool { _, _, ok := returnedWith(t, l, second); return ok })
 	ret, reason, _ := returnedWith(t, l, second)
