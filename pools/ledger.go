@@ -32,6 +32,17 @@ const (
 	EntryAdopt EntryKind = "adopt"
 )
 
+// Reasons a loan ends with, in its return entry and its Usage.
+const (
+	// ReasonReturned: the borrower gave the host back (scale-in, an
+	// operator's release).
+	ReasonReturned = "returned"
+	// ReasonLeaseExpired: the lease ended and was not extended.
+	ReasonLeaseExpired = "lease expired"
+	// ReasonReclaimed: the lender reclaimed the host.
+	ReasonReclaimed = "reclaimed"
+)
+
 // Entry is one change to the ledger, as the store keeps it.
 type Entry struct {
 	// Seq numbers entries from 1 without gaps; the ledger assigns it.
@@ -116,11 +127,16 @@ func (l Loan) Reclaiming() bool { return !l.ReclaimBy.IsZero() }
 
 // Usage is one loan's span, open (End zero) or closed.
 type Usage struct {
-	Host             string
+	Host, HostName   string
 	Tier             Tier
 	Pool             string
 	Lender, Borrower string
 	Start, End       time.Time
+	// Until is when the lease ended (or ends); Reason why a closed loan
+	// ended (ReasonReturned, ReasonLeaseExpired, ReasonReclaimed, or
+	// what a repair said).
+	Until  time.Time
+	Reason string
 }
 
 // Ledger is the lending ledger: who holds which host since when, under
@@ -425,7 +441,8 @@ func (b *book) apply(e Entry) {
 		}
 	case EntryReturn:
 		l := b.loans[e.Host]
-		b.usage = append(b.usage, Usage{Host: l.Host, Tier: l.Tier, Pool: l.Pool, Lender: l.Lender, Borrower: l.Borrower, Start: l.Since, End: e.At})
+		b.usage = append(b.usage, Usage{Host: l.Host, HostName: l.HostName, Tier: l.Tier, Pool: l.Pool, Lender: l.Lender, Borrower: l.Borrower, Start: l.Since, End: e.At,
+			Until: l.Until, Reason: e.Reason})
 		delete(b.loans, e.Host)
 	}
 }
@@ -509,7 +526,7 @@ func (l *Ledger) Usage(from, to time.Time) []Usage {
 		}
 	}
 	for _, x := range l.book.loans {
-		u := Usage{Host: x.Host, Tier: x.Tier, Pool: x.Pool, Lender: x.Lender, Borrower: x.Borrower, Start: x.Since}
+		u := Usage{Host: x.Host, HostName: x.HostName, Tier: x.Tier, Pool: x.Pool, Lender: x.Lender, Borrower: x.Borrower, Start: x.Since, Until: x.Until}
 		if overlaps(u) {
 			out = append(out, u)
 		}

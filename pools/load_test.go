@@ -102,6 +102,7 @@ func TestAcceptanceErrors(t *testing.T) {
 		{"unknown-key.yaml", "testdata/broken/unknown-key.yaml:7:3: lending.shares: unknown key"},
 		{"negative-quota.yaml", "testdata/broken/negative-quota.yaml:9:3: borrowing.quota: must not be negative, got -3"},
 		{"share-over-100.yaml", "testdata/broken/share-over-100.yaml:8:3: lending.share: must be between 0% and 100%, got 120%"},
+		{"lease-shorter-than-drain.yaml", "testdata/broken/lease-shorter-than-drain.yaml:5:1: lease: 1m0s is shorter than drain_deadline 2m0s"},
 	} {
 		_, err := LoadFiles(filepath.Join("testdata", "broken", tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -100,6 +100,9 @@ func (s *SharedPool) validate() strictyaml.Errors {
 	} else if s.ReclaimNotice > 0 && s.DrainDeadline > s.ReclaimNotice {
 		v.Errorf("drain_deadline", "%s is longer than reclaim_notice %s: a reclaimed host could not be drained in time", s.DrainDeadline, s.ReclaimNotice)
 	}
+	if s.Lease > 0 && s.DrainDeadline > 0 && s.Lease < s.DrainDeadline {
+		v.Errorf("lease", "%s is shorter than drain_deadline %s: a lease would end before its host could be drained", s.Lease, s.DrainDeadline)
+	}
 	if !has("time_to_ready") {
 		s.TimeToReady = defaultSharedTimeToReady
 	} else if s.TimeToReady <= 0 {

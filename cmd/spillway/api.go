@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -266,9 +267,14 @@ func newPoolsCmd() *cobra.Command {
 				}
 			})
 		})
-	loans, _ := apiCommand("loans", "Show the hosts lent or rented now (the lending ledger)", cobra.NoArgs,
+	var closed string
+	loans, _ := apiCommand("loans", "Show the hosts lent or rented now (the lending ledger), each lease's end, and with --closed the loans that ended and why", cobra.NoArgs,
 		func(ctx context.Context, c *apiclient.Client, f *apiFlags, w io.Writer, _ []string) error {
-			raw, err := c.Raw(ctx, "GET", "/v1/pools/loans", nil, nil)
+			q := url.Values{}
+			if err := sinceParam(q, "closed_since", closed); err != nil {
+				return err
+			}
+			raw, err := c.Raw(ctx, "GET", "/v1/pools/loans", q, nil)
 			if err != nil {
 				return err
 			}
@@ -277,11 +283,17 @@ func newPoolsCmd() *cobra.Command {
 					Host, Tier, Pool, Lender, Borrower string
 					HostName                           string `json:"host_name"`
 					Since, Until                       time.Time
+					ReclaimBy                          time.Time `json:"reclaim_by"`
 					Adopted                            string
+				}
+				Closed []struct {
+					Host, Pool, Lender, Borrower, Reason string
+					HostName                             string `json:"host_name"`
+					Since, Until, Returned               time.Time
 				}
 			}
 			return f.show(w, raw, &r, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "HOST\tPOOL\tTIER\tLENDER\tBORROWER\tSINCE\tUNTIL\tRECORD")
+				fmt.Fprintln(tw, "HOST\tPOOL\tTIER\tLENDER\tBORROWER\tSINCE\tLEASE ENDS\tRECLAIM BY\tRECORD")
 				var adopted []string
 				for _, l := range r.Loans {
 					record := "ledger"
@@ -289,13 +301,21 @@ func newPoolsCmd() *cobra.Command {
 						record = "adopted"
 						adopted = append(adopted, dash(l.HostName)+": "+l.Adopted)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(l.HostName), l.Pool, l.Tier, dash(l.Lender), l.Borrower, ts(l.Since), ts(l.Until), record)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(l.HostName), l.Pool, l.Tier, dash(l.Lender), l.Borrower, ts(l.Since), ts(l.Until),
+						ts(l.ReclaimBy), record)
 				}
 				for _, a := range adopted {
 					fmt.Fprintln(tw, "\nadopted "+a)
 				}
+				if closed != "" {
+					fmt.Fprintln(tw, "\nCLOSED\tPOOL\tLENDER\tBORROWER\tSINCE\tLEASE ENDED\tRETURNED\tREASON")
+					for _, l := range r.Closed {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cmp.Or(l.HostName, l.Host), l.Pool, dash(l.Lender), l.Borrower, ts(l.Since), ts(l.Until), ts(l.Returned), l.Reason)
+					}
+				}
 			})
 		})
+	loans.Flags().StringVar(&closed, "closed", "", "also list the loans that ended since: a duration ago (24h) or an RFC 3339 time")
 	var from, to string
 	chargeback, _ := apiCommand("chargeback", "Show host-hours per borrower, lender and tier", cobra.NoArgs,
 		func(ctx context.Context, c *apiclient.Client, f *apiFlags, w io.Writer, _ []string) error {
@@ -337,7 +357,84 @@ func newPoolsCmd() *cobra.Command {
 		})
 	chargeback.Flags().StringVar(&from, "from", "24h", "start: a duration ago (24h) or an RFC 3339 time")
 	chargeback.Flags().StringVar(&to, "to", "", "end: a duration ago or an RFC 3339 time (default now)")
-	cmd.AddCommand(loans, chargeback)
+	cmd.AddCommand(loans, chargeback, newReclaimCmd(), newExtendCmd())
+	return cmd
+}
+
+// loanRow is a loan as reclaim and extend print it.
+type loanRow struct {
+	Host, Pool, Lender, Borrower string
+	HostName                     string    `json:"host_name"`
+	Until                        time.Time `json:"until"`
+	ReclaimBy                    time.Time `json:"reclaim_by"`
+}
+
+func newReclaimCmd() *cobra.Command {
+	var count int
+	var hosts []string
+	var reason, lender string
+	var deadline time.Duration
+	cmd, _ := apiCommand("reclaim POOL", "Take lent hosts back for their owner: replacement first, then the drain, then the return", cobra.ExactArgs(1),
+		func(ctx context.Context, c *apiclient.Client, f *apiFlags, w io.Writer, args []string) error {
+			body := map[string]any{"reason": reason}
+			if count > 0 {
+				body["count"] = count
+			}
+			if len(hosts) > 0 {
+				body["hosts"] = hosts
+			}
+			if lender != "" {
+				body["lender"] = lender
+			}
+			if deadline > 0 {
+				body["deadline"] = deadline.String()
+			}
+			raw, err := c.Raw(ctx, "POST", "/v1/pools/"+url.PathEscape(args[0])+"/reclaim", nil, body)
+			if err != nil {
+				return err
+			}
+			var res struct {
+				Pool      string
+				Reclaimed []loanRow
+			}
+			return f.show(w, raw, &res, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "HOST\tBORROWER\tLENDER\tBACK BY")
+				for _, l := range res.Reclaimed {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", dash(l.HostName), l.Borrower, l.Lender, ts(l.ReclaimBy))
+				}
+			})
+		})
+	cmd.Long = "Give --count (hosts come back in reclaim order: the lowest-priority borrower's first, then the emptiest host) or --host (repeatable: node names or IDs). " +
+		"Each host's allocations get replacement capacity first, then it is drained and returned by the deadline, replaced or not. Needs an operator token."
+	cmd.Flags().IntVar(&count, "count", 0, "how many hosts to take back")
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "a host to take back (repeatable)")
+	cmd.Flags().StringVar(&lender, "lender", "", "only hosts this business unit lent")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (journaled)")
+	cmd.Flags().DurationVar(&deadline, "deadline", 0, "when the hosts must be back (default the pool's reclaim_notice)")
+	return cmd
+}
+
+func newExtendCmd() *cobra.Command {
+	var reason string
+	var lease time.Duration
+	cmd, _ := apiCommand("extend HOST", "Extend a lent host's lease", cobra.ExactArgs(1),
+		func(ctx context.Context, c *apiclient.Client, f *apiFlags, w io.Writer, args []string) error {
+			body := map[string]any{"reason": reason}
+			if lease > 0 {
+				body["lease"] = lease.String()
+			}
+			raw, err := c.Raw(ctx, "POST", "/v1/pools/loans/"+url.PathEscape(args[0])+"/extend", nil, body)
+			if err != nil {
+				return err
+			}
+			var l loanRow
+			return f.show(w, raw, &l, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "the lease of %s (lent by %s to %s) now ends at %s\n", dash(l.HostName), l.Lender, l.Borrower, ts(l.Until))
+			})
+		})
+	cmd.Long = "HOST is a lent host's node name or ID. The lease runs --lease from now (default the pool's lease); journaled as lease.extended. Needs an operator token."
+	cmd.Flags().StringVar(&reason, "reason", "", "why (journaled)")
+	cmd.Flags().DurationVar(&lease, "lease", 0, "the new lease, from now")
 	return cmd
 }
 

@@ -95,6 +95,8 @@ func (a *App) apiRoutes(handle func(pattern, name string, h http.Handler)) {
 	handle("POST /v1/pools/{name}/resume", "pool_resume", act(auth.Operator, s.handlePoolResume))
 	handle("GET /v1/links", "links", read(s.handleLinks))
 	handle("POST /v1/links/{name}", "link_set", act(auth.Operator, s.handleSetLink))
+	handle("POST /v1/pools/{name}/reclaim", "pool_reclaim", act(auth.Operator, s.handleReclaim))
+	handle("POST /v1/pools/loans/{host}/extend", "loan_extend", act(auth.Operator, s.handleExtend))
 	handle("GET /v1/gc", "gc", read(s.handleGC))
 	handle("POST /v1/gc/orphans/{id}/adopt", "gc_adopt", act(auth.Operator, s.handleGCAdopt))
 	handle("POST /v1/gc/orphans/{id}/terminate", "gc_terminate", act(auth.Operator, s.handleGCTerminate))

@@ -109,6 +109,24 @@ func toLoanView(l pools.Loan) loanView {
 
 type loansPage struct {
 	Loans []loanView `json:"loans"`
+	// Closed is, with closed_since, the loans that ended since then,
+	// each with its lease's end and why it ended.
+	Closed []closedLoanView `json:"closed,omitempty"`
+}
+
+// closedLoanView is a loan that ended: returned, lease expired or
+// reclaimed.
+type closedLoanView struct {
+	Host     string     `json:"host"`
+	HostName string     `json:"host_name,omitempty"`
+	Tier     pools.Tier `json:"tier"`
+	Pool     string     `json:"pool"`
+	Lender   string     `json:"lender"`
+	Borrower string     `json:"borrower"`
+	Since    time.Time  `json:"since"`
+	Until    time.Time  `json:"until"`
+	Returned time.Time  `json:"returned"`
+	Reason   string     `json:"reason"`
 }
 
 // handleLoans serves GET /v1/pools/loans?borrower=&lender=: the hosts lent
@@ -129,6 +147,21 @@ func (s *api) handleLoans(w http.ResponseWriter, r *http.Request) {
 		if (borrower == "" || loan.Borrower == borrower) && (lender == "" || loan.Lender == lender) {
 			page.Loans = append(page.Loans, toLoanView(loan))
 		}
+	}
+	q := query{r: r}
+	if closedSince := q.time("closed_since", time.Time{}); len(q.bad) > 0 {
+		badQuery(w, q.bad)
+		return
+	} else if !closedSince.IsZero() {
+		page.Closed = []closedLoanView{}
+		for _, u := range l.Usage(closedSince, time.Time{}) {
+			if u.End.IsZero() || u.End.Before(closedSince) || (borrower != "" && u.Borrower != borrower) || (lender != "" && u.Lender != lender) {
+				continue
+			}
+			page.Closed = append(page.Closed, closedLoanView{Host: u.Host, HostName: u.HostName, Tier: u.Tier, Pool: u.Pool, Lender: u.Lender, Borrower: u.Borrower,
+				Since: u.Start, Until: u.Until, Returned: u.End, Reason: u.Reason})
+		}
+		sort.SliceStable(page.Closed, func(i, j int) bool { return page.Closed[i].Returned.Before(page.Closed[j].Returned) })
 	}
 	sort.Slice(page.Loans, func(i, j int) bool { return page.Loans[i].Since.Before(page.Loans[j].Since) })
 	writeJSON(w, http.StatusOK, page)

@@ -113,7 +113,11 @@ type Journal interface {
 // internalpool.Provider is the real one.
 type SharedPool interface {
 	Create(ctx context.Context, claim providers.Claim) ([]providers.Host, error)
-	Delete(ctx context.Context, host providers.Host) error
+	// Return drains a borrowed host within deadline, then gives it back:
+	// the ledger closes its loan with reason (pools.ReasonReturned,
+	// ReasonLeaseExpired, ReasonReclaimed). A host that is not lent is a
+	// NotFoundError.
+	Return(ctx context.Context, host providers.Host, deadline time.Duration, reason string) error
 	// Free is how many shared hosts may be borrowed now.
 	Free(ctx context.Context) (int, error)
 	// Verify compares the ledger with Nomad's node meta; Repair makes
@@ -226,6 +230,10 @@ type Controller struct {
 	// (giveBackTask); giveBacks counts them.
 	givingBack map[string]string
 	giveBacks  prometheus.Gauge
+	// lending is the activity of each borrowed host whose lease ended or
+	// whose owner reclaimed it that a return task replaces and gives back
+	// now (lending.go), by node ID.
+	lending map[string]string
 	// orphans is when the collector first saw each unowned instance;
 	// refused what it would not touch; born the journal's first event.
 	orphans      map[string]time.Time
@@ -285,6 +293,7 @@ func New(cfg Config) *Controller {
 		readyOnce:  map[string]time.Time{},
 		seen:       map[string]time.Time{},
 		givingBack: map[string]string{},
+		lending:    map[string]string{},
 		giveBacks: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spillway_give_backs_in_progress",
 			Help: "Hosts being drained and given back now, each a task beside the control loop (one per business unit at most).",
@@ -358,6 +367,10 @@ type Request struct {
 	// cause and decision, when set, say what the trigger and the decision
 	// were, when that was not a count raised (a spot interruption).
 	cause, decision string
+	// replaces, when set, is the borrowed host (node ID) whose allocations
+	// the scale-out replaces before the host is given back (lending.go):
+	// Resume leaves it to the Leases pass.
+	replaces string
 }
 
 // Wait blocks until every activity started by Start has ended.
@@ -437,6 +450,9 @@ func (tl *timeline) phaseWith(ctx context.Context, phase string, at time.Time, m
 	if phase == PhaseTrigger {
 		// Enough to resume the activity after a crash (Resume).
 		fields["business_unit"], fields["triggered"], fields["decided"], fields["deadline"] = tl.r.BusinessUnit, tl.r.Triggered, tl.r.Decided, tl.r.Deadline
+		if tl.r.replaces != "" {
+			fields["replaces"] = tl.r.replaces
+		}
 	}
 	data, _ := json.Marshal(fields)
 	tl.c.record(ctx, journal.Event{Time: at, Kind: KindPhase, Subject: tl.r.Target.String(), Activity: tl.r.Activity,

@@ -94,7 +94,8 @@ func (c *Controller) giveBackTask(ctx context.Context, loan pools.Loan, node str
 	c.mu.Lock()
 	_, busy := c.givingBack[bu]
 	if !busy {
-		busy = c.returning(loan.Host)
+		_, lending := c.lending[loan.Host]
+		busy = c.returning(loan.Host) || lending
 	}
 	if busy {
 		c.mu.Unlock()
@@ -315,39 +316,46 @@ func (c *Controller) rentedOfferings(ctx context.Context, loans []pools.Loan) ma
 // (a borrowed host to its lender through the ledger, a rented one
 // terminated), and journals the outcome. why says what made it spare.
 func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string, allocs int, actor, why string) error {
+	return c.giveBackWithin(ctx, loan, node, allocs, actor, why, "", c.returnDeadline(loan))
+}
+
+// giveBackWithin is giveBack with the drain's deadline, in activity act
+// (when not ""). A borrowed host's loan closes with the reason it ends
+// for (endReason: returned, lease expired, reclaimed).
+func (c *Controller) giveBackWithin(ctx context.Context, loan pools.Loan, node string, allocs int, actor, why, act string, deadline time.Duration) error {
 	subject := "business-unit/" + loan.Borrower
 	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": node, "instance": loan.Host, "pool": loan.Pool, "tier": loan.Tier,
-		"borrower": loan.Borrower, "lender": loan.Lender, "claim": loan.Claim, "allocations": allocs})
+		"borrower": loan.Borrower, "lender": loan.Lender, "claim": loan.Claim, "allocations": allocs, "reason": endReason(loan, c.now())})
 	verb, to := "returning", " to "+loan.Lender
 	if loan.Tier != pools.TierShared {
 		verb, to = "terminating rented host", ""
 	}
-	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.now(), Kind: KindIntentReturn, Subject: subject, Actor: actor, Data: data,
+	if _, err := c.cfg.Journal.Append(ctx, journal.Event{Time: c.now(), Kind: KindIntentReturn, Subject: subject, Actor: actor, Data: data, Activity: act,
 		Message: fmt.Sprintf("%s %s%s: %s", verb, loan.HostName, to, why)}); err != nil {
 		return fmt.Errorf("journaling the intent to give back %s: %w", loan.HostName, err)
 	}
 	var err error
 	if loan.Tier == pools.TierShared {
-		err = c.cfg.Shared.Delete(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim})
+		err = c.cfg.Shared.Return(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim}, deadline, endReason(loan, c.now()))
 		if providers.IsNotFound(err) {
 			err = nil
 		}
 	} else {
-		err = c.drain(ctx, node, c.drainDeadline(), "scale-in")
+		err = c.drain(ctx, node, deadline, "scale-in")
 		if err == nil {
 			err = c.terminate(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim, LaunchedAt: loan.Since}, "", actor, "scale-in: "+why)
 		}
 	}
 	if err != nil {
-		c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturnFailed, Subject: subject, Actor: actor, Data: data,
+		c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturnFailed, Subject: subject, Actor: actor, Data: data, Activity: act,
 			Message: fmt.Sprintf("giving back %s failed: %v", loan.HostName, err)})
 		return fmt.Errorf("giving back %s: %w", loan.HostName, err)
 	}
-	msg := fmt.Sprintf("returned %s to %s after draining it", loan.HostName, loan.Lender)
+	msg := fmt.Sprintf("returned %s to %s after draining it (%s)", loan.HostName, loan.Lender, endReason(loan, c.now()))
 	if loan.Tier != pools.TierShared {
 		msg = fmt.Sprintf("terminated rented host %s of %s after draining it", loan.HostName, loan.Pool)
 	}
-	c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data, Message: msg})
+	c.record(ctx, journal.Event{Time: c.now(), Kind: KindReturned, Subject: subject, Actor: actor, Data: data, Activity: act, Message: msg})
 	return nil
 }
 

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -280,6 +281,7 @@ type fakeShared struct {
 	creates  int
 	err      error
 	repaired []pools.Discrepancy
+	returns  []fakeReturn
 }
 
 func (f *fakeShared) free() []string {
@@ -323,8 +325,16 @@ func (f *fakeShared) Create(ctx context.Context, claim providers.Claim) ([]provi
 	return out, nil
 }
 
-func (f *fakeShared) Delete(ctx context.Context, host providers.Host) error {
-	if err := f.h.k.Drain(ctx, host.ID, time.Minute, nil); err != nil {
+// Return drains the host through the controller (the one drain, as
+// internalpool.Config.Drain does) and gives it back with reason.
+func (f *fakeShared) Return(ctx context.Context, host providers.Host, deadline time.Duration, reason string) error {
+	f.mu.Lock()
+	f.returns = append(f.returns, fakeReturn{host: host.ID, deadline: deadline, reason: reason})
+	f.mu.Unlock()
+	if _, lent := f.h.ledger.Loan(host.ID); !lent {
+		return providers.NewNotFoundError(host.ID, errors.New("host is not lent"))
+	}
+	if err := f.h.c.DrainNode(ctx, host.ID, deadline, "shared host returned"); err != nil {
 		return err
 	}
 	if err := f.h.k.SetNodeMeta(ctx, host.ID, map[string]*string{pools.MetaServes: nil, pools.MetaLentTo: nil}); err != nil {
@@ -333,8 +343,15 @@ func (f *fakeShared) Delete(ctx context.Context, host providers.Host) error {
 	if err := f.h.k.SetEligibility(ctx, host.ID, true); err != nil {
 		return err
 	}
-	_, err := f.h.ledger.Return(ctx, host.ID, f.h.clock.Now(), "returned")
+	_, err := f.h.ledger.Return(ctx, host.ID, f.h.clock.Now(), reason)
 	return err
+}
+
+// fakeReturn is one call of fakeShared.Return.
+type fakeReturn struct {
+	host     string
+	deadline time.Duration
+	reason   string
 }
 
 func (f *fakeShared) Free(context.Context) (int, error) { return len(f.free()), nil }

@@ -281,8 +281,11 @@ func (c *Controller) Resume(ctx context.Context) (int, error) {
 				Triggered    time.Time
 				Decided      time.Time
 				Deadline     time.Time
+				Replaces     string
 			}
-			if json.Unmarshal(ev.Data, &d) != nil || d.Phase != PhaseTrigger || ev.Activity == "" {
+			if json.Unmarshal(ev.Data, &d) != nil || d.Phase != PhaseTrigger || ev.Activity == "" || d.Replaces != "" {
+				// The replacement of an expired or reclaimed host is the
+				// Leases pass's to take up again.
 				return nil
 			}
 			if _, seen := acts[ev.Activity]; !seen {

@@ -12,8 +12,9 @@ const ReconcileEvery = time.Minute
 // Run runs every controller until ctx ends (one term of the leader): first
 // the reconcile pass (the ledger against Nomad and the clouds, then the
 // resumption of interrupted scale-outs), then provisioning (on every change
-// of the model), spot interruption notices, the rented hosts' health and
-// disruption every interval, and the reconcile pass and the garbage
+// of the model), spot interruption notices, the rented hosts' health, the
+// leases that ended or were reclaimed (Leases) and disruption every
+// interval, and the reconcile pass and the garbage
 // collector every ReconcileEvery.
 func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 	log := c.cfg.Logger
@@ -65,6 +66,9 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 			}
 			if _, err := c.Health(ctx); err != nil {
 				log.Warn("following the rented hosts' health", "err", err)
+			}
+			if _, err := c.Leases(ctx); err != nil {
+				log.Warn("giving back expired and reclaimed hosts", "err", err)
 			}
 			if _, err := c.Consolidate(ctx); err != nil {
 				log.Warn("giving back hosts", "err", err)

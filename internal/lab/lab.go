@@ -47,6 +47,9 @@ type Options struct {
 	// SharedHosts is how many hosts the business units lend to the shared
 	// pool, taken from them in turn.
 	SharedHosts int
+	// SharedLease is the lab shared pool's lease (LabPools); zero is 1h.
+	// SharedDrainDeadline is its drain_deadline; zero is 30s.
+	SharedLease, SharedDrainDeadline time.Duration
 	// HostCPU (MHz) and HostMemoryMB size every internal host.
 	HostCPU, HostMemoryMB int
 

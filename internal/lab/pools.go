@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
@@ -66,11 +67,11 @@ name: %s
 selector:
   node_pool: %s
   meta: {%s: %s}
-lease: 1h
+lease: %s
 reclaim_notice: 2m
-drain_deadline: 30s
+drain_deadline: %s
 time_to_ready: 10s
-`, SharedPool, SharedPool, MetaTier, TierShared)
+`, SharedPool, SharedPool, MetaTier, TierShared, cmp.Or(l.opts.SharedLease, time.Hour), cmp.Or(l.opts.SharedDrainDeadline, 30*time.Second))
 	}
 	if l.cloud != nil && l.opts.Cloud != nil {
 		docs := cloudPools(l.cloud.sim.Config(), l.opts.Cloud.MaxHosts)

@@ -14,7 +14,9 @@
 //     nothing lands on an idle shared host.
 //   - Reclaim: the ledger records the reclaim, the replacement callback
 //     asks the next tier for capacity, then the host is returned within the
-//     reclaim notice.
+//     reclaim notice. The controller's lease expiries and reclaims order
+//     their own replacement and return the host through Return, which
+//     closes the loan with its reason.
 //
 // How the borrower's work lands on a borrowed host: a service that bursts
 // runs in node pool "all" with the constraint ${meta.spillway.serves} =
@@ -81,7 +83,9 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Replace asks the next tier for capacity to replace a reclaimed loan.
-	// Reclaim calls it before draining; nil means no replacement.
+	// Reclaim calls it before draining; nil means no replacement. (The
+	// controller's lease expiries and reclaims order their own
+	// replacement and return hosts through Return.)
 	Replace func(ctx context.Context, loan pools.Loan) error
 	// MetaSync bounds the wait for a node meta change to reach the Nomad
 	// servers (clients batch them, up to about 10s). Default 30s.
@@ -380,7 +384,18 @@ func (p *Provider) unmark(ctx context.Context, id, name string) error {
 // the ledger, then removes the lending meta. A host that is not lent is a
 // NotFoundError.
 func (p *Provider) Delete(ctx context.Context, host providers.Host) error {
-	return p.giveBack(ctx, host.ID, p.cfg.Pool.DrainDeadline, "returned")
+	return p.giveBack(ctx, host.ID, p.cfg.Pool.DrainDeadline, pools.ReasonReturned)
+}
+
+// Return gives a borrowed host back as Delete does, draining it within
+// deadline (the pool's drain deadline when zero), and closes its loan
+// in the ledger with reason (pools.ReasonReturned, ReasonLeaseExpired,
+// ReasonReclaimed).
+func (p *Provider) Return(ctx context.Context, host providers.Host, deadline time.Duration, reason string) error {
+	if deadline <= 0 {
+		deadline = p.cfg.Pool.DrainDeadline
+	}
+	return p.giveBack(ctx, host.ID, deadline, reason)
 }
 
 func (p *Provider) giveBack(ctx context.Context, id string, deadline time.Duration, reason string) error {
@@ -419,7 +434,7 @@ func (p *Provider) drain(ctx context.Context, n *nomad.Node, deadline time.Durat
 // Reclaim gives a lent host back to its lender: the ledger records the
 // reclaim with the pool's reclaim notice, Replace asks for replacement
 // capacity for the borrower, then the host is drained (within what is left
-// of the notice) and returned.
+// of the notice) and returned, its loan closed as reclaimed.
 func (p *Provider) Reclaim(ctx context.Context, id, reason string) error {
 	loan, err := p.cfg.Ledger.Reclaim(ctx, id, p.cfg.Now(), p.cfg.Pool.ReclaimNotice, reason)
 	if err != nil {
@@ -430,10 +445,10 @@ func (p *Provider) Reclaim(ctx context.Context, id, reason string) error {
 			// The lender's claim stands: the host goes back regardless,
 			// and the borrower's controller sees the shortfall.
 			err = fmt.Errorf("requesting a replacement for host %s: %w", loan.HostName, err)
-			return errors.Join(err, p.giveBack(ctx, id, p.drainWithin(loan), "reclaimed: "+reason))
+			return errors.Join(err, p.giveBack(ctx, id, p.drainWithin(loan), pools.ReasonReclaimed))
 		}
 	}
-	return p.giveBack(ctx, id, p.drainWithin(loan), "reclaimed: "+reason)
+	return p.giveBack(ctx, id, p.drainWithin(loan), pools.ReasonReclaimed)
 }
 
 // drainWithin is the drain deadline that still returns loan by its reclaim
@@ -443,19 +458,23 @@ func (p *Provider) drainWithin(loan pools.Loan) time.Duration {
 	return max(min(p.cfg.Pool.DrainDeadline, left), time.Second)
 }
 
-// Extend renews the lease of a borrowed host and updates its lease meta.
-func (p *Provider) Extend(ctx context.Context, id, reason string) (pools.Loan, error) {
-	loan, err := p.cfg.Ledger.Extend(ctx, id, "", p.cfg.Now(), p.cfg.Pool.Lease, reason)
+// Extend renews the lease of a borrowed host for lease from now (the
+// pool's lease when zero) and updates its lease meta.
+func (p *Provider) Extend(ctx context.Context, id string, lease time.Duration, reason string) (pools.Loan, error) {
+	if lease <= 0 {
+		lease = p.cfg.Pool.Lease
+	}
+	loan, err := p.cfg.Ledger.Extend(ctx, id, "", p.cfg.Now(), lease, reason)
 	if err != nil {
 		return loan, err
 	}
-	lease := loan.Until.UTC().Format(time.RFC3339)
-	_, err = p.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: id, Meta: map[string]*string{pools.MetaLease: &lease}},
+	until := loan.Until.UTC().Format(time.RFC3339)
+	_, err = p.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: id, Meta: map[string]*string{pools.MetaLease: &until}},
 		(&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return loan, providers.NewUnavailableError(fmt.Errorf("updating the lease meta of node %s: %w", loan.HostName, err))
 	}
-	return loan, p.awaitMeta(ctx, id, loan.HostName, func(m map[string]string) bool { return m[pools.MetaLease] == lease })
+	return loan, p.awaitMeta(ctx, id, loan.HostName, func(m map[string]string) bool { return m[pools.MetaLease] == until })
 }
 
 // Get implements providers.Provider: the borrowed host with node ID id, or

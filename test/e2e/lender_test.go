@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/spillwayhq/spillway/controlplane/app"
+	"github.com/spillwayhq/spillway/controlplane/controller"
+	"github.com/spillwayhq/spillway/controlplane/journal"
+	"github.com/spillwayhq/spillway/internal/lab"
+	"github.com/spillwayhq/spillway/internal/lab/labtest"
+	"github.com/spillwayhq/spillway/pools"
+)
+
+// healthyDemo counts the demo's running, healthy allocations.
+func healthyDemo(nc *nomad.Client) (int, error) {
+	allocs, _, err := nc.Jobs().Allocations(lab.DemoJob, false, nil)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, a := range allocs {
+		if a.ClientStatus == nomad.AllocClientStatusRunning && a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && *a.DeploymentStatus.Healthy {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// hostStory is the kinds of the lender's events about one host (node ID)
+// after seq, in order.
+func hostStory(t *testing.T, l *lab.Lab, node string, after int64) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range events(t, l, "") {
+		if ev.Seq <= after {
+			continue
+		}
+		switch ev.Kind {
+		case controller.KindLeaseExpired, controller.KindLeaseReclaimed, controller.KindLeaseReplaced, controller.KindIntentReturn, controller.KindReturned:
+			var d struct{ Node, Instance string }
+			_ = json.Unmarshal(ev.Data, &d)
+			if d.Node == node || d.Instance == node || ev.Subject == "host/"+node {
+				out = append(out, ev.Kind)
+			}
+		case controller.KindReplacing:
+			var d struct{ Node string }
+			if json.Unmarshal(ev.Data, &d) == nil && d.Node == node {
+				out = append(out, ev.Kind)
+			}
+		}
+	}
+	return out
+}
+
+// returnedWith finds the capacity.returned event of node and its reason.
+func returnedWith(t *testing.T, l *lab.Lab, node string) (journal.Event, string, bool) {
+	t.Helper()
+	for _, ev := range events(t, l, "kind="+controller.KindReturned) {
+		var d struct{ Node, Reason string }
+		if json.Unmarshal(ev.Data, &d) == nil && d.Node == node {
+			return ev, d.Reason, true
+		}
+	}
+	return journal.Event{}, "", false
+}
+
+// lentHost is the node ID of the one shared host lent to bu-a.
+func lentHost(t *testing.T, l *lab.Lab) (string, string) {
+	t.Helper()
+	stubs, _, err := l.Nomad().Nodes().List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stubs {
+		n, _, err := l.Nomad().Nodes().Info(s.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Meta[pools.MetaLentTo] == "bu-a" {
+			return n.ID, n.Name
+		}
+	}
+	return "", ""
+}
+
+// TestLeasesEndAndOwnersReclaim is the lender's side on the lab, in one
+// lab: bu-a bursts to 12 demo instances and borrows a shared host under a
+// 2-minute lease. When the lease ends, the other shared host is borrowed
+// first, then the expired one is drained and returned: no allocation
+// waits for a host (the demo's healthy instances dip only by the one
+// Nomad's drain moves at a time), and the loan closes with "lease
+// expired". Then an owner reclaims the replacement through the API while
+// it serves the burst, and serve is killed (SIGKILL, at the failpoint
+// after-replacement) between the replacement and the drain; after a
+// restart the reclaim completes within its deadline, without a second
+// replacement, and the loan closes with "reclaimed"; an operator extends
+// the lease of the reclaim's replacement.
+func TestLeasesEndAndOwnersReclaim(t *testing.T) {
+	t.Parallel()
+	labtest.Takes(t, 270*time.Second)
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	policyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policyDir, "burst.yaml"), []byte(scaleOutPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := lab.DefaultOptions()
+	opts.BusinessUnits = []lab.BusinessUnit{{Name: "bu-a", Hosts: 1}, {Name: "bu-b", Hosts: 1}}
+	opts.SharedHosts = 2
+	opts.SharedLease = 2 * time.Minute
+	// Nomad's drain migrates one allocation at a time (the demo's
+	// migrate defaults: max_parallel 1, min_healthy_time 10s), about 12s
+	// each, and stops what is left at the deadline: 4 allocations need
+	// about 50s.
+	opts.SharedDrainDeadline = 90 * time.Second
+	opts.Policies = policyDir
+	opts.LabPools = true
+	l := labtest.Start(t, opts)
+	ctx := t.Context()
+	nc := l.Nomad()
+
+	// The burst borrows one shared host.
+	waitUntil(t, "the burst's scale-out ends", 2*time.Minute, func() bool { return len(events(t, l, "kind="+controller.KindActivityEnded)) > 0 })
+	if err := l.WaitHealthy(ctx, lab.DemoJob, 12, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	first, firstName := lentHost(t, l)
+	if first == "" {
+		t.Fatalf("no shared host lent to bu-a; journal:\n%s", dump(events(t, l, "")))
+	}
+	evs := events(t, l, "")
+	seq := evs[len(evs)-1].Seq
+
+	// The demo's healthy instances are watched from now until the
+	// expired host is back.
+	var mu sync.Mutex
+	low, samples := 12, 0
+	watch, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for watch.Err() == nil {
+			if n, err := healthyDemo(nc); err == nil {
+				mu.Lock()
+				low, samples = min(low, n), samples+1
+				mu.Unlock()
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	waitUntil(t, "the expired host is returned", 3*time.Minute, func() bool { _, _, ok := returnedWith(t, l, first); return ok })
+	if err := l.WaitHealthy(ctx, lab.DemoJob, 12, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	stopWatch()
+	wg.Wait()
+	story := hostStory(t, l, first, seq)
+	want := []string{controller.KindLeaseExpired, controller.KindReplacing, controller.KindLeaseReplaced, controller.KindIntentReturn, controller.KindReturned}
+	if !slices.Equal(story, want) {
+		t.Fatalf("the expiry of %s journaled %v, want %v; journal:\n%s", firstName, story, want, dump(events(t, l, "")))
+	}
+	if _, reason, _ := returnedWith(t, l, first); reason != pools.ReasonLeaseExpired {
+		t.Fatalf("%s was returned with reason %q, want %q", firstName, reason, pools.ReasonLeaseExpired)
+	}
+	// The replacement is ready before the drain starts, so no allocation
+	// waits for a host. A Nomad drain stops each allocation as it places
+	// its replacement (migrate max_parallel at a time, here 1), so the
+	// floor is one below the count while it moves; no more than that.
+	mu.Lock()
+	t.Logf("the demo's healthy instances during the expiry: at least %d in %d samples", low, samples)
+	if low < 12-1 {
+		t.Errorf("the demo had %d healthy instances during the expiry, more than the drain's one at a time below the 12 before it", low)
+	}
+	mu.Unlock()
+	second, secondName := lentHost(t, l)
+	if second == "" || second == first {
+		t.Fatalf("the replacement: lent host %q after the expiry of %s", secondName, firstName)
+	}
+
+	// The owner reclaims the replacement; serve dies after its
+	// replacement is journaled, before the drain.
+	l.KillServe()
+	l.SetServeEnv(app.FailpointEnv + "=" + controller.FailAfterReplacement)
+	if err := l.StartServe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs = events(t, l, "")
+	seq = evs[len(evs)-1].Seq
+	if code, body := requestStatus(t, l, "POST", "/v1/pools/shared/reclaim", []byte(`{"count":3,"reason":"e2e"}`)); code != 422 || !strings.Contains(body, "1 host is lent") {
+		t.Fatalf("reclaiming 3: %d %s", code, body)
+	}
+	code, body := requestStatus(t, l, "POST", "/v1/pools/shared/reclaim", []byte(`{"count":1,"reason":"bu-b needs its host back","deadline":"3m"}`))
+	if code != 202 || !strings.Contains(body, second) {
+		t.Fatalf("reclaim: %d %s", code, body)
+	}
+	reclaimed := time.Now()
+	exit, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := l.WaitServeExit(exit); err != nil {
+		t.Fatalf("serve did not die at the failpoint after the replacement: %v", err)
+	}
+	l.SetServeEnv()
+	if err := l.StartServe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The reclaim's replacement is the first host again: an operator
+	// extends its lease, so it does not end before the lab does.
+	if body := post(t, l, "/v1/pools/loans/"+firstName+"/extend", []byte(`{"reason":"e2e: keep the replacement","lease":"1h"}`)); !strings.Contains(body, first) {
+		t.Fatalf("extending the replacement's lease: %s", body)
+	}
+	if evs := events(t, l, "kind="+controller.KindLeaseExtended); len(evs) != 1 || evs[0].Actor != "lab-admin" {
+		t.Fatalf("lease.extended: %s", dump(evs))
+	}
+	waitUntil(t, "the reclaimed host is returned", 2*time.Minute, func() bool { _, _, ok := returnedWith(t, l, second); return ok })
+	ret, reason, _ := returnedWith(t, l, second)
+	if reason != pools.ReasonReclaimed {
+		t.Fatalf("%s was returned with reason %q, want reclaimed", secondName, reason)
+	}
+	// The ledger closes the loan by the deadline; capacity.returned
+	// follows once the lending meta is off the node.
+	if ret.Time.After(reclaimed.Add(3*time.Minute + 15*time.Second)) {
+		t.Errorf("%s was returned %s after the reclaim, past its 3m deadline", secondName, ret.Time.Sub(reclaimed))
+	}
+	t.Logf("%s was returned %s after the reclaim", secondName, ret.Time.Sub(reclaimed).Round(time.Second))
+	story = hostStory(t, l, second, seq)
+	want = []string{controller.KindLeaseReclaimed, controller.KindReplacing, controller.KindLeaseReplaced, controller.KindIntentReturn, controller.KindReturned}
+	if !slices.Equal(story, want) {
+		t.Fatalf("the reclaim of %s journaled %v, want %v (one replacement, before the crash); journal:\n%s", secondName, story, want, dump(events(t, l, "")))
+	}
+	n, _, err := nc.Nodes().Info(second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{pools.MetaLentTo, pools.MetaServes, pools.MetaLease, pools.MetaClaim} {
+		if v, ok := n.Meta[k]; ok {
+			t.Errorf("%s still carries %s=%s after the reclaim", secondName, k, v)
+		}
+	}
+	if err := l.WaitHealthy(ctx, lab.DemoJob, 12, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
