@@ -96,7 +96,7 @@ func TestAPIReclaimAndExtend(t *testing.T) {
 	}
 	var res reclaimResponse
 	if err := json.Unmarshal([]byte(body), &res); err != nil || len(res.Reclaimed) != 1 || res.Reclaimed[0].Host != "shared-2" || res.Reclaimed[0].ReclaimBy == nil ||
-		res.Reclaimed[0].ReclaimBy.Sub(time.Now()) < 9*time.Minute {
+		time.Until(*res.Reclaimed[0].ReclaimBy) < 9*time.Minute {
 		t.Fatalf("reclaim answered %s", body)
 	}
 	if evs := h.events(controller.KindLeaseReclaimed); len(evs) != 1 || evs[0].Actor != "oncall" || !strings.Contains(evs[0].Message, "rack maintenance") {
@@ -114,7 +114,7 @@ func TestAPIReclaimAndExtend(t *testing.T) {
 	}
 	var ext loanView
 	h.ok("POST", "/v1/pools/loans/shared-1/extend", "op", `{"reason":"batch runs late","lease":"3h"}`, &ext)
-	if ext.Host != "shared-1" || ext.Until.Sub(time.Now()) < 2*time.Hour+59*time.Minute {
+	if ext.Host != "shared-1" || time.Until(ext.Until) < 2*time.Hour+59*time.Minute {
 		t.Fatalf("extend answered %+v", ext)
 	}
 	if evs := h.events(controller.KindLeaseExtended); len(evs) != 1 || evs[0].Actor != "oncall" {
