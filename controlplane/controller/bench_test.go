@@ -10,6 +10,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/spillwayhq/spillway/controlplane/cluster"
+	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
@@ -48,6 +49,12 @@ func bigCluster(b *testing.B) (*Controller, *cluster.Static, context.Context) {
 				e.PutAlloc(&cluster.Alloc{ID: fmt.Sprintf("%s-a%d", id, j), Namespace: "default", JobID: fmt.Sprintf("job-%d", j), TaskGroup: "g",
 					NodeID: id, JobType: "service", ClientStatus: "running", DesiredStatus: "run", CPU: 250, MemoryMB: 256})
 			}
+		}
+		// Scale-in places an allocation only where its job may run: the
+		// jobs are known, in node pool all.
+		for j := range 10 {
+			e.PutJob(&cluster.Job{Namespace: "default", ID: fmt.Sprintf("job-%d", j), Type: "service", NodePool: "all",
+				Groups: map[string]*cluster.Group{"g": {Name: "g", Count: 10000, PerAlloc: demand.Size{CPUMHz: 250, MemoryMB: 256}, Serves: "bu-a"}}})
 		}
 		for i := range 9000 {
 			add(fmt.Sprintf("own-%05d", i), "bu-a", map[string]string{pools.MetaServes: "bu-a"})
