@@ -67,8 +67,9 @@ type Options struct {
 	// so CloudTrail (and the simulator) can tell the replicas apart. It is
 	// cut to the SDK's 50 characters of letters, digits and "-._".
 	AppID string
-	// Clock stamps the launches, measures the consistency window and
-	// dates a spot notice EC2 gives no time for (default: the real clock).
+	// Clock stamps the launches, measures the consistency window, dates a
+	// spot notice EC2 gives no time for and times the retries' backoff
+	// (default: the real clock).
 	Clock clockwork.Clock
 }
 
@@ -109,7 +110,9 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	}
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(opts.HTTPClient),
-		config.WithRetryer(func() aws.Retryer { return NewRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff) }),
+		config.WithRetryer(func() aws.Retryer {
+			return clockRetryer{NewRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff).(aws.RetryerV2), opts.Clock}
+		}),
 	}
 	if opts.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
@@ -145,6 +148,26 @@ var (
 		"MissingAuthenticationToken", "IncompleteSignature", "OptInRequired", "Blocked"}
 	throttleCodes = []string{"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 )
+
+// clockRetryer waits a retry's backoff on the provider's clock and has the
+// SDK wait nothing more, so a simulation on a fake clock (internal/scalesim)
+// pays the backoff in simulated time, as the alicloud provider's retries
+// do. The wait is not cut short by the request's context (the SDK gives
+// the retryer none); it is at most MaxBackoff.
+type clockRetryer struct {
+	aws.RetryerV2
+	clock clockwork.Clock
+}
+
+// RetryDelay implements aws.Retryer.
+func (r clockRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
+	d, err := r.RetryerV2.RetryDelay(attempt, err)
+	if err != nil || d <= 0 {
+		return d, err
+	}
+	r.clock.Sleep(d)
+	return 0, nil
+}
 
 // NewRetryer returns the EC2 retryer: the SDK's standard retryer with
 // full-jitter exponential backoff from base to maxBackoff, no client-side
