@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -67,9 +68,11 @@ type Options struct {
 	// so CloudTrail (and the simulator) can tell the replicas apart. It is
 	// cut to the SDK's 50 characters of letters, digits and "-._".
 	AppID string
-	// Clock stamps the launches, measures the consistency window, dates a
-	// spot notice EC2 gives no time for and times the retries' backoff
-	// (default: the real clock).
+	// Clock stamps the launches, measures the consistency window and dates
+	// a spot notice EC2 gives no time for (default: the real clock). A clock
+	// that is not the real one also times the retries' backoff, which the
+	// request's context then cannot cut short; on the real clock the SDK
+	// sleeps it and a cancelled context ends it.
 	Clock clockwork.Clock
 }
 
@@ -111,7 +114,13 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(opts.HTTPClient),
 		config.WithRetryer(func() aws.Retryer {
-			return clockRetryer{NewRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff).(aws.RetryerV2), opts.Clock}
+			r := NewRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff)
+			if isRealClock(opts.Clock) {
+				// The SDK sleeps the backoff itself, and a cancelled
+				// request context ends that sleep at once.
+				return r
+			}
+			return clockRetryer{r.(aws.RetryerV2), opts.Clock}
 		}),
 	}
 	if opts.Region != "" {
@@ -149,11 +158,19 @@ var (
 	throttleCodes = []string{"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 )
 
-// clockRetryer waits a retry's backoff on the provider's clock and has the
-// SDK wait nothing more, so a simulation on a fake clock (internal/scalesim)
-// pays the backoff in simulated time, as the alicloud provider's retries
-// do. The wait is not cut short by the request's context (the SDK gives
-// the retryer none); it is at most MaxBackoff.
+// isRealClock reports whether c is clockwork's real clock, whose backoff
+// the SDK can sleep itself.
+func isRealClock(c clockwork.Clock) bool {
+	return reflect.TypeOf(c) == reflect.TypeOf(clockwork.NewRealClock())
+}
+
+// clockRetryer waits a retry's backoff on a clock that is not the real one
+// and has the SDK wait nothing more, so a simulation on a fake clock
+// (internal/scalesim) pays the backoff in simulated time, as the alicloud
+// provider's retries do. The wait is not cut short by the request's
+// context (the SDK gives the retryer none); it is at most MaxBackoff of the
+// fake clock's time. On the real clock the provider keeps the SDK's own
+// sleep, which a cancelled context ends.
 type clockRetryer struct {
 	aws.RetryerV2
 	clock clockwork.Clock
