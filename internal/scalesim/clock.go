@@ -20,6 +20,7 @@ type Clock struct {
 	now    time.Time
 	timers timerHeap
 	seq    uint64
+	closed bool
 }
 
 var _ clockwork.Clock = (*Clock)(nil)
@@ -78,7 +79,7 @@ func (c *Clock) schedule(t *timer, d time.Duration) {
 	}
 	c.seq++
 	t.at, t.seq = c.now.Add(d), c.seq
-	if d <= 0 {
+	if d <= 0 || c.closed {
 		t.fire(c.now)
 		return
 	}
@@ -121,6 +122,19 @@ func (c *Clock) AdvanceTo(t time.Time) {
 			tm.at, tm.seq = tm.at.Add(tm.period), c.seq
 			heap.Push(&c.timers, tm)
 		}
+	}
+}
+
+// Close ends the simulation's time: every timer set fires now, and so does
+// every timer set from now on (a ticker once), so whatever waits on the
+// clock (a backoff, an API latency, a controller's interval) returns and
+// the control plane can stop.
+func (c *Clock) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for len(c.timers) > 0 {
+		heap.Pop(&c.timers).(*timer).fire(c.now)
 	}
 }
 

@@ -278,10 +278,15 @@ func (n *Nomad) scheduleLocked() {
 
 // full: no group of any job could take another allocation on the node
 // (the simulation's groups are of few sizes; the smallest ask decides).
+// With no job yet, no node is full: the cluster's own nodes register
+// before its jobs, and must keep their room for them.
 func (n *Nomad) full(id string) bool {
 	node := n.nodes[id]
 	if node == nil {
 		return true
+	}
+	if len(n.jobs) == 0 {
+		return false
 	}
 	u := n.used[id]
 	r := node.NodeResources

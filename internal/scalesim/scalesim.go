@@ -18,10 +18,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -95,9 +97,16 @@ type Result struct {
 	// LowerBound each one's physical path (API, its host's pending and
 	// boot, join, pull), sorted.
 	TimeToCapacity, LowerBound []time.Duration
+	// Overhead is each burst allocation's time-to-capacity less its
+	// lower bound: what Spillway's decisions, queueing and retries added.
+	Overhead []time.Duration
 	// Decision is each activity's trigger to its first launch request;
-	// Fallback each capacity error to the next launch of its claim.
+	// Fallback each capacity error to the next launch of its claim. Both
+	// are Spillway's own time: the simulated time it waited plus the wall
+	// time it computed, which varies from run to run.
 	Decision, Fallback []time.Duration
+	// decisionSim and fallbackSim are their simulated parts alone.
+	decisionSim, fallbackSim []time.Duration
 	// Launches counts launch requests; Errors the failed ones by code.
 	Launches int
 	Errors   map[string]int
@@ -228,8 +237,10 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	booted := map[string]time.Time{}
 	var bootErr error
 	sim, err := cloudsim.New(ccfg, cloudsim.WithClock(clock), cloudsim.WithBootHook(func(_ context.Context, ev cloudsim.InstanceEvent) {
-		booted[ev.InstanceID] = clock.Now()
 		node, err := nodeOfInstance(ev, hostCPU, hostMem)
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		booted[ev.InstanceID] = clock.Now()
 		if err != nil {
 			bootErr = err
 			return
@@ -274,10 +285,19 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		return nil, err
 	}
 	defer db.Close()
+	// The retries' jitter comes from the seed too (retries side by side
+	// still draw in the order they arrive).
+	jitter := rand.New(rand.NewPCG(uint64(sc.Seed), 0x6a177e5))
+	var jitterMu sync.Mutex
+	draw := func(n int64) int64 {
+		jitterMu.Lock()
+		defer jitterMu.Unlock()
+		return jitter.Int64N(n)
+	}
 	prov, err := aws.New(ctx, aws.Options{Cluster: "sim", Region: "us-east-1", Endpoint: "http://cloudsim.sim.invalid",
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDSPILLWAYSIM", "spillway-sim-secret", ""),
 		HTTPClient:  awssdk.HTTPClient(&transport{h: sim.Handler(), clock: clock, apiLatency: APILatency, rec: rec}),
-		Clock:       clock, ConsistencyWindow: sc.DescribeLag + 5*time.Second})
+		Clock:       clock, Jitter: draw, ConsistencyWindow: sc.DescribeLag + 5*time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -315,20 +335,10 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	if err != nil {
 		return nil, err
 	}
-	defer func() { cp.stop() }()
-
-	// The simulator's lifecycles move on the clock, every 100ms.
-	tick := clock.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.Chan():
-				sim.Step()
-			}
-		}
+	defer func() {
+		// The simulation's time ends first, so what waits on it returns.
+		clock.Close()
+		cp.stop()
 	}()
 
 	res := &Result{Scenario: sc.Name, Hosts: sc.Hosts, Errors: map[string]int{}}
@@ -336,10 +346,10 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	running := map[string]time.Time{} // node -> when its burst allocation ran
 	burst := map[policies.Target]int{}
 	sn.OnRunning = func(t policies.Target, node string, at time.Time) {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
 		if _, ok := burst[t]; ok && strings.HasPrefix(node, "node-") {
-			rec.mu.Lock()
 			running[node] = at
-			rec.mu.Unlock()
 		}
 	}
 	placed := func() int {
@@ -351,11 +361,17 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		if !WaitQuiet(2 * time.Second) {
 			res.Forced++
 		}
+		// The clock moves to its next timer or the cloud's next lifecycle
+		// event, whichever is first: a boot is seen when it happens.
 		next, ok := clock.Next()
+		if at, due := sim.NextEvent(); due && (!ok || at.Before(next)) {
+			next, ok = at, true
+		}
 		if !ok {
 			return false
 		}
 		clock.AdvanceTo(next)
+		sim.Step()
 		res.Steps++
 		return true
 	}
@@ -374,7 +390,9 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 			add++
 		}
 		t := policies.Target{Namespace: namespace, Job: fmt.Sprintf("svc%05d", g), Group: "app"}
+		rec.mu.Lock()
 		burst[t] = add
+		rec.mu.Unlock()
 		count := 0
 		if sc.Existing > 0 {
 			count = perJob
@@ -385,8 +403,11 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	}
 	restarted := false
 	for placed() < sc.Hosts && clock.Since(trigger) < sc.Horizon && ctx.Err() == nil {
-		if bootErr != nil {
-			return nil, bootErr
+		rec.mu.Lock()
+		err := bootErr
+		rec.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
 		if sc.Restart > 0 && !restarted && clock.Since(trigger) >= sc.Restart {
 			restarted = true
@@ -417,25 +438,48 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		id := strings.TrimPrefix(node, "node-")
 		res.TimeToCapacity = append(res.TimeToCapacity, at.Sub(trigger))
 		if l, ok := launch[id]; ok {
-			res.LowerBound = append(res.LowerBound, APILatency+booted[id].Sub(l)+Join+Pull)
+			lb := APILatency + booted[id].Sub(l) + Join + Pull
+			res.LowerBound = append(res.LowerBound, lb)
+			res.Overhead = append(res.Overhead, at.Sub(trigger)-lb)
 		}
 	}
 	for _, s := range rec.first {
 		res.Decision = append(res.Decision, s.sim.Sub(trigger)+s.wall.Sub(rec.triggerWall))
+		res.decisionSim = append(res.decisionSim, s.sim.Sub(trigger))
 	}
 	res.Fallback = slices.Clone(rec.fallbacks)
+	res.fallbackSim = slices.Clone(rec.fallbacksSim)
 	res.Launches = rec.launches
 	for k, v := range rec.errors {
 		res.Errors[k] = v
 	}
 	rec.mu.Unlock()
-	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.Decision, res.Fallback} {
+	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.Overhead, res.Decision, res.Fallback, res.decisionSim, res.fallbackSim} {
 		slices.Sort(xs)
 	}
 	if progress != nil {
 		progress(res.Placed, sc.Hosts)
 	}
 	return res, nil
+}
+
+// Figures are a run's simulated figures: what the same seed reproduces
+// (every figure but the wall-time part of decision and fallback latency,
+// the step counts, peak memory and CPU time).
+type Figures struct {
+	Placed, Launches, Instances, ClusterNodes int
+	Simulated                                 time.Duration
+	TimeToCapacity, LowerBound, Overhead      []time.Duration
+	DecisionSimulated, FallbackSimulated      []time.Duration
+	Errors                                    map[string]int
+	Restarted                                 bool
+}
+
+// Figures returns r's simulated figures.
+func (r *Result) Figures() Figures {
+	return Figures{Placed: r.Placed, Launches: r.Launches, Instances: r.Instances, ClusterNodes: r.ClusterNodes,
+		Simulated: r.Simulated, TimeToCapacity: r.TimeToCapacity, LowerBound: r.LowerBound, Overhead: r.Overhead,
+		DecisionSimulated: r.decisionSim, FallbackSimulated: r.fallbackSim, Errors: r.Errors, Restarted: r.Restarted}
 }
 
 // Quantile is the q-quantile (0..1) of sorted xs, nearest rank.

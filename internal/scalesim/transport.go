@@ -75,10 +75,12 @@ type recorder struct {
 	// first is each activity's first launch request after the trigger
 	first map[string]stamp
 	// capacity errors by claim, waiting for the next request of the claim
-	failed    map[string]stamp
-	fallbacks []time.Duration
-	launches  int
-	errors    map[string]int
+	failed map[string]stamp
+	// fallbacks are Spillway's time from a capacity error to the next
+	// request of its claim, and fallbacksSim its simulated part alone
+	fallbacks, fallbacksSim []time.Duration
+	launches                int
+	errors                  map[string]int
 }
 
 type stamp struct {
@@ -107,6 +109,7 @@ func (r *recorder) launchSent(claim string, sim time.Time) {
 	if f, ok := r.failed[claim]; ok {
 		delete(r.failed, claim)
 		r.fallbacks = append(r.fallbacks, sim.Sub(f.sim)+time.Since(f.wall))
+		r.fallbacksSim = append(r.fallbacksSim, sim.Sub(f.sim))
 	}
 }
 

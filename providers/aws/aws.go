@@ -74,6 +74,10 @@ type Options struct {
 	// request's context then cannot cut short; on the real clock the SDK
 	// sleeps it and a cancelled context ends it.
 	Clock clockwork.Clock
+	// Jitter draws a backoff's random part, in [0, n) (default: math/rand/v2,
+	// seeded at random). A simulation gives a seeded source, so the same
+	// seed backs off the same.
+	Jitter func(n int64) int64
 }
 
 // Provider is the EC2 providers.Provider.
@@ -114,7 +118,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(opts.HTTPClient),
 		config.WithRetryer(func() aws.Retryer {
-			r := NewRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff)
+			r := newRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff, opts.Jitter)
 			if isRealClock(opts.Clock) {
 				// The SDK sleeps the backoff itself, and a cancelled
 				// request context ends that sleep at once.
@@ -192,6 +196,13 @@ func (r clockRetryer) RetryDelay(attempt int, err error) (time.Duration, error) 
 // insufficient capacity, quota or credential errors, which EC2 reports as
 // 500s or 4xx and which the planner must see at once.
 func NewRetryer(maxAttempts int, base, maxBackoff time.Duration) aws.Retryer {
+	return newRetryer(maxAttempts, base, maxBackoff, nil)
+}
+
+func newRetryer(maxAttempts int, base, maxBackoff time.Duration, jitter func(n int64) int64) aws.Retryer {
+	if jitter == nil {
+		jitter = rand.Int64N
+	}
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = maxAttempts
 		o.MaxBackoff = maxBackoff
@@ -201,7 +212,7 @@ func NewRetryer(maxAttempts int, base, maxBackoff time.Duration) aws.Retryer {
 			if d <= 0 || d > maxBackoff {
 				d = maxBackoff
 			}
-			return d/2 + rand.N(d/2+1), nil
+			return d/2 + time.Duration(jitter(int64(d/2)+1)), nil
 		})
 		o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
 			var refused *providers.RefusedRequest

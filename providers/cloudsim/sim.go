@@ -388,6 +388,44 @@ func (s *Simulator) Step() {
 	s.runHooks(s.terminateHook, reclaimed)
 }
 
+// NextEvent is when Step next has something to do: the earliest moment an
+// instance changes state, boots, is reclaimed or leaves the view. A
+// simulation that owns the clock steps there instead of polling, so a
+// boot is seen at the moment it happens. ok is false when no instance has
+// anything ahead of it.
+func (s *Simulator) NextEvent() (at time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	consider := func(t time.Time) {
+		if !t.IsZero() && (!ok || t.Before(at)) {
+			at, ok = t, true
+		}
+	}
+	for _, in := range s.instances {
+		switch in.State {
+		case ecsPending:
+			consider(in.LaunchTime.Add(in.runningAt.Sub(in.LaunchTime) / 2))
+			consider(in.runningAt)
+		case ec2Pending, ecsStarting:
+			consider(in.runningAt)
+		case ec2ShuttingDown:
+			consider(in.goneAt)
+		case ec2Terminated:
+			consider(in.releasedAt)
+		}
+		switch in.State {
+		case ec2Pending, ec2Running, ecsPending, ecsStarting, ecsRunning:
+			if !in.Booted {
+				consider(in.bootAt)
+			}
+		}
+		if !in.InterruptAt.IsZero() && (in.State == ec2Pending || in.State == ec2Running || in.Cloud == CloudAlicloud) {
+			consider(in.InterruptAt)
+		}
+	}
+	return at, ok
+}
+
 // runHooks queues hook calls and, unless another goroutine is already
 // running hooks, runs the queue. Hooks therefore run one at a time and in
 // order, and a hook may call back into the simulator (even Advance or Step)
