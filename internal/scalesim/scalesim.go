@@ -9,7 +9,7 @@
 // measures them (spillway bench scaleout, make bench).
 //
 // The clock moves to the next timer only once every goroutine waits
-// (WaitQuiet), so what Spillway computes takes no simulated time; the
+// (Quiet), so what Spillway computes takes no simulated time; the
 // figures that are Spillway's own (decision and fallback latency) add the
 // wall time it computed to the simulated time it waited.
 package scalesim
@@ -112,10 +112,14 @@ type Result struct {
 	Errors   map[string]int
 	// Simulated is the simulated time the run took; Steps how many times
 	// the clock moved; Forced how many of those did not wait for quiet.
-	Simulated    time.Duration
-	Steps        int
-	Forced       int
-	Wall         time.Duration
+	Simulated time.Duration
+	Steps     int
+	Forced    int
+	Wall      time.Duration
+	// CPU is the process's CPU time during the run, PeakRSS its peak
+	// resident memory in bytes (Linux; 0 elsewhere).
+	CPU          time.Duration
+	PeakRSS      int64
 	Instances    int
 	Restarted    bool
 	ClusterNodes int
@@ -207,6 +211,9 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	if sc.Policies < sc.Groups {
 		sc.Policies = sc.Groups
 	}
+	quiet := NewQuiet()
+	resetPeak()
+	cpuStart, _ := usage()
 	wallStart := time.Now()
 	start := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	clock := NewClock(start)
@@ -358,7 +365,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		return len(running)
 	}
 	step := func() bool {
-		if !WaitQuiet(2 * time.Second) {
+		if !quiet.Wait(2 * time.Second) {
 			res.Forced++
 		}
 		// The clock moves to its next timer or the cloud's next lifecycle
@@ -381,7 +388,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 			break
 		}
 	}
-	WaitQuiet(2 * time.Second)
+	quiet.Wait(2 * time.Second)
 	trigger = clock.Now()
 	rec.triggered(trigger)
 	for g := range sc.Groups {
@@ -426,6 +433,8 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	res.Simulated = clock.Since(trigger)
 	res.Restarted = restarted
 	res.Wall = time.Since(wallStart)
+	cpu, peak := usage()
+	res.CPU, res.PeakRSS = cpu-cpuStart, peak
 	res.Placed = placed()
 	res.ClusterNodes = sn.NodeCount()
 	launch := map[string]time.Time{}

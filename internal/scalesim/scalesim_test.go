@@ -1,7 +1,10 @@
 package scalesim
 
 import (
+	"os"
+	"os/signal"
 	"reflect"
+	"syscall"
 	"testing"
 )
 
@@ -12,7 +15,10 @@ import (
 func TestPlainScaleOutIsPlaced(t *testing.T) {
 	// The simulation's cloud is in-process, not behind TLS.
 	t.Setenv("AWS_CA_BUNDLE", "")
-	sc := Scenario{Name: "plain+50", Seed: 7, Hosts: 50, Groups: 5, Existing: 20, Policies: 10}
+	sc, err := NewScenario(Plain, 50, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var runs []*Result
 	for range 2 {
 		res, err := Run(t.Context(), sc, t.TempDir(), nil)
@@ -39,5 +45,26 @@ func TestPlainScaleOutIsPlaced(t *testing.T) {
 		if x, y := a.Field(i).Interface(), b.Field(i).Interface(); !reflect.DeepEqual(x, y) {
 			t.Errorf("the same seed gave a different %s:\n%v\n%v", a.Type().Field(i).Name, x, y)
 		}
+	}
+}
+
+// A process that handles signals has a goroutine in a system call for
+// good (os/signal's loop): the simulation must still see it quiet, and
+// never step on its time limit.
+func TestQuietWithASignalHandler(t *testing.T) {
+	t.Setenv("AWS_CA_BUNDLE", "")
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR2)
+	defer signal.Stop(ch)
+	sc, err := NewScenario(Plain, 10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), sc, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Placed != sc.Hosts || res.Forced != 0 {
+		t.Fatalf("placed %d of %d, %d of %d steps forced", res.Placed, sc.Hosts, res.Forced, res.Steps)
 	}
 }
