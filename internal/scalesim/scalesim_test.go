@@ -1,9 +1,11 @@
 package scalesim
 
 import (
+	"io"
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 )
@@ -49,13 +51,17 @@ func TestPlainScaleOutIsPlaced(t *testing.T) {
 }
 
 // A process that handles signals has a goroutine in a system call for
-// good (os/signal's loop): the simulation must still see it quiet, and
+// good (os/signal's loop), and one that writes a CPU profile has one
+// there most of the time: the simulation must still see it quiet, and
 // never step on its time limit.
-func TestQuietWithASignalHandler(t *testing.T) {
+func TestQuietWithASignalHandlerAndAProfile(t *testing.T) {
 	t.Setenv("AWS_CA_BUNDLE", "")
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGUSR2)
 	defer signal.Stop(ch)
+	if err := pprof.StartCPUProfile(io.Discard); err == nil { // unless go test profiles already
+		defer pprof.StopCPUProfile()
+	}
 	sc, err := NewScenario(Plain, 10, 3)
 	if err != nil {
 		t.Fatal(err)
