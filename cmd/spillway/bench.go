@@ -240,7 +240,15 @@ func writeMarkdown(w io.Writer, started time.Time, scs []scalesim.Scenario, rs [
 		fmt.Fprintf(w, "- %s\n", s)
 	}
 	if len(goBench) > 0 {
-		fmt.Fprintf(w, "\n## Go benchmarks of the hot paths\n\n```\n%s```\n", goBench)
+		// The benchmarks and their failures, not every package's "ok".
+		fmt.Fprintf(w, "\n## Go benchmarks of the hot paths\n\n```\n")
+		for line := range strings.Lines(string(goBench)) {
+			if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "pkg: ") || strings.HasPrefix(line, "--- ") ||
+				strings.HasPrefix(line, "    ") || strings.HasPrefix(line, "FAIL") {
+				fmt.Fprint(w, line)
+			}
+		}
+		fmt.Fprintf(w, "```\n")
 	}
 	if missed > 0 {
 		fmt.Fprintf(w, "\n%d target(s) missed.\n", missed)

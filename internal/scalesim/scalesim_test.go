@@ -45,7 +45,8 @@ func TestPlainScaleOutIsPlaced(t *testing.T) {
 	a, b := reflect.ValueOf(runs[0].Figures()), reflect.ValueOf(runs[1].Figures())
 	for i := range a.NumField() {
 		if x, y := a.Field(i).Interface(), b.Field(i).Interface(); !reflect.DeepEqual(x, y) {
-			t.Errorf("the same seed gave a different %s:\n%v\n%v", a.Type().Field(i).Name, x, y)
+			t.Errorf("the same seed gave a different %s (steps forced on the time limit: %d, %d):\n%v\n%v",
+				a.Type().Field(i).Name, runs[0].Forced, runs[1].Forced, x, y)
 		}
 	}
 }

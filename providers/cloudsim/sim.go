@@ -154,19 +154,25 @@ type Simulator struct {
 	hookQueue   []hookCall
 	dispatching bool
 
-	mu        sync.Mutex
-	rng       *rand.Rand
-	seq       int
-	instances map[string]*Instance
-	capacity  map[string]*int // offering key → remaining; nil entry = unlimited
-	offerings map[string]OfferingConfig
-	templates map[string]LaunchTemplate
-	tokens    map[string]idempotentResult
-	faults    []*Fault
-	buckets   map[string]*bucket
-	errorRate float64
-	stats     map[string]int
-	calls     []Call // the last maxCalls authenticated requests, oldest first
+	mu  sync.Mutex
+	rng *rand.Rand // IDs and request IDs
+	// life draws the instances' lifecycle durations and errs the random
+	// 5xx, each a stream of its own, so how many other calls (a Describe,
+	// a request ID) came before does not change them: the same seed gives
+	// the same lifecycles for the same launches, however the calls
+	// interleave.
+	life, errs *rand.Rand
+	seq        int
+	instances  map[string]*Instance
+	capacity   map[string]*int // offering key → remaining; nil entry = unlimited
+	offerings  map[string]OfferingConfig
+	templates  map[string]LaunchTemplate
+	tokens     map[string]idempotentResult
+	faults     []*Fault
+	buckets    map[string]*bucket
+	errorRate  float64
+	stats      map[string]int
+	calls      []Call // the last maxCalls authenticated requests, oldest first
 
 	adminOnce sync.Once
 	admin     *http.ServeMux
@@ -194,6 +200,8 @@ func New(cfg Config, opts ...Option) (*Simulator, error) {
 		clock:     realClock{},
 		log:       slog.New(slog.DiscardHandler),
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x5eed)),
+		life:      rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x11fe)),
+		errs:      rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0xfa17)),
 		instances: map[string]*Instance{},
 		capacity:  map[string]*int{},
 		offerings: map[string]OfferingConfig{},
@@ -701,7 +709,7 @@ func (s *Simulator) launchLocked(spec launchSpec, n int) []*Instance {
 		s.seq++
 		pending := s.cfg.Latency.PendingMin
 		if span := s.cfg.Latency.PendingMax - s.cfg.Latency.PendingMin; span > 0 {
-			pending += time.Duration(s.rng.Int64N(int64(span)))
+			pending += time.Duration(s.life.Int64N(int64(span)))
 		}
 		in := &Instance{
 			ID:           s.instanceIDLocked(spec.cloud),
