@@ -64,11 +64,36 @@ nomad-fmt-check:
 		echo "nomad fmt: SKIPPED: nomad is not installed (run 'make tools')"; \
 	fi
 
-## bench: run every benchmark, the lab's end-to-end ones included
-bench: tools
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# The scale simulation make bench runs (spillway bench scaleout): the
+# scenarios, the burst each needs and the seed (the same seed gives the same
+# simulated figures).
+BENCH_SCENARIOS ?= plain
+BENCH_HOSTS     ?= 1000
+BENCH_SEED      ?= 1
 
-## bench-quick: the hot paths only (no lab): evaluation, planning, reconcile, the cluster model, the journal
+## bench: the Go benchmarks of the hot paths, then the scale simulation (BENCH_SCENARIOS at +BENCH_HOSTS), which writes BENCHMARKS.md; starts no lab
+bench: tools build
+	@mkdir -p bin
+	@set -o pipefail; status=0; \
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /test/e2e) 2>&1 | tee bin/bench-go.txt || status=1; \
+	./$(BIN) bench scaleout --scenario $(BENCH_SCENARIOS) --hosts $(BENCH_HOSTS) --seed $(BENCH_SEED) \
+		--go-bench bin/bench-go.txt --cpuprofile bin/bench.cpu.pprof --markdown BENCHMARKS.md || exit 1; \
+	if grep -q '\*\*missed\*\*' BENCHMARKS.md; then \
+		printf '\n## CPU profile of the scenarios (go tool pprof -top)\n\n```\n' >> BENCHMARKS.md; \
+		$(GO) tool pprof -top -nodecount=25 $(BIN) bin/bench.cpu.pprof >> BENCHMARKS.md 2>/dev/null; \
+		printf '```\n' >> BENCHMARKS.md; \
+	fi; \
+	echo "bench: wrote BENCHMARKS.md"; \
+	if [ $$status -ne 0 ]; then echo "bench: a Go benchmark failed (see BENCHMARKS.md)"; fi; \
+	exit $$status
+
+## bench-lab: the lab's end-to-end benchmarks (abuse, alert sweep); each starts a lab, bounded by BENCH_LAB_TIMEOUT
+BENCH_LAB_TIMEOUT ?= 30m
+.PHONY: bench-lab
+bench-lab: tools
+	$(GO) test -run '^$$' -bench . -benchmem -timeout $(BENCH_LAB_TIMEOUT) ./test/e2e
+
+## bench-quick: the hot paths only (no lab, no simulation): evaluation, planning, reconcile, the cluster model, the journal
 .PHONY: bench-quick
 bench-quick: tools
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /test/e2e)

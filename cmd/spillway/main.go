@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newPolicyCmd(),
 		newPlanCmd(),
 		newCloudsimCmd(),
+		newBenchCmd(),
 		newPoolCmd(),
 		newTokenCmd(),
 		newStatusCmd(),

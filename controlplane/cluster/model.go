@@ -29,8 +29,10 @@ var Topics = map[nomad.Topic][]string{
 // Options configures a Model.
 type Options struct {
 	// Client reads Nomad. Its token needs node:read and read-job in every
-	// namespace.
+	// namespace. It is read through NomadFeed unless Feed is set.
 	Client *nomad.Client
+	// Feed, when set, is read instead of Client (a simulated Nomad).
+	Feed   Feed
 	Logger *slog.Logger
 	// Registerer receives spillway_cluster_*; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -71,6 +73,9 @@ func New(o Options) *Model {
 	}
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Feed == nil {
+		o.Feed = NomadFeed{Client: o.Client}
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 8
@@ -235,7 +240,7 @@ func (m *Model) follow(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := (&nomad.QueryOptions{Namespace: "*"}).WithContext(ctx)
-	stream, err := m.opts.Client.EventStream().Stream(ctx, Topics, 0, q)
+	stream, err := m.opts.Feed.Stream(ctx, Topics, 0, q)
 	if err != nil {
 		m.lists.WithLabelValues("failed").Inc()
 		return fmt.Errorf("%w: opening nomad's event stream: %w", errList, err)
@@ -395,7 +400,7 @@ func (m *Model) apply(b *builder, f *feed, evs *nomad.Events) error {
 // break only what changed meanwhile. A job with queued allocations has its
 // evaluations read, for why they are queued.
 func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, error) {
-	c := m.opts.Client
+	c := m.opts.Feed
 	prev := m.Snapshot()
 	b := newBuilder(emptySnapshot())
 	covered := map[nomad.Topic]uint64{}
@@ -413,7 +418,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 
 	var stubs []*nomad.NodeListStub
 	if err := read(nomad.TopicNode, "nodes", &nomad.QueryOptions{}, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
-		page, meta, err := c.Nodes().List(q)
+		page, meta, err := c.Nodes(q)
 		stubs = append(stubs, page...)
 		return meta, err
 	}); err != nil {
@@ -428,7 +433,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 			continue
 		}
 		g.Go(func() error {
-			n, _, err := c.Nodes().Info(s.ID, (&nomad.QueryOptions{}).WithContext(gctx))
+			n, _, err := c.Node(s.ID, (&nomad.QueryOptions{}).WithContext(gctx))
 			if isNotFound(err) {
 				return nil // gone since the list: not an error
 			}
@@ -452,7 +457,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 		Filter: `ClientStatus == "running" or ClientStatus == "pending"`}
 	var allocs []*nomad.AllocationListStub
 	if err := read(nomad.TopicAllocation, "allocations", q, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
-		page, meta, err := c.Allocations().List(q)
+		page, meta, err := c.Allocations(q)
 		allocs = append(allocs, page...)
 		return meta, err
 	}); err != nil {
@@ -461,7 +466,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 
 	var jobStubs []*nomad.JobListStub
 	if err := read(nomad.TopicJob, "jobs", &nomad.QueryOptions{Namespace: "*"}, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
-		page, meta, err := c.Jobs().List(q)
+		page, meta, err := c.Jobs(q)
 		jobStubs = append(jobStubs, page...)
 		return meta, err
 	}); err != nil {
@@ -491,7 +496,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 		g.Go(func() error {
 			jq := (&nomad.QueryOptions{Namespace: s.Namespace}).WithContext(gctx)
 			if jobs[i] == nil {
-				j, _, err := c.Jobs().Info(s.ID, jq)
+				j, _, err := c.Job(s.ID, jq)
 				if isNotFound(err) {
 					return nil
 				}
@@ -505,7 +510,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 			}
 			// Why they are queued: the failed placements of the newest
 			// evaluation that queued them.
-			evals, _, err := c.Jobs().Evaluations(s.ID, jq)
+			evals, _, err := c.JobEvaluations(s.ID, jq)
 			if err != nil && !isNotFound(err) {
 				return fmt.Errorf("reading the evaluations of job %s/%s: %w", s.Namespace, s.ID, err)
 			}
@@ -539,7 +544,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 
 	var deps []*nomad.Deployment
 	if err := read(nomad.TopicDeployment, "deployments", &nomad.QueryOptions{Namespace: "*"}, func(q *nomad.QueryOptions) (*nomad.QueryMeta, error) {
-		page, meta, err := c.Deployments().List(q)
+		page, meta, err := c.Deployments(q)
 		deps = append(deps, page...)
 		return meta, err
 	}); err != nil {

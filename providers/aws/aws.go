@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -67,9 +68,16 @@ type Options struct {
 	// so CloudTrail (and the simulator) can tell the replicas apart. It is
 	// cut to the SDK's 50 characters of letters, digits and "-._".
 	AppID string
-	// Clock stamps the launches, measures the consistency window and
-	// dates a spot notice EC2 gives no time for (default: the real clock).
+	// Clock stamps the launches, measures the consistency window and dates
+	// a spot notice EC2 gives no time for (default: the real clock). A clock
+	// that is not the real one also times the retries' backoff, which the
+	// request's context then cannot cut short; on the real clock the SDK
+	// sleeps it and a cancelled context ends it.
 	Clock clockwork.Clock
+	// Jitter draws a backoff's random part, in [0, n) (default: math/rand/v2,
+	// seeded at random). A simulation gives a seeded source, so the same
+	// seed backs off the same.
+	Jitter func(n int64) int64
 }
 
 // Provider is the EC2 providers.Provider.
@@ -109,7 +117,15 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	}
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(opts.HTTPClient),
-		config.WithRetryer(func() aws.Retryer { return NewRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff) }),
+		config.WithRetryer(func() aws.Retryer {
+			r := newRetryer(opts.MaxAttempts, opts.BaseBackoff, opts.MaxBackoff, opts.Jitter)
+			if isRealClock(opts.Clock) {
+				// The SDK sleeps the backoff itself, and a cancelled
+				// request context ends that sleep at once.
+				return r
+			}
+			return clockRetryer{r.(aws.RetryerV2), opts.Clock}
+		}),
 	}
 	if opts.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
@@ -146,12 +162,47 @@ var (
 	throttleCodes = []string{"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 )
 
+// isRealClock reports whether c is clockwork's real clock, whose backoff
+// the SDK can sleep itself.
+func isRealClock(c clockwork.Clock) bool {
+	return reflect.TypeOf(c) == reflect.TypeOf(clockwork.NewRealClock())
+}
+
+// clockRetryer waits a retry's backoff on a clock that is not the real one
+// and has the SDK wait nothing more, so a simulation on a fake clock
+// (internal/scalesim) pays the backoff in simulated time, as the alicloud
+// provider's retries do. The wait is not cut short by the request's
+// context (the SDK gives the retryer none); it is at most MaxBackoff of the
+// fake clock's time. On the real clock the provider keeps the SDK's own
+// sleep, which a cancelled context ends.
+type clockRetryer struct {
+	aws.RetryerV2
+	clock clockwork.Clock
+}
+
+// RetryDelay implements aws.Retryer.
+func (r clockRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
+	d, err := r.RetryerV2.RetryDelay(attempt, err)
+	if err != nil || d <= 0 {
+		return d, err
+	}
+	r.clock.Sleep(d)
+	return 0, nil
+}
+
 // NewRetryer returns the EC2 retryer: the SDK's standard retryer with
 // full-jitter exponential backoff from base to maxBackoff, no client-side
 // retry quota, retries on RequestLimitExceeded and 5xx, and never a retry of
 // insufficient capacity, quota or credential errors, which EC2 reports as
 // 500s or 4xx and which the planner must see at once.
 func NewRetryer(maxAttempts int, base, maxBackoff time.Duration) aws.Retryer {
+	return newRetryer(maxAttempts, base, maxBackoff, nil)
+}
+
+func newRetryer(maxAttempts int, base, maxBackoff time.Duration, jitter func(n int64) int64) aws.Retryer {
+	if jitter == nil {
+		jitter = rand.Int64N
+	}
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = maxAttempts
 		o.MaxBackoff = maxBackoff
@@ -161,7 +212,7 @@ func NewRetryer(maxAttempts int, base, maxBackoff time.Duration) aws.Retryer {
 			if d <= 0 || d > maxBackoff {
 				d = maxBackoff
 			}
-			return d/2 + rand.N(d/2+1), nil
+			return d/2 + time.Duration(jitter(int64(d/2)+1)), nil
 		})
 		o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
 			var refused *providers.RefusedRequest

@@ -198,3 +198,43 @@ func TestAppIDNamesTheCaller(t *testing.T) {
 		t.Fatalf("calls of replica-a-1: %+v (all: %+v)", calls, sim.Calls("", time.Time{}))
 	}
 }
+
+// TestCancelledContextEndsBackoff: on the real clock a retry's backoff
+// (here at least 5 s) ends as soon as the request's context is cancelled,
+// so a control plane shutting down is not held by the retryer.
+func TestCancelledContextEndsBackoff(t *testing.T) {
+	sim, _ := newSim(t)
+	sim.InjectFault(cloudsim.Fault{Cloud: cloudsim.CloudAWS, Action: "RunInstances", Kind: cloudsim.FaultThrottle, Count: 100})
+	p := newProvider(t, sim, accessKey, secretKey, func(o *aws.Options) {
+		o.BaseBackoff = 10 * time.Second
+		o.MaxBackoff = 20 * time.Second
+	})
+	pl := pool(providers.LaunchRunInstances)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Create(ctx, providers.Claim{ID: "c1", Pool: pl, Count: 1, Offerings: pl.Offerings[:1]})
+		done <- err
+	}()
+	// Cancel once the first attempt has been answered, so the retryer is
+	// in its backoff.
+	for sim.Requests(cloudsim.CloudAWS, "RunInstances") == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("create returned before its first attempt was answered: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("create succeeded through a throttle")
+		}
+		if n := sim.Requests(cloudsim.CloudAWS, "RunInstances"); n != 1 {
+			t.Fatalf("RunInstances sent %d times, want 1", n)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("backoff not ended by the cancelled context within 2 s")
+	}
+}

@@ -430,3 +430,58 @@ func TestHookMayCallBackIntoSimulator(t *testing.T) {
 		t.Fatalf("hooks saw %d instances, want 3 hooks × 3", seen)
 	}
 }
+
+// TestNextEventIsTheNextLifecycleStep: stepping to NextEvent, and only
+// there, moves an instance from pending to running and then boots it, so
+// a simulation that owns the clock sees each at its moment.
+func TestNextEventIsTheNextLifecycleStep(t *testing.T) {
+	hooks := &hookLog{}
+	sim := start(t, testConfig(), cloudsim.WithBootHook(hooks.boot))
+	if _, ok := sim.NextEvent(); ok {
+		t.Fatal("an empty cloud has a next event")
+	}
+	client := stockEC2(sim, awsKey, awsSecret, 1)
+	ctx := context.Background()
+	out, err := client.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String("ami-1"), InstanceType: types.InstanceTypeM5Large,
+		MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+	if err != nil {
+		t.Fatalf("RunInstances: %v", err)
+	}
+	id := aws.ToString(out.Instances[0].InstanceId)
+	stateAt := func(at time.Time) string {
+		t.Helper()
+		sim.Advance(at.Sub(sim.Now()))
+		for _, in := range sim.Instances(cloudsim.CloudAWS) {
+			if in.ID == id {
+				return in.State
+			}
+		}
+		t.Fatalf("%s is gone", id)
+		return ""
+	}
+	running, ok := sim.NextEvent()
+	if !ok || !running.After(sim.Now()) {
+		t.Fatalf("next event %v, %v at %v", running, ok, sim.Now())
+	}
+	if got := stateAt(running.Add(-time.Nanosecond)); got != "pending" {
+		t.Fatalf("just before the next event: %s", got)
+	}
+	if got := stateAt(running); got != "running" {
+		t.Fatalf("at the next event: %s", got)
+	}
+	boot, ok := sim.NextEvent()
+	if !ok || !boot.After(running) {
+		t.Fatalf("next event after running: %v, %v", boot, ok)
+	}
+	stateAt(boot.Add(-time.Nanosecond))
+	if b, _ := hooks.counts(); b != 0 {
+		t.Fatal("booted before its next event")
+	}
+	stateAt(boot)
+	if b, _ := hooks.counts(); b != 1 {
+		t.Fatalf("boot hook ran %d times at the next event, want 1", b)
+	}
+	if _, ok := sim.NextEvent(); ok {
+		t.Fatal("a booted, running instance has a next event")
+	}
+}

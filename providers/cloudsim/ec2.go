@@ -220,7 +220,7 @@ func (s *Simulator) admit(req *apiRequest, class string, th Throttle) (FaultKind
 	if f := s.takeFaultLocked(req.cloud, req.action); f != "" {
 		return f, true
 	}
-	if s.errorRate > 0 && s.rng.Float64() < s.errorRate {
+	if s.errorRate > 0 && s.errs.Float64() < s.errorRate {
 		return FaultServerError, true
 	}
 	if th.Disabled {

@@ -154,19 +154,25 @@ type Simulator struct {
 	hookQueue   []hookCall
 	dispatching bool
 
-	mu        sync.Mutex
-	rng       *rand.Rand
-	seq       int
-	instances map[string]*Instance
-	capacity  map[string]*int // offering key → remaining; nil entry = unlimited
-	offerings map[string]OfferingConfig
-	templates map[string]LaunchTemplate
-	tokens    map[string]idempotentResult
-	faults    []*Fault
-	buckets   map[string]*bucket
-	errorRate float64
-	stats     map[string]int
-	calls     []Call // the last maxCalls authenticated requests, oldest first
+	mu  sync.Mutex
+	rng *rand.Rand // IDs and request IDs
+	// life draws the instances' lifecycle durations and errs the random
+	// 5xx, each a stream of its own, so how many other calls (a Describe,
+	// a request ID) came before does not change them: the same seed gives
+	// the same lifecycles for the same launches, however the calls
+	// interleave.
+	life, errs *rand.Rand
+	seq        int
+	instances  map[string]*Instance
+	capacity   map[string]*int // offering key → remaining; nil entry = unlimited
+	offerings  map[string]OfferingConfig
+	templates  map[string]LaunchTemplate
+	tokens     map[string]idempotentResult
+	faults     []*Fault
+	buckets    map[string]*bucket
+	errorRate  float64
+	stats      map[string]int
+	calls      []Call // the last maxCalls authenticated requests, oldest first
 
 	adminOnce sync.Once
 	admin     *http.ServeMux
@@ -194,6 +200,8 @@ func New(cfg Config, opts ...Option) (*Simulator, error) {
 		clock:     realClock{},
 		log:       slog.New(slog.DiscardHandler),
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x5eed)),
+		life:      rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x11fe)),
+		errs:      rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0xfa17)),
 		instances: map[string]*Instance{},
 		capacity:  map[string]*int{},
 		offerings: map[string]OfferingConfig{},
@@ -386,6 +394,44 @@ func (s *Simulator) Step() {
 	s.mu.Unlock()
 	s.runHooks(s.bootHook, boots)
 	s.runHooks(s.terminateHook, reclaimed)
+}
+
+// NextEvent is when Step next has something to do: the earliest moment an
+// instance changes state, boots, is reclaimed or leaves the view. A
+// simulation that owns the clock steps there instead of polling, so a
+// boot is seen at the moment it happens. ok is false when no instance has
+// anything ahead of it.
+func (s *Simulator) NextEvent() (at time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	consider := func(t time.Time) {
+		if !t.IsZero() && (!ok || t.Before(at)) {
+			at, ok = t, true
+		}
+	}
+	for _, in := range s.instances {
+		switch in.State {
+		case ecsPending:
+			consider(in.LaunchTime.Add(in.runningAt.Sub(in.LaunchTime) / 2))
+			consider(in.runningAt)
+		case ec2Pending, ecsStarting:
+			consider(in.runningAt)
+		case ec2ShuttingDown:
+			consider(in.goneAt)
+		case ec2Terminated:
+			consider(in.releasedAt)
+		}
+		switch in.State {
+		case ec2Pending, ec2Running, ecsPending, ecsStarting, ecsRunning:
+			if !in.Booted {
+				consider(in.bootAt)
+			}
+		}
+		if !in.InterruptAt.IsZero() && (in.State == ec2Pending || in.State == ec2Running || in.Cloud == CloudAlicloud) {
+			consider(in.InterruptAt)
+		}
+	}
+	return at, ok
 }
 
 // runHooks queues hook calls and, unless another goroutine is already
@@ -663,7 +709,7 @@ func (s *Simulator) launchLocked(spec launchSpec, n int) []*Instance {
 		s.seq++
 		pending := s.cfg.Latency.PendingMin
 		if span := s.cfg.Latency.PendingMax - s.cfg.Latency.PendingMin; span > 0 {
-			pending += time.Duration(s.rng.Int64N(int64(span)))
+			pending += time.Duration(s.life.Int64N(int64(span)))
 		}
 		in := &Instance{
 			ID:           s.instanceIDLocked(spec.cloud),

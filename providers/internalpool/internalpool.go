@@ -71,8 +71,11 @@ const InstanceType = "internal"
 
 // Config configures a Provider.
 type Config struct {
-	// Nomad is the Nomad API client.
+	// Nomad is the Nomad API client. It is read and changed through
+	// ClientNodes unless NomadNodes is set.
 	Nomad *nomad.Client
+	// NomadNodes, when set, is used instead of Nomad (a simulated Nomad).
+	NomadNodes NodeAPI
 	// Pool is the shared pool: how lent hosts are found, the lease, the
 	// reclaim notice and the drain deadline.
 	Pool *pools.SharedPool
@@ -100,6 +103,43 @@ type Config struct {
 	Nodes func(ctx context.Context) ([]pools.NodeUsage, error)
 }
 
+// NodeAPI is what the provider reads and changes of Nomad's nodes, each
+// method with the contract of the Nomad API call it is named after
+// (Nodes().List, Info, ToggleEligibility, Meta().Apply). ClientNodes is
+// the real one; the scale simulation (internal/scalesim) gives a
+// simulated Nomad's.
+type NodeAPI interface {
+	List(q *nomad.QueryOptions) ([]*nomad.NodeListStub, *nomad.QueryMeta, error)
+	Info(id string, q *nomad.QueryOptions) (*nomad.Node, *nomad.QueryMeta, error)
+	ToggleEligibility(id string, eligible bool, q *nomad.WriteOptions) (*nomad.NodeEligibilityUpdateResponse, error)
+	ApplyMeta(req *nomad.NodeMetaApplyRequest, q *nomad.QueryOptions) (*nomad.NodeMetaResponse, error)
+}
+
+// ClientNodes is the NodeAPI of a real Nomad.
+type ClientNodes struct{ Client *nomad.Client }
+
+var _ NodeAPI = ClientNodes{}
+
+// List implements NodeAPI.
+func (c ClientNodes) List(q *nomad.QueryOptions) ([]*nomad.NodeListStub, *nomad.QueryMeta, error) {
+	return c.Client.Nodes().List(q)
+}
+
+// Info implements NodeAPI.
+func (c ClientNodes) Info(id string, q *nomad.QueryOptions) (*nomad.Node, *nomad.QueryMeta, error) {
+	return c.Client.Nodes().Info(id, q)
+}
+
+// ToggleEligibility implements NodeAPI.
+func (c ClientNodes) ToggleEligibility(id string, eligible bool, q *nomad.WriteOptions) (*nomad.NodeEligibilityUpdateResponse, error) {
+	return c.Client.Nodes().ToggleEligibility(id, eligible, q)
+}
+
+// ApplyMeta implements NodeAPI.
+func (c ClientNodes) ApplyMeta(req *nomad.NodeMetaApplyRequest, q *nomad.QueryOptions) (*nomad.NodeMetaResponse, error) {
+	return c.Client.Nodes().Meta().Apply(req, q)
+}
+
 // Provider is the shared internal pool. It is safe for concurrent use.
 type Provider struct {
 	cfg Config
@@ -109,8 +149,11 @@ var _ providers.Provider = (*Provider)(nil)
 
 // New returns a Provider.
 func New(cfg Config) (*Provider, error) {
-	if cfg.Nomad == nil || cfg.Pool == nil || cfg.Ledger == nil || cfg.Drain == nil {
+	if (cfg.Nomad == nil && cfg.NomadNodes == nil) || cfg.Pool == nil || cfg.Ledger == nil || cfg.Drain == nil {
 		return nil, errors.New("internal provider: Nomad, Pool, Ledger and Drain are required")
+	}
+	if cfg.NomadNodes == nil {
+		cfg.NomadNodes = ClientNodes{Client: cfg.Nomad}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -165,7 +208,7 @@ func (p *Provider) sharedNodes(ctx context.Context) ([]node, error) {
 	if sel.NodePool != "" {
 		q.Filter = fmt.Sprintf("NodePool == %q", sel.NodePool)
 	}
-	stubs, _, err := p.cfg.Nomad.Nodes().List(q)
+	stubs, _, err := p.cfg.NomadNodes.List(q)
 	if err != nil {
 		return nil, providers.NewUnavailableError(fmt.Errorf("listing shared-pool nodes: %w", err))
 	}
@@ -178,7 +221,7 @@ func (p *Provider) sharedNodes(ctx context.Context) ([]node, error) {
 		if sel.NodeClass != "" && s.NodeClass != sel.NodeClass {
 			continue
 		}
-		n, _, err := p.cfg.Nomad.Nodes().Info(s.ID, (&nomad.QueryOptions{}).WithContext(ctx))
+		n, _, err := p.cfg.NomadNodes.Info(s.ID, (&nomad.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			return nil, providers.NewUnavailableError(fmt.Errorf("reading node %s: %w", s.Name, err))
 		}
@@ -330,10 +373,10 @@ func (p *Provider) Create(ctx context.Context, claim providers.Claim) ([]provide
 func (p *Provider) mark(ctx context.Context, n node, loan pools.Loan) error {
 	lease := loan.Until.UTC().Format(time.RFC3339)
 	meta := map[string]*string{pools.MetaLentTo: &loan.Borrower, pools.MetaLease: &lease, pools.MetaClaim: &loan.Claim, pools.MetaServes: &loan.Borrower}
-	if _, err := p.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: n.ID, Meta: meta}, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+	if _, err := p.cfg.NomadNodes.ApplyMeta(&nomad.NodeMetaApplyRequest{NodeID: n.ID, Meta: meta}, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
 		return providers.NewUnavailableError(fmt.Errorf("marking node %s lent to %s: %w", n.Name, loan.Borrower, err))
 	}
-	if _, err := p.cfg.Nomad.Nodes().ToggleEligibility(n.ID, true, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
+	if _, err := p.cfg.NomadNodes.ToggleEligibility(n.ID, true, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
 		return providers.NewUnavailableError(fmt.Errorf("making node %s eligible: %w", n.Name, err))
 	}
 	return p.awaitMeta(ctx, n.ID, n.Name, func(m map[string]string) bool {
@@ -350,7 +393,7 @@ func (p *Provider) awaitMeta(ctx context.Context, id, name string, ok func(map[s
 	defer cancel()
 	var index uint64
 	for {
-		n, meta, err := p.cfg.Nomad.Nodes().Info(id, (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx))
+		n, meta, err := p.cfg.NomadNodes.Info(id, (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx))
 		if err != nil {
 			return providers.NewUnavailableError(fmt.Errorf("waiting for the meta of node %s to reach the servers: %w", name, err))
 		}
@@ -364,10 +407,10 @@ func (p *Provider) awaitMeta(ctx context.Context, id, name string, ok func(map[s
 // unmark removes the lending meta and leaves the node ineligible.
 func (p *Provider) unmark(ctx context.Context, id, name string) error {
 	meta := map[string]*string{pools.MetaLentTo: nil, pools.MetaLease: nil, pools.MetaClaim: nil, pools.MetaServes: nil}
-	if _, err := p.cfg.Nomad.Nodes().ToggleEligibility(id, false, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
+	if _, err := p.cfg.NomadNodes.ToggleEligibility(id, false, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
 		return providers.NewUnavailableError(fmt.Errorf("making node %s ineligible: %w", name, err))
 	}
-	if _, err := p.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: id, Meta: meta}, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+	if _, err := p.cfg.NomadNodes.ApplyMeta(&nomad.NodeMetaApplyRequest{NodeID: id, Meta: meta}, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
 		return providers.NewUnavailableError(fmt.Errorf("removing the lending meta of node %s: %w", name, err))
 	}
 	return p.awaitMeta(ctx, id, name, func(m map[string]string) bool {
@@ -399,7 +442,7 @@ func (p *Provider) Return(ctx context.Context, host providers.Host, deadline tim
 }
 
 func (p *Provider) giveBack(ctx context.Context, id string, deadline time.Duration, reason string) error {
-	n, _, err := p.cfg.Nomad.Nodes().Info(id, (&nomad.QueryOptions{}).WithContext(ctx))
+	n, _, err := p.cfg.NomadNodes.Info(id, (&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		if isNotFound(err) {
 			if _, lent := p.cfg.Ledger.Loan(id); lent {
@@ -469,7 +512,7 @@ func (p *Provider) Extend(ctx context.Context, id string, lease time.Duration, r
 		return loan, err
 	}
 	until := loan.Until.UTC().Format(time.RFC3339)
-	_, err = p.cfg.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: id, Meta: map[string]*string{pools.MetaLease: &until}},
+	_, err = p.cfg.NomadNodes.ApplyMeta(&nomad.NodeMetaApplyRequest{NodeID: id, Meta: map[string]*string{pools.MetaLease: &until}},
 		(&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return loan, providers.NewUnavailableError(fmt.Errorf("updating the lease meta of node %s: %w", loan.HostName, err))
@@ -480,7 +523,7 @@ func (p *Provider) Extend(ctx context.Context, id string, lease time.Duration, r
 // Get implements providers.Provider: the borrowed host with node ID id, or
 // a NotFoundError when it is not lent.
 func (p *Provider) Get(ctx context.Context, id string) (providers.Host, error) {
-	n, _, err := p.cfg.Nomad.Nodes().Info(id, (&nomad.QueryOptions{}).WithContext(ctx))
+	n, _, err := p.cfg.NomadNodes.Info(id, (&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		if isNotFound(err) {
 			return providers.Host{}, providers.NewNotFoundError(id, err)
@@ -621,7 +664,7 @@ func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
 				err = fmt.Errorf("its node meta marks it lent to %s in a lease newer than the ledger's loan to %s: left to an operator, not drained", d.Nomad, d.Ledger)
 				break
 			}
-			n, _, ierr := p.cfg.Nomad.Nodes().Info(d.Host, (&nomad.QueryOptions{}).WithContext(ctx))
+			n, _, ierr := p.cfg.NomadNodes.Info(d.Host, (&nomad.QueryOptions{}).WithContext(ctx))
 			if ierr != nil {
 				err = providers.NewUnavailableError(fmt.Errorf("reading node %s: %w", d.Host, ierr))
 				break

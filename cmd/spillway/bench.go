@@ -1,0 +1,269 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spillwayhq/spillway/controlplane/buildinfo"
+	"github.com/spillwayhq/spillway/internal/scalesim"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure Spillway against simulated clouds and clusters",
+	}
+	cmd.AddCommand(newBenchScaleoutCmd())
+	return cmd
+}
+
+func newBenchScaleoutCmd() *cobra.Command {
+	var (
+		kinds      []string
+		hosts      int
+		seed       int64
+		markdown   string
+		goBench    string
+		cpuProfile string
+	)
+	cmd := &cobra.Command{
+		Use:   "scaleout",
+		Short: "Simulate scale-outs and report time-to-capacity and Spillway's overhead",
+		Long: `Run the real controllers, cluster model, SQLite journal and EC2 provider
+over the real SDK against the cloud simulator and a simulated Nomad, on one
+simulated clock, and report for each scenario the time-to-capacity (p50, p95,
+p99), Spillway's overhead over the physical lower bound, fallback and decision
+latency, peak RSS and CPU seconds. The same seed gives the same simulated
+figures; decision and fallback latency add the wall time Spillway computed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var scs []scalesim.Scenario
+			for _, k := range kinds {
+				sc, err := scalesim.NewScenario(k, hosts, seed)
+				if err != nil {
+					return err
+				}
+				scs = append(scs, sc)
+			}
+			// The simulated cloud is in-process and plain HTTP: a CA
+			// bundle from the environment would make the SDK fail to load.
+			os.Unsetenv("AWS_CA_BUNDLE")
+			dir, err := os.MkdirTemp("", "spillway-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("profiling: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
+			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			bar := isTerminal(errOut)
+			started := time.Now()
+			var results []*scalesim.Result
+			for i, sc := range scs {
+				var progress func(done, total int)
+				if bar {
+					progress = progressBar(errOut, sc.Name)
+				}
+				sdir := filepath.Join(dir, strconv.Itoa(i))
+				if err := os.Mkdir(sdir, 0o700); err != nil {
+					return err
+				}
+				res, err := scalesim.Run(cmd.Context(), sc, sdir, progress)
+				if bar {
+					fmt.Fprintln(errOut)
+				}
+				if err != nil {
+					return fmt.Errorf("scenario %s: %w", sc.Name, err)
+				}
+				if !bar {
+					fmt.Fprintf(errOut, "%s: placed %d of %d in %s simulated, %s wall\n", sc.Name, res.Placed, res.Hosts,
+						res.Simulated.Round(time.Millisecond), res.Wall.Round(time.Millisecond))
+				}
+				writeFigures(out, sc, res)
+				results = append(results, res)
+			}
+			fmt.Fprintln(out, "Sources of the latencies:")
+			for _, s := range scalesim.Sources {
+				fmt.Fprintf(out, "  - %s\n", s)
+			}
+			if markdown == "" {
+				return nil
+			}
+			var goOut []byte
+			if goBench != "" {
+				if goOut, err = os.ReadFile(goBench); err != nil {
+					return err
+				}
+			}
+			var b strings.Builder
+			writeMarkdown(&b, started, scs, results, goOut)
+			return os.WriteFile(markdown, []byte(b.String()), 0o644)
+		},
+	}
+	cmd.Flags().StringVar(&markdown, "markdown", "", "also write the report as Markdown to this file (BENCHMARKS.md)")
+	cmd.Flags().StringVar(&goBench, "go-bench", "", "go test -bench output to include in the Markdown report")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file")
+	cmd.Flags().StringSliceVar(&kinds, "scenario", []string{scalesim.Plain}, fmt.Sprintf("scenarios to run, of %s", strings.Join(scalesim.Kinds, ", ")))
+	cmd.Flags().IntVar(&hosts, "hosts", 1000, "hosts each scenario's burst needs")
+	cmd.Flags().Int64Var(&seed, "seed", 1, "random seed: the same seed gives the same simulated figures")
+	return cmd
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar redraws one line: the scenario, a bar and done/total.
+func progressBar(w io.Writer, name string) func(done, total int) {
+	last := -1
+	return func(done, total int) {
+		const width = 40
+		n := 0
+		if total > 0 {
+			n = done * width / total
+		}
+		if n == last && done != total {
+			return
+		}
+		last = n
+		fmt.Fprintf(w, "\r%-16s [%s%s] %d/%d", name, strings.Repeat("#", n), strings.Repeat(".", width-n), done, total)
+	}
+}
+
+// writeFigures prints one scenario's figures.
+func writeFigures(w io.Writer, sc scalesim.Scenario, r *scalesim.Result) {
+	q := func(xs []time.Duration, p float64) string {
+		if len(xs) == 0 {
+			return "-"
+		}
+		return scalesim.Quantile(xs, p).Round(time.Millisecond).String()
+	}
+	quantiles := func(xs []time.Duration) string {
+		if len(xs) == 0 {
+			return "none"
+		}
+		return fmt.Sprintf("p50 %s  p95 %s  p99 %s  (n=%d)", q(xs, .5), q(xs, .95), q(xs, .99), len(xs))
+	}
+	fmt.Fprintf(w, "%s (seed %d): placed %d of %d burst allocations, %d launch requests, %d instances, %s simulated\n",
+		sc.Name, sc.Seed, r.Placed, r.Hosts, r.Launches, r.Instances, r.Simulated.Round(time.Millisecond))
+	fmt.Fprintf(w, "  time to capacity     %s\n", quantiles(r.TimeToCapacity))
+	fmt.Fprintf(w, "  physical lower bound %s\n", quantiles(r.LowerBound))
+	over := "-"
+	if lb := scalesim.Quantile(r.LowerBound, .99); lb > 0 {
+		over = fmt.Sprintf("%+.1f%%", 100*(float64(scalesim.Quantile(r.TimeToCapacity, .99))/float64(lb)-1))
+	}
+	fmt.Fprintf(w, "  overhead             %s over the lower bound at p99; per allocation %s\n", over, quantiles(r.Overhead))
+	fmt.Fprintf(w, "  fallback latency     %s\n", quantiles(r.Fallback))
+	fmt.Fprintf(w, "  decision latency     %s\n", quantiles(r.Decision))
+	fmt.Fprintf(w, "  peak RSS %.1f MB, CPU %.1f s, wall %s\n", float64(r.PeakRSS)/(1<<20), r.CPU.Seconds(), r.Wall.Round(time.Millisecond))
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "  launch errors %v\n", r.Errors)
+	}
+}
+
+// writeMarkdown renders BENCHMARKS.md: the machine, the date, the commit,
+// a table per scenario and each target met or missed.
+func writeMarkdown(w io.Writer, started time.Time, scs []scalesim.Scenario, rs []*scalesim.Result, goBench []byte) {
+	bi := buildinfo.Get()
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `make bench` (`spillway bench scaleout`); every number below comes from that run.\n\n")
+	fmt.Fprintf(w, "- Machine: %s, %d CPUs, %s\n", cpuModel(), runtime.NumCPU(), bi.Platform)
+	fmt.Fprintf(w, "- Date: %s\n", started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "- Commit: %s (%s), %s\n\n", bi.Revision, bi.Version, bi.GoVersion)
+	fmt.Fprintf(w, "The simulated figures (time-to-capacity, lower bound, overhead, the counts) are the same for the same seed on every run. "+
+		"Decision and fallback latency are Spillway's own time: the simulated time it waited plus the wall time since the trigger, "+
+		"which varies; so do peak RSS and CPU seconds.\n\n")
+	missed := 0
+	for i, r := range rs {
+		sc := scs[i]
+		fmt.Fprintf(w, "## %s (seed %d)\n\n", sc.Name, sc.Seed)
+		fmt.Fprintf(w, "+%d hosts in %d task groups (one policy each) on a cluster of %d full nodes and %d policies: "+
+			"%d of %d burst allocations placed, %d launch requests, %d instances, %s simulated in %s of wall time.\n\n",
+			r.Hosts, sc.Groups, sc.Existing, sc.Policies, r.Placed, r.Hosts, r.Launches, r.Instances, ms(r.Simulated), ms(r.Wall))
+		fmt.Fprintf(w, "| figure | p50 | p95 | p99 | n |\n|---|---|---|---|---|\n")
+		for _, row := range []struct {
+			name string
+			xs   []time.Duration
+		}{{"time-to-capacity", r.TimeToCapacity}, {"physical lower bound", r.LowerBound}, {"overhead per allocation", r.Overhead},
+			{"fallback latency", r.Fallback}, {"decision latency", r.Decision}} {
+			if len(row.xs) == 0 {
+				fmt.Fprintf(w, "| %s | - | - | - | 0 |\n", row.name)
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %d |\n", row.name, ms(scalesim.Quantile(row.xs, .5)), ms(scalesim.Quantile(row.xs, .95)),
+				ms(scalesim.Quantile(row.xs, .99)), len(row.xs))
+		}
+		fmt.Fprintf(w, "\nPeak RSS %.1f MB, CPU %.1f s.", float64(r.PeakRSS)/(1<<20), r.CPU.Seconds())
+		if len(r.Errors) > 0 {
+			fmt.Fprintf(w, " Launch errors: %v.", r.Errors)
+		}
+		fmt.Fprintf(w, "\n\n| target | measured | |\n|---|---|---|\n")
+		for _, v := range scalesim.Verdicts(r) {
+			verdict := "met"
+			switch {
+			case !v.Applies:
+				verdict = "n/a"
+			case !v.Met:
+				verdict = "**missed**"
+				missed++
+			}
+			fmt.Fprintf(w, "| %s | %s | %s |\n", v.Target, v.Measured, verdict)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "## Sources of the latencies\n\n")
+	for _, s := range scalesim.Sources {
+		fmt.Fprintf(w, "- %s\n", s)
+	}
+	if len(goBench) > 0 {
+		// The benchmarks and their failures, not every package's "ok".
+		fmt.Fprintf(w, "\n## Go benchmarks of the hot paths\n\n```\n")
+		for line := range strings.Lines(string(goBench)) {
+			if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "pkg: ") || strings.HasPrefix(line, "--- ") ||
+				strings.HasPrefix(line, "    ") || strings.HasPrefix(line, "FAIL") {
+				fmt.Fprint(w, line)
+			}
+		}
+		fmt.Fprintf(w, "```\n")
+	}
+	if missed > 0 {
+		fmt.Fprintf(w, "\n%d target(s) missed.\n", missed)
+	}
+}
+
+// cpuModel is the processor's name (Linux), or "unknown CPU".
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err == nil {
+		for line := range strings.Lines(string(data)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown CPU"
+}

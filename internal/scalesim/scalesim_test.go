@@ -1,0 +1,77 @@
+package scalesim
+
+import (
+	"io"
+	"os"
+	"os/signal"
+	"reflect"
+	"runtime/pprof"
+	"syscall"
+	"testing"
+)
+
+// The plain scenario at +50 hosts: every allocation gets a host, by the
+// real controllers and the EC2 provider, no allocation before its
+// physical lower bound, and the same seed gives the same simulated
+// figures. It asserts behaviour, never speed.
+func TestPlainScaleOutIsPlaced(t *testing.T) {
+	// The simulation's cloud is in-process, not behind TLS.
+	t.Setenv("AWS_CA_BUNDLE", "")
+	sc, err := NewScenario(Plain, 50, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []*Result
+	for range 2 {
+		res, err := Run(t.Context(), sc, t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Placed != sc.Hosts {
+			t.Fatalf("placed %d of %d burst allocations in %s simulated (%d launches, errors %v, %d instances)",
+				res.Placed, sc.Hosts, res.Simulated, res.Launches, res.Errors, res.Instances)
+		}
+		if len(res.LowerBound) != sc.Hosts || len(res.Decision) != sc.Groups {
+			t.Fatalf("lower bounds %d, decisions %d", len(res.LowerBound), len(res.Decision))
+		}
+		if res.Overhead[0] < 0 {
+			t.Fatalf("an allocation ran %s before its physical lower bound", -res.Overhead[0])
+		}
+		t.Logf("p50 %s p99 %s lower bound p99 %s, overhead p99 %s, %d launches, %d steps, %d forced, wall %s",
+			Quantile(res.TimeToCapacity, .5), Quantile(res.TimeToCapacity, .99), Quantile(res.LowerBound, .99),
+			Quantile(res.Overhead, .99), res.Launches, res.Steps, res.Forced, res.Wall)
+		runs = append(runs, res)
+	}
+	a, b := reflect.ValueOf(runs[0].Figures()), reflect.ValueOf(runs[1].Figures())
+	for i := range a.NumField() {
+		if x, y := a.Field(i).Interface(), b.Field(i).Interface(); !reflect.DeepEqual(x, y) {
+			t.Errorf("the same seed gave a different %s (steps forced on the time limit: %d, %d):\n%v\n%v",
+				a.Type().Field(i).Name, runs[0].Forced, runs[1].Forced, x, y)
+		}
+	}
+}
+
+// A process that handles signals has a goroutine in a system call for
+// good (os/signal's loop), and one that writes a CPU profile has one
+// there most of the time: the simulation must still see it quiet, and
+// never step on its time limit.
+func TestQuietWithASignalHandlerAndAProfile(t *testing.T) {
+	t.Setenv("AWS_CA_BUNDLE", "")
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR2)
+	defer signal.Stop(ch)
+	if err := pprof.StartCPUProfile(io.Discard); err == nil { // unless go test profiles already
+		defer pprof.StopCPUProfile()
+	}
+	sc, err := NewScenario(Plain, 10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), sc, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Placed != sc.Hosts || res.Forced != 0 {
+		t.Fatalf("placed %d of %d, %d of %d steps forced", res.Placed, sc.Hosts, res.Forced, res.Steps)
+	}
+}

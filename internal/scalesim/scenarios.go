@@ -1,0 +1,55 @@
+package scalesim
+
+import (
+	"fmt"
+	"time"
+)
+
+// Kinds of scenario, as issue #34 lists them: each a burst of hosts on
+// top of a cluster of its own nodes.
+const (
+	// Plain: nothing goes wrong.
+	Plain = "plain"
+	// Exhausted: the first-choice offering has no capacity.
+	Exhausted = "exhausted"
+	// Throttled: EC2's default request rates.
+	Throttled = "throttled"
+	// APIErrors: 1% of API calls answer 5xx.
+	APIErrors = "api-errors"
+	// Restart: the control plane stops and a new one starts a minute in.
+	Restart = "restart"
+	// Consistency: EC2's eventual consistency, instances hidden from
+	// Describe for 2s after the launch.
+	Consistency = "consistency"
+)
+
+// Kinds are the scenario kinds in the order a benchmark runs them.
+var Kinds = []string{Plain, Exhausted, Throttled, APIErrors, Restart, Consistency}
+
+// NewScenario is the scenario of kind at +hosts: ten hosts per task
+// group (one policy each), a cluster of twice as many full nodes as
+// groups and as many policies again without a burst.
+func NewScenario(kind string, hosts int, seed int64) (Scenario, error) {
+	if hosts <= 0 {
+		return Scenario{}, fmt.Errorf("a scenario needs a burst of at least one host, not %d", hosts)
+	}
+	groups := max(1, hosts/10)
+	sc := Scenario{Name: fmt.Sprintf("%s+%d", kind, hosts), Seed: seed, Hosts: hosts, Groups: groups,
+		Existing: 4 * groups, Policies: 2 * groups}
+	switch kind {
+	case Plain:
+	case Exhausted:
+		sc.Exhausted = true
+	case Throttled:
+		sc.Throttle = true
+	case APIErrors:
+		sc.ErrorRate = 0.01
+	case Restart:
+		sc.Restart = time.Minute
+	case Consistency:
+		sc.DescribeLag = 2 * time.Second
+	default:
+		return Scenario{}, fmt.Errorf("unknown scenario %q (one of %v)", kind, Kinds)
+	}
+	return sc, nil
+}
