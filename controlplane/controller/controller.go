@@ -391,28 +391,40 @@ func (c *Controller) Active() map[policies.Target]string {
 // in flight for the target (it sees the new demand too). It reports
 // whether it started one.
 func (c *Controller) Start(ctx context.Context, r Request) bool {
-	c.mu.Lock()
-	if _, busy := c.active[r.Target]; busy {
-		c.mu.Unlock()
+	release, busy := c.holdTarget(r.Target, r.Activity)
+	if busy {
 		return false
 	}
-	c.active[r.Target] = r.Activity
-	c.mu.Unlock()
 	untrack := c.track(r.Activity, "the scale-out of "+r.Target.String(), r.BusinessUnit)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer untrack()
-		defer func() {
-			c.mu.Lock()
-			delete(c.active, r.Target)
-			c.mu.Unlock()
-		}()
+		defer release()
 		if err := c.ScaleOut(ctx, r); err != nil {
 			c.cfg.Logger.Error("scale-out", "activity", r.Activity, "target", r.Target.String(), "err", err)
 		}
 	}()
 	return true
+}
+
+// holdTarget marks activity act as t's scale-out in flight, so the
+// provisioner starts none beside it, unless one already is; the func it
+// returns releases what it marked (nothing, when t was busy: one is).
+func (c *Controller) holdTarget(t policies.Target, act string) (release func(), busy bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, busy := c.active[t]; busy {
+		return func() {}, true
+	}
+	c.active[t] = act
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.active[t] == act {
+			delete(c.active, t)
+		}
+	}, false
 }
 
 // timeline records the phases of one activity, each once.

@@ -198,19 +198,8 @@ func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, act 
 	} else {
 		r.Deadline = now.Add(pools.DefaultScaleOutDeadline)
 	}
-	c.mu.Lock()
-	_, busy := c.active[main]
-	if !busy {
-		c.active[main] = act
-	}
-	c.mu.Unlock()
-	if !busy {
-		defer func() {
-			c.mu.Lock()
-			delete(c.active, main)
-			c.mu.Unlock()
-		}()
-	}
+	release, busy := c.holdTarget(main, act)
+	defer release()
 	tl := &timeline{c: c, r: r, pool: "none"}
 	tl.begin(ctx)
 	a := &activity{c: c, tl: tl, d: demand.Demand{Target: main, Queued: allocs, PerAllocation: per}, exclude: map[string]string{}, replacing: true}

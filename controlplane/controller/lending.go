@@ -311,19 +311,8 @@ func (c *Controller) replaceLoan(ctx context.Context, snap *cluster.Snapshot, ac
 	}
 	r := Request{Activity: act, Target: main, BusinessUnit: bu, Triggered: now, Decided: now, Deadline: deadline,
 		cause: cause, decision: "replacing " + loan.HostName + " before its drain", replaces: loan.Host}
-	c.mu.Lock()
-	_, busy := c.active[main]
-	if !busy {
-		c.active[main] = act
-	}
-	c.mu.Unlock()
-	if !busy {
-		defer func() {
-			c.mu.Lock()
-			delete(c.active, main)
-			c.mu.Unlock()
-		}()
-	}
+	release, _ := c.holdTarget(main, act)
+	defer release()
 	tl := &timeline{c: c, r: r, pool: "none"}
 	tl.begin(ctx)
 	a := &activity{c: c, tl: tl, d: demand.Demand{Target: main, Queued: work.allocs, PerAllocation: work.per}, exclude: map[string]string{}, replacing: true}
