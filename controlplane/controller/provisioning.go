@@ -107,15 +107,20 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 	}
 	c.mu.Unlock()
 	defer c.forgetUnservable(queued)
-	// The nodes' usage sizes the shared pool's hosts for unservable: a
-	// walk of every node and allocation, so once a pass, and only when a
-	// queued group gets that far.
+	// The hosts each business unit's tiers give, for unservable: from a
+	// walk of every node and allocation, so once a pass and business
+	// unit, and only when a queued group gets that far.
 	var usage []pools.NodeUsage
-	nodes := func() []pools.NodeUsage {
+	given := map[string][]tier{}
+	tiersOf := func(bu string) []tier {
+		if t, ok := given[bu]; ok {
+			return t
+		}
 		if usage == nil {
 			usage = s.NodeUsage()
 		}
-		return usage
+		given[bu] = c.available(c.tiers(usage, bu))
+		return given[bu]
 	}
 	for _, t := range queued {
 		c.mu.Lock()
@@ -130,7 +135,7 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 			r, why = c.request(s, t)
 		}
 		if why == "" {
-			why = c.unservable(ctx, s, nodes, t, r.BusinessUnit)
+			why = c.unservable(ctx, s, tiersOf, t, r.BusinessUnit)
 		}
 		if why != "" {
 			c.mu.Lock()

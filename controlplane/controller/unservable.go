@@ -12,7 +12,6 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/controlplane/placement"
 	"github.com/spillwayhq/spillway/policies"
-	"github.com/spillwayhq/spillway/pools"
 )
 
 // Unservable is a queued task group that no tier can take: it is
@@ -47,12 +46,12 @@ type unservableEntry struct {
 // what it rests on changes (the job, the group, its business unit, the
 // hosts the tiers give, which offerings are available); a new judgement
 // that the work is unservable is journaled as capacity.unmet once.
-func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, nodes func() []pools.NodeUsage, t policies.Target, bu string) string {
+func (c *Controller) unservable(ctx context.Context, s *cluster.Snapshot, tiersOf func(bu string) []tier, t policies.Target, bu string) string {
 	w, ok := workOf(s, t)
 	if !ok || bu == "" {
 		return ""
 	}
-	tiers := c.available(c.tiers(nodes(), bu))
+	tiers := tiersOf(bu)
 	key := workKey(w) + "|" + bu + "|" + fmt.Sprint(tiers)
 	c.mu.Lock()
 	e, seen := c.unserved[t]
