@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_subject ON events(subject, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events(kind, seq);
 CREATE INDEX IF NOT EXISTS events_at ON events(at_ns);
+CREATE INDEX IF NOT EXISTS events_activity ON events(activity, seq);
+CREATE INDEX IF NOT EXISTS events_kind_at ON events(kind, at_ns);
 `
 
 // Event kinds. A kind is dotted: queries filter by prefix ("alert" matches
@@ -161,7 +163,7 @@ func (e *Events) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 
 // Query returns the events f selects, oldest first (newest first with Desc).
 func (e *Events) Query(ctx context.Context, f Filter) ([]Event, error) {
-	q, args := f.selectSQL("0", func(int) string { return "?" })
+	q, args := f.selectSQL(sqliteDialect)
 	rows, err := e.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying events: %w", err)
@@ -179,18 +181,42 @@ func (e *Events) LastSeq(ctx context.Context) (int64, error) {
 	return seq, nil
 }
 
-// selectSQL builds the query for f, oldest first; term is the expression
-// of the writer's term (a column, or 0 where there is none), and
-// placeholder renders the n-th argument (1-based) in the backend's syntax.
-func (f Filter) selectSQL(term string, placeholder func(n int) string) (string, []any) {
+// dialect is what differs between the backends in a query of events.
+type dialect struct {
+	// term is the expression of the writer's term: a column, or 0 where
+	// there is none.
+	term string
+	// placeholder renders the n-th argument (1-based).
+	placeholder func(n int) string
+	// bytewise is the collation clause under which text compares byte by
+	// byte ("" where that is the default), for the kind's prefix range.
+	bytewise string
+	// textArg follows a placeholder that the backend cannot type by
+	// itself (PostgreSQL, beside a COLLATE).
+	textArg string
+	// bySeqOnly is the ORDER BY expression of a query that a time range
+	// narrows: it must not make the planner walk the whole log in seq
+	// order for the sake of the order (SQLite does, for "seq"; "+seq"
+	// keeps it to the time index and a sort of what it finds).
+	bySeqOnly string
+}
+
+var sqliteDialect = dialect{term: "0", placeholder: func(int) string { return "?" }, bySeqOnly: "+seq"}
+
+// selectSQL builds the query for f in the backend's dialect d, oldest
+// first. A kind's dotted prefix is a range ("scale." up to "scale/", the
+// next byte), which the kind's index serves, where a LIKE would not.
+func (f Filter) selectSQL(d dialect) (string, []any) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
-		return placeholder(len(args))
+		return d.placeholder(len(args))
 	}
 	if f.Kind != "" {
-		where = append(where, fmt.Sprintf(`(kind = %s OR kind LIKE %s ESCAPE '\')`, arg(f.Kind), arg(escapeLike(f.Kind)+".%")))
+		kind := "kind" + d.bytewise
+		is, from, to := arg(f.Kind)+d.textArg, arg(f.Kind+".")+d.textArg, arg(f.Kind+"/")+d.textArg
+		where = append(where, "("+kind+" = "+is+" OR ("+kind+" >= "+from+" AND "+kind+" < "+to+"))")
 	}
 	if f.Subject != "" {
 		where = append(where, "subject = "+arg(f.Subject))
@@ -232,13 +258,16 @@ func (f Filter) selectSQL(term string, placeholder func(n int) string) (string, 
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	q := "SELECT seq, at_ns, kind, subject, activity, actor, message, data, " + term + " FROM events"
+	q := "SELECT seq, at_ns, kind, subject, activity, actor, message, data, " + d.term + " FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	order := "seq"
+	if (!f.Since.IsZero() || !f.Until.IsZero()) && d.bySeqOnly != "" {
+		order = d.bySeqOnly
+	}
 	if f.Desc {
-		order = "seq DESC"
+		order += " DESC"
 	}
 	q += " ORDER BY " + order + " LIMIT " + arg(limit)
 	return q, args

@@ -46,8 +46,11 @@ CREATE TABLE IF NOT EXISTS events (
 	data     TEXT   NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_subject ON events(subject, seq);
-CREATE INDEX IF NOT EXISTS events_kind ON events(kind, seq);
 CREATE INDEX IF NOT EXISTS events_at ON events(at_ns);
+CREATE INDEX IF NOT EXISTS events_activity ON events(activity, seq);
+CREATE INDEX IF NOT EXISTS events_kind_bytewise ON events((kind COLLATE "C"), at_ns);
+-- events_kind (under the database's collation) served no query once kinds compare bytewise.
+DROP INDEX IF EXISTS events_kind;
 `
 
 // schemaLockKey is the advisory lock that serialises schema creation, so
@@ -196,9 +199,15 @@ func (e pgEvents) Append(ctx context.Context, evs ...Event) ([]Event, error) {
 	return out, nil
 }
 
+// postgresDialect compares a kind's prefix range under the "C" collation,
+// byte by byte as SQLite does, whatever the database's own collation (a
+// locale's would order "." and "/" by other rules); events_kind_bytewise
+// serves it.
+var postgresDialect = dialect{term: "term", placeholder: func(n int) string { return fmt.Sprintf("$%d", n) }, bytewise: ` COLLATE "C"`, textArg: "::text"}
+
 // Query implements EventLog.
 func (e pgEvents) Query(ctx context.Context, f Filter) ([]Event, error) {
-	q, args := f.selectSQL("term", func(n int) string { return fmt.Sprintf("$%d", n) })
+	q, args := f.selectSQL(postgresDialect)
 	rows, err := e.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying events: %w", err)
