@@ -2,7 +2,9 @@
 // the usual package lines ("ok", "FAIL"), the output of each failed test in
 // full, a line for each long test as it ends (so a 10-minute suite shows
 // progress), and at the end the slowest tests with their durations, so that
-// every change sees what it cost. It never fails a test for being slow.
+// every change sees what it cost, then a digest of the failed tests with
+// the last lines each logged (what a CI log's tail shows). It never fails
+// a test for being slow.
 //
 //	go test -json ./... | go run ./internal/testreport -save bin/test.json
 //	go run ./internal/testreport -slowest 10 < bin/test.json   # the report alone
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,9 +76,67 @@ type report struct {
 	// quiet prints nothing but the summary (replaying a saved stream).
 	quiet bool
 
-	pending map[string][]string // output of running tests, by package and test
-	tests   []timing
-	failed  bool
+	pending  map[string][]string // output of running tests, by package and test
+	tests    []timing
+	failures []failure
+	failed   bool
+}
+
+// failure is a failed test and what its test files logged: the lines that
+// say why it failed, for the digest at the end of the report (a failing
+// end-to-end test prints pages of lab output after them, and a CI log's
+// tail would show only those).
+type failure struct {
+	Package, Test string
+	Lines         []string
+}
+
+// logLine matches what testing prints for t.Log, t.Error and t.Fatal: an
+// indented "file.go:line: " (a continuation of a multi-line message is
+// indented further and not matched).
+var logLine = regexp.MustCompile(`^ {4}(?: {4})*[\w.-]+\.go:\d+: `)
+
+// digestLines is how many of a failed test's log lines the digest keeps
+// (the last ones), and digestWidth how much of each.
+const (
+	digestLines = 12
+	digestWidth = 300
+)
+
+// newFailure keeps the log lines of a failed test's output.
+func newFailure(pkg, test string, out []string) failure {
+	f := failure{Package: pkg, Test: test}
+	for _, chunk := range out {
+		for line := range strings.SplitSeq(strings.TrimRight(chunk, "\n"), "\n") {
+			if !logLine.MatchString(line) || strings.Contains(line, waitedMarker) {
+				continue
+			}
+			line = strings.TrimSpace(line)
+			if r := []rune(line); len(r) > digestWidth {
+				line = string(r[:digestWidth]) + "…"
+			}
+			f.Lines = append(f.Lines, line)
+		}
+	}
+	if len(f.Lines) > digestLines {
+		f.Lines = f.Lines[len(f.Lines)-digestLines:]
+	}
+	return f
+}
+
+// digest writes each failed test with the last lines its test files
+// logged, after everything else.
+func (r *report) digest(w io.Writer) {
+	if len(r.failures) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nFailed: %d test(s); the last lines each logged:\n", len(r.failures))
+	for _, f := range r.failures {
+		fmt.Fprintf(w, "--- %s (%s)\n", f.Test, short(f.Package))
+		for _, line := range f.Lines {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+	}
 }
 
 func newReport(out io.Writer, progressAfter time.Duration) *report {
@@ -119,6 +180,7 @@ func (r *report) line(raw []byte) {
 		delete(r.pending, k)
 		if ev.Action == "fail" {
 			r.print(strings.Join(out, ""))
+			r.failures = append(r.failures, newFailure(ev.Package, ev.Test, out))
 		}
 		if ev.Action == "skip" || strings.Contains(ev.Test, "/") {
 			return
@@ -145,6 +207,8 @@ func (r *report) end() {
 		if len(r.pending[k]) > 0 {
 			r.failed = true
 			r.print(strings.Join(r.pending[k], ""))
+			pkg, test, _ := strings.Cut(k, "\x00")
+			r.failures = append(r.failures, newFailure(pkg, test+" (never ended)", r.pending[k]))
 		}
 	}
 	r.pending = map[string][]string{}
@@ -217,6 +281,7 @@ func run(stdin io.Reader, stdout io.Writer, args []string) (failed bool, err err
 	}
 	r.end()
 	r.slowest(stdout, *n)
+	r.digest(stdout)
 	return r.failed, nil
 }
 

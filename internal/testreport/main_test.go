@@ -51,6 +51,12 @@ func TestReportPrintsFailuresProgressAndTheSlowest(t *testing.T) {
 			t.Errorf("the report lacks %q:\n%s", want, got)
 		}
 	}
+	// The digest comes last, with the lines that say why.
+	if _, digest, ok := strings.Cut(got, "\nFailed: 3 test(s)"); !ok {
+		t.Errorf("the report ends without a digest of the failures:\n%s", got)
+	} else if want := "--- TestTable/bad_row (b)\n    table_test.go:12: got 2, want 3\n--- TestTable (b)\n--- TestCrash (never ended) (b)\n    crash_test.go:3: about to crash\n"; !strings.Contains(digest, want) {
+		t.Errorf("the digest lacks %q:\n%s", want, digest)
+	}
 	for _, unwanted := range []string{"lab log noise", "PASS\n", "TestSkipped", "TestFast"} {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("the report shows %q, which only a failure should:\n%s", unwanted, got)
