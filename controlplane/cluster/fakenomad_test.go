@@ -31,12 +31,16 @@ type fakeNomad struct {
 	// stream is the open event stream's; closing it ends the stream.
 	stream  chan []byte
 	streams chan struct{} // a stream opened
+	// leader is what /v1/status/leader answers; hang makes it answer
+	// only when the request ends.
+	leader string
+	hang   bool
 }
 
 func newFakeNomad(t *testing.T) *fakeNomad {
 	t.Helper()
 	f := &fakeNomad{t: t, index: 1, nodes: map[string]*nomad.Node{}, jobs: map[string]*nomad.Job{}, allocs: map[string]*nomad.Allocation{},
-		requests: map[string]int{}, streams: make(chan struct{}, 100)}
+		requests: map[string]int{}, streams: make(chan struct{}, 100), leader: "127.0.0.1:4647"}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/event/stream", f.serveStream)
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
@@ -64,6 +68,17 @@ func newFakeNomad(t *testing.T) *fakeNomad {
 	})
 	mux.HandleFunc("GET /v1/job/{id}", func(w http.ResponseWriter, r *http.Request) {
 		one(f, w, "job", f.jobs, r.PathValue("id"))
+	})
+	mux.HandleFunc("GET /v1/status/leader", func(w http.ResponseWriter, r *http.Request) {
+		f.count("leader")
+		f.mu.Lock()
+		leader, hang := f.leader, f.hang
+		f.mu.Unlock()
+		if hang {
+			<-r.Context().Done()
+			return
+		}
+		f.reply(w, leader, "")
 	})
 	mux.HandleFunc("GET /v1/deployments", func(w http.ResponseWriter, r *http.Request) {
 		f.count("deployments")

@@ -33,7 +33,18 @@ type Feed interface {
 // NomadFeed is the Feed of a real Nomad.
 type NomadFeed struct{ Client *nomad.Client }
 
-var _ Feed = NomadFeed{}
+var (
+	_ Feed   = NomadFeed{}
+	_ Prober = NomadFeed{}
+)
+
+// Leader implements Prober: Status().Leader takes no options, so it asks
+// the raw endpoint, bounded by ctx.
+func (f NomadFeed) Leader(ctx context.Context) (string, error) {
+	var leader string
+	_, err := f.Client.Raw().Query("/v1/status/leader", &leader, (&nomad.QueryOptions{}).WithContext(ctx))
+	return leader, err
+}
 
 // Stream implements Feed.
 func (f NomadFeed) Stream(ctx context.Context, topics map[nomad.Topic][]string, index uint64, q *nomad.QueryOptions) (<-chan *nomad.Events, error) {

@@ -48,6 +48,21 @@ type Options struct {
 	// break to be retried after the first wait again, not after the
 	// doubled wait of the breaks before it. Default 1m.
 	Healthy time.Duration
+	// StaleAfter is how long Nomad may leave the model's probes (its
+	// leader, asked every StaleAfter/3 while the model follows the
+	// stream) unanswered, or answer them with errors or no leader,
+	// before the model stops being live and lists again: Nomad's client
+	// swallows the stream's heartbeats, so a hung server that keeps the
+	// connection open is otherwise indistinguishable from a quiet
+	// cluster. Default 30s. Only a Feed that is a Prober is probed.
+	StaleAfter time.Duration
+}
+
+// Prober is a Feed that can be asked whether Nomad answers: Leader is
+// the address of Nomad's leader (Status().Leader, bounded by ctx); an
+// error or "" means it does not answer.
+type Prober interface {
+	Leader(ctx context.Context) (string, error)
 }
 
 // Model is the live model of one Nomad cluster. Run keeps it current;
@@ -89,6 +104,9 @@ func New(o Options) *Model {
 	if o.Healthy <= 0 {
 		o.Healthy = time.Minute
 	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = 30 * time.Second
+	}
 	m := &Model{
 		opts: o, log: o.Logger, snap: emptySnapshot(),
 		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -105,7 +123,7 @@ func New(o Options) *Model {
 		}, []string{"result"}),
 		relists: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_cluster_relists_total",
-			Help: "Times the cluster model stopped following Nomad and listed again, by why (stream_broke, index_backwards, undecodable_event, list_failed).",
+			Help: "Times the cluster model stopped following Nomad and listed again, by why (stream_broke, index_backwards, undecodable_event, list_failed, silent).",
 		}, []string{"reason"}),
 		live: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spillway_cluster_live",
@@ -169,6 +187,10 @@ var (
 	errUndecodable = errors.New("an event could not be decoded")
 	// errList: the list failed.
 	errList = errors.New("listing nomad failed")
+	// errSilent: Nomad answered no probe for StaleAfter while its event
+	// stream stayed open (a hung server keeps the connection, and a quiet
+	// stream looks the same as a quiet cluster).
+	errSilent = errors.New("nomad answers no probe")
 )
 
 // relistReason is the reason label of spillway_cluster_relists_total.
@@ -180,6 +202,8 @@ func relistReason(err error) string {
 		return "undecodable_event"
 	case errors.Is(err, errList):
 		return "list_failed"
+	case errors.Is(err, errSilent):
+		return "silent"
 	}
 	return "stream_broke"
 }
@@ -286,6 +310,8 @@ func (m *Model) follow(ctx context.Context) error {
 	next.sync = Sync{Live: true, Since: m.opts.Clock.Now()}
 	m.publish(next)
 	m.log.Info("the cluster model is live", "nodes", next.nodes.Len(), "allocations", next.allocs.Len(), "jobs", next.jobs.Len(), "index", next.index)
+	p := m.newProbe(ctx)
+	defer p.stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -299,8 +325,91 @@ func (m *Model) follow(ctx context.Context) error {
 				return err
 			}
 			m.publish(b.commit())
+		case <-p.tick:
+			if err := p.due(); err != nil {
+				return err
+			}
+		case err := <-p.answers:
+			if err := p.answered(err); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// probe asks Nomad, while the model follows its stream, whether it still
+// answers (Options.StaleAfter): one question at a time, every
+// StaleAfter/3. The follow ends (errSilent) when a question has waited
+// StaleAfter, or when questions have failed for StaleAfter.
+type probe struct {
+	m       *Model
+	ctx     context.Context
+	prober  Prober
+	ticker  clockwork.Ticker
+	tick    <-chan time.Time // nil when Nomad cannot be probed
+	answers chan error
+	// asked is when the question in flight was asked (zero: none);
+	// failing, when the failures in a row began (zero: none).
+	asked, failing time.Time
+}
+
+// newProbe starts probing, if the feed is a Prober.
+func (m *Model) newProbe(ctx context.Context) *probe {
+	p := &probe{m: m, ctx: ctx, answers: make(chan error, 1)}
+	if pr, ok := m.opts.Feed.(Prober); ok {
+		p.prober = pr
+		p.ticker = m.opts.Clock.NewTicker(m.opts.StaleAfter / 3)
+		p.tick = p.ticker.Chan()
+	}
+	return p
+}
+
+func (p *probe) stop() {
+	if p.ticker != nil {
+		p.ticker.Stop()
+	}
+}
+
+// due asks again, unless the last question still waits: then it says
+// whether it waited too long.
+func (p *probe) due() error {
+	now := p.m.opts.Clock.Now()
+	if !p.asked.IsZero() {
+		if waited := now.Sub(p.asked); waited >= p.m.opts.StaleAfter {
+			return fmt.Errorf("%w: its leader was asked %s ago and has not answered", errSilent, waited.Round(time.Second))
+		}
+		return nil
+	}
+	p.asked = now
+	go func() {
+		// Bounded by the follow (it ends when the follow does), not by a
+		// deadline of its own: the clock that judges a wait is the model's.
+		leader, err := p.prober.Leader(p.ctx)
+		if err == nil && leader == "" {
+			err = errors.New("no leader")
+		}
+		p.answers <- err
+	}()
+	return nil
+}
+
+// answered takes an answer; failures in a row for StaleAfter end the
+// follow.
+func (p *probe) answered(err error) error {
+	asked := p.asked
+	p.asked = time.Time{}
+	if err == nil {
+		p.failing = time.Time{}
+		return nil
+	}
+	if p.failing.IsZero() {
+		p.failing = asked
+	}
+	p.m.log.Debug("nomad did not answer the model's probe", "err", err)
+	if failed := p.m.opts.Clock.Now().Sub(p.failing); failed >= p.m.opts.StaleAfter {
+		return fmt.Errorf("%w: asking its leader failed for %s: %w", errSilent, failed.Round(time.Second), err)
+	}
+	return nil
 }
 
 // streamErr is why a receive from the event stream ends the follow: the

@@ -204,3 +204,75 @@ func TestListPagesAndReadsOnlyChanges(t *testing.T) {
 		t.Fatalf("the list after the break made requests %v, want %v", got, want)
 	}
 }
+
+// advanceUntil steps the clock by step until ok accepts a snapshot, up to
+// n steps, giving the model a moment after each.
+func advanceUntil(t *testing.T, m *Model, clock *clockwork.FakeClock, step time.Duration, n int, what string, ok func(*Snapshot) bool) time.Duration {
+	t.Helper()
+	var advanced time.Duration
+	for range n {
+		clock.Advance(step)
+		advanced += step
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		for s := m.Snapshot(); !ok(s); s = m.Snapshot() {
+			select {
+			case <-ctx.Done():
+			case <-s.Changed():
+				continue
+			}
+			break
+		}
+		cancel()
+		if ok(m.Snapshot()) {
+			return advanced
+		}
+	}
+	t.Fatalf("%s: not within %s of the model's clock (sync %+v)", what, advanced, m.Snapshot().Sync())
+	return advanced
+}
+
+// TestSilentNomadIsNotLive: a Nomad that keeps the event stream open but
+// answers nothing (a hung server), or answers without a leader, leaves the
+// model live for at most StaleAfter: then it is unknown (not live), says
+// why, and lists again once Nomad answers.
+func TestSilentNomadIsNotLive(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		silent func(f *fakeNomad)
+	}{
+		{"hung", func(f *fakeNomad) { f.hang = true }},
+		{"no leader", func(f *fakeNomad) { f.leader = "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			m, clock, rec := runModel(t, f, Options{StaleAfter: 30 * time.Second})
+			f.waitStream(t)
+			waitFor(t, m, "the model lists", live)
+			// Answering: the model stays live however long the stream is quiet.
+			clock.Advance(10 * time.Second)
+			for f.requestCounts()["leader"] == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			f.mu.Lock()
+			tc.silent(f)
+			f.mu.Unlock()
+			took := advanceUntil(t, m, clock, 10*time.Second, 10, "the model stops being live", notLive)
+			if took < 30*time.Second {
+				t.Errorf("the model stopped being live %s after Nomad went silent, before StaleAfter (30s)", took)
+			}
+			attrs := rec.next(t, "the cluster model lost Nomad; listing again")
+			if attrs["reason"].String() != "silent" {
+				t.Errorf("the log line gives the reason %q, want silent (%s)", attrs["reason"], attrs["err"])
+			}
+			if got := testutil.ToFloat64(m.relists.WithLabelValues("silent")); got != 1 {
+				t.Errorf("spillway_cluster_relists_total{reason=silent} = %v, want 1", got)
+			}
+			// Nomad answers again: the model lists and is live.
+			f.mu.Lock()
+			f.hang, f.leader = false, "127.0.0.1:4647"
+			f.mu.Unlock()
+			retry(t, clock, time.Second)
+			waitFor(t, m, "the model lists again", live)
+		})
+	}
+}
