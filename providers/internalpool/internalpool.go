@@ -43,6 +43,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -101,6 +102,11 @@ type Config struct {
 	// Free, Observe and Verify read none from Nomad; nil reads them from
 	// Nomad (1 + N requests).
 	Nodes func(ctx context.Context) ([]pools.NodeUsage, error)
+	// AbsentGrace is how long the node of a loan may be missing from
+	// Nomad before Repair takes it for gone and returns the loan: a node
+	// missing from one list (a server restored from an older snapshot, a
+	// node re-registering) is unknown, not gone. Default 5m.
+	AbsentGrace time.Duration
 }
 
 // NodeAPI is what the provider reads and changes of Nomad's nodes, each
@@ -143,6 +149,11 @@ func (c ClientNodes) ApplyMeta(req *nomad.NodeMetaApplyRequest, q *nomad.QueryOp
 // Provider is the shared internal pool. It is safe for concurrent use.
 type Provider struct {
 	cfg Config
+
+	mu sync.Mutex
+	// absent is when Repair first found each loan's node missing from
+	// Nomad (AbsentGrace); a node found again is forgotten.
+	absent map[string]time.Time
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -154,6 +165,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.NomadNodes == nil {
 		cfg.NomadNodes = ClientNodes{Client: cfg.Nomad}
+	}
+	if cfg.AbsentGrace <= 0 {
+		cfg.AbsentGrace = 5 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -639,15 +653,21 @@ func (p *Provider) Verify(ctx context.Context) ([]pools.Discrepancy, error) {
 // pools.Ledger.Unrecorded) is never drained on that doubt: the loan is
 // adopted into the ledger, for an operator to release; a loan whose node
 // is not marked, or is marked for someone else, is (drained and) marked
-// again; a loan of a node Nomad no longer has is returned. It returns
-// what it could not repair.
+// again; a loan of a node Nomad has not had for AbsentGrace is returned
+// (before that, it is unknown, not gone). It returns what it could not
+// repair.
 func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
+	p.forgetFound(ds)
 	var errs []error
 	for _, d := range ds {
 		var err error
 		switch {
 		case d.Nomad == "absent":
-			_, err = p.cfg.Ledger.Return(ctx, d.Host, p.cfg.Now(), "repair: node gone from Nomad")
+			since, gone := p.goneSince(d.Host)
+			if !gone {
+				continue // journaled by the caller as a discrepancy, every pass until then
+			}
+			_, err = p.cfg.Ledger.Return(ctx, d.Host, p.cfg.Now(), fmt.Sprintf("repair: node gone from Nomad since %s", since.UTC().Format(time.RFC3339)))
 		case d.LentUnrecorded() && p.cfg.Ledger.Unrecorded(d.Host, d.LeaseUntil(), p.cfg.Pool.Lease):
 			_, err = p.cfg.Ledger.Adopt(ctx, d.Adoption(p.cfg.Pool, p.cfg.Now()))
 			if errors.Is(err, pools.ErrHostLent) {
@@ -681,6 +701,41 @@ func (p *Provider) Repair(ctx context.Context, ds []pools.Discrepancy) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// goneSince is when the node of host was first found missing, and
+// whether that is AbsentGrace ago.
+func (p *Provider) goneSince(host string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.Now()
+	if p.absent == nil {
+		p.absent = map[string]time.Time{}
+	}
+	since, ok := p.absent[host]
+	if !ok {
+		p.absent[host] = now
+		return now, false
+	}
+	return since, now.Sub(since) >= p.cfg.AbsentGrace
+}
+
+// forgetFound forgets the hosts found missing before that are not
+// missing in ds: their nodes are back, or their loans ended.
+func (p *Provider) forgetFound(ds []pools.Discrepancy) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	missing := map[string]bool{}
+	for _, d := range ds {
+		if d.Nomad == "absent" {
+			missing[d.Host] = true
+		}
+	}
+	for h := range p.absent {
+		if !missing[h] {
+			delete(p.absent, h)
+		}
+	}
 }
 
 func isNotFound(err error) bool {

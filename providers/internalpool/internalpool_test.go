@@ -99,3 +99,55 @@ func TestModelNodes(t *testing.T) {
 		t.Errorf("List = %+v, %v; want s2, running, with no address", hosts, err)
 	}
 }
+
+// TestMissingNodeIsUnknownForTheGrace: a loan whose node Nomad does not
+// list is kept for AbsentGrace (the node may be back on the next list);
+// a node found again restarts the grace; only a node missing for the
+// whole grace has its loan returned.
+func TestMissingNodeIsUnknownForTheGrace(t *testing.T) {
+	ctx := context.Background()
+	l, _, err := pools.NewLedger(ctx, pools.NewMemoryStore(), pools.Limits{Quota: map[string]int{"bu-b": 1}, LendCap: map[string]int{"bu-a": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nomad.NewClient(&nomad.Config{Address: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	now := t0
+	p, err := New(Config{Nomad: nc, Pool: &pools.SharedPool{Header: pools.Header{Name: "shared"}}, Ledger: l, Drain: noDrain,
+		Now: func() time.Time { return now }, AbsentGrace: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Borrow(ctx, pools.BorrowRequest{Host: "h1", HostName: "shared-1", Pool: "shared", Lender: "bu-a", Borrower: "bu-b", At: t0, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	absent := []pools.Discrepancy{{Host: "h1", Name: "shared-1", Ledger: "bu-b", Nomad: "absent"}}
+	repairAt := func(at time.Duration, ds []pools.Discrepancy) {
+		t.Helper()
+		now = t0.Add(at)
+		if err := p.Repair(ctx, ds); err != nil {
+			t.Fatalf("repair at +%s: %v", at, err)
+		}
+	}
+	lent := func() bool { _, ok := l.Loan("h1"); return ok }
+
+	repairAt(0, absent)
+	repairAt(4*time.Minute, absent)
+	if !lent() {
+		t.Fatal("the loan was returned before the node was missing for the grace")
+	}
+	// Found again: the grace starts over when it goes missing next.
+	repairAt(4*time.Minute+30*time.Second, nil)
+	repairAt(6*time.Minute, absent)
+	repairAt(10*time.Minute, absent)
+	if !lent() {
+		t.Fatal("the loan was returned 4m after its node went missing again: the earlier absence counted")
+	}
+	repairAt(11*time.Minute, absent)
+	if lent() {
+		t.Fatal("the node has been missing for the grace (5m), and its loan is still open")
+	}
+}
