@@ -31,6 +31,20 @@ type NodeUsage struct {
 	UsedCPU, UsedMemoryMB int64
 	// Allocs counts its non-terminal allocations.
 	Allocs int
+	// Attrs are the node's attributes named in KeptAttributes (the ones
+	// job constraints commonly name), so placement can check them on a
+	// node that exists; the others are not kept (a node has about a
+	// hundred, and the model holds 10,000 nodes).
+	Attrs map[string]string
+}
+
+// KeptAttributes are the node attributes NodeOf keeps: those that job
+// constraints commonly name (${attr.kernel.name}, ${attr.cpu.arch}, …). A
+// constraint on any other attribute is one placement cannot check.
+var KeptAttributes = []string{
+	"kernel.name", "kernel.version", "cpu.arch", "os.name", "os.version", "unique.hostname",
+	"platform.aws.instance-type", "platform.aws.placement.availability-zone",
+	"driver.exec", "driver.raw_exec", "driver.docker", "driver.java", "driver.qemu",
 }
 
 // NodeOf is the one conversion of a Nomad node into a NodeUsage, made by
@@ -46,6 +60,12 @@ func NodeOf(n *nomad.Node) NodeUsage {
 		Draining: n.DrainStrategy != nil, Status: n.Status}
 	if u.Meta == nil {
 		u.Meta = map[string]string{}
+	}
+	u.Attrs = make(map[string]string, 4)
+	for _, k := range KeptAttributes {
+		if v, ok := n.Attributes[k]; ok {
+			u.Attrs[k] = v
+		}
 	}
 	if r := n.NodeResources; r != nil {
 		u.CPU, u.MemoryMB = r.Cpu.CpuShares, r.Memory.MemoryMB

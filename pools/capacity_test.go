@@ -72,8 +72,12 @@ func TestNodeOf(t *testing.T) {
 		Status: nomad.NodeStatusReady, SchedulingEligibility: nomad.NodeSchedulingEligible, DrainStrategy: &nomad.DrainStrategy{},
 		NodeResources: &nomad.NodeResources{Cpu: nomad.NodeCpuResources{CpuShares: 4000}, Memory: nomad.NodeMemoryResources{MemoryMB: 8192}},
 		ReservedResources: &nomad.NodeReservedResources{Cpu: nomad.NodeReservedCpuResources{CpuShares: 500},
-			Memory: nomad.NodeReservedMemoryResources{MemoryMB: 1024}}}
+			Memory: nomad.NodeReservedMemoryResources{MemoryMB: 1024}},
+		Attributes: map[string]string{"kernel.name": "linux", "cpu.arch": "amd64", "cpu.modelname": "Xeon", "nomad.version": "1.6.3"}}
 	u := NodeOf(n)
+	if len(u.Attrs) != 2 || u.Attrs["kernel.name"] != "linux" || u.Attrs["cpu.arch"] != "amd64" {
+		t.Errorf("NodeOf keeps the attributes %v; want only the kept ones (kernel.name, cpu.arch)", u.Attrs)
+	}
 	if u.ID != "n1" || u.Name != "host-1" || u.Datacenter != "dc1" || u.NodePool != "shared" || u.NodeClass != "internal" ||
 		!u.Ready || !u.Eligible || !u.Draining || u.Status != nomad.NodeStatusReady || u.Meta == nil {
 		t.Errorf("NodeOf = %+v", u)

@@ -178,7 +178,7 @@ func deref[T any](p *T) T {
 // fromNomadNode keeps what pools.NodeOf makes of n, and its index.
 func fromNomadNode(n *nomad.Node) *Node {
 	u := pools.NodeOf(n)
-	return &Node{ID: u.ID, Name: u.Name, Datacenter: u.Datacenter, Pool: u.NodePool, Class: u.NodeClass, Meta: u.Meta,
+	return &Node{ID: u.ID, Name: u.Name, Datacenter: u.Datacenter, Pool: u.NodePool, Class: u.NodeClass, Meta: u.Meta, Attrs: u.Attrs,
 		Status: u.Status, Eligible: u.Eligible, Draining: u.Draining, CPU: u.CPU, MemoryMB: u.MemoryMB, ModifyIndex: n.ModifyIndex}
 }
 

@@ -33,6 +33,8 @@ type Node struct {
 	ID, Name, Datacenter string
 	Pool, Class          string
 	Meta                 map[string]string
+	// Attrs are the attributes pools.KeptAttributes names.
+	Attrs map[string]string
 	// Status is Nomad's: ready, down, initializing, disconnected.
 	Status   string
 	Eligible bool
@@ -328,7 +330,7 @@ func (s *Snapshot) Usage(id string) (pools.NodeUsage, bool) {
 }
 
 func (s *Snapshot) usage(n *Node) pools.NodeUsage {
-	u := pools.NodeUsage{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.Pool, NodeClass: n.Class, Meta: n.Meta,
+	u := pools.NodeUsage{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.Pool, NodeClass: n.Class, Meta: n.Meta, Attrs: n.Attrs,
 		Ready: n.Ready(), Eligible: n.Eligible, Draining: n.Draining, Status: n.Status, CPU: n.CPU, MemoryMB: n.MemoryMB}
 	s.onNode.Root().WalkPrefix(key(n.ID, ""), func(_ []byte, a *Alloc) bool {
 		if a.DesiredStatus == "run" {

@@ -469,8 +469,9 @@ func (v *servingView) spare(host string) bool {
 // fitsElsewhere reports whether host's allocations fit, largest first, on
 // the free room of the other serving hosts that meet their placement
 // rules. An allocation whose job is not known fits nowhere: doubt keeps
-// the host. Constraints that cannot be checked (attributes) are taken as
-// met, as provisioning takes them.
+// the host. So does a constraint that cannot be checked on a node (an
+// attribute the model does not keep, a version): provisioning takes it as
+// met to acquire a host, but scale-in does not give one back on it.
 func (v *servingView) fitsElsewhere(host string) bool {
 	free := map[string]demand.Size{}
 	for id, f := range v.free {
@@ -521,5 +522,9 @@ func (v *servingView) meets(host string, i int, id string) bool {
 		return false
 	}
 	h, ok := v.hosts[id]
-	return ok && placement.Check(*works[i], h).Fits
+	if !ok {
+		return false
+	}
+	verdict := placement.Check(*works[i], h)
+	return verdict.Fits && len(verdict.Unsure) == 0
 }

@@ -69,6 +69,27 @@ func TestFitsElsewhereOnlyWhereItsConstraintsHold(t *testing.T) {
 	if v.fitsElsewhere("b") {
 		t.Fatal("an allocation whose job is not known fits elsewhere")
 	}
+
+	// Attributes: a kept one is checked on the node; one the model does
+	// not keep cannot be, and doubt keeps the host.
+	arm := &placement.Work{NodePool: "all", Constraints: []*nomad.Constraint{nomad.NewConstraint("${attr.cpu.arch}", "=", "arm64")}}
+	v.works["b"] = []*placement.Work{arm}
+	withAttrs := func(h placement.Host, arch string) placement.Host {
+		h.Attrs = map[string]string{"cpu.arch": arch, "kernel.name": "linux"}
+		return h
+	}
+	v.hosts["ali-2"] = withAttrs(host("alicloud-lab"), "amd64")
+	if v.fitsElsewhere("b") {
+		t.Fatal("an arm64-only allocation fits on an amd64 node")
+	}
+	v.hosts["ali-2"] = withAttrs(host("alicloud-lab"), "arm64")
+	if !v.fitsElsewhere("b") {
+		t.Fatal("an arm64-only allocation does not fit on an arm64 node with room")
+	}
+	v.works["b"] = []*placement.Work{{NodePool: "all", Constraints: []*nomad.Constraint{nomad.NewConstraint("${attr.gpu.model}", "=", "a100")}}}
+	if v.fitsElsewhere("b") {
+		t.Fatal("an allocation constrained on an attribute the model does not keep fits elsewhere: scale-in gave a host back on doubt")
+	}
 }
 
 func TestSpareNeverInterruptsBatch(t *testing.T) {

@@ -86,11 +86,12 @@ func sharedHosts(sp *pools.SharedPool, nodes []pools.NodeUsage, bu string) []tie
 	return out
 }
 
-// nodeHost is what a node Nomad shows carries: everything but its
-// attributes is known.
+// nodeHost is what a node Nomad shows carries: everything but the
+// attributes the model does not keep is known.
 func nodeHost(n pools.NodeUsage) placement.Host {
 	return placement.Host{What: "node " + n.Name, NodePool: n.NodePool, PoolKnown: true, Datacenter: n.Datacenter, Class: n.NodeClass, ClassKnown: true,
-		Meta: n.Meta, MetaComplete: true, Size: demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)}}
+		Meta: n.Meta, MetaComplete: true, Size: demand.Size{CPUMHz: int(n.CPU), MemoryMB: int(n.MemoryMB)},
+		ID: n.ID, Name: n.Name, Attrs: n.Attrs}
 }
 
 // cloudHosts are a cloud pool's offerings as the hosts they boot into:

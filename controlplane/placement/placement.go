@@ -7,8 +7,10 @@
 // Host: what a node of the tier will carry.
 //
 // It answers "no" only when sure. A constraint on something a Host does
-// not know ahead (a node attribute, a node's unique name, a meta value
-// set at boot) counts as "may match", and the Verdict lists it.
+// not know (a node attribute of a host not yet acquired, or one the
+// cluster model does not keep; a unique name ahead; a meta value set at
+// boot) counts as "may match", and the Verdict lists it: provisioning
+// acquires on it, scale-in does not give a host back on it.
 // Affinities and spreads only rank nodes; they are not checked.
 package placement
 
@@ -22,6 +24,7 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/spillwayhq/spillway/controlplane/demand"
+	"github.com/spillwayhq/spillway/pools"
 )
 
 // Work is what a queued task group asks of a host.
@@ -61,6 +64,11 @@ type Host struct {
 	MetaUnknown  []string
 	// Size is what it offers allocations; zero when not known.
 	Size demand.Size
+	// ID and Name are a node's that exists ("" ahead of it).
+	ID, Name string
+	// Attrs are its attributes, when it exists: those in
+	// pools.KeptAttributes are known (present or not); nil knows none.
+	Attrs map[string]string
 }
 
 // Dimensions of a Verdict that rules a host out.
@@ -189,8 +197,20 @@ func resolve(target string, h Host) (value string, found, known bool) {
 		}
 		v, ok := h.Meta[k]
 		return v, ok, ok || h.MetaComplete
+	case target == "${node.unique.id}" && h.ID != "":
+		return h.ID, true, true
+	case target == "${node.unique.name}" && h.Name != "":
+		return h.Name, true, true
+	case strings.HasPrefix(target, "${attr.") && strings.HasSuffix(target, "}") && h.Attrs != nil:
+		k := strings.TrimSuffix(strings.TrimPrefix(target, "${attr."), "}")
+		if !slices.Contains(pools.KeptAttributes, k) {
+			return "", false, false
+		}
+		v, ok := h.Attrs[k]
+		return v, ok, true
 	}
-	// ${attr.*}, ${node.unique.*}: not known before the node exists.
+	// Other ${attr.*} and ${node.unique.*}: not known before the node
+	// exists, nor (attributes not kept) after.
 	return "", false, false
 }
 

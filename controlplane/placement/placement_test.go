@@ -16,6 +16,9 @@ var aliHost = Host{What: "alicloud-lab ecs.g7.large", NodePool: "burst", PoolKno
 
 func TestCheck(t *testing.T) {
 	small := demand.Size{CPUMHz: 250, MemoryMB: 64}
+	// node is a node that exists: its ID, name and kept attributes known.
+	node := aliHost
+	node.ID, node.Name, node.Attrs = "n1", "ali-1", map[string]string{"kernel.name": "linux", "cpu.arch": "amd64"}
 	c := nomad.NewConstraint
 	for _, tc := range []struct {
 		name string
@@ -52,6 +55,11 @@ func TestCheck(t *testing.T) {
 		{"set_contains_any none", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${meta.rack}", "set_contains_any", "r3, r4")}, PerAlloc: small}, aliHost, false, DimensionConstraint, ""},
 		{"an attribute", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${attr.kernel.name}", "=", "linux")}, PerAlloc: small}, aliHost, true, "", "${attr.kernel.name} = linux"},
 		{"version", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${attr.nomad.version}", "version", ">= 1.6")}, PerAlloc: small}, aliHost, true, "", "${attr.nomad.version} version >= 1.6"},
+		{"a kept attribute of a node", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${attr.kernel.name}", "=", "linux")}, PerAlloc: small}, node, true, "", ""},
+		{"a kept attribute it lacks", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${attr.driver.docker}", "is_set", "")}, PerAlloc: small}, node, false, DimensionConstraint, ""},
+		{"another arch", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${attr.cpu.arch}", "=", "arm64")}, PerAlloc: small}, node, false, DimensionConstraint, ""},
+		{"an attribute not kept", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${attr.gpu.model}", "=", "a100")}, PerAlloc: small}, node, true, "", "${attr.gpu.model} = a100"},
+		{"its unique name", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("${node.unique.name}", "!=", "ali-1")}, PerAlloc: small}, node, false, DimensionConstraint, ""},
 		{"distinct hosts", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("", "distinct_hosts", "true")}, PerAlloc: small}, aliHost, true, "", ""},
 		{"numbers ordered", Work{NodePool: "all", Constraints: []*nomad.Constraint{c("10", ">", "9")}, PerAlloc: small}, aliHost, true, "", ""},
 		{"too large", Work{NodePool: "all", PerAlloc: demand.Size{CPUMHz: 2500, MemoryMB: 64}}, aliHost, false, DimensionSize, ""},
