@@ -479,6 +479,18 @@ func (p *Provider) giveBack(ctx context.Context, id string, deadline time.Durati
 			return err
 		}
 	}
+	if n.Status != nomad.NodeStatusReady {
+		// Nomad changes a node's meta through its client, which a node
+		// that is down cannot take. The return is recorded (the ledger is
+		// the record of truth) and the node made ineligible, which the
+		// servers do alone, so nothing is placed on it for the borrower
+		// when it is back; the reconcile pass then removes the mark
+		// (Repair: "left marked lent by a recorded return").
+		if _, err := p.cfg.NomadNodes.ToggleEligibility(id, false, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
+			return providers.NewUnavailableError(fmt.Errorf("making node %s ineligible: %w", n.Name, err))
+		}
+		return nil
+	}
 	return p.unmark(ctx, id, n.Name)
 }
 

@@ -2,6 +2,7 @@ package internalpool
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -149,5 +150,97 @@ func TestMissingNodeIsUnknownForTheGrace(t *testing.T) {
 	repairAt(11*time.Minute, absent)
 	if lent() {
 		t.Fatal("the node has been missing for the grace (5m), and its loan is still open")
+	}
+}
+
+// downNodes is a NodeAPI over nodes in memory that, as Nomad does,
+// changes the meta of a node only through its client: not while the
+// node is down.
+type downNodes struct {
+	nodes map[string]*nomad.Node
+	metas int // ApplyMeta calls that reached a ready node
+}
+
+func (d *downNodes) List(*nomad.QueryOptions) ([]*nomad.NodeListStub, *nomad.QueryMeta, error) {
+	var out []*nomad.NodeListStub
+	for _, n := range d.nodes {
+		out = append(out, &nomad.NodeListStub{ID: n.ID, Name: n.Name, NodePool: n.NodePool, Status: n.Status})
+	}
+	return out, &nomad.QueryMeta{LastIndex: 1}, nil
+}
+
+func (d *downNodes) Info(id string, _ *nomad.QueryOptions) (*nomad.Node, *nomad.QueryMeta, error) {
+	n, ok := d.nodes[id]
+	if !ok {
+		return nil, nil, nomad.UnexpectedResponseError{}
+	}
+	return n, &nomad.QueryMeta{LastIndex: 1}, nil
+}
+
+func (d *downNodes) ToggleEligibility(id string, eligible bool, _ *nomad.WriteOptions) (*nomad.NodeEligibilityUpdateResponse, error) {
+	d.nodes[id].SchedulingEligibility = map[bool]string{true: nomad.NodeSchedulingEligible, false: nomad.NodeSchedulingIneligible}[eligible]
+	return &nomad.NodeEligibilityUpdateResponse{}, nil
+}
+
+func (d *downNodes) ApplyMeta(req *nomad.NodeMetaApplyRequest, _ *nomad.QueryOptions) (*nomad.NodeMetaResponse, error) {
+	n := d.nodes[req.NodeID]
+	if n.Status != nomad.NodeStatusReady {
+		return nil, errors.New("Unexpected response code: 500 (node " + n.ID + " is not connected)")
+	}
+	d.metas++
+	for k, v := range req.Meta {
+		if v == nil {
+			delete(n.Meta, k)
+		} else {
+			n.Meta[k] = *v
+		}
+	}
+	return &nomad.NodeMetaResponse{Meta: n.Meta}, nil
+}
+
+// TestReturnOfADownHost: a borrowed host whose node is down is returned
+// in the ledger and made ineligible, without an error for the meta its
+// client cannot take; the reconcile pass removes the mark once the node
+// is back, not before.
+func TestReturnOfADownHost(t *testing.T) {
+	ctx := context.Background()
+	l, _, err := pools.NewLedger(ctx, pools.NewMemoryStore(), pools.Limits{Quota: map[string]int{"bu-b": 1}, LendCap: map[string]int{"bu-a": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	borrowed := time.Now().Add(-time.Minute)
+	until := borrowed.Add(time.Hour).UTC().Format(time.RFC3339)
+	nodes := &downNodes{nodes: map[string]*nomad.Node{"h1": {ID: "h1", Name: "shared-1", NodePool: "shared", Status: nomad.NodeStatusDown,
+		SchedulingEligibility: nomad.NodeSchedulingEligible, Meta: map[string]string{pools.MetaLentTo: "bu-b", pools.MetaServes: "bu-b", pools.MetaLease: until}}}}
+	p, err := New(Config{NomadNodes: nodes, Pool: &pools.SharedPool{Header: pools.Header{Name: "shared"}, Lease: time.Hour}, Ledger: l, Drain: noDrain, MetaSync: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Borrow(ctx, pools.BorrowRequest{Host: "h1", HostName: "shared-1", Pool: "shared", Lender: "bu-a", Borrower: "bu-b", At: borrowed, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Return(ctx, providers.Host{ID: "h1", Pool: "shared"}, time.Minute, pools.ReasonReturned); err != nil {
+		t.Fatalf("returning a host whose node is down: %v", err)
+	}
+	if _, lent := l.Loan("h1"); lent {
+		t.Fatal("the loan of the down host is still open")
+	}
+	h1 := nodes.nodes["h1"]
+	if h1.SchedulingEligibility != nomad.NodeSchedulingIneligible || nodes.metas != 0 {
+		t.Fatalf("the down node: eligibility %s, %d meta changes; want ineligible, none", h1.SchedulingEligibility, nodes.metas)
+	}
+	left := []pools.Discrepancy{{Host: "h1", Name: "shared-1", Nomad: "bu-b", Lease: until}}
+	if err := p.Repair(ctx, left); err != nil {
+		t.Fatalf("repairing the mark while the node is down: %v", err)
+	}
+	if h1.Meta[pools.MetaLentTo] != "bu-b" {
+		t.Fatal("the mark of a down node changed")
+	}
+	h1.Status = nomad.NodeStatusReady
+	if err := p.Repair(ctx, left); err != nil {
+		t.Fatalf("repairing the mark once the node is back: %v", err)
+	}
+	if _, marked := h1.Meta[pools.MetaLentTo]; marked || nodes.metas != 1 {
+		t.Fatalf("once back, the node's meta is %v after %d changes; want the lending meta removed", h1.Meta, nodes.metas)
 	}
 }
