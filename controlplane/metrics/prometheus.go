@@ -168,8 +168,11 @@ func (p *Prometheus) notYet(ctx context.Context, promql string, at time.Time) er
 	}
 	need := max(QueryRange(promql), time.Minute)
 	if up := at.Sub(started); up < need {
-		return fmt.Errorf("%w: prometheus has been up %s, less than the %s the query %q needs", policies.ErrNotYet,
-			up.Round(time.Second), need, promql)
+		// Said the same way at every evaluation until there is data (the
+		// times, not how long it has been up), so the journal notes the
+		// hold once.
+		return fmt.Errorf("%w: prometheus started at %s, and the query %q needs %s of its data: there is some from %s", policies.ErrNotYet,
+			started.UTC().Format(time.TimeOnly), promql, need, started.Add(need).UTC().Format(time.TimeOnly))
 	}
 	return nil
 }

@@ -386,8 +386,14 @@ func TestPrometheusSaysWhyThereIsNoData(t *testing.T) {
 	f.started = at.Add(-90 * time.Second)
 	f.mu.Unlock()
 	_, err = p.Query(context.Background(), q, at)
-	if !errors.Is(err, policies.ErrNotYet) || !strings.Contains(err.Error(), "prometheus has been up 1m30s, less than the 5m0s") {
-		t.Fatalf("no series 90s after Prometheus started, for a 5m range: %v, want ErrNotYet", err)
+	want := fmt.Sprintf("prometheus started at %s, and the query %q needs 5m0s of its data: there is some from %s",
+		at.Add(-90*time.Second).UTC().Format(time.TimeOnly), q, at.Add(-90*time.Second+5*time.Minute).UTC().Format(time.TimeOnly))
+	if !errors.Is(err, policies.ErrNotYet) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("no series 90s after Prometheus started, for a 5m range: %v, want ErrNotYet saying %q", err, want)
+	}
+	// Said the same way a moment later (the journal notes a hold once).
+	if _, again := p.Query(context.Background(), q, at.Add(20*time.Second)); again == nil || again.Error() != err.Error() {
+		t.Fatalf("20s later the same wait reads %v, not %v", again, err)
 	}
 	// Up for longer than the range: no series is a missing series, once
 	// the cached start time (startedTTL) is read again.
