@@ -101,6 +101,7 @@ below allows another setup.`,
 				fmt.Fprintf(out, "  Control plane API %s\n", l.SpillwayURL)
 				fmt.Fprintf(out, "  Metrics           %s/metrics\n", l.SpillwayURL)
 				fmt.Fprintf(out, "  API token (admin) %s\n", l.APIToken)
+				fmt.Fprintf(out, "  Operator token    %s\n", l.OperatorToken)
 				fmt.Fprintf(out, "  Viewer token      %s\n", l.ViewerToken)
 			}
 			fmt.Fprintf(out, "  Nomad UI and API  %s  (NOMAD_ADDR=%s)\n", l.NomadAddr, l.NomadAddr)

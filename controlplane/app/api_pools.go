@@ -108,10 +108,27 @@ func toLoanView(l pools.Loan) loanView {
 }
 
 type loansPage struct {
-	Loans []loanView `json:"loans"`
+	// At is the control plane's time of the answer: a client counts a
+	// lease's time left from it, not from its own clock.
+	At time.Time `json:"at"`
+	// Shared is the shared pool's lease terms, absent when there is no
+	// shared pool.
+	Shared *sharedTerms `json:"shared,omitempty"`
+	Loans  []loanView   `json:"loans"`
 	// Closed is, with closed_since, the loans that ended since then,
 	// each with its lease's end and why it ended.
 	Closed []closedLoanView `json:"closed,omitempty"`
+}
+
+// sharedTerms is the shared pool's lease terms, in seconds: the lease a
+// loan starts (and an extension gives) by default, the reclaim notice (a
+// reclaim's default deadline; a lease ending within it is about to be
+// replaced and given back) and the drain deadline.
+type sharedTerms struct {
+	Pool                 string  `json:"pool"`
+	LeaseSeconds         float64 `json:"lease_seconds"`
+	ReclaimNoticeSeconds float64 `json:"reclaim_notice_seconds"`
+	DrainDeadlineSeconds float64 `json:"drain_deadline_seconds"`
 }
 
 // closedLoanView is a loan that ended: returned, lease expired or
@@ -132,10 +149,14 @@ type closedLoanView struct {
 // handleLoans serves GET /v1/pools/loans?borrower=&lender=: the hosts lent
 // (or rented) now, from the lending ledger.
 func (s *api) handleLoans(w http.ResponseWriter, r *http.Request) {
-	page := loansPage{Loans: []loanView{}}
+	page := loansPage{At: s.clock.Now().UTC(), Loans: []loanView{}}
 	if !s.poolsConfigured() {
 		writeJSON(w, http.StatusOK, page)
 		return
+	}
+	if sp := s.Pools().Shared; sp != nil {
+		page.Shared = &sharedTerms{Pool: sp.Name, LeaseSeconds: sp.Lease.Seconds(), ReclaimNoticeSeconds: sp.ReclaimNotice.Seconds(),
+			DrainDeadlineSeconds: sp.DrainDeadline.Seconds()}
 	}
 	l, err := s.ledger(r)
 	if err != nil {

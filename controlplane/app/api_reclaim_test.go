@@ -107,6 +107,12 @@ func TestAPIReclaimAndExtend(t *testing.T) {
 	if len(loans.Loans) != 2 {
 		t.Fatalf("loans: %+v", loans)
 	}
+	// The shared pool's terms, from its file, and the server's time: a
+	// client counts a lease's time left and its reclaim notice from them.
+	if want := (sharedTerms{Pool: "shared", LeaseSeconds: 3600, ReclaimNoticeSeconds: 300, DrainDeadlineSeconds: 60}); loans.Shared == nil || *loans.Shared != want ||
+		time.Since(loans.At).Abs() > time.Minute {
+		t.Fatalf("loans: shared %+v at %s, want %+v at about now", loans.Shared, loans.At, want)
+	}
 	for _, l := range loans.Loans {
 		if (l.ReclaimBy != nil) != (l.Host == "shared-2") || l.Until.IsZero() {
 			t.Fatalf("loan %+v: want lease end, and reclaim_by only on shared-2", l)

@@ -131,6 +131,10 @@ type Lab struct {
 	// ViewerToken is a viewer token of it: the console and the API's reads,
 	// with no write control.
 	ViewerToken string
+	// OperatorToken is an operator token of it: what an on-call engineer
+	// may change (pause a pool, extend a lease, reclaim a host), not the
+	// admin's configuration.
+	OperatorToken string
 	// Hosts are the internal data-centre hosts.
 	Hosts []*Host
 
@@ -220,8 +224,8 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.servePort = ports[0]
-	// Tokens of the control plane: an admin's and a viewer's for people,
-	// one for Alertmanager.
+	// Tokens of the control plane: an admin's, an operator's and a
+	// viewer's for people, one for Alertmanager.
 	if l.APIToken, _, err = auth.Generate(); err != nil {
 		return nil, err
 	}
@@ -229,6 +233,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	if l.ViewerToken, _, err = auth.Generate(); err != nil {
+		return nil, err
+	}
+	if l.OperatorToken, _, err = auth.Generate(); err != nil {
 		return nil, err
 	}
 

@@ -54,6 +54,7 @@ func (l *Lab) ServeConfig() (map[string]any, error) {
 		"api": map[string]any{"tokens": []map[string]any{
 			{"name": "lab-admin", "role": "admin", "sha256": auth.Hash(l.APIToken)},
 			{"name": "lab-viewer", "role": "viewer", "sha256": auth.Hash(l.ViewerToken)},
+			{"name": "lab-operator", "role": "operator", "sha256": auth.Hash(l.OperatorToken)},
 			{"name": "alertmanager", "role": "operator", "sha256": auth.Hash(l.alertmanagerToken)},
 		}},
 		"listen":     fmt.Sprintf("127.0.0.1:%d", l.servePort),

@@ -42,10 +42,14 @@ const rejected = "This token was not accepted"
 // checkConsole signs in to the lab's console through its login link and
 // checks: the token leaves the address bar; the page shows the lab's tiers
 // with the numbers GET /v1/pools gives; a journal event refreshes it; the
-// admin has write controls and the viewer none; a wrong token is told so;
-// and axe-core finds no serious or critical violation, light and dark.
-// The lab must run serve with its pools (LabPools) and a cloud pool, and
-// be quiet: no scale-out under way.
+// shared host lent for the burst is listed with its lease's end; the admin
+// has write controls and the viewer none; an operator's reclaim of more
+// hosts than are lent shows the API's 422 in words, and an operator's
+// lease extension is journaled (lease.extended) and shown; a wrong token
+// is told so; and axe-core finds no serious or critical violation, light
+// and dark, and with a dialog open. The lab must run serve with its pools
+// (LabPools) and a cloud pool, have lent exactly one shared host, and be
+// quiet: no scale-out under way.
 func checkConsole(t *testing.T, l *lab.Lab) {
 	b := newBrowser(t)
 
@@ -68,6 +72,8 @@ func checkConsole(t *testing.T, l *lab.Lab) {
 	}
 	b.waitLive(admin)
 	b.samePools(admin, l)
+	loan := sharedLoan(t, l)
+	b.sameLoan(admin, loan)
 	writes := run(b, admin, "write controls", chromedp.Evaluate[int](visibleWrites))
 	if writes == 0 {
 		t.Errorf("the admin sees no write control")
@@ -119,7 +125,15 @@ func checkConsole(t *testing.T, l *lab.Lab) {
 	if n := run(b, viewer, "write controls", chromedp.Evaluate[int](`document.querySelectorAll('[data-write]').length`)); n != 0 {
 		t.Errorf("the viewer's page has %d write controls, want none (the admin's has %d)", n, writes)
 	}
+	b.sameLoan(viewer, loan)
+	if n := run(b, viewer, "loan controls", chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=loans] button, [data-testid=loans] dialog').length`)); n != 0 {
+		t.Errorf("the viewer's loans have %d buttons or dialogs, want none", n)
+	}
 	b.shot(viewer, "capacity-viewer")
+
+	// The operator: a reclaim of more hosts than are lent shows the API's
+	// 422 in words and changes nothing; an extension is journaled and shown.
+	checkLoanControls(t, b, l, loan)
 
 	// A wrong token, typed in the form with the keyboard, and in a link.
 	wrong := b.tab("wrong token")
@@ -136,6 +150,144 @@ func checkConsole(t *testing.T, l *lab.Lab) {
 	b.do(wrong, "a login link with a wrong token", chromedp.Navigate(l.SpillwayURL+"/#token=spw_not-a-token"),
 		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('[data-testid=login-error]')?.textContent.includes(%q)`, rejected)),
 	)
+}
+
+// loanJSON is one open loan of GET /v1/pools/loans.
+type loanJSON struct {
+	Host      string     `json:"host"`
+	HostName  string     `json:"host_name"`
+	Tier      string     `json:"tier"`
+	Pool      string     `json:"pool"`
+	Lender    string     `json:"lender"`
+	Borrower  string     `json:"borrower"`
+	Until     time.Time  `json:"until"`
+	ReclaimBy *time.Time `json:"reclaim_by"`
+}
+
+// sharedLoans reads the shared pool's open loans from GET /v1/pools/loans.
+func sharedLoans(t *testing.T, l *lab.Lab) []loanJSON {
+	t.Helper()
+	var page struct{ Loans []loanJSON }
+	if err := json.Unmarshal([]byte(request(t, l, http.MethodGet, "/v1/pools/loans", nil)), &page); err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(page.Loans, func(x loanJSON) bool { return x.Tier != "shared" })
+}
+
+// sharedLoan is the lab's one lent shared host.
+func sharedLoan(t *testing.T, l *lab.Lab) loanJSON {
+	t.Helper()
+	loans := sharedLoans(t, l)
+	if len(loans) != 1 {
+		t.Fatalf("the lab has %d shared loans, want the burst's one: %+v", len(loans), loans)
+	}
+	return loans[0]
+}
+
+// loanRow is what the page shows of one open loan.
+type loanRow struct {
+	Text, Until, State string
+}
+
+// readLoanRow reads the row of the loan of node (or null).
+const readLoanRow = `(node => { const r = document.querySelector('[data-testid=loans-open] tr[data-node="' + node + '"]');
+	return r && {text: r.innerText, until: r.querySelector('[data-field=until] time').getAttribute('datetime'), state: r.dataset.state}; })`
+
+// sameLoan waits until the page lists loan with the lease's end GET
+// /v1/pools/loans gives, its lender and borrower and its time left.
+func (b *browser) sameLoan(ctx context.Context, loan loanJSON) loanRow {
+	b.t.Helper()
+	row := fmt.Sprintf(`[data-testid=loans-open] tr[data-node=%q]`, loan.Host)
+	b.do(ctx, "the loan of "+loan.HostName, chromedp.WaitVisible(chromedp.CSS(row)))
+	got := run(b, ctx, "the loan's row", chromedp.Evaluate[loanRow](fmt.Sprintf("%s(%q)", readLoanRow, loan.Host)))
+	text := strings.Join(strings.Fields(got.Text), " ")
+	until, err := time.Parse(time.RFC3339Nano, got.Until)
+	if err != nil || !until.Equal(loan.Until) {
+		b.t.Errorf("the page's lease end of %s is %q, GET /v1/pools/loans says %s", loan.HostName, got.Until, loan.Until.Format(time.RFC3339Nano))
+	}
+	// The lab's lease is an hour and its reclaim notice two minutes.
+	for _, want := range []string{loan.HostName, loan.Lender, loan.Borrower, "left", "Not reclaimed"} {
+		if !strings.Contains(text, want) {
+			b.t.Errorf("the loan's row %q does not say %q", text, want)
+		}
+	}
+	if got.State != "ok" {
+		b.t.Errorf("the loan's row is in state %q, want ok (more than the reclaim notice left): %q", got.State, text)
+	}
+	return got
+}
+
+// checkLoanControls signs the operator in and, on loan's row and its
+// lender's, asks to reclaim one more host than the lender lent (the API's
+// 422 shows, in its words, and nothing is reclaimed), then extends the
+// lease by 2 hours: the row shows the new end, the page says so, and the
+// journal has lease.extended by the operator with the reason.
+func checkLoanControls(t *testing.T, b *browser, l *lab.Lab, loan loanJSON) {
+	op := b.tab("operator")
+	b.do(op, "the operator signs in", chromedp.Navigate(l.SpillwayURL+"/capacity#token="+l.OperatorToken),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-pool]`)))
+	b.sameLoan(op, loan)
+
+	lender := fmt.Sprintf(`[data-testid=loans-lenders] tr[data-lender=%q]`, loan.Lender)
+	lent := run(b, op, "the lender's count", chromedp.Text(chromedp.CSS(lender+` td.num`)))
+	n, err := strconv.Atoi(lent)
+	if err != nil || n < 1 {
+		t.Fatalf("the page says %s lent %q hosts", loan.Lender, lent)
+	}
+	dialog := `dialog[open]`
+	b.do(op, "reclaim one host more than "+loan.Lender+" lent",
+		chromedp.Click(chromedp.CSS(lender+` button[data-write=lender-reclaim]`)),
+		chromedp.WaitVisible(chromedp.CSS(dialog+` input[name=count]`)),
+		chromedp.SetValue(chromedp.CSS(dialog+` input[name=count]`), strconv.Itoa(n+1)),
+		chromedp.SendKeys(chromedp.CSS(dialog+` input[name=reason]`), "the console's browser test: one too many\r"),
+		chromedp.WaitVisible(chromedp.CSS(dialog+` [data-testid=action-error]`)),
+	)
+	shown := run(b, op, "the reclaim's error", chromedp.Text(chromedp.CSS(dialog+` [data-testid=action-error]`)))
+	body, _ := json.Marshal(map[string]any{"count": n + 1, "lender": loan.Lender, "reason": "the console's browser test: the same ask"})
+	code, answer := requestStatus(t, l, http.MethodPost, "/v1/pools/"+loan.Pool+"/reclaim", body)
+	var refusal struct{ Error struct{ Message string } }
+	_ = json.Unmarshal([]byte(answer), &refusal)
+	if code != http.StatusUnprocessableEntity || refusal.Error.Message == "" || !strings.Contains(shown, refusal.Error.Message) {
+		t.Errorf("reclaiming %d of %d: the dialog says %q; the API answers the same ask %d %s", n+1, n, shown, code, answer)
+	}
+	b.axe(op, "capacity, the reclaim dialog refused")
+	b.shot(op, "capacity-reclaim-refused")
+	b.do(op, "cancel the reclaim", chromedp.Click(chromedp.CSS(dialog+` button.secondary`)), chromedp.WaitNotPresent(chromedp.CSS(`dialog`)))
+	if now := sharedLoan(t, l); now.ReclaimBy != nil {
+		t.Fatalf("a refused reclaim reclaimed %s: %+v", now.HostName, now)
+	}
+
+	// Extend the lease by 2 hours, from the row, with the keyboard.
+	row := fmt.Sprintf(`[data-testid=loans-open] tr[data-node=%q]`, loan.Host)
+	reason := "the console's browser test: extend"
+	asked := time.Now()
+	b.do(op, "extend the lease of "+loan.HostName,
+		chromedp.Click(chromedp.CSS(row+` button[data-write=loan-extend]`)),
+		chromedp.WaitVisible(chromedp.CSS(dialog+` input[name=lease]`)),
+		chromedp.SendKeys(chromedp.CSS(dialog+` input[name=lease]`), "2h"),
+		chromedp.SendKeys(chromedp.CSS(dialog+` input[name=reason]`), reason+"\r"),
+		chromedp.WaitNotPresent(chromedp.CSS(`dialog`)),
+	)
+	b.do(op, "the row shows the new lease end",
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`(r => r && Date.parse(r.until) > Date.now() + 110 * 60 * 1000)(%s(%q))`, readLoanRow, loan.Host)))
+	extended := sharedLoan(t, l)
+	if d := extended.Until.Sub(asked); d < 2*time.Hour-time.Minute || d > 2*time.Hour+time.Minute {
+		t.Errorf("after the extension the lease of %s ends %s after it was asked, want 2h", loan.HostName, d)
+	}
+	b.sameLoan(op, extended)
+	if said := run(b, op, "what the page says", chromedp.Text(chromedp.CSS(`[data-testid=loan-done]`))); !strings.Contains(said, "now ends at") || !strings.Contains(said, loan.HostName) {
+		t.Errorf("after the extension the page says %q", said)
+	}
+	var ext []string
+	for _, ev := range filterKind(allEvents(t, l), "lease.extended") {
+		if ev.Actor == "lab-operator" && strings.Contains(ev.Message, reason) && ev.Subject == "host/"+loan.Host {
+			ext = append(ext, ev.Message)
+		}
+	}
+	if len(ext) != 1 {
+		t.Errorf("the journal has %d lease.extended events by lab-operator for %s with the reason, want 1: %v", len(ext), loan.HostName, ext)
+	}
+	b.shot(op, "capacity-lease-extended")
 }
 
 // eventsSeen is how many events the page's stream has brought.

@@ -43,6 +43,52 @@ export interface CapacityReport {
   pools: PoolCapacity[];
 }
 
+/** One open loan of GET /v1/pools/loans: a lent (or rented) host. */
+export interface Loan {
+  /** The Nomad node's ID. */
+  host: string;
+  host_name?: string;
+  /** shared for a lent host; warm or cold for a rented one. */
+  tier: string;
+  pool: string;
+  lender: string;
+  borrower: string;
+  claim?: string;
+  since: string;
+  /** When the lease ends. */
+  until: string;
+  overcommit?: boolean;
+  /** Set once the owner reclaimed the host: it is back by then. */
+  reclaim_by?: string;
+  /** Why a loan Nomad showed and the ledger did not record was adopted. */
+  adopted?: string;
+}
+
+/** A loan that ended, with why: returned, lease expired or reclaimed. */
+export interface ClosedLoan {
+  host: string;
+  host_name?: string;
+  tier: string;
+  pool: string;
+  lender: string;
+  borrower: string;
+  since: string;
+  until: string;
+  returned: string;
+  reason: string;
+}
+
+/** GET /v1/pools/loans */
+export interface LoansPage {
+  /** The control plane's time of the answer. */
+  at: string;
+  /** The shared pool's lease terms; absent without a shared pool. */
+  shared?: { pool: string; lease_seconds: number; reclaim_notice_seconds: number; drain_deadline_seconds: number };
+  loans: Loan[];
+  /** With closed_since: the loans closed since then, in return order. */
+  closed?: ClosedLoan[];
+}
+
 /** One event of the journal, as GET /v1/events/stream sends it. */
 export interface JournalEvent {
   seq: number;

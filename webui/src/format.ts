@@ -46,3 +46,11 @@ export function dateTime(t: string | number | Date | undefined | null): string {
 export function secs(s: number): string {
   return s < 60 ? `${s.toFixed(1)} s` : span(s * 1000);
 }
+
+/** clock() for a time today, dateTime() for any other day. */
+export function when(t: string | number | Date | undefined | null, today: number = Date.now()): string {
+  if (t === undefined || t === null || t === '') return '—';
+  const d = new Date(t);
+  if (isNaN(d.getTime())) return '—';
+  return d.toDateString() === new Date(today).toDateString() ? clock(d) : dateTime(d);
+}

@@ -3,6 +3,7 @@
 // every number in text. It reloads when a journal event arrives (and on a
 // slow poll). Operators and admins can pause and resume taking hosts from
 // the shared pool and the cloud pools; a viewer sees no such control.
+// Below the shared pool, its loans (pages/loans.tsx): the lender's side.
 
 import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import type { CapacityReport, PoolCapacity } from '../api';
@@ -10,6 +11,7 @@ import { ApiError, errorText, request } from '../api';
 import { Empty, ErrorNote } from '../components';
 import { clock, hosts, int, money } from '../format';
 import { bump, canWrite, dataAt, dataVersion, onApiError, token } from '../store';
+import { Loans } from './loans';
 
 interface Loaded {
   report: CapacityReport | null;
@@ -237,6 +239,7 @@ export function Capacity() {
         ) : null}
         <Tier title="Business units' own hosts" testid="tier-own" pools={of('own')} empty="No business units configured." />
         <Tier title="Shared pool" testid="tier-shared" pools={of('shared')} empty="No shared pool configured." />
+        {of('shared').length ? <Loans /> : null}
         <Tier title="Cloud pools" testid="tier-cloud" pools={of('warm', 'cold')} empty="No cloud pools configured." />
       </>
     );
