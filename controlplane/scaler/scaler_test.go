@@ -275,7 +275,9 @@ func TestScalerSkipsAHeldGroup(t *testing.T) {
 	db := openJournal(t)
 	set := loadSet(t, strings.Replace(policyDoc, "NAME", "a", 1))
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	ev := &fakeEvaluator{decide: func(*policies.Policy, evaluate.State) policies.Decision { return decision(policies.Down, 16, 12, "12 is enough") }}
+	ev := &fakeEvaluator{decide: func(*policies.Policy, evaluate.State) policies.Decision {
+		return decision(policies.Down, 16, 12, "12 is enough")
+	}}
 	counts := &fakeCounts{}
 	var mu sync.Mutex
 	why := "its count is raised by 4 for the drain of shared-1"
