@@ -309,9 +309,11 @@ func (c *Controller) reraise(ctx context.Context, snap *cluster.Snapshot, s *sur
 }
 
 // awaitSurges waits until every surge has its goal of healthy
-// allocations, or the earliest surge's deadline; a surge short of it
-// then is journaled (lease.surge_unmet) and goes into the drain as it
-// is: its extra healthy allocations still soften the dip.
+// allocations, or the earliest surge's deadline, or until those short of
+// it have nothing starting and allocations queued for want of room (no
+// host comes for a held group); a surge short of its goal then is
+// journaled (lease.surge_unmet) and goes into the drain as it is: its
+// extra healthy allocations still soften the dip.
 func (c *Controller) awaitSurges(ctx context.Context, loan pools.Loan, act string, surges []*surge, unmet func(policies.Target, int, string)) {
 	by := surges[0].By
 	for _, s := range surges[1:] {
@@ -324,24 +326,38 @@ func (c *Controller) awaitSurges(ctx context.Context, loan pools.Loan, act strin
 	t := c.cfg.Clock.AfterFunc(max(by.Sub(c.now()), 0), cancel)
 	defer t.Stop()
 	short := map[*surge]int{}
+	stuck := false
 	_, _, err := c.await(wait, func(snap *cluster.Snapshot) (bool, error) {
 		clear(short)
+		stuck = true
 		for _, s := range surges {
-			if h, _ := verdicts(snap, s.Target); h < s.goal() {
-				short[s] = h
+			h, starting := verdicts(snap, s.Target)
+			if h >= s.goal() {
+				continue
+			}
+			short[s] = h
+			// Allocations Nomad queued for want of room get none while the
+			// group is held: only those still starting are worth a wait.
+			if d, _ := snap.Demand(s.Target); starting > 0 || d.Queued == 0 {
+				stuck = false
 			}
 		}
-		return len(short) == 0, nil
+		return len(short) == 0 || stuck, nil
 	})
 	if ctx.Err() != nil {
 		return
 	}
-	if err == nil {
+	if err == nil && len(short) == 0 {
 		c.cfg.Logger.Info("surge: every surged group is healthy; draining", "host", loan.HostName, "activity", act)
 		return
 	}
 	for _, s := range surges {
-		if h, ok := short[s]; ok {
+		h, ok := short[s]
+		switch {
+		case !ok:
+		case err == nil:
+			unmet(s.Target, s.K, fmt.Sprintf("%d of the %d healthy allocations the surge waits for, and the rest wait for room: the drain goes on", h, s.goal()))
+		default:
 			unmet(s.Target, s.K, fmt.Sprintf("%d of the %d healthy allocations the surge waits for by %s: the drain goes on (the owner's right comes first)",
 				h, s.goal(), by.UTC().Format(time.RFC3339)))
 		}

@@ -3,6 +3,7 @@ package controller
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -254,5 +255,28 @@ func TestSurgeEndsAfterACrashAfterTheReturn(t *testing.T) {
 	}
 	if n := len(h.events(KindIntent)); n != 2 {
 		t.Fatalf("%d intent.claim events, want 2: the raised count was rented for\n%s", n, h.dump())
+	}
+}
+
+// TestSurgeWithoutRoomDoesNotHoldUpTheDrain: no replacement came up (the
+// rented host never joins), so the surge's allocations wait for room the
+// held group will not get: the drain starts at once, saying why, and the
+// count is lowered after it.
+func TestSurgeWithoutRoomDoesNotHoldUpTheDrain(t *testing.T) {
+	h := newHarness(t, 1)
+	loan := borrowOne(h)
+	h.boots = false
+	h.clock.Advance(loan.Until.Sub(h.clock.Now()))
+	h.until("the surge ends", func() bool {
+		g, _ := h.k.Snapshot().Group(web)
+		return len(h.events(KindLeaseSurgeEnded)) == 1 && g.Count == 8
+	})
+	unmet := h.events(KindLeaseSurgeUnmet)
+	if len(unmet) != 1 || !strings.Contains(unmet[0].Message, "wait for room") {
+		t.Fatalf("lease.surge_unmet: %+v\n%s", unmet, h.dump())
+	}
+	surged, ret := h.events(KindLeaseSurged), h.events(KindIntentReturn)
+	if len(surged) != 1 || len(ret) != 1 || ret[0].Time.Sub(surged[0].Time) > 5*time.Second {
+		t.Fatalf("the drain waited for a surge that had no room\n%s", h.dump())
 	}
 }
