@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/spillwayhq/spillway/controlplane/cluster/clustertest"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
@@ -98,6 +100,9 @@ func TestSurgeBeforeTheDrainKeepsHealthyAllocations(t *testing.T) {
 	if why := h.c.Holding(web); why == "" {
 		t.Fatal("web is not held while its count is raised")
 	}
+	if n := testutil.ToFloat64(h.c.surgeGauge); n != 1 {
+		t.Fatalf("spillway_surges_in_progress is %v during the surge, want 1", n)
+	}
 	h.waitFor(10 * time.Second)
 	h.k.MarkHealthy()
 	h.until("the drain moves 4 allocations to the replacement", func() bool {
@@ -125,6 +130,9 @@ func TestSurgeBeforeTheDrainKeepsHealthyAllocations(t *testing.T) {
 	}
 	if why := h.c.Holding(web); why != "" {
 		t.Fatalf("web is still held after the surge: %s", why)
+	}
+	if n := testutil.ToFloat64(h.c.surgeGauge); n != 0 {
+		t.Fatalf("spillway_surges_in_progress is %v after the surge, want 0", n)
 	}
 	if e := returnEntry(h, "shared-1"); e.Reason != pools.ReasonLeaseExpired {
 		t.Fatalf("the ledger closed the loan with %q", e.Reason)
