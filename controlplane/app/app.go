@@ -34,6 +34,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/metrics"
 	"github.com/spillwayhq/spillway/controlplane/nomadapi"
 	"github.com/spillwayhq/spillway/controlplane/scaler"
+	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/webui"
 )
@@ -174,6 +175,7 @@ func New(cfg *config.Config, hash string, log *slog.Logger, opts Options) (*App,
 		Logger:     log.With("component", "scaler"),
 		Registerer: a.reg,
 		OnScaled:   a.scaled,
+		Hold:       a.holding,
 	})
 	if err := a.scaler.Restore(context.Background()); err != nil {
 		a.journal.Close()
@@ -482,6 +484,11 @@ func (a *App) act(ctx context.Context, term leader.Term) {
 				<-ctx.Done()
 				return
 			}
+			if err := a.controller.RestoreSurges(ctx, a.journal.Events()); err != nil {
+				a.log.Error("restoring the surges in flight; not acting this term", "err", err)
+				<-ctx.Done()
+				return
+			}
 			if _, err := a.ledger.Reload(ctx); err != nil {
 				a.log.Error("reloading the lending ledger; not acting this term", "err", err)
 				<-ctx.Done()
@@ -496,6 +503,15 @@ func (a *App) act(ctx context.Context, term leader.Term) {
 		a.controller.Wait()
 	}
 	<-done
+}
+
+// holding says why the scaler must leave a group's count alone now: the
+// controller raised it for the drain of a lent host (a surge).
+func (a *App) holding(t policies.Target) string {
+	if a.controller == nil {
+		return ""
+	}
+	return a.controller.Holding(t)
 }
 
 // scaled tells the provisioning controller of a count the scaler raised,

@@ -71,7 +71,11 @@ func (a *App) controllers(nc *nomad.Client) error {
 	if err := a.controller.RestoreLinks(context.Background(), a.journal.Events()); err != nil {
 		return err
 	}
-	return a.controller.RestorePauses(context.Background(), a.journal.Events())
+	if err := a.controller.RestorePauses(context.Background(), a.journal.Events()); err != nil {
+		return err
+	}
+	// Before the scaler's first evaluation: a group a surge raised is held.
+	return a.controller.RestoreSurges(context.Background(), a.journal.Events())
 }
 
 // sharedNodes gives Nomad's nodes with their usage from the cluster model:

@@ -234,6 +234,10 @@ type Controller struct {
 	// whose owner reclaimed it that a return task replaces and gives back
 	// now (lending.go), by node ID.
 	lending map[string]string
+	// surges are the task groups whose count is raised for the drain of a
+	// lent host being given back (surge.go): held until lowered again.
+	surges     map[policies.Target]*surge
+	surgeGauge prometheus.Gauge
 	// orphans is when the collector first saw each unowned instance;
 	// refused what it would not touch; born the journal's first event.
 	orphans      map[string]time.Time
@@ -294,6 +298,11 @@ func New(cfg Config) *Controller {
 		seen:       map[string]time.Time{},
 		givingBack: map[string]string{},
 		lending:    map[string]string{},
+		surges:     map[policies.Target]*surge{},
+		surgeGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_surges_in_progress",
+			Help: "Task groups whose count is raised now for the drain of a lent host being given back (a lease that ended, a reclaim), so their healthy allocations never dip below the count before it; lowered again after the drain.",
+		}),
 		giveBacks: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spillway_give_backs_in_progress",
 			Help: "Hosts being drained and given back now, each a task beside the control loop (one per business unit at most).",
@@ -339,7 +348,7 @@ func New(cfg Config) *Controller {
 		}, []string{"result"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.unservedGauge, c.rateGauge, c.refusedGauge, c.interruptions, c.giveBacks, newLinkCollector(c))
+		cfg.Registerer.MustRegister(c.phases, c.missed, c.fixes, c.unmetC, c.ends, c.unservedGauge, c.rateGauge, c.refusedGauge, c.interruptions, c.giveBacks, c.surgeGauge, newLinkCollector(c))
 	}
 	return c
 }
@@ -409,12 +418,13 @@ func (c *Controller) Start(ctx context.Context, r Request) bool {
 }
 
 // holdTarget marks activity act as t's scale-out in flight, so the
-// provisioner starts none beside it, unless one already is; the func it
-// returns releases what it marked (nothing, when t was busy: one is).
+// provisioner starts none beside it, unless one already is or another
+// activity's surge holds t (surge.go); the func it returns releases what
+// it marked (nothing, when t was busy).
 func (c *Controller) holdTarget(t policies.Target, act string) (release func(), busy bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, busy := c.active[t]; busy {
+	if _, busy := c.active[t]; busy || (c.surges[t] != nil && c.surges[t].Activity != act) {
 		return func() {}, true
 	}
 	c.active[t] = act

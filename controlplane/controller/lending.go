@@ -160,13 +160,24 @@ func workOnHost(s *cluster.Snapshot, node string) hostWork {
 //     less the drain, and what it could not get is journaled as
 //     capacity.unmet with reason "reclaimed" (the owner's right comes
 //     first);
-//   - lease.replaced is journaled, then the host is drained and given
-//     back (giveBack: intent.return, capacity.returned), and the ledger
-//     closes the loan with its reason;
+//   - lease.replaced is journaled, then the surge (surgeLoan): the host
+//     is made ineligible and each service group it runs gets its count
+//     raised by what it runs there (lease.surged), until that many more
+//     of its allocations are healthy, within a reclaim's deadline less
+//     the drain (lease.surge_unmet says what went without);
+//   - the host is drained and given back (giveBack: intent.return,
+//     capacity.returned), and the ledger closes the loan with its reason:
+//     Nomad stops each allocation the drain moves before its replacement
+//     is healthy, and the surge's extra ones keep the group at or above
+//     its healthy count before;
+//   - once no allocation of a surged group is still starting, its count
+//     is lowered by the surge from what it is now (lease.surge_ended);
 //   - the activity follows the moved allocations until they are healthy.
 //
 // After a restart the pass takes the host up again: a replacement
-// journaled ready (lease.replaced) is not asked for twice.
+// journaled ready (lease.replaced) is not asked for twice, nor a surge
+// journaled (lease.surged) raised twice; a surge whose host was given
+// back before the restart is ended by resumeSurges.
 func (c *Controller) returnLoan(ctx context.Context, snap *cluster.Snapshot, act string, loan pools.Loan) error {
 	now := c.now()
 	bu := loan.Borrower
@@ -230,8 +241,26 @@ func (c *Controller) returnLoan(ctx context.Context, snap *cluster.Snapshot, act
 	if loan.Reclaiming() {
 		why = "its owner " + loan.Lender + " reclaimed it"
 	}
+	// The surge: each group the host serves has that many more healthy
+	// allocations before the drain moves them.
+	surges := c.surgeLoan(ctx, loan, act, c.surgeBy(loan))
+	if ctx.Err() != nil {
+		return ctx.Err() // the next term takes the surges up
+	}
+	c.failpoint(FailAfterSurge)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err := c.giveBackWithin(ctx, loan, loan.Host, work.allocs, "controller", why, act, c.returnDeadline(loan)); err != nil {
 		return err
+	}
+	c.failpoint(FailAfterGiveBack)
+	if ctx.Err() != nil {
+		return ctx.Err() // resumeSurges ends the surges
+	}
+	c.endSurges(ctx, surges)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	if a != nil && a.tl.begun() {
 		return c.place(ctx, a, c.now().Add(settleTime))

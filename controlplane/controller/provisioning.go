@@ -95,7 +95,8 @@ func (c *Controller) provision(ctx context.Context) {
 
 // Provision starts a scale-out for every task group s shows with queued
 // allocations, of a business unit Spillway serves, that has none in
-// flight. It returns how many it started.
+// flight and no surge (surge.go: what a surge queues is transient). It
+// returns how many it started.
 func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 	n := 0
 	queued := s.Queued()
@@ -125,6 +126,7 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 	for _, t := range queued {
 		c.mu.Lock()
 		_, busy := c.active[t]
+		busy = busy || c.surges[t] != nil // a surge's queue is transient
 		c.mu.Unlock()
 		if busy {
 			continue

@@ -11,7 +11,8 @@ const ReconcileEvery = time.Minute
 
 // Run runs every controller until ctx ends (one term of the leader): first
 // the reconcile pass (the ledger against Nomad and the clouds, then the
-// resumption of interrupted scale-outs), then provisioning (on every change
+// resumption of interrupted scale-outs, and the end of the surges whose
+// host was given back before a restart), then provisioning (on every change
 // of the model), spot interruption notices, the rented hosts' health, the
 // leases that ended or were reclaimed (Leases) and disruption every
 // interval, and the reconcile pass and the garbage
@@ -23,6 +24,9 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 	}
 	if err := c.RestoreEnded(ctx, c.cfg.Journal); err != nil {
 		log.Warn("restoring the scale-outs that ended with work queued", "err", err)
+	}
+	if err := c.RestoreSurges(ctx, c.cfg.Journal); err != nil {
+		log.Warn("restoring the surges in flight", "err", err)
 	}
 	// The reconcile pass needs to know the cluster: wait for the model.
 	for !c.cfg.Cluster.Snapshot().Live() {
@@ -43,6 +47,9 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 		log.Warn("resuming interrupted scale-outs", "err", err)
 	} else if n > 0 {
 		log.Info("resumed interrupted scale-outs", "count", n)
+	}
+	if n := c.resumeSurges(ctx); n > 0 {
+		log.Info("ending surges a restart interrupted", "count", n)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); c.provision(ctx) }()

@@ -68,6 +68,13 @@ type Config struct {
 	// Nomad took it: the provisioning controller gives the scale-out that
 	// follows the same activity and timeline.
 	OnScaled func(Scaled)
+	// Hold, when set, says why a group's count must not be changed now
+	// ("" when it may): the controller raised it for a while (a surge
+	// before the drain of a lent host) and lowers it again itself. A held
+	// group is not evaluated: its count and queue are transient. It is
+	// evaluated again DeploymentRetry later, and any trigger's alerts are
+	// still in the firing set then.
+	Hold func(policies.Target) string
 }
 
 // Scaled is a count the scaler changed.
@@ -387,6 +394,28 @@ func (s *Scaler) due() []policies.Target {
 	return out
 }
 
+// held reports whether Config.Hold holds target's count now; the group is
+// then due again DeploymentRetry from now, and the hold is logged once.
+func (s *Scaler) held(target policies.Target, cause Trigger, now time.Time) bool {
+	if s.cfg.Hold == nil {
+		return false
+	}
+	why := s.cfg.Hold(target)
+	if why == "" {
+		return false
+	}
+	note := "held: " + why
+	s.mu.Lock()
+	noted := s.lastNoted[target] == note
+	s.lastNoted[target] = note
+	s.nextDue[target] = now.Add(DeploymentRetry)
+	s.mu.Unlock()
+	if !noted {
+		s.cfg.Logger.Info("not evaluating a group whose count is held", "target", target.String(), "why", why, "cause", cause.Cause)
+	}
+	return true
+}
+
 // noteStale journals, once per period the cluster model is not live, that
 // a group was evaluated on its counts from asOf.
 func (s *Scaler) noteStale(ctx context.Context, target policies.Target, asOf, now time.Time) {
@@ -418,6 +447,9 @@ func (s *Scaler) Evaluate(ctx context.Context, target policies.Target, cause Tri
 	}
 	log := s.cfg.Logger.With("target", target.String())
 	now := s.cfg.Now()
+	if s.held(target, cause, now) {
+		return
+	}
 	s.mu.Lock()
 	last := s.lastScale[target]
 	s.mu.Unlock()

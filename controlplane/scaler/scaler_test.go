@@ -265,3 +265,47 @@ func TestScalerRetriesSoonAfterAnActiveDeployment(t *testing.T) {
 		t.Fatalf("the scale event %+v is not the deferred change's", evs[2])
 	}
 }
+
+// TestScalerSkipsAHeldGroup: while Hold holds the group (a surge raised
+// its count for a drain), no evaluation changes its count, whatever the
+// policy wants; it is due again DeploymentRetry later, and once the hold
+// ends the policy's change goes through.
+func TestScalerSkipsAHeldGroup(t *testing.T) {
+	ctx := context.Background()
+	db := openJournal(t)
+	set := loadSet(t, strings.Replace(policyDoc, "NAME", "a", 1))
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ev := &fakeEvaluator{decide: func(*policies.Policy, evaluate.State) policies.Decision {
+		return decision(policies.Down, 16, 12, "12 is enough")
+	}}
+	counts := &fakeCounts{}
+	var mu sync.Mutex
+	why := "its count is raised by 4 for the drain of shared-1"
+	s := New(Config{Policies: func() *policies.Set { return set }, Evaluator: ev, Counts: counts, Journal: db.Events(), Now: func() time.Time { return now },
+		Hold: func(got policies.Target) string {
+			mu.Lock()
+			defer mu.Unlock()
+			if got != target {
+				t.Errorf("Hold asked about %s", got)
+			}
+			return why
+		}})
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: "alert X fired"})
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: CauseInterval})
+	if len(counts.calls) != 0 || len(ev.lastSeen) != 0 {
+		t.Fatalf("a held group was evaluated (%d) or scaled: %v", len(ev.lastSeen), counts.calls)
+	}
+	s.mu.Lock()
+	due := s.nextDue[target]
+	s.mu.Unlock()
+	if !due.Equal(now.Add(DeploymentRetry)) {
+		t.Fatalf("a held group is due again at %s, want %s", due, now.Add(DeploymentRetry))
+	}
+	mu.Lock()
+	why = ""
+	mu.Unlock()
+	s.Evaluate(ctx, target, Trigger{Target: target, Cause: CauseInterval})
+	if len(counts.calls) != 1 || counts.calls[0] != 12 {
+		t.Fatalf("after the hold the scale calls are %v, want [12]", counts.calls)
+	}
+}

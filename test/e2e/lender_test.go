@@ -21,7 +21,11 @@ import (
 	"github.com/spillwayhq/spillway/pools"
 )
 
-// healthyDemo counts the demo's running, healthy allocations.
+// healthyDemo counts the demo's running, healthy allocations: those
+// with Nomad's healthy verdict, and those whose verdict a count change
+// has just cleared (Nomad updates every allocation in place for the new
+// job version and its health watcher starts again: a second or two
+// without a verdict) or not given yet, whose HTTP check passes now.
 func healthyDemo(nc *nomad.Client) (int, error) {
 	allocs, _, err := nc.Jobs().Allocations(lab.DemoJob, false, nil)
 	if err != nil {
@@ -29,11 +33,57 @@ func healthyDemo(nc *nomad.Client) (int, error) {
 	}
 	n := 0
 	for _, a := range allocs {
-		if a.ClientStatus == nomad.AllocClientStatusRunning && a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && *a.DeploymentStatus.Healthy {
+		if a.ClientStatus != nomad.AllocClientStatusRunning || a.DesiredStatus != nomad.AllocDesiredStatusRun {
+			continue
+		}
+		if a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil {
+			if *a.DeploymentStatus.Healthy {
+				n++
+			}
+			continue
+		}
+		checks, err := nc.Allocations().Checks(a.ID, nil)
+		if err != nil {
+			return 0, err
+		}
+		passing := len(checks) > 0
+		for _, c := range checks {
+			passing = passing && c.Status == "success"
+		}
+		if passing {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// watchHealthy samples healthyDemo every 250ms until the returned func
+// is called, which gives the fewest healthy instances seen and the
+// number of samples.
+func watchHealthy(ctx context.Context, nc *nomad.Client, start int) func() (int, int) {
+	var mu sync.Mutex
+	low, samples := start, 0
+	watch, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for watch.Err() == nil {
+			if n, err := healthyDemo(nc); err == nil {
+				mu.Lock()
+				low, samples = min(low, n), samples+1
+				mu.Unlock()
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	return func() (int, int) {
+		stop()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return low, samples
+	}
 }
 
 // hostStory is the kinds of the lender's events about one host (node ID)
@@ -46,7 +96,8 @@ func hostStory(t *testing.T, l *lab.Lab, node string, after int64) []string {
 			continue
 		}
 		switch ev.Kind {
-		case controller.KindLeaseExpired, controller.KindLeaseReclaimed, controller.KindLeaseReplaced, controller.KindIntentReturn, controller.KindReturned:
+		case controller.KindLeaseExpired, controller.KindLeaseReclaimed, controller.KindLeaseReplaced, controller.KindIntentReturn, controller.KindReturned,
+			controller.KindLeaseSurged, controller.KindLeaseSurgeUnmet, controller.KindLeaseSurgeEnded:
 			var d struct{ Node, Instance string }
 			_ = json.Unmarshal(ev.Data, &d)
 			if d.Node == node || d.Instance == node || ev.Subject == "host/"+node {
@@ -96,18 +147,21 @@ func lentHost(t *testing.T, l *lab.Lab) (string, string) {
 // TestLeasesEndAndOwnersReclaim is the lender's side on the lab, in one
 // lab: bu-a bursts to 12 demo instances and borrows a shared host under a
 // 2-minute lease. When the lease ends, the other shared host is borrowed
-// first, then the expired one is drained and returned: no allocation
-// waits for a host (the demo's healthy instances dip only by the one
-// Nomad's drain moves at a time), and the loan closes with "lease
-// expired". Then an owner reclaims the replacement through the API while
-// it serves the burst, and serve is killed (SIGKILL, at the failpoint
-// after-replacement) between the replacement and the drain; after a
-// restart the reclaim completes within its deadline, without a second
-// replacement, and the loan closes with "reclaimed"; an operator extends
-// the lease of the reclaim's replacement.
+// first, then the demo's count is raised by the 4 instances the expired
+// host runs (the surge) until 16 are healthy, then the host is drained
+// and returned and the count lowered to 12 again: the demo never has
+// fewer healthy instances than the 12 before the expiry, and the loan
+// closes with "lease expired". Then an owner reclaims the replacement
+// through the API while it serves the burst, and serve is killed
+// (SIGKILL, at the failpoint after-surge) once its surge is healthy,
+// before the drain; after a restart the reclaim completes within its
+// deadline, without a second replacement or surge, the count is lowered
+// (the policy, which wants 12, leaves the held count alone meanwhile),
+// the demo still never below 12, and the loan closes with "reclaimed";
+// an operator extends the lease of the reclaim's replacement.
 func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	t.Parallel()
-	labtest.Takes(t, 270*time.Second)
+	labtest.Takes(t, 320*time.Second)
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -143,61 +197,51 @@ func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	seq := evs[len(evs)-1].Seq
 
 	// The demo's healthy instances are watched from now until the
-	// expired host is back.
-	var mu sync.Mutex
-	low, samples := 12, 0
-	watch, stopWatch := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for watch.Err() == nil {
-			if n, err := healthyDemo(nc); err == nil {
-				mu.Lock()
-				low, samples = min(low, n), samples+1
-				mu.Unlock()
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	}()
-	waitUntil(t, "the expired host is returned", 3*time.Minute, func() bool { _, _, ok := returnedWith(t, l, first); return ok })
+	// expired host is back and the surge over.
+	lowest := watchHealthy(ctx, nc, 12)
+	waitUntil(t, "the expired host is returned and its surge ended", 3*time.Minute, func() bool {
+		_, _, ok := returnedWith(t, l, first)
+		return ok && slices.Contains(hostStory(t, l, first, seq), controller.KindLeaseSurgeEnded)
+	})
 	if err := l.WaitHealthy(ctx, lab.DemoJob, 12, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	stopWatch()
-	wg.Wait()
+	low, samples := lowest()
 	story := hostStory(t, l, first, seq)
-	want := []string{controller.KindLeaseExpired, controller.KindReplacing, controller.KindLeaseReplaced, controller.KindIntentReturn, controller.KindReturned}
+	want := []string{controller.KindLeaseExpired, controller.KindReplacing, controller.KindLeaseReplaced, controller.KindLeaseSurged,
+		controller.KindIntentReturn, controller.KindReturned, controller.KindLeaseSurgeEnded}
 	if !slices.Equal(story, want) {
 		t.Fatalf("the expiry of %s journaled %v, want %v; journal:\n%s", firstName, story, want, dump(events(t, l, "")))
 	}
 	if _, reason, _ := returnedWith(t, l, first); reason != pools.ReasonLeaseExpired {
 		t.Fatalf("%s was returned with reason %q, want %q", firstName, reason, pools.ReasonLeaseExpired)
 	}
-	// The replacement is ready before the drain starts, so no allocation
-	// waits for a host. A Nomad drain stops each allocation as it places
-	// its replacement (migrate max_parallel at a time, here 1), so the
-	// floor is one below the count while it moves; no more than that.
-	mu.Lock()
+	// The replacement is ready before the drain starts, and the surge's 4
+	// extra instances are healthy before the drain moves any: the drain
+	// stops each allocation it moves before its replacement is healthy,
+	// and the demo still has its 12.
 	t.Logf("the demo's healthy instances during the expiry: at least %d in %d samples", low, samples)
-	if low < 12-1 {
-		t.Errorf("the demo had %d healthy instances during the expiry, more than the drain's one at a time below the 12 before it", low)
+	if low < 12 {
+		t.Errorf("the demo had %d healthy instances during the expiry, fewer than the 12 before it", low)
 	}
-	mu.Unlock()
+	if n := demoCount(t, l); n != 12 {
+		t.Fatalf("the demo's count after the surge is %d, want 12", n)
+	}
 	second, secondName := lentHost(t, l)
 	if second == "" || second == first {
 		t.Fatalf("the replacement: lent host %q after the expiry of %s", secondName, firstName)
 	}
 
-	// The owner reclaims the replacement; serve dies after its
-	// replacement is journaled, before the drain.
+	// The owner reclaims the replacement; serve dies once its surge is
+	// healthy, before the drain.
 	l.KillServe()
-	l.SetServeEnv(app.FailpointEnv + "=" + controller.FailAfterReplacement)
+	l.SetServeEnv(app.FailpointEnv + "=" + controller.FailAfterSurge)
 	if err := l.StartServe(ctx); err != nil {
 		t.Fatal(err)
 	}
 	evs = events(t, l, "")
 	seq = evs[len(evs)-1].Seq
+	lowest = watchHealthy(ctx, nc, 12)
 	if code, body := requestStatus(t, l, "POST", "/v1/pools/shared/reclaim", []byte(`{"count":3,"reason":"e2e"}`)); code != 422 || !strings.Contains(body, "1 host is lent") {
 		t.Fatalf("reclaiming 3: %d %s", code, body)
 	}
@@ -209,7 +253,7 @@ func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	exit, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	if err := l.WaitServeExit(exit); err != nil {
-		t.Fatalf("serve did not die at the failpoint after the replacement: %v", err)
+		t.Fatalf("serve did not die at the failpoint after the surge: %v", err)
 	}
 	l.SetServeEnv()
 	if err := l.StartServe(ctx); err != nil {
@@ -223,7 +267,10 @@ func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	if evs := events(t, l, "kind="+controller.KindLeaseExtended); len(evs) != 1 || evs[0].Actor != "lab-admin" {
 		t.Fatalf("lease.extended: %s", dump(evs))
 	}
-	waitUntil(t, "the reclaimed host is returned", 2*time.Minute, func() bool { _, _, ok := returnedWith(t, l, second); return ok })
+	waitUntil(t, "the reclaimed host is returned and its surge ended", 2*time.Minute, func() bool {
+		_, _, ok := returnedWith(t, l, second)
+		return ok && slices.Contains(hostStory(t, l, second, seq), controller.KindLeaseSurgeEnded)
+	})
 	ret, reason, _ := returnedWith(t, l, second)
 	if reason != pools.ReasonReclaimed {
 		t.Fatalf("%s was returned with reason %q, want reclaimed", secondName, reason)
@@ -235,9 +282,10 @@ func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	}
 	t.Logf("%s was returned %s after the reclaim", secondName, ret.Time.Sub(reclaimed).Round(time.Second))
 	story = hostStory(t, l, second, seq)
-	want = []string{controller.KindLeaseReclaimed, controller.KindReplacing, controller.KindLeaseReplaced, controller.KindIntentReturn, controller.KindReturned}
+	want = []string{controller.KindLeaseReclaimed, controller.KindReplacing, controller.KindLeaseReplaced, controller.KindLeaseSurged,
+		controller.KindIntentReturn, controller.KindReturned, controller.KindLeaseSurgeEnded}
 	if !slices.Equal(story, want) {
-		t.Fatalf("the reclaim of %s journaled %v, want %v (one replacement, before the crash); journal:\n%s", secondName, story, want, dump(events(t, l, "")))
+		t.Fatalf("the reclaim of %s journaled %v, want %v (one replacement and one surge, before the crash); journal:\n%s", secondName, story, want, dump(events(t, l, "")))
 	}
 	n, _, err := nc.Nodes().Info(second, nil)
 	if err != nil {
@@ -250,5 +298,13 @@ func TestLeasesEndAndOwnersReclaim(t *testing.T) {
 	}
 	if err := l.WaitHealthy(ctx, lab.DemoJob, 12, time.Minute); err != nil {
 		t.Fatal(err)
+	}
+	low, samples = lowest()
+	t.Logf("the demo's healthy instances during the reclaim and the restart: at least %d in %d samples", low, samples)
+	if low < 12 {
+		t.Errorf("the demo had %d healthy instances during the reclaim, fewer than the 12 before it", low)
+	}
+	if n := demoCount(t, l); n != 12 {
+		t.Fatalf("the demo's count after the reclaim's surge is %d, want 12", n)
 	}
 }

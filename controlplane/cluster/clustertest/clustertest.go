@@ -22,9 +22,10 @@ import (
 	"github.com/spillwayhq/spillway/pools"
 )
 
-// Call is one orchestrator call.
+// Call is one orchestrator call, or a step of the test recorded among
+// them (health: MarkHealthy gave verdicts).
 type Call struct {
-	Op     string // scale, meta, eligibility, drain
+	Op     string // scale, meta, eligibility, drain, health
 	Target policies.Target
 	Node   string
 	Count  int
@@ -45,6 +46,46 @@ type Cluster struct {
 	// hold keeps drains in progress until ReleaseDrains; held lists them.
 	hold bool
 	held []string
+	// pending keeps the health verdict of new allocations back until
+	// MarkHealthy (HoldHealth).
+	pending bool
+}
+
+// HoldHealth makes new allocations start running without a health
+// verdict (Alloc.Healthy nil), as Nomad's are until min_healthy_time has
+// passed, until MarkHealthy or ReleaseHealth. Without it every
+// allocation is healthy as soon as it is placed.
+func (c *Cluster) HoldHealth() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = true
+}
+
+// MarkHealthy gives every running allocation without a verdict a healthy
+// one, and records a "health" call among the orchestrator's, so a test
+// can tell what came before and after. New allocations are still held.
+func (c *Cluster) MarkHealthy() {
+	c.record(Call{Op: "health"})
+	yes := true
+	c.Static.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
+		for _, n := range s.Nodes() {
+			for _, a := range s.AllocsOnNode(n.ID) {
+				if a.Healthy == nil && a.ClientStatus == "running" && a.DesiredStatus == "run" {
+					ac := *a
+					ac.Healthy = &yes
+					e.PutAlloc(&ac)
+				}
+			}
+		}
+	})
+}
+
+// ReleaseHealth is MarkHealthy, and holds verdicts no more.
+func (c *Cluster) ReleaseHealth() {
+	c.mu.Lock()
+	c.pending = false
+	c.mu.Unlock()
+	c.MarkHealthy()
 }
 
 // HoldDrains makes the next drains start and not finish: the node is
@@ -219,6 +260,11 @@ func (c *Cluster) Schedule() {
 			ids = append(ids, n.ID)
 		}
 		sort.Strings(ids)
+		var verdict *bool
+		if !c.pending {
+			yes := true
+			verdict = &yes
+		}
 		for _, j := range s.Jobs() {
 			queue := &cluster.Queue{Queued: map[string]int{}, Failed: map[string]*demand.Blocked{}}
 			for _, g := range j.Groups {
@@ -251,7 +297,8 @@ func (c *Cluster) Schedule() {
 						free[id] = f
 						c.seq++
 						e.PutAlloc(&cluster.Alloc{ID: fmt.Sprintf("alloc-%04d", c.seq), Namespace: j.Namespace, JobID: j.ID, TaskGroup: g.Name,
-							NodeID: id, JobType: j.Type, ClientStatus: "running", DesiredStatus: "run", CPU: int64(g.PerAlloc.CPUMHz), MemoryMB: int64(g.PerAlloc.MemoryMB)})
+							NodeID: id, JobType: j.Type, ClientStatus: "running", DesiredStatus: "run", CPU: int64(g.PerAlloc.CPUMHz), MemoryMB: int64(g.PerAlloc.MemoryMB),
+							Healthy: verdict})
 						placed = true
 						break
 					}
