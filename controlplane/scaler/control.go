@@ -41,6 +41,18 @@ type CountReader interface {
 	Count(ctx context.Context, t policies.Target) (int, error)
 }
 
+// CountWaiter is Counts that can wait until a count it set can be read
+// back (the cluster model has Nomad's event of it), so that the next
+// manual scaling of the group, relative ("by") or not, starts from it.
+type CountWaiter interface {
+	AwaitCount(ctx context.Context, t policies.Target, count int) error
+}
+
+// awaitCountFor bounds the wait for a count to read back: the model
+// follows Nomad's events within milliseconds; a longer wait is a model
+// that is listing again, and the next read says so.
+const awaitCountFor = 5 * time.Second
+
 // Pause is a paused policy: the scaler skips it until it is resumed.
 type Pause struct {
 	Policy string    `json:"policy"`
@@ -328,6 +340,15 @@ func (s *Scaler) Scale(ctx context.Context, m Manual) (ManualResult, error) {
 		s.cfg.Logger.Error("journaling a scaling", "err", err)
 	}
 	s.cfg.Logger.Info("manual scaling", "target", m.Target.String(), "current", cur, "desired", res.Desired, "by", m.Actor, "reason", m.Reason)
+	// Still holding the group's lock: the next scaling of it reads this
+	// count, not the one before it (two "by": 1 in a row make 2).
+	if w, ok := s.cfg.Counts.(CountWaiter); ok {
+		wctx, cancel := context.WithTimeout(ctx, awaitCountFor)
+		if err := w.AwaitCount(wctx, m.Target, res.Desired); err != nil {
+			s.cfg.Logger.Warn("the new count has not reached the cluster model yet", "target", m.Target.String(), "count", res.Desired, "err", err)
+		}
+		cancel()
+	}
 	return res, nil
 }
 

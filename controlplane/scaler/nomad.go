@@ -19,7 +19,30 @@ type ClusterCounts struct {
 var (
 	_ Counts      = ClusterCounts{}
 	_ CountReader = ClusterCounts{}
+	_ CountWaiter = ClusterCounts{}
 )
+
+// AwaitCount implements CountWaiter: it returns once the model shows the
+// group at count (Nomad's event of the change has arrived), or when ctx
+// ends, on the model's own change signal.
+func (n ClusterCounts) AwaitCount(ctx context.Context, t policies.Target, count int) error {
+	for {
+		snap := n.Cluster.Snapshot()
+		if g, err := (evaluate.ClusterGroups{Cluster: staticSource{snap}}).Group(ctx, t); err == nil && g.Count == count {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-snap.Changed():
+		}
+	}
+}
+
+// staticSource is a Source of one snapshot.
+type staticSource struct{ s *cluster.Snapshot }
+
+func (s staticSource) Snapshot() *cluster.Snapshot { return s.s }
 
 // Count implements CountReader: the group's count, as the live model has
 // it. While the model is not live, the count is unknown: an error.
