@@ -17,7 +17,9 @@
 package cluster
 
 import (
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
@@ -146,6 +148,18 @@ type Snapshot struct {
 	sync    Sync
 	// changed is closed when a newer snapshot is published.
 	changed chan struct{}
+	// memo holds what is worked out from the snapshot once, for every
+	// reader: a snapshot never changes, and the controllers' loops read
+	// the same one many times over (each waiting activity, each pass).
+	memo memo
+}
+
+// memo is a snapshot's derived views, each computed on first use.
+type memo struct {
+	usageOnce sync.Once
+	usage     []pools.NodeUsage
+	mu        sync.Mutex
+	byMeta    map[string]map[string]pools.NodeUsage
 }
 
 func emptySnapshot() *Snapshot {
@@ -309,13 +323,47 @@ func (s *Snapshot) Healthy(t policies.Target) int {
 
 // NodeUsage returns every node with what its non-terminal allocations use,
 // in the form the capacity arithmetic of package pools takes.
+// It walks the nodes and their allocations once per snapshot; each call
+// returns a copy of that walk, the caller's to change.
 func (s *Snapshot) NodeUsage() []pools.NodeUsage {
-	out := make([]pools.NodeUsage, 0, s.nodes.Len())
-	s.nodes.Root().Walk(func(_ []byte, n *Node) bool {
-		out = append(out, s.usage(n))
-		return false
+	return slices.Clone(s.nodeUsage())
+}
+
+// nodeUsage is the snapshot's one walk of every node's usage, shared:
+// never to be changed.
+func (s *Snapshot) nodeUsage() []pools.NodeUsage {
+	s.memo.usageOnce.Do(func() {
+		out := make([]pools.NodeUsage, 0, s.nodes.Len())
+		s.nodes.Root().Walk(func(_ []byte, n *Node) bool {
+			out = append(out, s.usage(n))
+			return false
+		})
+		s.memo.usage = out
 	})
-	return out
+	return s.memo.usage
+}
+
+// UsageBy returns the nodes that carry meta key, by its value, with
+// their usage (the last in node order for a value two nodes carry). The
+// map is worked out once per snapshot and key and shared by every caller:
+// it must not be changed.
+func (s *Snapshot) UsageBy(key string) map[string]pools.NodeUsage {
+	s.memo.mu.Lock()
+	defer s.memo.mu.Unlock()
+	if m, ok := s.memo.byMeta[key]; ok {
+		return m
+	}
+	m := map[string]pools.NodeUsage{}
+	for _, n := range s.nodeUsage() {
+		if v := n.Meta[key]; v != "" {
+			m[v] = n
+		}
+	}
+	if s.memo.byMeta == nil {
+		s.memo.byMeta = map[string]map[string]pools.NodeUsage{}
+	}
+	s.memo.byMeta[key] = m
+	return m
 }
 
 // Usage is one node's usage.

@@ -357,7 +357,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			}
 			continue
 		}
-		nodeOf := byInstance(snap.NodeUsage())
+		nodeOf := snap.UsageBy(bootstrap.MetaInstance)
 		states := c.hostStates(ctx, hosts)
 		now := c.now()
 		allRunning, allReady := true, true
@@ -463,7 +463,7 @@ func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string
 			continue
 		}
 		listed[h.pool.Name] = true
-		live, err := c.cfg.Clouds[h.pool.Name].List(ctx, h.pool.Name)
+		live, err := c.listPool(ctx, h.pool.Name)
 		if err != nil {
 			c.cfg.Logger.Warn("listing rented hosts", "pool", h.pool.Name, "err", err)
 			continue
@@ -473,6 +473,64 @@ func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string
 		}
 	}
 	return out
+}
+
+// listingFresh is how long a pool's listing of rented hosts serves every
+// activity that follows hosts of the pool. Each follows on every change
+// of the model: without it, a hundred scale-outs in flight listed the
+// pool a hundred times per model change (DescribeInstances of every
+// instance, far past EC2's default 20 a second). A host's state only
+// marks when it ran; its node registering is seen in the model at once.
+const listingFresh = 2 * time.Second
+
+// listings holds each pool's last listing and the one in flight.
+type listings struct {
+	mu    sync.Mutex
+	pools map[string]*listing
+}
+
+// listing is one listing of a pool: done is closed once hosts and err
+// are set.
+type listing struct {
+	at    time.Time
+	done  chan struct{}
+	hosts []providers.Host
+	err   error
+}
+
+// listPool lists the live rented hosts of pool, or returns a listing
+// begun less than listingFresh ago (waiting for it if it is in flight).
+// A failed listing is not kept.
+func (c *Controller) listPool(ctx context.Context, pool string) ([]providers.Host, error) {
+	l := &c.listings
+	now := c.now()
+	l.mu.Lock()
+	if l.pools == nil {
+		l.pools = map[string]*listing{}
+	}
+	cur := l.pools[pool]
+	if cur != nil && now.Sub(cur.at) < listingFresh {
+		l.mu.Unlock()
+		select {
+		case <-cur.done:
+			return cur.hosts, cur.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	cur = &listing{at: now, done: make(chan struct{})}
+	l.pools[pool] = cur
+	l.mu.Unlock()
+	cur.hosts, cur.err = c.cfg.Clouds[pool].List(ctx, pool)
+	if cur.err != nil {
+		l.mu.Lock()
+		if l.pools[pool] == cur {
+			delete(l.pools, pool)
+		}
+		l.mu.Unlock()
+	}
+	close(cur.done)
+	return cur.hosts, cur.err
 }
 
 // markServes sets spillway.serves on a rented host's node (a per-pool

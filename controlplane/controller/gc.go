@@ -14,6 +14,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of host health and the garbage collector.
@@ -285,7 +286,7 @@ func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeOf := byInstance(snap.NodeUsage())
+	nodeOf := snap.UsageBy(bootstrap.MetaInstance)
 	now := c.now()
 	var done []string
 	var errs []error
@@ -476,7 +477,7 @@ func (c *Controller) AdoptOrphan(ctx context.Context, id, actor, reason string) 
 		return "", ErrModelNotLive
 	}
 	bu := ""
-	if n, ok := byInstance(snap.NodeUsage())[h.ID]; ok {
+	if n, ok := snap.UsageBy(bootstrap.MetaInstance)[h.ID]; ok {
 		if _, known := c.cfg.Pools.BusinessUnit(n.Meta[pools.MetaServes]); known && c.cfg.Clouds[h.Pool] != nil {
 			bu = n.Meta[pools.MetaServes]
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of the reconciler.
@@ -127,7 +128,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 	if !snap.Live() {
 		return 0, fmt.Errorf("the cluster model is not following nomad (%s): reconciling later", snap.Sync().Err)
 	}
-	nodeOf := byInstance(snap.NodeUsage())
+	nodeOf := snap.UsageBy(bootstrap.MetaInstance)
 	now := c.now()
 	fixes := 0
 	fixed := func(kind, subject, msg string, data any) {
