@@ -67,7 +67,7 @@ nomad-fmt-check:
 # The scale simulation make bench runs (spillway bench scaleout): the
 # scenarios, the burst each needs and the seed (the same seed gives the same
 # simulated figures).
-BENCH_SCENARIOS ?= plain
+BENCH_SCENARIOS ?= plain,exhausted,throttled,api-errors,restart,consistency,large
 BENCH_HOSTS     ?= 1000
 BENCH_SEED      ?= 1
 

@@ -243,7 +243,8 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 		keys[i] = o.Key()
 	}
 	// The account's launch rate first: the intent's time is the call's.
-	if err := c.waitLaunch(ctx, p); err != nil {
+	sent, err := c.waitLaunch(ctx, p)
+	if err != nil {
 		return nil, err
 	}
 	intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": cp.Name, "tier": step.Tier, "hosts": count, "provider": cp.Provider,
@@ -265,7 +266,7 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	pool := cp.ProviderPool()
 	pool.UserData = rendered.UserData
 	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
-	c.launched(p, err)
+	c.launched(p, sent, err)
 	if err != nil && !providers.IsThrottled(err) {
 		// A throttle slows the account (launched), and marks no offering.
 		c.memory.RecordError(cp.Name, c.now(), err, offerings...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -12,13 +13,27 @@ import (
 
 // Launch rates per cloud account: a token bucket, fed by the cloud's
 // answers. A throttled launch (RequestLimitExceeded, Throttling.User)
-// halves the account's rate; each launch the cloud takes raises it again
-// by a step, up to the most. Throttling is about the rate of calls on one
+// halves the account's rate, once for all the launches that were sent
+// before it was halved (a hundred scale-outs' launches in flight at once,
+// throttled together, are one signal, not a hundred: halving on each
+// took the rate to its floor, ten seconds a launch, and a throttled
+// +1,000-host burst took nine minutes); each launch the cloud takes
+// raises it again by a step, up to the most. Throttling is about the rate of calls on one
 // account, not about the offerings, so it marks none of them exhausted.
+//
+// The most is 50 launches a second with a burst of 10: a hundred task
+// groups queued at once (a +1,000-host burst) go out within two seconds.
+// It was 10 with a burst of 2, which held the hundredth group's launch
+// back ten seconds on a cloud that throttled nothing: most of Spillway's
+// overhead over the physical path at +1,000 hosts. The cloud, not this
+// bucket, says how fast an account may go: EC2's documented default for
+// RunInstances is a burst of 5 and 2 a second, and its throttles bring
+// the rate down to that within a few halvings.
 const (
-	launchRateMax  = 10.0 // launches per second
-	launchRateMin  = 0.1
-	launchRateStep = 0.5
+	launchRateMax   = 50.0 // launches per second
+	launchRateBurst = 10
+	launchRateMin   = 0.1
+	launchRateStep  = 0.5
 )
 
 // launchRates holds one bucket per provider (a cloud account and region:
@@ -26,6 +41,8 @@ const (
 type launchRates struct {
 	mu      sync.Mutex
 	buckets map[providers.Provider]*rate.Limiter
+	// cut is when each account's rate was last halved.
+	cut map[providers.Provider]time.Time
 }
 
 func (c *Controller) bucket(p providers.Provider) *rate.Limiter {
@@ -37,38 +54,51 @@ func (c *Controller) bucket(p providers.Provider) *rate.Limiter {
 	}
 	b := l.buckets[p]
 	if b == nil {
-		b = rate.NewLimiter(rate.Limit(launchRateMax), 2)
+		b = rate.NewLimiter(rate.Limit(launchRateMax), launchRateBurst)
 		l.buckets[p] = b
 		c.rateGauge.WithLabelValues(p.Name()).Set(launchRateMax)
 	}
 	return b
 }
 
-// wait takes a launch token of p's account, waiting on the controller's
-// clock.
-func (c *Controller) waitLaunch(ctx context.Context, p providers.Provider) error {
+// waitLaunch takes a launch token of p's account, waiting on the
+// controller's clock, and returns when the launch may be sent.
+func (c *Controller) waitLaunch(ctx context.Context, p providers.Provider) (time.Time, error) {
 	b := c.bucket(p)
 	now := c.now()
 	r := b.ReserveN(now, 1)
 	if !r.OK() {
-		return nil
+		return now, nil
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		if err := c.sleep(ctx, d); err != nil {
 			r.CancelAt(c.now())
-			return err
+			return time.Time{}, err
 		}
 	}
-	return nil
+	return c.now(), nil
 }
 
-// launched feeds a launch's answer back into p's account's rate.
-func (c *Controller) launched(p providers.Provider, err error) {
+// launched feeds the answer to a launch sent at sent back into p's
+// account's rate.
+func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
 	b := c.bucket(p)
 	now := c.now()
 	cur := float64(b.Limit())
 	switch {
 	case providers.IsThrottled(err):
+		l := &c.rates
+		l.mu.Lock()
+		if last, ok := l.cut[p]; ok && sent.Before(last) {
+			// Sent before the last halving: that halving answered it.
+			l.mu.Unlock()
+			return
+		}
+		if l.cut == nil {
+			l.cut = map[providers.Provider]time.Time{}
+		}
+		l.cut[p] = now
+		l.mu.Unlock()
 		next := math.Max(cur/2, launchRateMin)
 		if after, ok := providers.RetryAfter(err); ok && after > 0 {
 			next = math.Min(next, math.Max(1/after.Seconds(), launchRateMin))

@@ -9,9 +9,13 @@
 // measures them (spillway bench scaleout, make bench).
 //
 // The clock moves to the next timer only once every goroutine waits
-// (Quiet), so what Spillway computes takes no simulated time; the
-// figures that are Spillway's own (decision and fallback latency) add the
-// wall time it computed to the simulated time it waited.
+// (Quiet), so what Spillway computes takes no simulated time. The figures
+// that are Spillway's own processing (decision and fallback latency) are
+// busy wall time: the wall time the process computed between the two
+// moments, from each move of the clock until every goroutine waits again,
+// without the simulated waits (API latencies, sleeps, polls, the launch
+// pacing); the simulated time between the same two moments, which holds
+// those waits, is reported beside them.
 package scalesim
 
 import (
@@ -101,12 +105,16 @@ type Result struct {
 	// lower bound: what Spillway's decisions, queueing and retries added.
 	Overhead []time.Duration
 	// Decision is each activity's trigger to its first launch request;
-	// Fallback each capacity error to the next launch of its claim. Both
-	// are Spillway's own time: the simulated time it waited plus the wall
-	// time it computed, which varies from run to run.
+	// Fallback each capacity error answered to the next launch request of
+	// its claim. Both are Spillway's processing: the busy wall time
+	// between the two (see the package doc), which varies from run to
+	// run; it holds the simulated Nomad's and cloud's work in the same
+	// steps too, so it is an upper bound.
 	Decision, Fallback []time.Duration
-	// decisionSim and fallbackSim are their simulated parts alone.
-	decisionSim, fallbackSim []time.Duration
+	// DecisionSim and FallbackSim are the simulated time between the
+	// same two moments: Spillway's own waits (the launch pacing, polls)
+	// and none of its processing. The same seed gives the same.
+	DecisionSim, FallbackSim []time.Duration
 	// Launches counts launch requests; Errors the failed ones by code.
 	Launches int
 	Errors   map[string]int
@@ -365,8 +373,11 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		return len(running)
 	}
 	step := func() bool {
-		if !quiet.Wait(2 * time.Second) {
+		if quiet.Wait(2 * time.Second) {
+			rec.idle(quiet.Since)
+		} else {
 			res.Forced++
+			rec.idle(time.Now())
 		}
 		// The clock moves to its next timer or the cloud's next lifecycle
 		// event, whichever is first: a boot is seen when it happens.
@@ -377,6 +388,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		if !ok {
 			return false
 		}
+		rec.busy(time.Now())
 		clock.AdvanceTo(next)
 		sim.Step()
 		res.Steps++
@@ -453,17 +465,17 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		}
 	}
 	for _, s := range rec.first {
-		res.Decision = append(res.Decision, s.sim.Sub(trigger)+s.wall.Sub(rec.triggerWall))
-		res.decisionSim = append(res.decisionSim, s.sim.Sub(trigger))
+		res.Decision = append(res.Decision, s.busy)
+		res.DecisionSim = append(res.DecisionSim, s.sim.Sub(trigger))
 	}
 	res.Fallback = slices.Clone(rec.fallbacks)
-	res.fallbackSim = slices.Clone(rec.fallbacksSim)
+	res.FallbackSim = slices.Clone(rec.fallbacksSim)
 	res.Launches = rec.launches
 	for k, v := range rec.errors {
 		res.Errors[k] = v
 	}
 	rec.mu.Unlock()
-	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.Overhead, res.Decision, res.Fallback, res.decisionSim, res.fallbackSim} {
+	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.Overhead, res.Decision, res.Fallback, res.DecisionSim, res.FallbackSim} {
 		slices.Sort(xs)
 	}
 	if progress != nil {
@@ -473,7 +485,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 }
 
 // Figures are a run's simulated figures: what the same seed reproduces
-// (every figure but the wall-time part of decision and fallback latency,
+// (every figure but decision and fallback latency, which are wall time,
 // the step counts, peak memory and CPU time).
 type Figures struct {
 	Placed, Launches, Instances, ClusterNodes int
@@ -488,7 +500,7 @@ type Figures struct {
 func (r *Result) Figures() Figures {
 	return Figures{Placed: r.Placed, Launches: r.Launches, Instances: r.Instances, ClusterNodes: r.ClusterNodes,
 		Simulated: r.Simulated, TimeToCapacity: r.TimeToCapacity, LowerBound: r.LowerBound, Overhead: r.Overhead,
-		DecisionSimulated: r.decisionSim, FallbackSimulated: r.fallbackSim, Errors: r.Errors, Restarted: r.Restarted}
+		DecisionSimulated: r.DecisionSim, FallbackSimulated: r.FallbackSim, Errors: r.Errors, Restarted: r.Restarted}
 }
 
 // Quantile is the q-quantile (0..1) of sorted xs, nearest rank.
