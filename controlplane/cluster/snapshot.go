@@ -160,6 +160,7 @@ type memo struct {
 	usage     []pools.NodeUsage
 	mu        sync.Mutex
 	byMeta    map[string]map[string]pools.NodeUsage
+	idsBy     map[string]map[string]string
 }
 
 func emptySnapshot() *Snapshot {
@@ -341,6 +342,32 @@ func (s *Snapshot) nodeUsage() []pools.NodeUsage {
 		s.memo.usage = out
 	})
 	return s.memo.usage
+}
+
+// NodeIDBy returns the ID of the node whose meta key has value value
+// (the last in node order when two have). The index of the key's values
+// is worked out once per snapshot from the nodes alone, without their
+// allocations: a cheap look-up for a caller that wants a few nodes (an
+// activity its rented hosts' nodes) on every change of the model.
+func (s *Snapshot) NodeIDBy(key, value string) (string, bool) {
+	s.memo.mu.Lock()
+	ids, ok := s.memo.idsBy[key]
+	if !ok {
+		ids = map[string]string{}
+		s.nodes.Root().Walk(func(_ []byte, n *Node) bool {
+			if v := n.Meta[key]; v != "" {
+				ids[v] = n.ID
+			}
+			return false
+		})
+		if s.memo.idsBy == nil {
+			s.memo.idsBy = map[string]map[string]string{}
+		}
+		s.memo.idsBy[key] = ids
+	}
+	s.memo.mu.Unlock()
+	id, ok := ids[value]
+	return id, ok
 }
 
 // UsageBy returns the nodes that carry meta key, by its value, with

@@ -16,7 +16,6 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
-	"github.com/spillwayhq/spillway/providers/bootstrap"
 	"github.com/spillwayhq/spillway/providers/internalpool"
 )
 
@@ -192,7 +191,7 @@ func (a *activity) replace(ctx context.Context, h *rented) []*rented {
 	before := len(a.rented)
 	a.mu.Unlock()
 	a.acquire(ctx, 1)
-	_, listed := c.cfg.Cluster.Snapshot().UsageBy(bootstrap.MetaInstance)[h.host.ID]
+	_, listed := nodeOfInstance(c.cfg.Cluster.Snapshot(), h.host.ID)
 	if c.wasSeen(h.host.ID) && !listed {
 		// Its node was seen and is missing now: unknown, not a host that
 		// never booted. It is kept under the down-host rule (Health).

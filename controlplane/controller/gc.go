@@ -477,7 +477,7 @@ func (c *Controller) AdoptOrphan(ctx context.Context, id, actor, reason string) 
 		return "", ErrModelNotLive
 	}
 	bu := ""
-	if n, ok := snap.UsageBy(bootstrap.MetaInstance)[h.ID]; ok {
+	if n, ok := nodeOfInstance(snap, h.ID); ok {
 		if _, known := c.cfg.Pools.BusinessUnit(n.Meta[pools.MetaServes]); known && c.cfg.Clouds[h.Pool] != nil {
 			bu = n.Meta[pools.MetaServes]
 		}
