@@ -34,6 +34,7 @@ func newBenchScaleoutCmd() *cobra.Command {
 		markdown   string
 		goBench    string
 		cpuProfile string
+		memProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "scaleout",
@@ -51,6 +52,9 @@ figures; decision and fallback latency add the wall time Spillway computed.`,
 				sc, err := scalesim.NewScenario(k, hosts, seed)
 				if err != nil {
 					return err
+				}
+				if memProfile != "" {
+					sc.HeapProfile = fmt.Sprintf("%s.%s", memProfile, k)
 				}
 				scs = append(scs, sc)
 			}
@@ -121,6 +125,7 @@ figures; decision and fallback latency add the wall time Spillway computed.`,
 	cmd.Flags().StringVar(&markdown, "markdown", "", "also write the report as Markdown to this file (BENCHMARKS.md)")
 	cmd.Flags().StringVar(&goBench, "go-bench", "", "go test -bench output to include in the Markdown report")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile of each scenario, once its burst is placed, to this file name with the scenario appended")
 	cmd.Flags().StringSliceVar(&kinds, "scenario", []string{scalesim.Plain}, fmt.Sprintf("scenarios to run, of %s", strings.Join(scalesim.Kinds, ", ")))
 	cmd.Flags().IntVar(&hosts, "hosts", 1000, "hosts each scenario's burst needs")
 	cmd.Flags().Int64Var(&seed, "seed", 1, "random seed: the same seed gives the same simulated figures")

@@ -37,7 +37,7 @@ func (b *builder) commit() *Snapshot {
 	return &Snapshot{
 		nodes: b.nodes.CommitOnly(), allocs: b.allocs.CommitOnly(), onNode: b.onNode.CommitOnly(), ofGroup: b.ofGroup.CommitOnly(),
 		jobs: b.jobs.CommitOnly(), queues: b.queues.CommitOnly(), deploys: b.deploys.CommitOnly(),
-		index: b.index, sync: b.sync, changed: make(chan struct{}),
+		index: b.index, sync: b.sync, changed: make(chan struct{}), memo: &memo{},
 	}
 }
 

@@ -470,19 +470,17 @@ func (c *Controller) wasSeen(host string) bool {
 // listing per pool (through the ownership tags), not one call per host.
 func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string]providers.HostState {
 	out := map[string]providers.HostState{}
-	listed := map[string]bool{}
 	for _, h := range hosts {
-		if !h.running.IsZero() || h.replaced || listed[h.pool.Name] {
+		if !h.running.IsZero() || h.replaced {
 			continue
 		}
-		listed[h.pool.Name] = true
-		live, err := c.listPool(ctx, h.pool.Name)
+		states, err := c.listPool(ctx, h.pool.Name)
 		if err != nil {
 			c.cfg.Logger.Warn("listing rented hosts", "pool", h.pool.Name, "err", err)
 			continue
 		}
-		for _, l := range live {
-			out[l.ID] = l.State
+		if st, ok := states[h.host.ID]; ok {
+			out[h.host.ID] = st
 		}
 	}
 	return out
@@ -502,19 +500,20 @@ type listings struct {
 	pools map[string]*listing
 }
 
-// listing is one listing of a pool: done is closed once hosts and err
+// listing is one listing of a pool: done is closed once states and err
 // are set.
 type listing struct {
-	at    time.Time
-	done  chan struct{}
-	hosts []providers.Host
-	err   error
+	at     time.Time
+	done   chan struct{}
+	states map[string]providers.HostState
+	err    error
 }
 
-// listPool lists the live rented hosts of pool, or returns a listing
-// begun less than listingFresh ago (waiting for it if it is in flight).
-// A failed listing is not kept.
-func (c *Controller) listPool(ctx context.Context, pool string) ([]providers.Host, error) {
+// listPool returns the states of the live rented hosts of pool, by
+// instance ID, from a listing begun less than listingFresh ago (waiting
+// for it if it is in flight) or a new one. The map is shared: it must not
+// be changed. A failed listing is not kept.
+func (c *Controller) listPool(ctx context.Context, pool string) (map[string]providers.HostState, error) {
 	l := &c.listings
 	now := c.now()
 	l.mu.Lock()
@@ -526,7 +525,7 @@ func (c *Controller) listPool(ctx context.Context, pool string) ([]providers.Hos
 		l.mu.Unlock()
 		select {
 		case <-cur.done:
-			return cur.hosts, cur.err
+			return cur.states, cur.err
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -534,7 +533,11 @@ func (c *Controller) listPool(ctx context.Context, pool string) ([]providers.Hos
 	cur = &listing{at: now, done: make(chan struct{})}
 	l.pools[pool] = cur
 	l.mu.Unlock()
-	cur.hosts, cur.err = c.cfg.Clouds[pool].List(ctx, pool)
+	live, err := c.cfg.Clouds[pool].List(ctx, pool)
+	cur.states, cur.err = make(map[string]providers.HostState, len(live)), err
+	for _, h := range live {
+		cur.states[h.ID] = h.State
+	}
 	if cur.err != nil {
 		l.mu.Lock()
 		if l.pools[pool] == cur {
@@ -543,7 +546,7 @@ func (c *Controller) listPool(ctx context.Context, pool string) ([]providers.Hos
 		l.mu.Unlock()
 	}
 	close(cur.done)
-	return cur.hosts, cur.err
+	return cur.states, cur.err
 }
 
 // markServes sets spillway.serves on a rented host's node (a per-pool

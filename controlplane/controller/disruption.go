@@ -165,7 +165,7 @@ type giveBackChoice struct {
 // holds says an activity must end first comes back with wait set, when no
 // host of its business unit can go now.
 func (c *Controller) spare(ctx context.Context, snap *cluster.Snapshot, holds scaleInHolds) []giveBackChoice {
-	nodes := snap.NodeUsage()
+	nodes := snap.NodeUsageShared()
 	nodeOf := byInstance(nodes)
 	now := c.now()
 	loans := c.cfg.Ledger.Loans()

@@ -54,7 +54,7 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 	if !snap.Live() {
 		return nil, nil
 	}
-	usage := snap.NodeUsage()
+	usage := snap.NodeUsageShared()
 	nodeOf := byInstance(usage)
 	byID := make(map[string]pools.NodeUsage, len(usage))
 	for _, n := range usage {

@@ -25,6 +25,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -90,6 +92,9 @@ type Scenario struct {
 	DescribeLag time.Duration
 	// Horizon is when the simulation gives up. Default 20m.
 	Horizon time.Duration
+	// HeapProfile, when set, is a file to write a heap profile to when
+	// the burst is placed, before the run's pieces are let go.
+	HeapProfile string
 }
 
 // Result is what one run measured.
@@ -250,9 +255,10 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	sn.Pull = Pull
 	rec := newRecorder(poolName)
 	booted := map[string]time.Time{}
+	var boots bootConfigs
 	var bootErr error
 	sim, err := cloudsim.New(ccfg, cloudsim.WithClock(clock), cloudsim.WithBootHook(func(_ context.Context, ev cloudsim.InstanceEvent) {
-		node, err := nodeOfInstance(ev, hostCPU, hostMem)
+		node, err := boots.nodeOfInstance(ev, hostCPU, hostMem)
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		booted[ev.InstanceID] = clock.Now()
@@ -444,6 +450,11 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	}
 	res.Simulated = clock.Since(trigger)
 	res.Restarted = restarted
+	if sc.HeapProfile != "" {
+		if err := writeHeapProfile(sc.HeapProfile); err != nil {
+			return nil, err
+		}
+	}
 	res.Wall = time.Since(wallStart)
 	cpu, peak := usage()
 	res.CPU, res.PeakRSS = cpu-cpuStart, peak
@@ -482,6 +493,20 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		progress(res.Placed, sc.Hosts)
 	}
 	return res, nil
+}
+
+// writeHeapProfile writes the heap's profile to path, after a GC.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Figures are a run's simulated figures: what the same seed reproduces
