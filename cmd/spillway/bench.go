@@ -244,9 +244,13 @@ func writeMarkdown(w io.Writer, started time.Time, scs []scalesim.Scenario, rs [
 		for _, row := range []struct {
 			name string
 			xs   []time.Duration
-		}{{"time-to-capacity", r.TimeToCapacity}, {"physical lower bound", r.LowerBound}, {"overhead per allocation", r.Overhead},
+		}{{"time-to-capacity", r.TimeToCapacity}, {"physical lower bound", r.LowerBound},
+			{"lower bound at EC2's documented RunInstances request rate", r.RateBound}, {"overhead per allocation", r.Overhead},
 			{"fallback latency (Spillway's processing)", r.Fallback}, {"capacity error to the next request (simulated)", r.FallbackSim},
 			{"decision latency (Spillway's processing)", r.Decision}, {"trigger to the first launch request (simulated)", r.DecisionSim}} {
+			if len(row.xs) == 0 && row.name == "lower bound at EC2's documented RunInstances request rate" {
+				continue // only with EC2's throttling on
+			}
 			if len(row.xs) == 0 {
 				fmt.Fprintf(w, "| %s | - | - | - | 0 |\n", row.name)
 				continue
@@ -299,6 +303,7 @@ const measuredText = `What is measured:
 
 - **Time-to-capacity**: each burst allocation's simulated time from the trigger (its group's count raised in Nomad) to running on a rented host.
 - **Physical lower bound**: the same allocation's path with no decision, queueing or retry cost: RunInstances' answer, its host's pending to running and boot as the cloud simulator drew them, the Nomad join and the image pull. **Overhead** is time-to-capacity less the lower bound; the target compares the two p99s.
+- **Lower bound at EC2's documented RunInstances request rate** (the throttled scenario only): the physical lower bound plus the wait of the allocation's launch request for its turn in EC2's default request bucket (5, refilled at 2 a second), one request per claim in the order Spillway sent them: the fastest any client can go against those limits.
 - **Decision latency (Spillway's processing)**: for each scale-out, the busy wall time from the trigger to its first launch request: the wall time the process computed, from each move of the simulated clock until every goroutine waited again, summed over the steps between the two moments. Simulated waits (API latencies, sleeps, polls, the launch pacing) are not in it; the work of every scale-out in flight is (a hundred start together and share two cores), and so is the simulated Nomad's and cloud's in the same steps, so it is an upper bound of Spillway's own. It varies from run to run.
 - **Trigger to the first launch request (simulated)**: the simulated time between the same two moments: Spillway's own waits (the account's launch pacing, model polls), none of its processing. The same seed gives the same.
 - **Fallback latency** and **capacity error to the next request**: the same two measures from a capacity error's answer to the next launch request of its claim.

@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -66,8 +67,13 @@ var Sources = []string{
 	"RunInstances answers in 1.5s; pending to running 5-17s; boot 20s: published EC2 launch measurements, the cloud simulator's defaults (docs/cloudsim.md)",
 	"Nomad join 10s: measured on the lab (the 10s its cloud pools' time_to_ready adds for the join, docs/cloudsim.md)",
 	"image pull and start 2s: a small, pre-pulled image (assumed)",
-	"EC2 throttling: DescribeInstances 100 requests burst, 20/s; RunInstances 1,000 instances burst, 2/s (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html); other writes at the simulator's defaults",
+	"EC2 throttling: DescribeInstances 100 requests burst, 20/s; RunInstances 5 requests burst, 2/s, and 1,000 instances burst, 2/s; other mutating calls 50 burst, 5/s (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html)",
 }
+
+// runInstancesRate is EC2's documented default request bucket of
+// RunInstances: the throttled scenario's cloud, and its rate-bound lower
+// bound.
+var runInstancesRate = cloudsim.Bucket{Burst: 5, Rate: 2}
 
 // Scenario is one scale-out to simulate.
 type Scenario struct {
@@ -109,6 +115,11 @@ type Result struct {
 	// Overhead is each burst allocation's time-to-capacity less its
 	// lower bound: what Spillway's decisions, queueing and retries added.
 	Overhead []time.Duration
+	// RateBound, with EC2's throttling on, is each allocation's lower
+	// bound when its claim's request waits its turn at EC2's documented
+	// RunInstances request rate (runInstancesRate), the claims taken in
+	// the order Spillway sent them: the fastest any client can go there.
+	RateBound []time.Duration
 	// Decision is each activity's trigger to its first launch request;
 	// Fallback each capacity error answered to the next launch request of
 	// its claim. Both are Spillway's processing: the busy wall time
@@ -246,7 +257,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 				{InstanceType: "m6i.xlarge", Zone: "us-east-1a", CapacityType: cloudsim.OnDemand, Price: 0.192},
 			},
 			Throttle: cloudsim.Throttle{Disabled: !sc.Throttle, Describe: cloudsim.Bucket{Burst: 100, Rate: 20},
-				Instances: cloudsim.Bucket{Burst: 1000, Rate: 2}},
+				Launch: runInstancesRate, Mutate: cloudsim.Bucket{Burst: 50, Rate: 5}, Instances: cloudsim.Bucket{Burst: 1000, Rate: 2}},
 		}}
 	if sc.Exhausted {
 		ccfg.AWS.Offerings[0].Capacity = &zero
@@ -465,7 +476,26 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		launch[in.ID] = in.LaunchTime
 	}
 	res.Instances = len(launch)
+	claimOf := map[string]string{}
+	for _, in := range sim.Instances(cloudsim.CloudAWS) {
+		claimOf[in.ID] = in.Tags["spillway:claim"]
+	}
 	rec.mu.Lock()
+	slot := map[string]time.Duration{}
+	if sc.Throttle {
+		claims := slices.Collect(maps.Keys(rec.claimSent))
+		slices.SortFunc(claims, func(a, b string) int {
+			if c := rec.claimSent[a].Compare(rec.claimSent[b]); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+		for k, c := range claims {
+			if over := k + 1 - int(runInstancesRate.Burst); over > 0 {
+				slot[c] = time.Duration(float64(over) / runInstancesRate.Rate * float64(time.Second))
+			}
+		}
+	}
 	for node, at := range running {
 		id := strings.TrimPrefix(node, "node-")
 		res.TimeToCapacity = append(res.TimeToCapacity, at.Sub(trigger))
@@ -473,6 +503,9 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 			lb := APILatency + booted[id].Sub(l) + Join + Pull
 			res.LowerBound = append(res.LowerBound, lb)
 			res.Overhead = append(res.Overhead, at.Sub(trigger)-lb)
+			if sc.Throttle {
+				res.RateBound = append(res.RateBound, lb+slot[claimOf[id]])
+			}
 		}
 	}
 	for _, s := range rec.first {
@@ -486,7 +519,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		res.Errors[k] = v
 	}
 	rec.mu.Unlock()
-	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.Overhead, res.Decision, res.Fallback, res.DecisionSim, res.FallbackSim} {
+	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.RateBound, res.Overhead, res.Decision, res.Fallback, res.DecisionSim, res.FallbackSim} {
 		slices.Sort(xs)
 	}
 	if progress != nil {
@@ -516,6 +549,7 @@ type Figures struct {
 	Placed, Launches, Instances, ClusterNodes int
 	Simulated                                 time.Duration
 	TimeToCapacity, LowerBound, Overhead      []time.Duration
+	RateBound                                 []time.Duration
 	DecisionSimulated, FallbackSimulated      []time.Duration
 	Errors                                    map[string]int
 	Restarted                                 bool
@@ -524,7 +558,7 @@ type Figures struct {
 // Figures returns r's simulated figures.
 func (r *Result) Figures() Figures {
 	return Figures{Placed: r.Placed, Launches: r.Launches, Instances: r.Instances, ClusterNodes: r.ClusterNodes,
-		Simulated: r.Simulated, TimeToCapacity: r.TimeToCapacity, LowerBound: r.LowerBound, Overhead: r.Overhead,
+		Simulated: r.Simulated, TimeToCapacity: r.TimeToCapacity, LowerBound: r.LowerBound, Overhead: r.Overhead, RateBound: r.RateBound,
 		DecisionSimulated: r.DecisionSim, FallbackSimulated: r.FallbackSim, Errors: r.Errors, Restarted: r.Restarted}
 }
 

@@ -89,6 +89,8 @@ type recorder struct {
 	fallbacks, fallbacksSim []time.Duration
 	launches                int
 	errors                  map[string]int
+	// claimSent is when each claim's first launch request went out.
+	claimSent map[string]time.Time
 }
 
 // stamp is a moment in simulated time and in busy wall time.
@@ -98,7 +100,7 @@ type stamp struct {
 }
 
 func newRecorder(pool string) *recorder {
-	return &recorder{pool: pool, failed: map[string]stamp{}, errors: map[string]int{}, first: map[string]stamp{}}
+	return &recorder{pool: pool, failed: map[string]stamp{}, errors: map[string]int{}, first: map[string]stamp{}, claimSent: map[string]time.Time{}}
 }
 
 // triggered marks the trigger: busy wall time counts from here.
@@ -141,6 +143,9 @@ func (r *recorder) launchSent(claim string, sim time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.launches++
+	if _, ok := r.claimSent[claim]; !ok {
+		r.claimSent[claim] = sim
+	}
 	if activity, _, ok := strings.Cut(claim, "-"+r.pool); ok && !r.trigger.IsZero() {
 		if _, seen := r.first[activity]; !seen {
 			r.first[activity] = stamp{sim, r.busyNowLocked()}
