@@ -215,7 +215,8 @@ func writeFigures(w io.Writer, sc scalesim.Scenario, r *scalesim.Result) {
 	fmt.Fprintf(w, "    simulated          %s (capacity error to the next request)\n", quantiles(r.FallbackSim))
 	fmt.Fprintf(w, "  decision latency     %s (Spillway's processing)\n", quantiles(r.Decision))
 	fmt.Fprintf(w, "    simulated          %s (trigger to the first launch request: pacing, polls)\n", quantiles(r.DecisionSim))
-	fmt.Fprintf(w, "  peak RSS %.1f MB, CPU %.1f s, wall %s\n", float64(r.PeakRSS)/(1<<20), r.CPU.Seconds(), r.Wall.Round(time.Millisecond))
+	fmt.Fprintf(w, "  peak RSS %.1f MB, CPU %.1f s, wall %s, %d steps of the clock (%d not waiting for quiet)\n",
+		float64(r.PeakRSS)/(1<<20), r.CPU.Seconds(), r.Wall.Round(time.Millisecond), r.Steps, r.Forced)
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "  launch errors %v\n", r.Errors)
 	}

@@ -397,6 +397,28 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 				continue
 			}
 			next = append(next, h)
+			if !h.ready.IsZero() {
+				continue // ready: nothing more to follow
+			}
+			if c.followedElsewhere(tl.r.Activity, h) {
+				// Another scale-out in flight rented it and follows it
+				// (and replaces it): this one waits for it to be ready.
+				if at, ok := c.readiedAt(h.host.ID); ok {
+					h.ready = at
+					if h.running.IsZero() {
+						h.running = at
+					}
+					continue
+				}
+				allReady = false
+				if h.running.IsZero() && states[h.host.ID] == providers.HostRunning {
+					h.running = now
+				}
+				if h.running.IsZero() {
+					allRunning = false
+				}
+				continue
+			}
 			if h.running.IsZero() && states[h.host.ID] == providers.HostRunning {
 				h.running = now
 			}
@@ -413,13 +435,22 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			if h.ready.IsZero() && registered && nodeReady(n) && n.Meta[pools.MetaServes] == tl.r.BusinessUnit {
 				h.ready, h.node = now, n.ID
 				took := now.Sub(h.launched)
-				c.ready.add(h.pool.Name, took)
+				// Once per host: a host several scale-outs follow (after a
+				// restart, each resumed one follows every booting host of
+				// its business unit) is one time-to-ready sample and one
+				// host.ready, not one per follower.
 				c.mu.Lock()
-				c.readyOnce[h.host.ID] = now
+				_, already := c.readyOnce[h.host.ID]
+				if !already {
+					c.readyOnce[h.host.ID] = now
+				}
 				c.mu.Unlock()
-				data, _ := json.Marshal(map[string]any{"pool": h.pool.Name, "host": h.host.ID, "node": n.ID, "seconds": took.Seconds(), "claim": h.claim})
-				c.record(ctx, journal.Event{Time: now, Kind: KindHostReady, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
-					Message: fmt.Sprintf("rented host %s of %s is a ready nomad node after %s", h.host.ID, h.pool.Name, took.Round(100*time.Millisecond))})
+				if !already {
+					c.ready.add(h.pool.Name, took)
+					data, _ := json.Marshal(map[string]any{"pool": h.pool.Name, "host": h.host.ID, "node": n.ID, "seconds": took.Seconds(), "claim": h.claim})
+					c.record(ctx, journal.Event{Time: now, Kind: KindHostReady, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
+						Message: fmt.Sprintf("rented host %s of %s is a ready nomad node after %s", h.host.ID, h.pool.Name, took.Round(100*time.Millisecond))})
+				}
 			}
 			if h.ready.IsZero() {
 				allReady = false
@@ -473,6 +504,33 @@ func (c *Controller) sawNode(ctx context.Context, host string, n pools.NodeUsage
 	data, _ := json.Marshal(map[string]any{"host": host, "node": n.ID, "node_name": n.Name, "pool": pool})
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindHostSeen, Subject: "host/" + host, Actor: "controller", Data: data,
 		Message: fmt.Sprintf("rented host %s of %s registered as nomad node %s", host, pool, n.Name)})
+}
+
+// followedElsewhere says whether rented host h is another activity's to
+// follow: its claim's (a claim is "<activity>-<pool>-…"), in flight.
+// Every booting host of a business unit is each of its scale-outs'
+// capacity to wait for, but only the one that rented it looks it up in
+// the model on each change and replaces it: a hundred scale-outs resumed
+// after a restart each looked up all their business unit's thousand
+// booting hosts on every change of the model.
+func (c *Controller) followedElsewhere(activity string, h *rented) bool {
+	owner, _, ok := strings.Cut(h.claim, "-"+h.pool.Name+"-")
+	if !ok || owner == activity {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, inFlight := c.flights[owner]
+	return inFlight
+}
+
+// readiedAt is when a rented host first became a ready node serving its
+// business unit, as a scale-out following it saw.
+func (c *Controller) readiedAt(host string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.readyOnce[host]
+	return at, ok
 }
 
 // wasSeen says whether a rented host's Nomad node was ever seen.
