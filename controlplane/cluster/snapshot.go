@@ -139,10 +139,11 @@ type Sync struct {
 type Snapshot struct {
 	nodes   *iradix.Tree[*Node]
 	allocs  *iradix.Tree[*Alloc]
-	onNode  *iradix.Tree[*Alloc] // key: node \x00 alloc
-	ofGroup *iradix.Tree[*Alloc] // key: namespace \x00 job \x00 group \x00 alloc
-	jobs    *iradix.Tree[*Job]   // key: namespace \x00 job
-	queues  *iradix.Tree[*Queue] // key: namespace \x00 job
+	onNode  *iradix.Tree[*Alloc]   // key: node \x00 alloc
+	use     *iradix.Tree[*nodeUse] // key: node; its allocations' sums
+	ofGroup *iradix.Tree[*Alloc]   // key: namespace \x00 job \x00 group \x00 alloc
+	jobs    *iradix.Tree[*Job]     // key: namespace \x00 job
+	queues  *iradix.Tree[*Queue]   // key: namespace \x00 job
 	deploys *iradix.Tree[*Deployment]
 	index   uint64
 	sync    Sync
@@ -166,7 +167,7 @@ type memo struct {
 
 func emptySnapshot() *Snapshot {
 	return &Snapshot{
-		nodes: iradix.New[*Node](), allocs: iradix.New[*Alloc](), onNode: iradix.New[*Alloc](), ofGroup: iradix.New[*Alloc](),
+		nodes: iradix.New[*Node](), allocs: iradix.New[*Alloc](), onNode: iradix.New[*Alloc](), use: iradix.New[*nodeUse](), ofGroup: iradix.New[*Alloc](),
 		jobs: iradix.New[*Job](), queues: iradix.New[*Queue](), deploys: iradix.New[*Deployment](), changed: make(chan struct{}),
 		memo: &memo{},
 	}
@@ -413,13 +414,17 @@ func (s *Snapshot) Usage(id string) (pools.NodeUsage, bool) {
 func (s *Snapshot) usage(n *Node) pools.NodeUsage {
 	u := pools.NodeUsage{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.Pool, NodeClass: n.Class, Meta: n.Meta,
 		Ready: n.Ready(), Eligible: n.Eligible, Draining: n.Draining, Status: n.Status, CPU: n.CPU, MemoryMB: n.MemoryMB}
-	s.onNode.Root().WalkPrefix(key(n.ID, ""), func(_ []byte, a *Alloc) bool {
-		if a.DesiredStatus == "run" {
-			u.UsedCPU += a.CPU
-			u.UsedMemoryMB += a.MemoryMB
-			u.Allocs++
-		}
-		return false
-	})
+	if used, ok := s.use.Get([]byte(n.ID)); ok {
+		u.UsedCPU, u.UsedMemoryMB, u.Allocs = used.CPU, used.MemoryMB, used.Allocs
+	}
 	return u
+}
+
+// nodeUse is what a node's allocations desired running use, kept as they
+// change (builder.addUse): reading a node's usage is a look-up, not a
+// walk of its allocations (every node's usage at 10,000 nodes and 100,000
+// allocations took 17 ms, and the controllers read it on the hot path).
+type nodeUse struct {
+	CPU, MemoryMB int64
+	Allocs        int
 }
