@@ -128,6 +128,11 @@ type rented struct {
 	ready    time.Time
 	node     string
 	replaced bool
+	// owner is the activity whose claim rented it (followedElsewhere);
+	// elsewhere says that it was another's in flight when last asked.
+	owner     string
+	ownerSet  bool
+	elsewhere bool
 }
 
 // cloudStates reads what the ladder needs about every cloud pool that has
@@ -377,7 +382,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 	if len(hosts) == 0 {
 		return nil
 	}
-	var runningAt time.Time
+	var runningAt, othersAt time.Time
 	for {
 		snap := c.cfg.Cluster.Snapshot()
 		if !snap.Live() {
@@ -391,7 +396,16 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 		states := c.hostStates(ctx, hosts)
 		now := c.now()
 		allRunning, allReady := true, true
-		var next []*rented
+		// watching: a host not ready yet is this activity's to look up
+		// in the model; without one it waits for the others' hosts at
+		// the poll, not on every change of the model.
+		watching := false
+		// Hosts another scale-out follows are asked about at the poll.
+		others := othersAt.IsZero() || now.Sub(othersAt) >= c.cfg.Poll
+		if others {
+			othersAt = now
+		}
+		next := make([]*rented, 0, len(hosts))
 		for _, h := range hosts {
 			if h.replaced {
 				continue
@@ -400,10 +414,13 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			if !h.ready.IsZero() {
 				continue // ready: nothing more to follow
 			}
-			if c.followedElsewhere(tl.r.Activity, h) {
+			if others {
+				h.elsewhere = c.followedElsewhere(tl.r.Activity, h)
+			}
+			if h.elsewhere {
 				// Another scale-out in flight rented it and follows it
 				// (and replaces it): this one waits for it to be ready.
-				if at, ok := c.readiedAt(h.host.ID); ok {
+				if at, ok := c.readiedAt(h.host.ID, others); ok {
 					h.ready = at
 					if h.running.IsZero() {
 						h.running = at
@@ -454,6 +471,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			}
 			if h.ready.IsZero() {
 				allReady = false
+				watching = true
 				if timeout := readyTimeout(c.ready.estimate(h.pool)); now.Sub(h.launched) > timeout {
 					h.replaced = true
 					next = append(next[:len(next)-1], replace(ctx, h)...)
@@ -481,7 +499,11 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			tl.phase(ctx, PhaseNodesReady, now, fmt.Sprintf("%d rented %s serving %s", len(hosts), plural(len(hosts), "host is a ready nomad node", "hosts are ready nomad nodes"), tl.r.BusinessUnit))
 			return nil
 		}
-		if err := c.pause(ctx, snap); err != nil {
+		wait := c.pause
+		if !watching {
+			wait = func(ctx context.Context, _ *cluster.Snapshot) error { return c.sleep(ctx, c.cfg.Poll) }
+		}
+		if err := wait(ctx, snap); err != nil {
 			return err
 		}
 	}
@@ -514,19 +536,25 @@ func (c *Controller) sawNode(ctx context.Context, host string, n pools.NodeUsage
 // after a restart each looked up all their business unit's thousand
 // booting hosts on every change of the model.
 func (c *Controller) followedElsewhere(activity string, h *rented) bool {
-	owner, _, ok := strings.Cut(h.claim, "-"+h.pool.Name+"-")
-	if !ok || owner == activity {
+	if !h.ownerSet {
+		h.owner, _, _ = strings.Cut(h.claim, "-"+h.pool.Name+"-")
+		h.ownerSet = true
+	}
+	if h.owner == "" || h.owner == h.claim || h.owner == activity {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, inFlight := c.flights[owner]
+	_, inFlight := c.flights[h.owner]
 	return inFlight
 }
 
 // readiedAt is when a rented host first became a ready node serving its
-// business unit, as a scale-out following it saw.
-func (c *Controller) readiedAt(host string) (time.Time, bool) {
+// business unit, as a scale-out following it saw; nothing unless ask.
+func (c *Controller) readiedAt(host string, ask bool) (time.Time, bool) {
+	if !ask {
+		return time.Time{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	at, ok := c.readyOnce[host]
@@ -545,14 +573,18 @@ func (c *Controller) wasSeen(host string) bool {
 // listing per pool (through the ownership tags), not one call per host.
 func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string]providers.HostState {
 	out := map[string]providers.HostState{}
+	listed := map[string]map[string]providers.HostState{}
 	for _, h := range hosts {
 		if !h.running.IsZero() || h.replaced {
 			continue
 		}
-		states, err := c.listPool(ctx, h.pool.Name)
-		if err != nil {
-			c.cfg.Logger.Warn("listing rented hosts", "pool", h.pool.Name, "err", err)
-			continue
+		states, seen := listed[h.pool.Name]
+		if !seen {
+			var err error
+			if states, err = c.listPool(ctx, h.pool.Name); err != nil {
+				c.cfg.Logger.Warn("listing rented hosts", "pool", h.pool.Name, "err", err)
+			}
+			listed[h.pool.Name] = states
 		}
 		if st, ok := states[h.host.ID]; ok {
 			out[h.host.ID] = st
