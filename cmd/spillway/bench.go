@@ -238,6 +238,9 @@ func writeMarkdown(w io.Writer, started time.Time, scs []scalesim.Scenario, rs [
 	for i, r := range rs {
 		sc := scs[i]
 		fmt.Fprintf(w, "## %s (seed %d)\n\n", sc.Name, sc.Seed)
+		if c := sc.Condition(); c != "" {
+			fmt.Fprintf(w, "%s.\n\n", strings.ToUpper(c[:1])+c[1:])
+		}
 		fmt.Fprintf(w, "+%d hosts in %d task groups (one policy each) on a cluster of %d full nodes and %d policies: "+
 			"%d of %d burst allocations placed, %d launch requests, %d instances, %s simulated in %s of wall time.\n\n",
 			r.Hosts, sc.Groups, sc.Existing, sc.Policies, r.Placed, r.Hosts, r.Launches, r.Instances, ms(r.Simulated), ms(r.Wall))

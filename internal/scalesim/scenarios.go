@@ -2,6 +2,7 @@ package scalesim
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -60,4 +61,25 @@ func NewScenario(kind string, hosts int, seed int64) (Scenario, error) {
 		return Scenario{}, fmt.Errorf("unknown scenario %q (one of %v)", kind, Kinds)
 	}
 	return sc, nil
+}
+
+// Condition says in a phrase what goes wrong in sc, or "" for nothing.
+func (sc Scenario) Condition() string {
+	var out []string
+	if sc.Exhausted {
+		out = append(out, "the first-choice offering (m5.xlarge) has no capacity")
+	}
+	if sc.Throttle {
+		out = append(out, "EC2's documented default request rates throttle the account")
+	}
+	if sc.ErrorRate > 0 {
+		out = append(out, fmt.Sprintf("%g%% of the cloud's API calls answer 5xx", 100*sc.ErrorRate))
+	}
+	if sc.Restart > 0 {
+		out = append(out, fmt.Sprintf("the control plane stops and a new one starts %s after the trigger", sc.Restart))
+	}
+	if sc.DescribeLag > 0 {
+		out = append(out, fmt.Sprintf("EC2's eventual consistency hides a new instance from DescribeInstances for %s", sc.DescribeLag))
+	}
+	return strings.Join(out, "; ")
 }
