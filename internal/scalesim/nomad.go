@@ -52,6 +52,8 @@ type Nomad struct {
 	keys  []string
 	rooms []string
 	asks  [][2]int64
+	// pulls are the allocations whose image pull ends at each instant.
+	pulls map[time.Time][]string
 }
 
 type simJob struct {
@@ -372,22 +374,47 @@ func (n *Nomad) placeLocked(j *nomad.Job, g *nomad.TaskGroup, node *nomad.Node) 
 		n.runLocked(a)
 		return
 	}
-	id := a.ID
-	n.clock.AfterFunc(n.Pull, func() {
-		n.mu.Lock()
+	// One timer per instant for every allocation placed then, not one
+	// each: the clock runs each on its own goroutine, and the 10,000
+	// allocations of the large scenario's cluster, placed at once, were
+	// 10,000 goroutines (80 MB of stacks) waking together.
+	at := n.clock.Now().Add(n.Pull)
+	if n.pulls == nil {
+		n.pulls = map[time.Time][]string{}
+	}
+	if _, set := n.pulls[at]; !set {
+		n.clock.AfterFunc(n.Pull, func() { n.pulled(at) })
+	}
+	n.pulls[at] = append(n.pulls[at], a.ID)
+}
+
+// pulled runs the allocations whose pull ends at at, in the order they
+// were placed.
+func (n *Nomad) pulled(at time.Time) {
+	type ran struct {
+		t    policies.Target
+		node string
+	}
+	var out []ran
+	n.mu.Lock()
+	ids := n.pulls[at]
+	delete(n.pulls, at)
+	now := n.clock.Now()
+	for _, id := range ids {
 		a := n.allocs[id]
-		var at time.Time
 		if a != nil && a.ClientStatus == "pending" && a.DesiredStatus == "run" {
 			n.index++
 			n.runLocked(a)
-			at = n.clock.Now()
+			out = append(out, ran{policies.Target{Namespace: a.Namespace, Job: a.JobID, Group: a.TaskGroup}, a.NodeID})
 		}
-		n.flush()
-		n.mu.Unlock()
-		if !at.IsZero() && n.OnRunning != nil {
-			n.OnRunning(policies.Target{Namespace: a.Namespace, Job: a.JobID, Group: a.TaskGroup}, a.NodeID, at)
+	}
+	n.flush()
+	n.mu.Unlock()
+	if n.OnRunning != nil {
+		for _, r := range out {
+			n.OnRunning(r.t, r.node, now)
 		}
-	})
+	}
 }
 
 func (n *Nomad) runLocked(a *nomad.Allocation) {
