@@ -22,11 +22,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -147,6 +147,8 @@ type Result struct {
 	Instances    int
 	Restarted    bool
 	ClusterNodes int
+	// Existing is how many nodes the cluster had before the burst.
+	Existing int
 }
 
 const (
@@ -236,6 +238,9 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		sc.Policies = sc.Groups
 	}
 	quiet := NewQuiet()
+	// Each scenario's peak from what the process needs now: the heap the
+	// runs before it freed goes back to the OS first.
+	debug.FreeOSMemory()
 	resetPeak()
 	cpuStart, _ := usage()
 	wallStart := time.Now()
@@ -373,7 +378,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		cp.stop()
 	}()
 
-	res := &Result{Scenario: sc.Name, Hosts: sc.Hosts, Errors: map[string]int{}}
+	res := &Result{Scenario: sc.Name, Hosts: sc.Hosts, Errors: map[string]int{}, Existing: sc.Existing}
 	var trigger time.Time
 	running := map[string]time.Time{} // node -> when its burst allocation ran
 	burst := map[policies.Target]int{}
@@ -483,7 +488,19 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	rec.mu.Lock()
 	slot := map[string]time.Duration{}
 	if sc.Throttle {
-		claims := slices.Collect(maps.Keys(rec.claimSent))
+		// The claims that launched hosts: a throttled claim is asked
+		// again as a new claim (its round), which the ideal client never
+		// needs.
+		launched := map[string]bool{}
+		for _, c := range claimOf {
+			launched[c] = true
+		}
+		var claims []string
+		for c := range rec.claimSent {
+			if launched[c] {
+				claims = append(claims, c)
+			}
+		}
 		slices.SortFunc(claims, func(a, b string) int {
 			if c := rec.claimSent[a].Compare(rec.claimSent[b]); c != 0 {
 				return c
