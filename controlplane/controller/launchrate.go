@@ -41,8 +41,11 @@ const (
 type launchRates struct {
 	mu      sync.Mutex
 	buckets map[providers.Provider]*rate.Limiter
-	// cut is when each account's rate was last halved.
-	cut map[providers.Provider]time.Time
+	// cut is when each account's rate was last halved; raised is how
+	// much the launches taken at raisedAt raised it.
+	cut      map[providers.Provider]time.Time
+	raisedAt map[providers.Provider]time.Time
+	raised   map[providers.Provider]float64
 }
 
 func (c *Controller) bucket(p providers.Provider) *rate.Limiter {
@@ -83,22 +86,31 @@ func (c *Controller) waitLaunch(ctx context.Context, p providers.Provider) (time
 // account's rate.
 func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
 	b := c.bucket(p)
+	l := &c.rates
+	// One lock for the whole update: answers arriving together change the
+	// rate one at a time.
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := c.now()
 	cur := float64(b.Limit())
+	last, cutBefore := l.cut[p]
 	switch {
 	case providers.IsThrottled(err):
-		l := &c.rates
-		l.mu.Lock()
-		if last, ok := l.cut[p]; ok && sent.Before(last) {
-			// Sent before the last halving: that halving answered it.
-			l.mu.Unlock()
-			return
+		if cutBefore && sent.Before(last) {
+			return // sent before the last halving: that halving answered it
+		}
+		// Answers read at the same moment change the rate alike in any
+		// order (the scale simulation's figures are the same for the same
+		// seed): a halving undoes the raises of launches taken at that
+		// moment, and a launch taken at the moment of a halving raises
+		// nothing.
+		if at, ok := l.raisedAt[p]; ok && at.Equal(now) {
+			cur -= l.raised[p]
 		}
 		if l.cut == nil {
-			l.cut = map[providers.Provider]time.Time{}
+			l.cut, l.raisedAt, l.raised = map[providers.Provider]time.Time{}, map[providers.Provider]time.Time{}, map[providers.Provider]float64{}
 		}
-		l.cut[p] = now
-		l.mu.Unlock()
+		l.cut[p], l.raised[p] = now, 0
 		next := math.Max(cur/2, launchRateMin)
 		if after, ok := providers.RetryAfter(err); ok && after > 0 {
 			next = math.Min(next, math.Max(1/after.Seconds(), launchRateMin))
@@ -112,9 +124,19 @@ func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
 		c.rateGauge.WithLabelValues(p.Name()).Set(next)
 		c.cfg.Logger.Warn("the cloud throttled a launch: slowing this account's launches", "provider", p.Name(), "launches_per_second", next, "err", err)
 	case err == nil:
+		if cutBefore && last.Equal(now) {
+			return
+		}
 		if cur < launchRateMax {
 			next := math.Min(cur+launchRateStep, launchRateMax)
 			b.SetLimitAt(now, rate.Limit(next))
+			if l.raisedAt == nil {
+				l.cut, l.raisedAt, l.raised = map[providers.Provider]time.Time{}, map[providers.Provider]time.Time{}, map[providers.Provider]float64{}
+			}
+			if at, ok := l.raisedAt[p]; !ok || !at.Equal(now) {
+				l.raisedAt[p], l.raised[p] = now, 0
+			}
+			l.raised[p] += next - cur
 			c.rateGauge.WithLabelValues(p.Name()).Set(next)
 		}
 	}

@@ -30,7 +30,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -322,14 +321,15 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		return nil, err
 	}
 	defer db.Close()
-	// The retries' jitter comes from the seed too (retries side by side
-	// still draw in the order they arrive).
-	jitter := rand.New(rand.NewPCG(uint64(sc.Seed), 0x6a177e5))
-	var jitterMu sync.Mutex
+	// The retries' jitter comes from the seed, the simulated moment and
+	// the backoff's span, not from a stream drawn in the order retries
+	// arrive: retries side by side at one moment race for a stream, and
+	// each drew another's value (the throttled scenario's figures
+	// differed from run to run). Retries at one moment with the same
+	// span wait alike.
 	draw := func(n int64) int64 {
-		jitterMu.Lock()
-		defer jitterMu.Unlock()
-		return jitter.Int64N(n)
+		r := rand.New(rand.NewPCG(uint64(sc.Seed)^0x6a177e5, uint64(clock.Now().UnixNano())^uint64(n)<<1))
+		return r.Int64N(n)
 	}
 	prov, err := aws.New(ctx, aws.Options{Cluster: "sim", Region: "us-east-1", Endpoint: "http://cloudsim.sim.invalid",
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDSPILLWAYSIM", "spillway-sim-secret", ""),
