@@ -67,7 +67,7 @@ nomad-fmt-check:
 # The scale simulation make bench runs (spillway bench scaleout): the
 # scenarios, the burst each needs and the seed (the same seed gives the same
 # simulated figures).
-BENCH_SCENARIOS ?= plain
+BENCH_SCENARIOS ?= plain,exhausted,throttled,api-errors,restart,consistency,large
 BENCH_HOSTS     ?= 1000
 BENCH_SEED      ?= 1
 
@@ -77,12 +77,14 @@ bench: tools build
 	@set -o pipefail; status=0; \
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /test/e2e) 2>&1 | tee bin/bench-go.txt || status=1; \
 	./$(BIN) bench scaleout --scenario $(BENCH_SCENARIOS) --hosts $(BENCH_HOSTS) --seed $(BENCH_SEED) \
-		--go-bench bin/bench-go.txt --cpuprofile bin/bench.cpu.pprof --markdown BENCHMARKS.md || exit 1; \
-	if grep -q '\*\*missed\*\*' BENCHMARKS.md; then \
-		printf '\n## CPU profile of the scenarios (go tool pprof -top)\n\n```\n' >> BENCHMARKS.md; \
-		$(GO) tool pprof -top -nodecount=25 $(BIN) bin/bench.cpu.pprof >> BENCHMARKS.md 2>/dev/null; \
+		--go-bench bin/bench-go.txt --cpuprofile bin/bench.cpu.pprof --memprofile bin/bench.heap.pprof --missed bin/bench.missed --markdown BENCHMARKS.md || exit 1; \
+	for k in $$(cat bin/bench.missed); do \
+		printf '\n## CPU profile of %s+%s, which missed a target (go tool pprof -top)\n\n```\n' $$k $(BENCH_HOSTS) >> BENCHMARKS.md; \
+		$(GO) tool pprof -top -nodecount=25 $(BIN) bin/bench.cpu.pprof.$$k 2>/dev/null | grep -v '^Build ID' >> BENCHMARKS.md; \
+		printf '```\n\nIts heap once the burst was placed (go tool pprof -sample_index=inuse_space -top):\n\n```\n' >> BENCHMARKS.md; \
+		$(GO) tool pprof -sample_index=inuse_space -top -nodecount=15 $(BIN) bin/bench.heap.pprof.$$k 2>/dev/null | grep -v '^Build ID' >> BENCHMARKS.md; \
 		printf '```\n' >> BENCHMARKS.md; \
-	fi; \
+	done; \
 	echo "bench: wrote BENCHMARKS.md"; \
 	if [ $$status -ne 0 ]; then echo "bench: a Go benchmark failed (see BENCHMARKS.md)"; fi; \
 	exit $$status

@@ -18,6 +18,7 @@ type builder struct {
 	nodes   *iradix.Txn[*Node]
 	allocs  *iradix.Txn[*Alloc]
 	onNode  *iradix.Txn[*Alloc]
+	use     *iradix.Txn[*nodeUse]
 	ofGroup *iradix.Txn[*Alloc]
 	jobs    *iradix.Txn[*Job]
 	queues  *iradix.Txn[*Queue]
@@ -28,16 +29,16 @@ type builder struct {
 
 func newBuilder(s *Snapshot) *builder {
 	return &builder{
-		nodes: s.nodes.Txn(), allocs: s.allocs.Txn(), onNode: s.onNode.Txn(), ofGroup: s.ofGroup.Txn(),
+		nodes: s.nodes.Txn(), allocs: s.allocs.Txn(), onNode: s.onNode.Txn(), use: s.use.Txn(), ofGroup: s.ofGroup.Txn(),
 		jobs: s.jobs.Txn(), queues: s.queues.Txn(), deploys: s.deploys.Txn(), index: s.index, sync: s.sync,
 	}
 }
 
 func (b *builder) commit() *Snapshot {
 	return &Snapshot{
-		nodes: b.nodes.CommitOnly(), allocs: b.allocs.CommitOnly(), onNode: b.onNode.CommitOnly(), ofGroup: b.ofGroup.CommitOnly(),
+		nodes: b.nodes.CommitOnly(), allocs: b.allocs.CommitOnly(), onNode: b.onNode.CommitOnly(), use: b.use.CommitOnly(), ofGroup: b.ofGroup.CommitOnly(),
 		jobs: b.jobs.CommitOnly(), queues: b.queues.CommitOnly(), deploys: b.deploys.CommitOnly(),
-		index: b.index, sync: b.sync, changed: make(chan struct{}),
+		index: b.index, sync: b.sync, changed: make(chan struct{}), memo: &memo{},
 	}
 }
 
@@ -69,6 +70,7 @@ func (b *builder) upsertAlloc(a *Alloc) {
 	if ok {
 		b.onNode.Delete(key(cur.NodeID, cur.ID))
 		b.ofGroup.Delete(key(cur.Namespace, cur.JobID, cur.TaskGroup, cur.ID))
+		b.addUse(cur, -1)
 	}
 	if terminal(a) {
 		b.allocs.Delete([]byte(a.ID))
@@ -82,7 +84,29 @@ func (b *builder) upsertAlloc(a *Alloc) {
 	}
 	b.allocs.Insert([]byte(a.ID), a)
 	b.onNode.Insert(key(a.NodeID, a.ID), a)
+	b.addUse(a, 1)
 	b.ofGroup.Insert(key(a.Namespace, a.JobID, a.TaskGroup, a.ID), a)
+}
+
+// addUse adds (sign 1) or takes away (-1) what allocation a uses from its
+// node's sums, when it is desired running: what usage reads, instead of a
+// walk of the node's allocations.
+func (b *builder) addUse(a *Alloc, sign int64) {
+	if a.DesiredStatus != "run" {
+		return
+	}
+	u := nodeUse{}
+	if cur, ok := b.use.Get([]byte(a.NodeID)); ok {
+		u = *cur
+	}
+	u.CPU += sign * a.CPU
+	u.MemoryMB += sign * a.MemoryMB
+	u.Allocs += int(sign)
+	if u == (nodeUse{}) {
+		b.use.Delete([]byte(a.NodeID))
+		return
+	}
+	b.use.Insert([]byte(a.NodeID), &u)
 }
 
 func terminal(a *Alloc) bool {

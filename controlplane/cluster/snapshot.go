@@ -17,7 +17,9 @@
 package cluster
 
 import (
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
@@ -139,21 +141,37 @@ type Sync struct {
 type Snapshot struct {
 	nodes   *iradix.Tree[*Node]
 	allocs  *iradix.Tree[*Alloc]
-	onNode  *iradix.Tree[*Alloc] // key: node \x00 alloc
-	ofGroup *iradix.Tree[*Alloc] // key: namespace \x00 job \x00 group \x00 alloc
-	jobs    *iradix.Tree[*Job]   // key: namespace \x00 job
-	queues  *iradix.Tree[*Queue] // key: namespace \x00 job
+	onNode  *iradix.Tree[*Alloc]   // key: node \x00 alloc
+	use     *iradix.Tree[*nodeUse] // key: node; its allocations' sums
+	ofGroup *iradix.Tree[*Alloc]   // key: namespace \x00 job \x00 group \x00 alloc
+	jobs    *iradix.Tree[*Job]     // key: namespace \x00 job
+	queues  *iradix.Tree[*Queue]   // key: namespace \x00 job
 	deploys *iradix.Tree[*Deployment]
 	index   uint64
 	sync    Sync
 	// changed is closed when a newer snapshot is published.
 	changed chan struct{}
+	// memo holds what is worked out from the snapshot's trees once, for
+	// every reader: they never change, and the controllers' loops read the
+	// same snapshot many times over (each waiting activity, each pass). A
+	// copy of the snapshot with other sync shares it.
+	memo *memo
+}
+
+// memo is a snapshot's derived views, each computed on first use.
+type memo struct {
+	usageOnce sync.Once
+	usage     []pools.NodeUsage
+	mu        sync.Mutex
+	byMeta    map[string]map[string]pools.NodeUsage
+	idsBy     map[string]map[string]string
 }
 
 func emptySnapshot() *Snapshot {
 	return &Snapshot{
-		nodes: iradix.New[*Node](), allocs: iradix.New[*Alloc](), onNode: iradix.New[*Alloc](), ofGroup: iradix.New[*Alloc](),
+		nodes: iradix.New[*Node](), allocs: iradix.New[*Alloc](), onNode: iradix.New[*Alloc](), use: iradix.New[*nodeUse](), ofGroup: iradix.New[*Alloc](),
 		jobs: iradix.New[*Job](), queues: iradix.New[*Queue](), deploys: iradix.New[*Deployment](), changed: make(chan struct{}),
+		memo: &memo{},
 	}
 }
 
@@ -311,13 +329,79 @@ func (s *Snapshot) Healthy(t policies.Target) int {
 
 // NodeUsage returns every node with what its non-terminal allocations use,
 // in the form the capacity arithmetic of package pools takes.
+// It walks the nodes and their allocations once per snapshot; each call
+// returns a copy of that walk, the caller's to change.
 func (s *Snapshot) NodeUsage() []pools.NodeUsage {
-	out := make([]pools.NodeUsage, 0, s.nodes.Len())
-	s.nodes.Root().Walk(func(_ []byte, n *Node) bool {
-		out = append(out, s.usage(n))
-		return false
+	return slices.Clone(s.nodeUsage())
+}
+
+// NodeUsageShared is NodeUsage without the copy: the snapshot's one walk,
+// shared by every caller, which must not change it. For readers on a hot
+// path: a hundred scale-outs starting at once each held a copy (1.6 MB
+// at 10,000 nodes), most of the scale simulation's peak memory.
+func (s *Snapshot) NodeUsageShared() []pools.NodeUsage { return s.nodeUsage() }
+
+// nodeUsage is the snapshot's one walk of every node's usage, shared:
+// never to be changed.
+func (s *Snapshot) nodeUsage() []pools.NodeUsage {
+	s.memo.usageOnce.Do(func() {
+		out := make([]pools.NodeUsage, 0, s.nodes.Len())
+		s.nodes.Root().Walk(func(_ []byte, n *Node) bool {
+			out = append(out, s.usage(n))
+			return false
+		})
+		s.memo.usage = out
 	})
-	return out
+	return s.memo.usage
+}
+
+// NodeIDBy returns the ID of the node whose meta key has value value
+// (the last in node order when two have). The index of the key's values
+// is worked out once per snapshot from the nodes alone, without their
+// allocations: a cheap look-up for a caller that wants a few nodes (an
+// activity its rented hosts' nodes) on every change of the model.
+func (s *Snapshot) NodeIDBy(key, value string) (string, bool) {
+	s.memo.mu.Lock()
+	ids, ok := s.memo.idsBy[key]
+	if !ok {
+		ids = map[string]string{}
+		s.nodes.Root().Walk(func(_ []byte, n *Node) bool {
+			if v := n.Meta[key]; v != "" {
+				ids[v] = n.ID
+			}
+			return false
+		})
+		if s.memo.idsBy == nil {
+			s.memo.idsBy = map[string]map[string]string{}
+		}
+		s.memo.idsBy[key] = ids
+	}
+	s.memo.mu.Unlock()
+	id, ok := ids[value]
+	return id, ok
+}
+
+// UsageBy returns the nodes that carry meta key, by its value, with
+// their usage (the last in node order for a value two nodes carry). The
+// map is worked out once per snapshot and key and shared by every caller:
+// it must not be changed.
+func (s *Snapshot) UsageBy(key string) map[string]pools.NodeUsage {
+	s.memo.mu.Lock()
+	defer s.memo.mu.Unlock()
+	if m, ok := s.memo.byMeta[key]; ok {
+		return m
+	}
+	m := map[string]pools.NodeUsage{}
+	for _, n := range s.nodeUsage() {
+		if v := n.Meta[key]; v != "" {
+			m[v] = n
+		}
+	}
+	if s.memo.byMeta == nil {
+		s.memo.byMeta = map[string]map[string]pools.NodeUsage{}
+	}
+	s.memo.byMeta[key] = m
+	return m
 }
 
 // Usage is one node's usage.
@@ -332,13 +416,17 @@ func (s *Snapshot) Usage(id string) (pools.NodeUsage, bool) {
 func (s *Snapshot) usage(n *Node) pools.NodeUsage {
 	u := pools.NodeUsage{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.Pool, NodeClass: n.Class, Meta: n.Meta, Attrs: n.Attrs,
 		Ready: n.Ready(), Eligible: n.Eligible, Draining: n.Draining, Status: n.Status, CPU: n.CPU, MemoryMB: n.MemoryMB}
-	s.onNode.Root().WalkPrefix(key(n.ID, ""), func(_ []byte, a *Alloc) bool {
-		if a.DesiredStatus == "run" {
-			u.UsedCPU += a.CPU
-			u.UsedMemoryMB += a.MemoryMB
-			u.Allocs++
-		}
-		return false
-	})
+	if used, ok := s.use.Get([]byte(n.ID)); ok {
+		u.UsedCPU, u.UsedMemoryMB, u.Allocs = used.CPU, used.MemoryMB, used.Allocs
+	}
 	return u
+}
+
+// nodeUse is what a node's allocations desired running use, kept as they
+// change (builder.addUse): reading a node's usage is a look-up, not a
+// walk of its allocations (every node's usage at 10,000 nodes and 100,000
+// allocations took 17 ms, and the controllers read it on the hot path).
+type nodeUse struct {
+	CPU, MemoryMB int64
+	Allocs        int
 }

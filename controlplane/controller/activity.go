@@ -83,7 +83,7 @@ type activity struct {
 // ready Nomad nodes. met says whether every host it needed was found.
 func (a *activity) run(ctx context.Context, s *cluster.Snapshot) (met bool, err error) {
 	c, r := a.c, a.tl.r
-	nodes := s.NodeUsage()
+	nodes := s.NodeUsageShared()
 	// Rented hosts of the business unit still booting (a resumed activity,
 	// or one started while another's hosts boot) are followed, not rented
 	// again.
@@ -191,7 +191,7 @@ func (a *activity) replace(ctx context.Context, h *rented) []*rented {
 	before := len(a.rented)
 	a.mu.Unlock()
 	a.acquire(ctx, 1)
-	_, listed := byInstance(c.cfg.Cluster.Snapshot().NodeUsage())[h.host.ID]
+	_, listed := nodeOfInstance(c.cfg.Cluster.Snapshot(), h.host.ID)
 	if c.wasSeen(h.host.ID) && !listed {
 		// Its node was seen and is missing now: unknown, not a host that
 		// never booted. It is kept under the down-host rule (Health).
@@ -244,7 +244,7 @@ func (a *activity) acquire(ctx context.Context, need int) int {
 	var links []pools.LinkLimit
 	linkShort := 0
 	for first := a.round; need > 0 && a.round < first+roundsPerRun; a.round++ {
-		plan := a.plan(ctx, c.cfg.Cluster.Snapshot().NodeUsage(), need)
+		plan := a.plan(ctx, c.cfg.Cluster.Snapshot().NodeUsageShared(), need)
 		lastPlan = plan
 		taken := plan.Taken()
 		log.Info("capacity plan", "round", a.round, "need", need, "steps", stepsString(taken), "unmet", plan.Unmet, "at_risk", plan.AtRisk, "skipped", skipsString(plan.Skipped))

@@ -93,7 +93,7 @@ func BenchmarkPlan10kNodes(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		plan := a.plan(ctx, src.Snapshot().NodeUsage(), 20)
+		plan := a.plan(ctx, src.Snapshot().NodeUsageShared(), 20)
 		if len(plan.Taken()) == 0 {
 			b.Fatal("nothing planned")
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
@@ -127,6 +128,11 @@ type rented struct {
 	ready    time.Time
 	node     string
 	replaced bool
+	// owner is the activity whose claim rented it (followedElsewhere);
+	// elsewhere says that it was another's in flight when last asked.
+	owner     string
+	ownerSet  bool
+	elsewhere bool
 }
 
 // cloudStates reads what the ladder needs about every cloud pool that has
@@ -182,6 +188,35 @@ func byInstance(nodes []pools.NodeUsage) map[string]pools.NodeUsage {
 		}
 	}
 	return out
+}
+
+// nodeOfInstance is the node of a rented host, by its instance ID, with
+// its usage: a look-up of the one node, for loops that run on every
+// change of the model (a walk of every node's usage each time cost most
+// of the scale simulation's CPU at 10,000 nodes).
+func nodeOfInstance(snap *cluster.Snapshot, instance string) (pools.NodeUsage, bool) {
+	id, ok := snap.NodeIDBy(bootstrap.MetaInstance, instance)
+	if !ok {
+		return pools.NodeUsage{}, false
+	}
+	return snap.Usage(id)
+}
+
+// nodeSeenOfInstance is nodeOfInstance without what the node's
+// allocations use (zero): what following a host needs (its node's ID,
+// name, meta, readiness), without a walk of its allocations on each
+// change of the model for each host in flight.
+func nodeSeenOfInstance(snap *cluster.Snapshot, instance string) (pools.NodeUsage, bool) {
+	id, ok := snap.NodeIDBy(bootstrap.MetaInstance, instance)
+	if !ok {
+		return pools.NodeUsage{}, false
+	}
+	n, ok := snap.Node(id)
+	if !ok {
+		return pools.NodeUsage{}, false
+	}
+	return pools.NodeUsage{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.Pool, NodeClass: n.Class, Meta: n.Meta,
+		Ready: n.Ready(), Eligible: n.Eligible, Draining: n.Draining, Status: n.Status, CPU: n.CPU, MemoryMB: n.MemoryMB}, true
 }
 
 func nodeReady(n pools.NodeUsage) bool {
@@ -243,7 +278,8 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 		keys[i] = o.Key()
 	}
 	// The account's launch rate first: the intent's time is the call's.
-	if err := c.waitLaunch(ctx, p); err != nil {
+	sent, err := c.waitLaunch(ctx, p)
+	if err != nil {
 		return nil, err
 	}
 	intent, _ := json.Marshal(map[string]any{"claim": claimID, "pool": cp.Name, "tier": step.Tier, "hosts": count, "provider": cp.Provider,
@@ -265,7 +301,7 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	pool := cp.ProviderPool()
 	pool.UserData = rendered.UserData
 	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
-	c.launched(p, err)
+	c.launched(p, sent, err)
 	if err != nil && !providers.IsThrottled(err) {
 		// A throttle slows the account (launched), and marks no offering.
 		c.memory.RecordError(cp.Name, c.now(), err, offerings...)
@@ -346,7 +382,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 	if len(hosts) == 0 {
 		return nil
 	}
-	var runningAt time.Time
+	var runningAt, othersAt time.Time
 	for {
 		snap := c.cfg.Cluster.Snapshot()
 		if !snap.Live() {
@@ -357,20 +393,53 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			}
 			continue
 		}
-		nodeOf := byInstance(snap.NodeUsage())
 		states := c.hostStates(ctx, hosts)
 		now := c.now()
 		allRunning, allReady := true, true
-		var next []*rented
+		// watching: a host not ready yet is this activity's to look up
+		// in the model; without one it waits for the others' hosts at
+		// the poll, not on every change of the model.
+		watching := false
+		// Hosts another scale-out follows are asked about at the poll.
+		others := othersAt.IsZero() || now.Sub(othersAt) >= c.cfg.Poll
+		if others {
+			othersAt = now
+		}
+		next := make([]*rented, 0, len(hosts))
 		for _, h := range hosts {
 			if h.replaced {
 				continue
 			}
 			next = append(next, h)
+			if !h.ready.IsZero() {
+				continue // ready: nothing more to follow
+			}
+			if others {
+				h.elsewhere = c.followedElsewhere(tl.r.Activity, h)
+			}
+			if h.elsewhere {
+				// Another scale-out in flight rented it and follows it
+				// (and replaces it): this one waits for it to be ready.
+				if at, ok := c.readiedAt(h.host.ID, others); ok {
+					h.ready = at
+					if h.running.IsZero() {
+						h.running = at
+					}
+					continue
+				}
+				allReady = false
+				if h.running.IsZero() && states[h.host.ID] == providers.HostRunning {
+					h.running = now
+				}
+				if h.running.IsZero() {
+					allRunning = false
+				}
+				continue
+			}
 			if h.running.IsZero() && states[h.host.ID] == providers.HostRunning {
 				h.running = now
 			}
-			n, registered := nodeOf[h.host.ID]
+			n, registered := nodeSeenOfInstance(snap, h.host.ID)
 			if registered {
 				c.sawNode(ctx, h.host.ID, n, h.pool.Name)
 			}
@@ -383,16 +452,26 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			if h.ready.IsZero() && registered && nodeReady(n) && n.Meta[pools.MetaServes] == tl.r.BusinessUnit {
 				h.ready, h.node = now, n.ID
 				took := now.Sub(h.launched)
-				c.ready.add(h.pool.Name, took)
+				// Once per host: a host several scale-outs follow (after a
+				// restart, each resumed one follows every booting host of
+				// its business unit) is one time-to-ready sample and one
+				// host.ready, not one per follower.
 				c.mu.Lock()
-				c.readyOnce[h.host.ID] = now
+				_, already := c.readyOnce[h.host.ID]
+				if !already {
+					c.readyOnce[h.host.ID] = now
+				}
 				c.mu.Unlock()
-				data, _ := json.Marshal(map[string]any{"pool": h.pool.Name, "host": h.host.ID, "node": n.ID, "seconds": took.Seconds(), "claim": h.claim})
-				c.record(ctx, journal.Event{Time: now, Kind: KindHostReady, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
-					Message: fmt.Sprintf("rented host %s of %s is a ready nomad node after %s", h.host.ID, h.pool.Name, took.Round(100*time.Millisecond))})
+				if !already {
+					c.ready.add(h.pool.Name, took)
+					data, _ := json.Marshal(map[string]any{"pool": h.pool.Name, "host": h.host.ID, "node": n.ID, "seconds": took.Seconds(), "claim": h.claim})
+					c.record(ctx, journal.Event{Time: now, Kind: KindHostReady, Subject: "host/" + h.host.ID, Activity: tl.r.Activity, Actor: "controller", Data: data,
+						Message: fmt.Sprintf("rented host %s of %s is a ready nomad node after %s", h.host.ID, h.pool.Name, took.Round(100*time.Millisecond))})
+				}
 			}
 			if h.ready.IsZero() {
 				allReady = false
+				watching = true
 				if timeout := readyTimeout(c.ready.estimate(h.pool)); now.Sub(h.launched) > timeout {
 					h.replaced = true
 					next = append(next[:len(next)-1], replace(ctx, h)...)
@@ -420,7 +499,11 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			tl.phase(ctx, PhaseNodesReady, now, fmt.Sprintf("%d rented %s serving %s", len(hosts), plural(len(hosts), "host is a ready nomad node", "hosts are ready nomad nodes"), tl.r.BusinessUnit))
 			return nil
 		}
-		if err := c.pause(ctx, snap); err != nil {
+		wait := c.pause
+		if !watching {
+			wait = func(ctx context.Context, _ *cluster.Snapshot) error { return c.sleep(ctx, c.cfg.Poll) }
+		}
+		if err := wait(ctx, snap); err != nil {
 			return err
 		}
 	}
@@ -445,6 +528,39 @@ func (c *Controller) sawNode(ctx context.Context, host string, n pools.NodeUsage
 		Message: fmt.Sprintf("rented host %s of %s registered as nomad node %s", host, pool, n.Name)})
 }
 
+// followedElsewhere says whether rented host h is another activity's to
+// follow: its claim's (a claim is "<activity>-<pool>-…"), in flight.
+// Every booting host of a business unit is each of its scale-outs'
+// capacity to wait for, but only the one that rented it looks it up in
+// the model on each change and replaces it: a hundred scale-outs resumed
+// after a restart each looked up all their business unit's thousand
+// booting hosts on every change of the model.
+func (c *Controller) followedElsewhere(activity string, h *rented) bool {
+	if !h.ownerSet {
+		h.owner, _, _ = strings.Cut(h.claim, "-"+h.pool.Name+"-")
+		h.ownerSet = true
+	}
+	if h.owner == "" || h.owner == h.claim || h.owner == activity {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, inFlight := c.flights[h.owner]
+	return inFlight
+}
+
+// readiedAt is when a rented host first became a ready node serving its
+// business unit, as a scale-out following it saw; nothing unless ask.
+func (c *Controller) readiedAt(host string, ask bool) (time.Time, bool) {
+	if !ask {
+		return time.Time{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.readyOnce[host]
+	return at, ok
+}
+
 // wasSeen says whether a rented host's Nomad node was ever seen.
 func (c *Controller) wasSeen(host string) bool {
 	c.mu.Lock()
@@ -457,22 +573,87 @@ func (c *Controller) wasSeen(host string) bool {
 // listing per pool (through the ownership tags), not one call per host.
 func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string]providers.HostState {
 	out := map[string]providers.HostState{}
-	listed := map[string]bool{}
+	listed := map[string]map[string]providers.HostState{}
 	for _, h := range hosts {
-		if !h.running.IsZero() || h.replaced || listed[h.pool.Name] {
+		if !h.running.IsZero() || h.replaced {
 			continue
 		}
-		listed[h.pool.Name] = true
-		live, err := c.cfg.Clouds[h.pool.Name].List(ctx, h.pool.Name)
-		if err != nil {
-			c.cfg.Logger.Warn("listing rented hosts", "pool", h.pool.Name, "err", err)
-			continue
+		states, seen := listed[h.pool.Name]
+		if !seen {
+			var err error
+			if states, err = c.listPool(ctx, h.pool.Name); err != nil {
+				c.cfg.Logger.Warn("listing rented hosts", "pool", h.pool.Name, "err", err)
+			}
+			listed[h.pool.Name] = states
 		}
-		for _, l := range live {
-			out[l.ID] = l.State
+		if st, ok := states[h.host.ID]; ok {
+			out[h.host.ID] = st
 		}
 	}
 	return out
+}
+
+// listingFresh is how long a pool's listing of rented hosts serves every
+// activity that follows hosts of the pool. Each follows on every change
+// of the model: without it, a hundred scale-outs in flight listed the
+// pool a hundred times per model change (DescribeInstances of every
+// instance, far past EC2's default 20 a second). A host's state only
+// marks when it ran; its node registering is seen in the model at once.
+const listingFresh = 2 * time.Second
+
+// listings holds each pool's last listing and the one in flight.
+type listings struct {
+	mu    sync.Mutex
+	pools map[string]*listing
+}
+
+// listing is one listing of a pool: done is closed once states and err
+// are set.
+type listing struct {
+	at     time.Time
+	done   chan struct{}
+	states map[string]providers.HostState
+	err    error
+}
+
+// listPool returns the states of the live rented hosts of pool, by
+// instance ID, from a listing begun less than listingFresh ago (waiting
+// for it if it is in flight) or a new one. The map is shared: it must not
+// be changed. A failed listing is not kept.
+func (c *Controller) listPool(ctx context.Context, pool string) (map[string]providers.HostState, error) {
+	l := &c.listings
+	now := c.now()
+	l.mu.Lock()
+	if l.pools == nil {
+		l.pools = map[string]*listing{}
+	}
+	cur := l.pools[pool]
+	if cur != nil && now.Sub(cur.at) < listingFresh {
+		l.mu.Unlock()
+		select {
+		case <-cur.done:
+			return cur.states, cur.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	cur = &listing{at: now, done: make(chan struct{})}
+	l.pools[pool] = cur
+	l.mu.Unlock()
+	live, err := c.cfg.Clouds[pool].List(ctx, pool)
+	cur.states, cur.err = make(map[string]providers.HostState, len(live)), err
+	for _, h := range live {
+		cur.states[h.ID] = h.State
+	}
+	if cur.err != nil {
+		l.mu.Lock()
+		if l.pools[pool] == cur {
+			delete(l.pools, pool)
+		}
+		l.mu.Unlock()
+	}
+	close(cur.done)
+	return cur.states, cur.err
 }
 
 // markServes sets spillway.serves on a rented host's node (a per-pool

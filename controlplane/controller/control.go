@@ -10,6 +10,7 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of operator actions on pools and hosts.
@@ -131,7 +132,7 @@ func (c *Controller) Release(ctx context.Context, host, actor, reason string) (p
 	if !snap.Live() {
 		return pools.Loan{}, fmt.Errorf("the cluster model is not following nomad (%s): try again", snap.Sync().Err)
 	}
-	nodeOf := byInstance(snap.NodeUsage())
+	nodeOf := snap.UsageBy(bootstrap.MetaInstance)
 	type match struct {
 		loan pools.Loan
 		node string

@@ -214,7 +214,10 @@ type Controller struct {
 	unserved      map[policies.Target]unservableEntry
 	unservedGauge prometheus.Gauge
 	// rates paces the launches of each cloud account.
-	rates     launchRates
+	rates launchRates
+	// listings are the pools' last listings of rented hosts, shared by
+	// the activities that follow hosts of a pool (hostStates).
+	listings  listings
 	rateGauge *prometheus.GaugeVec
 	// health is each rented host's, by instance; readyOnce is when a host
 	// was last seen ready, from the journal (host.ready) and the follows.

@@ -14,6 +14,7 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of host health and the garbage collector.
@@ -53,7 +54,7 @@ func (c *Controller) Health(ctx context.Context) ([]string, error) {
 	if !snap.Live() {
 		return nil, nil
 	}
-	usage := snap.NodeUsage()
+	usage := snap.NodeUsageShared()
 	nodeOf := byInstance(usage)
 	byID := make(map[string]pools.NodeUsage, len(usage))
 	for _, n := range usage {
@@ -285,7 +286,7 @@ func (c *Controller) Collect(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeOf := byInstance(snap.NodeUsage())
+	nodeOf := snap.UsageBy(bootstrap.MetaInstance)
 	now := c.now()
 	var done []string
 	var errs []error
@@ -476,7 +477,7 @@ func (c *Controller) AdoptOrphan(ctx context.Context, id, actor, reason string) 
 		return "", ErrModelNotLive
 	}
 	bu := ""
-	if n, ok := byInstance(snap.NodeUsage())[h.ID]; ok {
+	if n, ok := nodeOfInstance(snap, h.ID); ok {
 		if _, known := c.cfg.Pools.BusinessUnit(n.Meta[pools.MetaServes]); known && c.cfg.Clouds[h.Pool] != nil {
 			bu = n.Meta[pools.MetaServes]
 		}

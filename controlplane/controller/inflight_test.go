@@ -226,3 +226,23 @@ func TestCollectorLeavesOnlyFollowedRentalsToTheirActivity(t *testing.T) {
 		t.Fatalf("deletes %+v", del)
 	}
 }
+
+// A booting host is followed in the model by the scale-out that rented
+// it while that one is in flight; any other waits for it, and follows it
+// itself once its owner is gone.
+func TestABootingHostIsFollowedByItsOwner(t *testing.T) {
+	h := newHarness(t, 0)
+	cp, _ := h.pools.CloudPool("aws")
+	host := &rented{host: providers.Host{ID: "i-1", Pool: "aws"}, pool: cp, claim: "act-1-aws-0"}
+	untrack := h.c.track("act-1", "the scale-out of web", "bu")
+	if !h.c.followedElsewhere("act-2", host) {
+		t.Fatal("another scale-out follows a host its owner, in flight, follows")
+	}
+	if h.c.followedElsewhere("act-1", host) {
+		t.Fatal("the owner does not follow its own host")
+	}
+	untrack()
+	if h.c.followedElsewhere("act-2", host) {
+		t.Fatal("a host whose owner is gone is followed by no one")
+	}
+}

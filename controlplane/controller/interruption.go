@@ -18,6 +18,7 @@ import (
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of spot interruptions.
@@ -52,7 +53,7 @@ func (c *Controller) Interruptions(ctx context.Context) ([]string, error) {
 	if !snap.Live() {
 		return nil, nil
 	}
-	nodeOf := byInstance(snap.NodeUsage())
+	nodeOf := snap.UsageBy(bootstrap.MetaInstance)
 	var errs []error
 	var taken []string
 	listed := map[string]bool{}
@@ -147,7 +148,7 @@ func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, act 
 	now := c.now()
 	left := h.InterruptAt.Sub(now)
 	deadline := min(max(time.Duration(float64(left)*drainShare), time.Second), c.drainDeadline())
-	n, registered := byInstance(snap.NodeUsage())[h.ID]
+	n, registered := snap.UsageBy(bootstrap.MetaInstance)[h.ID]
 	byTarget := map[policies.Target]int{}
 	var per demand.Size
 	allocs := 0

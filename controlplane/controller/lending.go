@@ -185,7 +185,7 @@ func (c *Controller) returnLoan(ctx context.Context, snap *cluster.Snapshot, act
 	work := workOnHost(snap, loan.Host)
 	fits := true
 	if work.allocs > 0 {
-		view := c.serving(snap, snap.NodeUsage(), bu, []candidate{{loan: loan, node: loan.Host}})
+		view := c.serving(snap, snap.NodeUsageShared(), bu, []candidate{{loan: loan, node: loan.Host}})
 		fits = view.fitsElsewhere(loan.Host)
 	}
 	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": loan.Host, "pool": loan.Pool, "borrower": bu, "lender": loan.Lender,
@@ -469,7 +469,7 @@ func (c *Controller) reclaimOrder(snap *cluster.Snapshot, loans []pools.Loan) {
 
 // holder says who holds host, which is not lent.
 func (c *Controller) holder(snap *cluster.Snapshot, host string) string {
-	for _, n := range snap.NodeUsage() {
+	for _, n := range snap.NodeUsageShared() {
 		if n.ID != host && n.Name != host {
 			continue
 		}

@@ -118,7 +118,7 @@ func (c *Controller) Provision(ctx context.Context, s *cluster.Snapshot) int {
 			return t
 		}
 		if usage == nil {
-			usage = s.NodeUsage()
+			usage = s.NodeUsageShared()
 		}
 		given[bu] = c.available(c.tiers(usage, bu))
 		return given[bu]

@@ -14,6 +14,7 @@ import (
 	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
+	"github.com/spillwayhq/spillway/providers/bootstrap"
 )
 
 // Journal event kinds of the reconciler.
@@ -127,7 +128,7 @@ func (c *Controller) ReconcileClouds(ctx context.Context) (int, error) {
 	if !snap.Live() {
 		return 0, fmt.Errorf("the cluster model is not following nomad (%s): reconciling later", snap.Sync().Err)
 	}
-	nodeOf := byInstance(snap.NodeUsage())
+	nodeOf := snap.UsageBy(bootstrap.MetaInstance)
 	now := c.now()
 	fixes := 0
 	fixed := func(kind, subject, msg string, data any) {
@@ -303,12 +304,20 @@ func (c *Controller) Resume(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading unfinished activities: %w", err)
 	}
-	n := 0
+	// Every scale-out resumed is in flight before any starts: each finds
+	// the others' booting hosts theirs to follow (followedElsewhere).
+	var resumable []string
 	for _, id := range order {
 		a := acts[id]
 		if !a.ok || a.r.Deadline.IsZero() || now.After(a.r.Deadline.Add(c.cfg.ActivityGrace)) {
 			continue
 		}
+		resumable = append(resumable, id)
+		defer c.track(id, "the scale-out of "+a.r.Target.String(), a.r.BusinessUnit)()
+	}
+	n := 0
+	for _, id := range resumable {
+		a := acts[id]
 		c.record(ctx, journal.Event{Time: now, Kind: KindPhase + ".resumed", Subject: a.r.Target.String(), Activity: id, Actor: "controller",
 			Message: "resuming a scale-out a restart interrupted"})
 		if c.Start(ctx, a.r) {

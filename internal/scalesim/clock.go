@@ -230,6 +230,9 @@ const quietReads = 3
 type Quiet struct {
 	base uint64
 	s    []metrics.Sample
+	// Since is when the process was first seen quiet by the last Wait
+	// that returned true (the first of its quiet reads in a row).
+	Since time.Time
 }
 
 // NewQuiet measures the baseline, before the simulation has started any
@@ -266,6 +269,9 @@ func (q *Quiet) Wait(limit time.Duration) bool {
 		runtime.Gosched()
 		metrics.Read(q.s)
 		if q.s[0].Value.Uint64() <= 1 && q.s[1].Value.Uint64() == 0 && q.s[2].Value.Uint64() <= q.base {
+			if quiet == 0 {
+				q.Since = time.Now()
+			}
 			quiet++
 			continue
 		}

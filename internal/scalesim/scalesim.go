@@ -9,9 +9,13 @@
 // measures them (spillway bench scaleout, make bench).
 //
 // The clock moves to the next timer only once every goroutine waits
-// (Quiet), so what Spillway computes takes no simulated time; the
-// figures that are Spillway's own (decision and fallback latency) add the
-// wall time it computed to the simulated time it waited.
+// (Quiet), so what Spillway computes takes no simulated time. The figures
+// that are Spillway's own processing (decision and fallback latency) are
+// busy wall time: the wall time the process computed between the two
+// moments, from each move of the clock until every goroutine waits again,
+// without the simulated waits (API latencies, sleeps, polls, the launch
+// pacing); the simulated time between the same two moments, which holds
+// those waits, is reported beside them.
 package scalesim
 
 import (
@@ -21,9 +25,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -60,8 +66,13 @@ var Sources = []string{
 	"RunInstances answers in 1.5s; pending to running 5-17s; boot 20s: published EC2 launch measurements, the cloud simulator's defaults (docs/cloudsim.md)",
 	"Nomad join 10s: measured on the lab (the 10s its cloud pools' time_to_ready adds for the join, docs/cloudsim.md)",
 	"image pull and start 2s: a small, pre-pulled image (assumed)",
-	"EC2 throttling: DescribeInstances 100 requests burst, 20/s; RunInstances 1,000 instances burst, 2/s (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html); other writes at the simulator's defaults",
+	"EC2 throttling: DescribeInstances 100 requests burst, 20/s; RunInstances 5 requests burst, 2/s, and 1,000 instances burst, 2/s; other mutating calls 50 burst, 5/s (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html)",
 }
+
+// runInstancesRate is EC2's documented default request bucket of
+// RunInstances: the throttled scenario's cloud, and its rate-bound lower
+// bound.
+var runInstancesRate = cloudsim.Bucket{Burst: 5, Rate: 2}
 
 // Scenario is one scale-out to simulate.
 type Scenario struct {
@@ -86,6 +97,9 @@ type Scenario struct {
 	DescribeLag time.Duration
 	// Horizon is when the simulation gives up. Default 20m.
 	Horizon time.Duration
+	// HeapProfile, when set, is a file to write a heap profile to when
+	// the burst is placed, before the run's pieces are let go.
+	HeapProfile string
 }
 
 // Result is what one run measured.
@@ -100,13 +114,22 @@ type Result struct {
 	// Overhead is each burst allocation's time-to-capacity less its
 	// lower bound: what Spillway's decisions, queueing and retries added.
 	Overhead []time.Duration
+	// RateBound, with EC2's throttling on, is each allocation's lower
+	// bound when its claim's request waits its turn at EC2's documented
+	// RunInstances request rate (runInstancesRate), the claims taken in
+	// the order Spillway sent them: the fastest any client can go there.
+	RateBound []time.Duration
 	// Decision is each activity's trigger to its first launch request;
-	// Fallback each capacity error to the next launch of its claim. Both
-	// are Spillway's own time: the simulated time it waited plus the wall
-	// time it computed, which varies from run to run.
+	// Fallback each capacity error answered to the next launch request of
+	// its claim. Both are Spillway's processing: the busy wall time
+	// between the two (see the package doc), which varies from run to
+	// run; it holds the simulated Nomad's and cloud's work in the same
+	// steps too, so it is an upper bound.
 	Decision, Fallback []time.Duration
-	// decisionSim and fallbackSim are their simulated parts alone.
-	decisionSim, fallbackSim []time.Duration
+	// DecisionSim and FallbackSim are the simulated time between the
+	// same two moments: Spillway's own waits (the launch pacing, polls)
+	// and none of its processing. The same seed gives the same.
+	DecisionSim, FallbackSim []time.Duration
 	// Launches counts launch requests; Errors the failed ones by code.
 	Launches int
 	Errors   map[string]int
@@ -123,6 +146,8 @@ type Result struct {
 	Instances    int
 	Restarted    bool
 	ClusterNodes int
+	// Existing is how many nodes the cluster had before the burst.
+	Existing int
 }
 
 const (
@@ -212,6 +237,9 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		sc.Policies = sc.Groups
 	}
 	quiet := NewQuiet()
+	// Each scenario's peak from what the process needs now: the heap the
+	// runs before it freed goes back to the OS first.
+	debug.FreeOSMemory()
 	resetPeak()
 	cpuStart, _ := usage()
 	wallStart := time.Now()
@@ -233,7 +261,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 				{InstanceType: "m6i.xlarge", Zone: "us-east-1a", CapacityType: cloudsim.OnDemand, Price: 0.192},
 			},
 			Throttle: cloudsim.Throttle{Disabled: !sc.Throttle, Describe: cloudsim.Bucket{Burst: 100, Rate: 20},
-				Instances: cloudsim.Bucket{Burst: 1000, Rate: 2}},
+				Launch: runInstancesRate, Mutate: cloudsim.Bucket{Burst: 50, Rate: 5}, Instances: cloudsim.Bucket{Burst: 1000, Rate: 2}},
 		}}
 	if sc.Exhausted {
 		ccfg.AWS.Offerings[0].Capacity = &zero
@@ -242,9 +270,10 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	sn.Pull = Pull
 	rec := newRecorder(poolName)
 	booted := map[string]time.Time{}
+	var boots bootConfigs
 	var bootErr error
 	sim, err := cloudsim.New(ccfg, cloudsim.WithClock(clock), cloudsim.WithBootHook(func(_ context.Context, ev cloudsim.InstanceEvent) {
-		node, err := nodeOfInstance(ev, hostCPU, hostMem)
+		node, err := boots.nodeOfInstance(ev, hostCPU, hostMem)
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		booted[ev.InstanceID] = clock.Now()
@@ -292,14 +321,15 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		return nil, err
 	}
 	defer db.Close()
-	// The retries' jitter comes from the seed too (retries side by side
-	// still draw in the order they arrive).
-	jitter := rand.New(rand.NewPCG(uint64(sc.Seed), 0x6a177e5))
-	var jitterMu sync.Mutex
+	// The retries' jitter comes from the seed, the simulated moment and
+	// the backoff's span, not from a stream drawn in the order retries
+	// arrive: retries side by side at one moment race for a stream, and
+	// each drew another's value (the throttled scenario's figures
+	// differed from run to run). Retries at one moment with the same
+	// span wait alike.
 	draw := func(n int64) int64 {
-		jitterMu.Lock()
-		defer jitterMu.Unlock()
-		return jitter.Int64N(n)
+		r := rand.New(rand.NewPCG(uint64(sc.Seed)^0x6a177e5, uint64(clock.Now().UnixNano())^uint64(n)<<1))
+		return r.Int64N(n)
 	}
 	prov, err := aws.New(ctx, aws.Options{Cluster: "sim", Region: "us-east-1", Endpoint: "http://cloudsim.sim.invalid",
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDSPILLWAYSIM", "spillway-sim-secret", ""),
@@ -348,7 +378,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		cp.stop()
 	}()
 
-	res := &Result{Scenario: sc.Name, Hosts: sc.Hosts, Errors: map[string]int{}}
+	res := &Result{Scenario: sc.Name, Hosts: sc.Hosts, Errors: map[string]int{}, Existing: sc.Existing}
 	var trigger time.Time
 	running := map[string]time.Time{} // node -> when its burst allocation ran
 	burst := map[policies.Target]int{}
@@ -365,8 +395,11 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		return len(running)
 	}
 	step := func() bool {
-		if !quiet.Wait(2 * time.Second) {
+		if quiet.Wait(2 * time.Second) {
+			rec.idle(quiet.Since)
+		} else {
 			res.Forced++
+			rec.idle(time.Now())
 		}
 		// The clock moves to its next timer or the cloud's next lifecycle
 		// event, whichever is first: a boot is seen when it happens.
@@ -377,6 +410,7 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		if !ok {
 			return false
 		}
+		rec.busy(time.Now())
 		clock.AdvanceTo(next)
 		sim.Step()
 		res.Steps++
@@ -432,6 +466,11 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	}
 	res.Simulated = clock.Since(trigger)
 	res.Restarted = restarted
+	if sc.HeapProfile != "" {
+		if err := writeHeapProfile(sc.HeapProfile); err != nil {
+			return nil, err
+		}
+	}
 	res.Wall = time.Since(wallStart)
 	cpu, peak := usage()
 	res.CPU, res.PeakRSS = cpu-cpuStart, peak
@@ -442,7 +481,38 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		launch[in.ID] = in.LaunchTime
 	}
 	res.Instances = len(launch)
+	claimOf := map[string]string{}
+	for _, in := range sim.Instances(cloudsim.CloudAWS) {
+		claimOf[in.ID] = in.Tags["spillway:claim"]
+	}
 	rec.mu.Lock()
+	slot := map[string]time.Duration{}
+	if sc.Throttle {
+		// The claims that launched hosts: a throttled claim is asked
+		// again as a new claim (its round), which the ideal client never
+		// needs.
+		launched := map[string]bool{}
+		for _, c := range claimOf {
+			launched[c] = true
+		}
+		var claims []string
+		for c := range rec.claimSent {
+			if launched[c] {
+				claims = append(claims, c)
+			}
+		}
+		slices.SortFunc(claims, func(a, b string) int {
+			if c := rec.claimSent[a].Compare(rec.claimSent[b]); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+		for k, c := range claims {
+			if over := k + 1 - int(runInstancesRate.Burst); over > 0 {
+				slot[c] = time.Duration(float64(over) / runInstancesRate.Rate * float64(time.Second))
+			}
+		}
+	}
 	for node, at := range running {
 		id := strings.TrimPrefix(node, "node-")
 		res.TimeToCapacity = append(res.TimeToCapacity, at.Sub(trigger))
@@ -450,20 +520,23 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 			lb := APILatency + booted[id].Sub(l) + Join + Pull
 			res.LowerBound = append(res.LowerBound, lb)
 			res.Overhead = append(res.Overhead, at.Sub(trigger)-lb)
+			if sc.Throttle {
+				res.RateBound = append(res.RateBound, lb+slot[claimOf[id]])
+			}
 		}
 	}
 	for _, s := range rec.first {
-		res.Decision = append(res.Decision, s.sim.Sub(trigger)+s.wall.Sub(rec.triggerWall))
-		res.decisionSim = append(res.decisionSim, s.sim.Sub(trigger))
+		res.Decision = append(res.Decision, s.busy)
+		res.DecisionSim = append(res.DecisionSim, s.sim.Sub(trigger))
 	}
 	res.Fallback = slices.Clone(rec.fallbacks)
-	res.fallbackSim = slices.Clone(rec.fallbacksSim)
+	res.FallbackSim = slices.Clone(rec.fallbacksSim)
 	res.Launches = rec.launches
 	for k, v := range rec.errors {
 		res.Errors[k] = v
 	}
 	rec.mu.Unlock()
-	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.Overhead, res.Decision, res.Fallback, res.decisionSim, res.fallbackSim} {
+	for _, xs := range [][]time.Duration{res.TimeToCapacity, res.LowerBound, res.RateBound, res.Overhead, res.Decision, res.Fallback, res.DecisionSim, res.FallbackSim} {
 		slices.Sort(xs)
 	}
 	if progress != nil {
@@ -472,13 +545,28 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	return res, nil
 }
 
+// writeHeapProfile writes the heap's profile to path, after a GC.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // Figures are a run's simulated figures: what the same seed reproduces
-// (every figure but the wall-time part of decision and fallback latency,
+// (every figure but decision and fallback latency, which are wall time,
 // the step counts, peak memory and CPU time).
 type Figures struct {
 	Placed, Launches, Instances, ClusterNodes int
 	Simulated                                 time.Duration
 	TimeToCapacity, LowerBound, Overhead      []time.Duration
+	RateBound                                 []time.Duration
 	DecisionSimulated, FallbackSimulated      []time.Duration
 	Errors                                    map[string]int
 	Restarted                                 bool
@@ -487,8 +575,8 @@ type Figures struct {
 // Figures returns r's simulated figures.
 func (r *Result) Figures() Figures {
 	return Figures{Placed: r.Placed, Launches: r.Launches, Instances: r.Instances, ClusterNodes: r.ClusterNodes,
-		Simulated: r.Simulated, TimeToCapacity: r.TimeToCapacity, LowerBound: r.LowerBound, Overhead: r.Overhead,
-		DecisionSimulated: r.decisionSim, FallbackSimulated: r.fallbackSim, Errors: r.Errors, Restarted: r.Restarted}
+		Simulated: r.Simulated, TimeToCapacity: r.TimeToCapacity, LowerBound: r.LowerBound, Overhead: r.Overhead, RateBound: r.RateBound,
+		DecisionSimulated: r.DecisionSim, FallbackSimulated: r.FallbackSim, Errors: r.Errors, Restarted: r.Restarted}
 }
 
 // Quantile is the q-quantile (0..1) of sorted xs, nearest rank.

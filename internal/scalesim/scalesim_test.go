@@ -10,44 +10,54 @@ import (
 	"testing"
 )
 
-// The plain scenario at +50 hosts: every allocation gets a host, by the
-// real controllers and the EC2 provider, no allocation before its
-// physical lower bound, and the same seed gives the same simulated
-// figures. It asserts behaviour, never speed.
-func TestPlainScaleOutIsPlaced(t *testing.T) {
+// Every scenario at +50 hosts, each run twice with the same seed: every
+// allocation gets a host, by the real controllers and the EC2 provider,
+// no allocation before its physical lower bound, and the two runs give
+// the same simulated figures. It asserts behaviour, never speed.
+func TestScenariosArePlacedAndRepeatable(t *testing.T) {
 	// The simulation's cloud is in-process, not behind TLS.
 	t.Setenv("AWS_CA_BUNDLE", "")
-	sc, err := NewScenario(Plain, 50, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runs []*Result
-	for range 2 {
-		res, err := Run(t.Context(), sc, t.TempDir(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Placed != sc.Hosts {
-			t.Fatalf("placed %d of %d burst allocations in %s simulated (%d launches, errors %v, %d instances)",
-				res.Placed, sc.Hosts, res.Simulated, res.Launches, res.Errors, res.Instances)
-		}
-		if len(res.LowerBound) != sc.Hosts || len(res.Decision) != sc.Groups {
-			t.Fatalf("lower bounds %d, decisions %d", len(res.LowerBound), len(res.Decision))
-		}
-		if res.Overhead[0] < 0 {
-			t.Fatalf("an allocation ran %s before its physical lower bound", -res.Overhead[0])
-		}
-		t.Logf("p50 %s p99 %s lower bound p99 %s, overhead p99 %s, %d launches, %d steps, %d forced, wall %s",
-			Quantile(res.TimeToCapacity, .5), Quantile(res.TimeToCapacity, .99), Quantile(res.LowerBound, .99),
-			Quantile(res.Overhead, .99), res.Launches, res.Steps, res.Forced, res.Wall)
-		runs = append(runs, res)
-	}
-	a, b := reflect.ValueOf(runs[0].Figures()), reflect.ValueOf(runs[1].Figures())
-	for i := range a.NumField() {
-		if x, y := a.Field(i).Interface(), b.Field(i).Interface(); !reflect.DeepEqual(x, y) {
-			t.Errorf("the same seed gave a different %s (steps forced on the time limit: %d, %d):\n%v\n%v",
-				a.Type().Field(i).Name, runs[0].Forced, runs[1].Forced, x, y)
-		}
+	for _, kind := range Kinds {
+		t.Run(kind, func(t *testing.T) {
+			sc, err := NewScenario(kind, 50, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var runs []*Result
+			for range 2 {
+				res, err := Run(t.Context(), sc, t.TempDir(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Placed != sc.Hosts {
+					t.Fatalf("placed %d of %d burst allocations in %s simulated (%d launches, errors %v, %d instances)",
+						res.Placed, sc.Hosts, res.Simulated, res.Launches, res.Errors, res.Instances)
+				}
+				if len(res.LowerBound) != sc.Hosts || len(res.Decision) != sc.Groups {
+					t.Fatalf("lower bounds %d, decisions %d", len(res.LowerBound), len(res.Decision))
+				}
+				if res.Overhead[0] < 0 {
+					t.Fatalf("an allocation ran %s before its physical lower bound", -res.Overhead[0])
+				}
+				if sc.Exhausted && len(res.Fallback) == 0 {
+					t.Fatalf("the first choice had no capacity and nothing fell back (errors %v)", res.Errors)
+				}
+				if sc.Restart > 0 && !res.Restarted {
+					t.Fatalf("the control plane did not restart within %s", res.Simulated)
+				}
+				t.Logf("p50 %s p99 %s lower bound p99 %s, overhead p99 %s, %d launches, errors %v, %d steps, %d forced, wall %s",
+					Quantile(res.TimeToCapacity, .5), Quantile(res.TimeToCapacity, .99), Quantile(res.LowerBound, .99),
+					Quantile(res.Overhead, .99), res.Launches, res.Errors, res.Steps, res.Forced, res.Wall)
+				runs = append(runs, res)
+			}
+			a, b := reflect.ValueOf(runs[0].Figures()), reflect.ValueOf(runs[1].Figures())
+			for i := range a.NumField() {
+				if x, y := a.Field(i).Interface(), b.Field(i).Interface(); !reflect.DeepEqual(x, y) {
+					t.Errorf("the same seed gave a different %s (steps forced on the time limit: %d, %d):\n%v\n%v",
+						a.Type().Field(i).Name, runs[0].Forced, runs[1].Forced, x, y)
+				}
+			}
+		})
 	}
 }
 

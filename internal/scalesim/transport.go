@@ -65,50 +65,95 @@ func claimOf(form url.Values) string {
 }
 
 // recorder keeps what the figures are made of, in simulated time and,
-// for Spillway's own processing, in wall time.
+// for Spillway's own processing, in busy wall time: the wall time the
+// process computed, from each move of the clock until every goroutine
+// waits again, summed from the trigger on. Time the process sits idle
+// while the driver moves the clock (a simulated API latency, a sleep, a
+// poll, a pacing wait) is not in it.
 type recorder struct {
-	mu          sync.Mutex
-	trigger     time.Time
-	triggerWall time.Time
+	mu      sync.Mutex
+	trigger time.Time
+	// busyBase is the busy wall time before the current busy period,
+	// which began at busyFrom (zero while the process is quiet).
+	busyBase time.Duration
+	busyFrom time.Time
 	// pool names the claims' pool: a claim is "<activity>-<pool>-…"
 	pool string
 	// first is each activity's first launch request after the trigger
 	first map[string]stamp
 	// capacity errors by claim, waiting for the next request of the claim
 	failed map[string]stamp
-	// fallbacks are Spillway's time from a capacity error to the next
-	// request of its claim, and fallbacksSim its simulated part alone
+	// fallbacks are Spillway's processing (busy wall time) from a
+	// capacity error to the next request of its claim, and fallbacksSim
+	// the simulated time between the two
 	fallbacks, fallbacksSim []time.Duration
 	launches                int
 	errors                  map[string]int
+	// claimSent is when each claim's first launch request went out.
+	claimSent map[string]time.Time
 }
 
+// stamp is a moment in simulated time and in busy wall time.
 type stamp struct {
-	sim, wall time.Time
+	sim  time.Time
+	busy time.Duration
 }
 
 func newRecorder(pool string) *recorder {
-	return &recorder{pool: pool, failed: map[string]stamp{}, errors: map[string]int{}, first: map[string]stamp{}}
+	return &recorder{pool: pool, failed: map[string]stamp{}, errors: map[string]int{}, first: map[string]stamp{}, claimSent: map[string]time.Time{}}
 }
 
+// triggered marks the trigger: busy wall time counts from here.
 func (r *recorder) triggered(sim time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.trigger, r.triggerWall = sim, time.Now()
+	r.trigger, r.busyBase, r.busyFrom = sim, 0, time.Now()
+}
+
+// busy starts a busy period: the driver moved the clock at wall time at.
+func (r *recorder) busy(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.trigger.IsZero() && r.busyFrom.IsZero() {
+		r.busyFrom = at
+	}
+}
+
+// idle ends a busy period: the process was quiet from wall time at.
+func (r *recorder) idle(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.busyFrom.IsZero() {
+		if at.After(r.busyFrom) {
+			r.busyBase += at.Sub(r.busyFrom)
+		}
+		r.busyFrom = time.Time{}
+	}
+}
+
+// busyNowLocked is the busy wall time since the trigger, now.
+func (r *recorder) busyNowLocked() time.Duration {
+	if r.busyFrom.IsZero() {
+		return r.busyBase
+	}
+	return r.busyBase + time.Since(r.busyFrom)
 }
 
 func (r *recorder) launchSent(claim string, sim time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.launches++
+	if _, ok := r.claimSent[claim]; !ok {
+		r.claimSent[claim] = sim
+	}
 	if activity, _, ok := strings.Cut(claim, "-"+r.pool); ok && !r.trigger.IsZero() {
 		if _, seen := r.first[activity]; !seen {
-			r.first[activity] = stamp{sim, time.Now()}
+			r.first[activity] = stamp{sim, r.busyNowLocked()}
 		}
 	}
 	if f, ok := r.failed[claim]; ok {
 		delete(r.failed, claim)
-		r.fallbacks = append(r.fallbacks, sim.Sub(f.sim)+time.Since(f.wall))
+		r.fallbacks = append(r.fallbacks, r.busyNowLocked()-f.busy)
 		r.fallbacksSim = append(r.fallbacksSim, sim.Sub(f.sim))
 	}
 }
@@ -126,7 +171,7 @@ func (r *recorder) launchAnswered(claim string, sim time.Time, code int, body st
 	for _, c := range capacityCodes {
 		if strings.Contains(body, "<Code>"+c+"</Code>") {
 			r.errors[c]++
-			r.failed[claim] = stamp{sim, time.Now()}
+			r.failed[claim] = stamp{sim, r.busyNowLocked()}
 			return
 		}
 	}

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -164,15 +163,18 @@ type Simulator struct {
 	life, errs *rand.Rand
 	seq        int
 	instances  map[string]*Instance
-	capacity   map[string]*int // offering key → remaining; nil entry = unlimited
-	offerings  map[string]OfferingConfig
-	templates  map[string]LaunchTemplate
-	tokens     map[string]idempotentResult
-	faults     []*Fault
-	buckets    map[string]*bucket
-	errorRate  float64
-	stats      map[string]int
-	calls      []Call // the last maxCalls authenticated requests, oldest first
+	// order is the instances' IDs in launch order (seq), with IDs of
+	// instances since deleted until the next sortedIDsLocked drops them.
+	order     []string
+	capacity  map[string]*int // offering key → remaining; nil entry = unlimited
+	offerings map[string]OfferingConfig
+	templates map[string]LaunchTemplate
+	tokens    map[string]idempotentResult
+	faults    []*Fault
+	buckets   map[string]*bucket
+	errorRate float64
+	stats     map[string]int
+	calls     []Call // the last maxCalls authenticated requests, oldest first
 
 	adminOnce sync.Once
 	admin     *http.ServeMux
@@ -490,13 +492,20 @@ func copyTags(t map[string]string) map[string]string {
 	return out
 }
 
+// sortedIDsLocked is the instances' IDs in launch order: kept as they
+// launch, not sorted on each call (each step of the scale simulation
+// asks, with thousands of instances). The caller must not change it.
 func (s *Simulator) sortedIDsLocked() []string {
-	ids := make([]string, 0, len(s.instances))
-	for id := range s.instances {
-		ids = append(ids, id)
+	if len(s.order) != len(s.instances) {
+		live := make([]string, 0, len(s.instances))
+		for _, id := range s.order {
+			if _, ok := s.instances[id]; ok {
+				live = append(live, id)
+			}
+		}
+		s.order = live
 	}
-	sort.Slice(ids, func(i, j int) bool { return s.instances[ids[i]].seq < s.instances[ids[j]].seq })
-	return ids
+	return s.order
 }
 
 // Instances returns a snapshot of the instances of cloud ("" for both), in
@@ -741,6 +750,7 @@ func (s *Simulator) launchLocked(spec launchSpec, n int) []*Instance {
 			in.State = ecsPending
 		}
 		s.instances[in.ID] = in
+		s.order = append(s.order, in.ID)
 		out = append(out, in)
 	}
 	return out

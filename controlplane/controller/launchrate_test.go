@@ -1,0 +1,70 @@
+package controller
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/spillwayhq/spillway/providers"
+)
+
+// Launches sent together and throttled together halve the account's
+// rate once; a launch sent after that halving and throttled halves it
+// again; a launch the cloud takes raises it by a step, unless it is read
+// at the moment of a halving (answers read together change the rate
+// alike in any order).
+func TestThrottlesOfLaunchesSentTogetherHalveOnce(t *testing.T) {
+	h := newHarness(t, 0)
+	p := h.aws
+	throttled := providers.NewThrottledError(errors.New("RequestLimitExceeded: Request limit exceeded."), 0)
+	sent := h.clock.Now()
+	h.clock.Advance(1500 * time.Millisecond) // the API's latency
+	for range 5 {
+		h.c.launched(p, sent, throttled)
+	}
+	if r := h.c.launchRate(p); r != launchRateMax/2 {
+		t.Fatalf("five launches sent together and throttled left the rate at %v, want one halving, %v", r, launchRateMax/2)
+	}
+	next := h.clock.Now()
+	h.clock.Advance(1500 * time.Millisecond)
+	h.c.launched(p, next, throttled)
+	if r := h.c.launchRate(p); r != launchRateMax/4 {
+		t.Fatalf("a launch sent after the halving and throttled left the rate at %v, want %v", r, launchRateMax/4)
+	}
+	h.c.launched(p, next, nil) // read at the moment of the halving: alike in any order
+	if r := h.c.launchRate(p); r != launchRateMax/4 {
+		t.Fatalf("a launch taken at the moment of a halving left the rate at %v, want %v", r, launchRateMax/4)
+	}
+	h.clock.Advance(time.Second)
+	h.c.launched(p, h.clock.Now(), nil)
+	if r := h.c.launchRate(p); r != launchRateMax/4+launchRateStep {
+		t.Fatalf("a launch taken left the rate at %v, want %v", r, launchRateMax/4+launchRateStep)
+	}
+}
+
+// A launch taken and a launch throttled, read at the same moment, leave
+// the account's rate the same whichever is read first.
+func TestAnswersReadTogetherChangeTheRateInAnyOrder(t *testing.T) {
+	throttled := providers.NewThrottledError(errors.New("RequestLimitExceeded"), 0)
+	rates := make([]float64, 2)
+	for i := range rates {
+		h := newHarness(t, 0)
+		sent := h.clock.Now()
+		h.clock.Advance(1500 * time.Millisecond)
+		h.c.launched(h.aws, sent, throttled) // a first halving, to climb from
+		h.clock.Advance(time.Second)
+		sent = h.clock.Now()
+		h.clock.Advance(1500 * time.Millisecond)
+		if i == 0 {
+			h.c.launched(h.aws, sent, nil)
+			h.c.launched(h.aws, sent, throttled)
+		} else {
+			h.c.launched(h.aws, sent, throttled)
+			h.c.launched(h.aws, sent, nil)
+		}
+		rates[i] = h.c.launchRate(h.aws)
+	}
+	if rates[0] != rates[1] || rates[0] != launchRateMax/4 {
+		t.Fatalf("taken then throttled: %v; throttled then taken: %v; want %v both", rates[0], rates[1], launchRateMax/4)
+	}
+}
