@@ -2,8 +2,6 @@ package app
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,28 +12,15 @@ import (
 // withLink gives the daemon a shared pool, so it runs the controller, and
 // a dedicated line of 1 Gbit/s filled to 80%.
 func withLink(t *testing.T) func(*config.Config) {
-	dir := t.TempDir()
-	const doc = `apiVersion: spillway/v1
-kind: BusinessUnit
-name: bu-a
-selector: {node_pool: bu-a, node_class: internal}
-lending: {share: 50%}
-borrowing: {quota: 2}
----
-apiVersion: spillway/v1
+	return withPools(t, unitA, `apiVersion: spillway/v1
 kind: SharedPool
 name: shared
 selector: {node_pool: shared}
----
-apiVersion: spillway/v1
+`, `apiVersion: spillway/v1
 kind: Link
 name: dc1-ali
 bandwidth: 1Gbps
-`
-	if err := os.WriteFile(filepath.Join(dir, "pools.yaml"), []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return func(c *config.Config) { c.Pools.Dir = dir }
+`)
 }
 
 // TestLinkRoutes: GET /v1/links and GET /v1/pools show a link's

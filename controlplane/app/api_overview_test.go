@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,22 +16,28 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/journal"
 )
 
-// withBusinessUnit gives the daemon one business unit, bu-a, whose own
-// host is the fake Nomad's node.
-func withBusinessUnit(t *testing.T) func(*config.Config) {
-	dir := t.TempDir()
-	const unit = `apiVersion: spillway/v1
+// unitA is business unit bu-a, whose own host is the fake Nomad's node.
+const unitA = `apiVersion: spillway/v1
 kind: BusinessUnit
 name: bu-a
 selector: {node_pool: bu-a, node_class: internal}
 lending: {share: 50%}
 borrowing: {quota: 2}
 `
-	if err := os.WriteFile(filepath.Join(dir, "bu-a.yaml"), []byte(unit), 0o644); err != nil {
+
+// withPools gives the daemon a pools directory of one file holding docs
+// (YAML documents, joined by ---).
+func withPools(t *testing.T, docs ...string) func(*config.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pools.yaml"), []byte(strings.Join(docs, "---\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return func(c *config.Config) { c.Pools.Dir = dir }
 }
+
+// withBusinessUnit gives the daemon one business unit, bu-a.
+func withBusinessUnit(t *testing.T) func(*config.Config) { return withPools(t, unitA) }
 
 // phaseEvent is an activity.phase event as the controller journals it.
 func phaseEvent(at time.Time, activity, service, phase string, extra map[string]any) journal.Event {

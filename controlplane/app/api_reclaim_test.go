@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,33 +16,20 @@ import (
 // withSharedPool gives the daemon bu-a (the fake Nomad's node) and a
 // shared pool, whose lender bu-b has no node there.
 func withSharedPool(t *testing.T) func(*config.Config) {
-	dir := t.TempDir()
-	const files = `apiVersion: spillway/v1
-kind: BusinessUnit
-name: bu-a
-selector: {node_pool: bu-a, node_class: internal}
-lending: {share: 50%}
-borrowing: {quota: 2}
----
-apiVersion: spillway/v1
+	return withPools(t, unitA, `apiVersion: spillway/v1
 kind: BusinessUnit
 name: bu-b
 selector: {node_pool: bu-b}
 lending: {share: 100%}
 borrowing: {quota: 0}
----
-apiVersion: spillway/v1
+`, `apiVersion: spillway/v1
 kind: SharedPool
 name: shared
 selector: {node_pool: shared}
 lease: 1h
 reclaim_notice: 5m
 drain_deadline: 1m
-`
-	if err := os.WriteFile(filepath.Join(dir, "pools.yaml"), []byte(files), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return func(c *config.Config) { c.Pools.Dir = dir }
+`)
 }
 
 // TestAPIReclaimAndExtend: POST /v1/pools/{name}/reclaim is an
