@@ -21,6 +21,13 @@ import (
 // governed makes a policy of bu-a with deadline govern web.
 func (h *harness) governed(deadline time.Duration) {
 	h.t.Helper()
+	h.webPolicy("deadline: " + deadline.String() + "\n")
+}
+
+// webPolicy makes a policy of bu-a govern web, with extra (YAML lines:
+// its deadline, its traffic) besides a fixed check.
+func (h *harness) webPolicy(extra string) {
+	h.t.Helper()
 	doc := `apiVersion: spillway/v1
 kind: ScalingPolicy
 name: web
@@ -28,8 +35,7 @@ business_unit: bu-a
 target: {namespace: default, job: web, group: app}
 min: 1
 max: 40
-deadline: ` + deadline.String() + `
-checks:
+` + extra + `checks:
   - name: fixed
     fixed: {count: 1}
 `

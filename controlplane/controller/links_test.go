@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,28 +30,7 @@ target_utilization: 100%
 // trafficPolicy makes a policy with traffic govern web.
 func (h *harness) trafficPolicy(traffic string) {
 	h.t.Helper()
-	doc := `apiVersion: spillway/v1
-kind: ScalingPolicy
-name: web
-business_unit: bu-a
-target: {namespace: default, job: web, group: app}
-min: 1
-max: 40
-deadline: 2m
-traffic: ` + traffic + `
-checks:
-  - name: fixed
-    fixed: {count: 1}
-`
-	p := filepath.Join(h.t.TempDir(), "web.yaml")
-	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
-		h.t.Fatal(err)
-	}
-	set, err := policies.LoadFiles(p)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.c.cfg.Policies = func() *policies.Set { return set }
+	h.webPolicy("deadline: 2m\ntraffic: " + traffic + "\n")
 }
 
 // TestBurstLimitedByALink: 12 allocations of 20 Mbit/s are queued (4 to a
