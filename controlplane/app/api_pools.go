@@ -7,9 +7,8 @@ import (
 	"sort"
 	"time"
 
-	nomad "github.com/hashicorp/nomad/api"
-
 	"github.com/spillwayhq/spillway/controlplane/buildinfo"
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
@@ -297,10 +296,9 @@ func (s *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 			st.Pools++
 		}
 	}
-	var leader string
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.nomad.Raw().Query("/v1/status/leader", &leader, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil || leader == "" {
+	if _, err := cluster.Leader(ctx, s.nomad); err != nil {
 		st.Nomad = "unreachable"
 	}
 	// The last scaling operations of the past day.

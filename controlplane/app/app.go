@@ -277,15 +277,9 @@ func isAPIPath(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v1/"
 
 // readyz answers 200 once the control plane can reach Nomad's leader.
 func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
-	// Status().Leader takes no options, so ask the raw endpoint with a deadline.
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	var leader string
-	_, err := a.nomad.Raw().Query("/v1/status/leader", &leader, new(nomad.QueryOptions).WithContext(ctx))
-	if err != nil || leader == "" {
-		if err == nil {
-			err = errors.New("no leader")
-		}
+	if _, err := cluster.Leader(ctx, a.nomad); err != nil {
 		http.Error(w, "not ready: nomad: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -38,12 +39,22 @@ var (
 	_ Prober = NomadFeed{}
 )
 
-// Leader implements Prober: Status().Leader takes no options, so it asks
-// the raw endpoint, bounded by ctx.
-func (f NomadFeed) Leader(ctx context.Context) (string, error) {
+// Leader implements Prober.
+func (f NomadFeed) Leader(ctx context.Context) (string, error) { return Leader(ctx, f.Client) }
+
+// Leader is the address of Nomad's leader, asked within ctx
+// (Status().Leader takes no options, so it asks the raw endpoint): an
+// error when Nomad does not answer or has no leader. The model's probe,
+// the daemon's readiness and its status all ask it so.
+func Leader(ctx context.Context, c *nomad.Client) (string, error) {
 	var leader string
-	_, err := f.Client.Raw().Query("/v1/status/leader", &leader, (&nomad.QueryOptions{}).WithContext(ctx))
-	return leader, err
+	if _, err := c.Raw().Query("/v1/status/leader", &leader, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+		return "", err
+	}
+	if leader == "" {
+		return "", errors.New("no leader")
+	}
+	return leader, nil
 }
 
 // Stream implements Feed.

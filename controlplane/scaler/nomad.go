@@ -28,7 +28,7 @@ var (
 func (n ClusterCounts) AwaitCount(ctx context.Context, t policies.Target, count int) error {
 	for {
 		snap := n.Cluster.Snapshot()
-		if g, err := (evaluate.ClusterGroups{Cluster: staticSource{snap}}).Group(ctx, t); err == nil && g.Count == count {
+		if g, err := (evaluate.ClusterGroups{Cluster: cluster.NewStatic(snap)}).Group(ctx, t); err == nil && g.Count == count {
 			return nil
 		}
 		select {
@@ -38,11 +38,6 @@ func (n ClusterCounts) AwaitCount(ctx context.Context, t policies.Target, count 
 		}
 	}
 }
-
-// staticSource is a Source of one snapshot.
-type staticSource struct{ s *cluster.Snapshot }
-
-func (s staticSource) Snapshot() *cluster.Snapshot { return s.s }
 
 // Count implements CountReader: the group's count, as the live model has
 // it. While the model is not live, the count is unknown: an error.
