@@ -202,23 +202,6 @@ func nodeOfInstance(snap *cluster.Snapshot, instance string) (pools.NodeUsage, b
 	return snap.Usage(id)
 }
 
-// nodeSeenOfInstance is nodeOfInstance without what the node's
-// allocations use (zero): what following a host needs (its node's ID,
-// name, meta, readiness), without a walk of its allocations on each
-// change of the model for each host in flight.
-func nodeSeenOfInstance(snap *cluster.Snapshot, instance string) (pools.NodeUsage, bool) {
-	id, ok := snap.NodeIDBy(bootstrap.MetaInstance, instance)
-	if !ok {
-		return pools.NodeUsage{}, false
-	}
-	n, ok := snap.Node(id)
-	if !ok {
-		return pools.NodeUsage{}, false
-	}
-	return pools.NodeUsage{ID: n.ID, Name: n.Name, Datacenter: n.Datacenter, NodePool: n.Pool, NodeClass: n.Class, Meta: n.Meta,
-		Ready: n.Ready(), Eligible: n.Eligible, Draining: n.Draining, Status: n.Status, CPU: n.CPU, MemoryMB: n.MemoryMB}, true
-}
-
 func nodeReady(n pools.NodeUsage) bool {
 	return n.Ready && n.Eligible && n.Meta[bootstrap.MetaPrePull] != bootstrap.PrePullPending
 }
@@ -439,7 +422,7 @@ func (c *Controller) follow(ctx context.Context, tl *timeline, hosts []*rented, 
 			if h.running.IsZero() && states[h.host.ID] == providers.HostRunning {
 				h.running = now
 			}
-			n, registered := nodeSeenOfInstance(snap, h.host.ID)
+			n, registered := nodeOfInstance(snap, h.host.ID)
 			if registered {
 				c.sawNode(ctx, h.host.ID, n, h.pool.Name)
 			}

@@ -324,8 +324,11 @@ func (c *Controller) giveBack(ctx context.Context, loan pools.Loan, node string,
 // for (endReason: returned, lease expired, reclaimed).
 func (c *Controller) giveBackWithin(ctx context.Context, loan pools.Loan, node string, allocs int, actor, why, act string, deadline time.Duration) error {
 	subject := "business-unit/" + loan.Borrower
+	// Why it ends, as of the intent: the journal, the ledger and the
+	// outcome say the same, however long the drain takes.
+	reason := endReason(loan, c.now())
 	data, _ := json.Marshal(map[string]any{"host": loan.HostName, "node": node, "instance": loan.Host, "pool": loan.Pool, "tier": loan.Tier,
-		"borrower": loan.Borrower, "lender": loan.Lender, "claim": loan.Claim, "allocations": allocs, "reason": endReason(loan, c.now())})
+		"borrower": loan.Borrower, "lender": loan.Lender, "claim": loan.Claim, "allocations": allocs, "reason": reason})
 	verb, to := "returning", " to "+loan.Lender
 	if loan.Tier != pools.TierShared {
 		verb, to = "terminating rented host", ""
@@ -336,7 +339,7 @@ func (c *Controller) giveBackWithin(ctx context.Context, loan pools.Loan, node s
 	}
 	var err error
 	if loan.Tier == pools.TierShared {
-		err = c.cfg.Shared.Return(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim}, deadline, endReason(loan, c.now()))
+		err = c.cfg.Shared.Return(ctx, providers.Host{ID: loan.Host, Pool: loan.Pool, Claim: loan.Claim}, deadline, reason)
 		if providers.IsNotFound(err) {
 			err = nil
 		}
@@ -351,7 +354,7 @@ func (c *Controller) giveBackWithin(ctx context.Context, loan pools.Loan, node s
 			Message: fmt.Sprintf("giving back %s failed: %v", loan.HostName, err)})
 		return fmt.Errorf("giving back %s: %w", loan.HostName, err)
 	}
-	msg := fmt.Sprintf("returned %s to %s after draining it (%s)", loan.HostName, loan.Lender, endReason(loan, c.now()))
+	msg := fmt.Sprintf("returned %s to %s after draining it (%s)", loan.HostName, loan.Lender, reason)
 	if loan.Tier != pools.TierShared {
 		msg = fmt.Sprintf("terminated rented host %s of %s after draining it", loan.HostName, loan.Pool)
 	}

@@ -144,6 +144,15 @@ func (c *Controller) Interruptions(ctx context.Context) ([]string, error) {
 // A host that has no Nomad node yet serves nothing: its notice is taken
 // up again if it joins before the reclaim, else the activity that follows
 // its boot replaces it when it is not ready in time.
+// scaleOutDeadline is business unit bu's scale-out deadline (the
+// default for a unit the pools do not know).
+func (c *Controller) scaleOutDeadline(bu string) time.Duration {
+	if unit, ok := c.cfg.Pools.BusinessUnit(bu); ok {
+		return unit.ScaleOutDeadline()
+	}
+	return pools.DefaultScaleOutDeadline
+}
+
 func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, act string, loan pools.Loan, h providers.Host) error {
 	now := c.now()
 	left := h.InterruptAt.Sub(now)
@@ -194,11 +203,7 @@ func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, act 
 	main := targets[0]
 	r := Request{Activity: act, Target: main, BusinessUnit: loan.Borrower, Triggered: now, Decided: now,
 		cause: "the spot interruption notice of " + h.ID + " arrived", decision: "replacing " + h.ID}
-	if unit, ok := c.cfg.Pools.BusinessUnit(loan.Borrower); ok {
-		r.Deadline = now.Add(unit.ScaleOutDeadline())
-	} else {
-		r.Deadline = now.Add(pools.DefaultScaleOutDeadline)
-	}
+	r.Deadline = now.Add(c.scaleOutDeadline(loan.Borrower))
 	release, busy := c.holdTarget(main, act)
 	defer release()
 	tl := &timeline{c: c, r: r, pool: "none"}

@@ -72,8 +72,7 @@ func (c *Controller) Leases(ctx context.Context) ([]string, error) {
 		if l.Tier != pools.TierShared {
 			continue
 		}
-		expired := !now.Before(l.Until)
-		if !l.Reclaiming() && (!expired || l.Adopted != "") {
+		if !loanEnding(l, now) {
 			continue
 		}
 		if c.returnTask(ctx, snap, l) {
@@ -81,6 +80,12 @@ func (c *Controller) Leases(ctx context.Context) ([]string, error) {
 		}
 	}
 	return started, nil
+}
+
+// loanEnding says whether loan ends now: its owner reclaimed it, or its
+// lease ended (an adopted loan's is left to an operator).
+func loanEnding(loan pools.Loan, now time.Time) bool {
+	return endReason(loan, now) != pools.ReasonReturned
 }
 
 // endReason is why loan ends now, for its return entry in the ledger.
@@ -296,10 +301,7 @@ func (c *Controller) replacedAlready(ctx context.Context, loan pools.Loan) (stri
 // resumedReplacement is the activity act of a replacement a restart
 // interrupted after it was ready: its phases so far are journaled.
 func (c *Controller) resumedReplacement(act string, loan pools.Loan, work hostWork) *activity {
-	deadline := c.now().Add(pools.DefaultScaleOutDeadline)
-	if unit, ok := c.cfg.Pools.BusinessUnit(loan.Borrower); ok {
-		deadline = c.now().Add(unit.ScaleOutDeadline())
-	}
+	deadline := c.now().Add(c.scaleOutDeadline(loan.Borrower))
 	r := Request{Activity: act, Target: work.targets[0], BusinessUnit: loan.Borrower, Triggered: c.now(), Decided: c.now(), Deadline: deadline,
 		resumed: true, replaces: loan.Host}
 	return &activity{c: c, tl: &timeline{c: c, r: r, pool: "none"}, d: demand.Demand{Target: r.Target, Queued: work.allocs, PerAllocation: work.per},
@@ -315,10 +317,7 @@ func (c *Controller) replaceLoan(ctx context.Context, snap *cluster.Snapshot, ac
 	now := c.now()
 	bu := loan.Borrower
 	main := work.targets[0]
-	deadline := now.Add(pools.DefaultScaleOutDeadline)
-	if unit, ok := c.cfg.Pools.BusinessUnit(bu); ok {
-		deadline = now.Add(unit.ScaleOutDeadline())
-	}
+	deadline := now.Add(c.scaleOutDeadline(bu))
 	wait := ctx
 	var by time.Time
 	if loan.Reclaiming() {
@@ -460,9 +459,12 @@ func (c *Controller) reclaimOrder(snap *cluster.Snapshot, loans []pools.Loan) {
 		}
 		return pools.DefaultPriority
 	}
-	allocs := func(host string) int { return workOnHost(snap, host).allocs }
+	allocs := make(map[string]int, len(loans))
+	for _, l := range loans {
+		allocs[l.Host] = workOnHost(snap, l.Host).allocs
+	}
 	slices.SortStableFunc(loans, func(a, b pools.Loan) int {
-		return cmp.Or(cmp.Compare(prio(a.Borrower), prio(b.Borrower)), cmp.Compare(allocs(a.Host), allocs(b.Host)),
+		return cmp.Or(cmp.Compare(prio(a.Borrower), prio(b.Borrower)), cmp.Compare(allocs[a.Host], allocs[b.Host]),
 			b.Since.Compare(a.Since), cmp.Compare(a.Host, b.Host))
 	})
 }

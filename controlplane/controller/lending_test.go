@@ -9,7 +9,6 @@ import (
 
 	"github.com/spillwayhq/spillway/controlplane/journal"
 	"github.com/spillwayhq/spillway/pools"
-	"github.com/spillwayhq/spillway/providers"
 )
 
 // borrowOne runs the harness until bu-a borrowed shared-1 for the 4
@@ -203,38 +202,19 @@ func TestReclaimWithoutReplacementEndsAtItsDeadline(t *testing.T) {
 func TestReclaimResumesAfterACrashBetweenReplacementAndDrain(t *testing.T) {
 	h := newHarness(t, 1)
 	borrowOne(h)
-	crashed := make(chan struct{})
-	h.c.cfg.Failpoint = func(p string) {
-		if p == FailAfterReplacement {
-			h.cancel()
-			close(crashed)
-		}
-	}
+	crashed := h.crashAt(FailAfterReplacement)
 	if _, err := h.c.Reclaim(t.Context(), ReclaimRequest{Pool: "shared", Count: 1, Reason: "the owner needs it", Actor: "ops"}); err != nil {
 		t.Fatal(err)
 	}
-	h.until("the term ends after the replacement", func() bool {
-		select {
-		case <-crashed:
-			return true
-		default:
-			return false
-		}
-	})
+	h.until("the term ends after the replacement", crashed)
 	h.stop()
 	if _, lent := h.ledger.Loan("shared-1"); !lent || len(h.k.CallsOf("drain")) != 0 {
 		t.Fatalf("before the restart shared-1 must be lent and undrained\n%s", h.dump())
 	}
 	rented := len(h.cloud.Instances())
 	// A new process: a new controller on the same journal and ledger.
-	ledger, _, err := pools.NewLedger(t.Context(), h.db.LedgerStore(), h.pools.Limits(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ledger = ledger
-	h.c = New(Config{Cluster: h.k, Orchestrator: h.k, Pools: h.pools, Ledger: ledger, Shared: h.shared,
-		Clouds: map[string]providers.Provider{"aws": h.aws, "ali": h.ali}, Journal: h.db.Events(), Clock: h.clock, OrphanGrace: 10 * time.Minute})
-	h.start()
+	h.restart()
+	ledger := h.ledger
 	h.until("the reclaim completes after the restart", func() bool {
 		_, lent := ledger.Loan("shared-1")
 		return !lent && h.k.Snapshot().Healthy(web) == 8

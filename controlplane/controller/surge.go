@@ -169,11 +169,7 @@ func (c *Controller) surgeBy(loan pools.Loan) time.Time {
 	if loan.Reclaiming() {
 		return loan.ReclaimBy.Add(-c.drainDeadline())
 	}
-	d := pools.DefaultScaleOutDeadline
-	if unit, ok := c.cfg.Pools.BusinessUnit(loan.Borrower); ok {
-		d = unit.ScaleOutDeadline()
-	}
-	return c.now().Add(d)
+	return c.now().Add(c.scaleOutDeadline(loan.Borrower))
 }
 
 // surgeLoan raises, before loan's host is drained, the count of every
@@ -490,7 +486,7 @@ func (c *Controller) resumeSurges(ctx context.Context) int {
 		if c.cfg.Ledger != nil {
 			loan, lent = c.cfg.Ledger.Loan(s.Node)
 		}
-		if lent && (loan.Reclaiming() || (!now.Before(loan.Until) && loan.Adopted == "")) {
+		if lent && loanEnding(loan, now) {
 			continue // the Leases pass takes its return up
 		}
 		n++
