@@ -207,7 +207,7 @@ func Account(cfg *Config, nodes []NodeUsage, cloudCost map[string]float64, now t
 		if cost, ok := cloudCost[pc.Pool]; ok {
 			pc.CostPerHour = cost
 		} else if cp, ok := cfg.CloudPool(pc.Pool); ok {
-			pc.CostPerHour = float64(pc.Hosts.Total) * cheapestOnDemand(cp)
+			pc.CostPerHour = float64(pc.Hosts.Total) * CheapestOnDemand(cp)
 		}
 	}
 	slices.SortStableFunc(report.Pools, func(a, b PoolCapacity) int {
@@ -216,7 +216,10 @@ func Account(cfg *Config, nodes []NodeUsage, cloudCost map[string]float64, now t
 	return report
 }
 
-func cheapestOnDemand(cp *CloudPool) float64 {
+// CheapestOnDemand is what one host of cp costs per hour at its cheapest
+// on-demand offering (per unit of weight): how the capacity report costs
+// a cloud pool's hosts when the provider gives no cost.
+func CheapestOnDemand(cp *CloudPool) float64 {
 	best := 0.0
 	for _, o := range cp.Offerings {
 		w := o.Weight
@@ -251,8 +254,3 @@ func OwnedHosts(cfg *Config, nodes []NodeUsage) map[string]int {
 	}
 	return out
 }
-
-// CheapestOnDemand is what one host of cp costs per hour at its cheapest
-// on-demand offering (per unit of weight): how the capacity report costs
-// a cloud pool's hosts when the provider gives no cost.
-func CheapestOnDemand(cp *CloudPool) float64 { return cheapestOnDemand(cp) }

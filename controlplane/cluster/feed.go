@@ -13,7 +13,7 @@ import (
 // simulation (internal/scalesim) feeds the model a simulated Nomad
 // through it. Each method has the contract of the Nomad API call it is
 // named after: the same query options, paging and errors (a 404 as
-// nomad.UnexpectedResponseError).
+// nomad.UnexpectedResponseError, or ErrNotFound: IsNotFound).
 type Feed interface {
 	// Stream is EventStream().Stream.
 	Stream(ctx context.Context, topics map[nomad.Topic][]string, index uint64, q *nomad.QueryOptions) (<-chan *nomad.Events, error)

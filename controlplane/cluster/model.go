@@ -543,7 +543,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 		}
 		g.Go(func() error {
 			n, _, err := c.Node(s.ID, (&nomad.QueryOptions{}).WithContext(gctx))
-			if isNotFound(err) {
+			if IsNotFound(err) {
 				return nil // gone since the list: not an error
 			}
 			if err != nil {
@@ -606,7 +606,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 			jq := (&nomad.QueryOptions{Namespace: s.Namespace}).WithContext(gctx)
 			if jobs[i] == nil {
 				j, _, err := c.Job(s.ID, jq)
-				if isNotFound(err) {
+				if IsNotFound(err) {
 					return nil
 				}
 				if err != nil {
@@ -620,7 +620,7 @@ func (m *Model) list(ctx context.Context) (*Snapshot, map[nomad.Topic]uint64, er
 			// Why they are queued: the failed placements of the newest
 			// evaluation that queued them.
 			evals, _, err := c.JobEvaluations(s.ID, jq)
-			if err != nil && !isNotFound(err) {
+			if err != nil && !IsNotFound(err) {
 				return fmt.Errorf("reading the evaluations of job %s/%s: %w", s.Namespace, s.ID, err)
 			}
 			q := &Queue{Queued: queued, Failed: map[string]*demand.Blocked{}}

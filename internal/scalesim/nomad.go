@@ -133,19 +133,6 @@ func (n *Nomad) AddJob(job *nomad.Job) {
 	n.mu.Unlock()
 }
 
-// Running counts the running allocations of t.
-func (n *Nomad) Running(t policies.Target) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := 0
-	for _, a := range n.allocs {
-		if a.Namespace == t.Namespace && a.JobID == t.Job && a.TaskGroup == t.Group && a.ClientStatus == "running" {
-			c++
-		}
-	}
-	return c
-}
-
 // NodeCount is how many nodes are registered.
 func (n *Nomad) NodeCount() int {
 	n.mu.Lock()
@@ -490,8 +477,8 @@ func roundTrip[T any](v *T) *T {
 }
 
 func notFound(what string) error {
-	// Nomad's 404 has no exported constructor: the model takes this for a
-	// failed list and lists again, which the simulation never needs.
+	// Nomad's 404 has no exported constructor: the model takes
+	// cluster.ErrNotFound for one (cluster.IsNotFound).
 	return fmt.Errorf("%s: %w", what, cluster.ErrNotFound)
 }
 
