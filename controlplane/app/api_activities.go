@@ -196,12 +196,13 @@ func (f activityFilter) match(a Activity) bool {
 // unit from its policy, and how one the controller never followed ended
 // (a scale-in once its count is set; a scale-out the controller never
 // took up as the overview judges it); and, for a scale-out, whether it
-// missed its deadline.
-func (s *api) complete(act *Activity, evs []journal.Event, now time.Time, snap *cluster.Snapshot) {
+// missed its deadline. It returns the scale-out as the overview judges
+// it (nil for a scale-in, or one it cannot judge).
+func (s *api) complete(act *Activity, evs []journal.Event, now time.Time, snap *cluster.Snapshot) *overviewScaleOut {
 	if act.BusinessUnit == "" {
 		if p, ok := s.Policies().Get(act.Policy); ok && act.Policy != "" {
 			act.BusinessUnit = p.BusinessUnit
-		} else if t, ok := parseTarget(act.Service); ok {
+		} else if t, err := ParseService(act.Service); err == nil {
 			for _, p := range s.Policies().ForTarget(t) {
 				if p.BusinessUnit != "" {
 					act.BusinessUnit = p.BusinessUnit
@@ -219,11 +220,11 @@ func (s *api) complete(act *Activity, evs []journal.Event, now time.Time, snap *
 				act.Outcome = controller.OutcomeDone
 			}
 		}
-		return
+		return nil
 	}
 	so, ok := s.scaleOut(act.ID, evs, now, snap, map[string]time.Duration{})
 	if !ok {
-		return
+		return nil
 	}
 	act.MissedDeadline = act.MissedDeadline || so.MissedDeadline
 	if act.Outcome == "" && so.Outcome != outcomeInProgress {
@@ -237,6 +238,7 @@ func (s *api) complete(act *Activity, evs []journal.Event, now time.Time, snap *
 		t := so.Triggered
 		act.Triggered = &t
 	}
+	return &so
 }
 
 // handleActivities serves GET /v1/activities?service=&business_unit=&direction=&outcome=&since=&until=&order=&cursor=&limit=:
@@ -372,8 +374,8 @@ func (s *api) handleActivity(w http.ResponseWriter, r *http.Request) {
 	}
 	now, snap := s.clock.Now().UTC(), s.model.Snapshot()
 	act := buildActivity(id, evs)
-	s.complete(&act, evs, now, snap)
-	d, err := s.explain(r.Context(), act, evs, now, snap)
+	so := s.complete(&act, evs, now, snap)
+	d, err := s.explain(r.Context(), act, so, evs, now, snap)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "journal_unavailable", err.Error())
 		return

@@ -106,14 +106,10 @@ const (
 	sourceUnmet   = "unmet"
 )
 
-// explain builds an activity's detail from its events (oldest first).
-func (s *api) explain(ctx context.Context, act Activity, evs []journal.Event, now time.Time, snap *cluster.Snapshot) (activityDetail, error) {
-	d := activityDetail{Activity: act, HostTimelines: []hostTimeline{}, Sources: []sourceStep{}}
-	if act.Direction == "up" {
-		if so, ok := s.scaleOut(act.ID, evs, now, snap, map[string]time.Duration{}); ok {
-			d.ScaleOut = &so
-		}
-	}
+// explain builds an activity's detail from its events (oldest first),
+// with its scale-out as complete judged it (so; nil for none).
+func (s *api) explain(ctx context.Context, act Activity, so *overviewScaleOut, evs []journal.Event, now time.Time, snap *cluster.Snapshot) (activityDetail, error) {
+	d := activityDetail{Activity: act, HostTimelines: []hostTimeline{}, Sources: []sourceStep{}, ScaleOut: so}
 	d.Trigger = triggerOf(act, evs)
 	for i, ev := range evs {
 		if ev.Kind == journal.KindDecision {

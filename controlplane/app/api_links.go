@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/spillwayhq/spillway/controlplane/controller"
 	"github.com/spillwayhq/spillway/controlplane/metrics"
@@ -43,9 +42,9 @@ func (s *api) handleSetLink(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req, false) {
 		return
 	}
-	req.Reason = strings.TrimSpace(req.Reason)
-	if req.Reason == "" || len(req.Reason) > 1024 {
-		writeError(w, http.StatusBadRequest, "invalid_body", "reason: required, at most 1024 bytes")
+	var ok bool
+	if req.Reason, ok = validReason(req.Reason); !ok {
+		writeError(w, http.StatusBadRequest, "invalid_body", reasonRule)
 		return
 	}
 	if req.Bandwidth == nil {

@@ -215,7 +215,7 @@ func (s *api) handleOverview(w http.ResponseWriter, r *http.Request) {
 		if slices.ContainsFunc(v.Demand, func(d overviewDemand) bool { return d.Service == so.Service }) {
 			continue
 		}
-		if t, ok := parseTarget(so.Service); ok && (sync.Live || !sync.LastLive.IsZero()) {
+		if t, err := ParseService(so.Service); err == nil && (sync.Live || !sync.LastLive.IsZero()) {
 			if d, found := snap.Demand(t); found {
 				v.Demand = append(v.Demand, overviewDemand{Service: so.Service, BusinessUnit: so.BusinessUnit, Wanted: d.Count,
 					Running: d.Running, Starting: d.Starting, Queued: d.Queued})
@@ -224,15 +224,6 @@ func (s *api) handleOverview(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortFunc(v.Demand, func(a, b overviewDemand) int { return cmp.Compare(a.Service, b.Service) })
 	writeJSON(w, http.StatusOK, v)
-}
-
-// parseTarget reads "namespace/job/group".
-func parseTarget(s string) (policies.Target, bool) {
-	parts := strings.SplitN(s, "/", 3)
-	if len(parts) != 3 {
-		return policies.Target{}, false
-	}
-	return policies.Target{Namespace: parts[0], Job: parts[1], Group: parts[2]}, true
 }
 
 // timesToReady is each shared and cloud pool's expected time-to-ready:
@@ -510,7 +501,8 @@ func (s *api) scaleOut(id string, evs []journal.Event, now time.Time, snap *clus
 			at[controller.PhaseDecided] = scaled
 		}
 		so.Deadline = decided.Add(s.deadlineOf(so.Service))
-		t, ok := parseTarget(so.Service)
+		t, err := ParseService(so.Service)
+		ok := err == nil
 		switch {
 		case failed != "":
 			so.Outcome, so.OutcomeReason, so.Ended = outcomeFailed, failed, &scaled
@@ -608,8 +600,7 @@ func projectFinish(so overviewScaleOut, at map[string]time.Time, now time.Time, 
 // deadlineOf is how soon a scale-out of service must be healthy: its
 // policy's deadline, else its business unit's default.
 func (s *api) deadlineOf(service string) time.Duration {
-	t, ok := parseTarget(service)
-	if ok {
+	if t, err := ParseService(service); err == nil {
 		for _, p := range s.Policies().ForTarget(t) {
 			if p.Deadline > 0 {
 				return p.Deadline

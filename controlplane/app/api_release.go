@@ -16,18 +16,27 @@ type reasonRequest struct {
 	Reason string `json:"reason"`
 }
 
+// reasonRule is what a reason must be: validReason's rule, in words.
+const reasonRule = "reason: required, at most 1024 bytes"
+
+// validReason trims a request's reason and says whether it keeps
+// reasonRule.
+func validReason(reason string) (string, bool) {
+	reason = strings.TrimSpace(reason)
+	return reason, reason != "" && len(reason) <= 1024
+}
+
 // reason reads a required reason of at most 1 KiB from the body.
 func readReason(w http.ResponseWriter, r *http.Request) (string, bool) {
 	var req reasonRequest
 	if !decodeJSON(w, r, &req, false) {
 		return "", false
 	}
-	req.Reason = strings.TrimSpace(req.Reason)
-	if req.Reason == "" || len(req.Reason) > 1024 {
-		writeError(w, http.StatusBadRequest, "invalid_body", "reason: required, at most 1024 bytes")
-		return "", false
+	reason, ok := validReason(req.Reason)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid_body", reasonRule)
 	}
-	return req.Reason, true
+	return reason, ok
 }
 
 // controllerOr409 answers 409 when no shared pool is configured.
@@ -116,10 +125,10 @@ func (s *api) handleReclaim(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req, false) {
 		return
 	}
-	req.Reason = strings.TrimSpace(req.Reason)
 	var bad []string
-	if req.Reason == "" || len(req.Reason) > 1024 {
-		bad = append(bad, "reason: required, at most 1024 bytes")
+	var ok bool
+	if req.Reason, ok = validReason(req.Reason); !ok {
+		bad = append(bad, reasonRule)
 	}
 	if (req.Count > 0) == (len(req.Hosts) > 0) || req.Count < 0 {
 		bad = append(bad, "count or hosts: give a positive count or a list of hosts, not both")
@@ -176,9 +185,9 @@ func (s *api) handleExtend(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req, false) {
 		return
 	}
-	req.Reason = strings.TrimSpace(req.Reason)
-	if req.Reason == "" || len(req.Reason) > 1024 {
-		writeError(w, http.StatusBadRequest, "invalid_body", "reason: required, at most 1024 bytes")
+	var ok bool
+	if req.Reason, ok = validReason(req.Reason); !ok {
+		writeError(w, http.StatusBadRequest, "invalid_body", reasonRule)
 		return
 	}
 	var lease time.Duration
