@@ -1,6 +1,8 @@
 // Shared pieces: links, messages, and the freshness badge.
 
 import type { AnchorHTMLAttributes, ComponentChildren } from 'preact';
+import { useId } from 'preact/hooks';
+import { errorText } from './api';
 import { clock, span } from './format';
 import { onLinkClick } from './router';
 import { dataAt, eventsSeen, now, streamDownSince, streamState } from './store';
@@ -20,6 +22,33 @@ export function ErrorNote(props: { children?: ComponentChildren }) {
 
 export function Empty(props: { children?: ComponentChildren }) {
   return <p class="empty">{props.children}</p>;
+}
+
+/** A page's section: a panel headed by its title. */
+export function Section(props: { title: string; testid: string; children?: ComponentChildren }) {
+  const id = useId();
+  return (
+    <section class="panel" aria-labelledby={id} data-testid={props.testid}>
+      <h2 id={id}>{props.title}</h2>
+      {props.children}
+    </section>
+  );
+}
+
+/** What a page shows before its data is there: the error with a retry, or that it is loading ("the overview"). */
+export function NotLoaded(props: { what: string; error: unknown; retry: () => void }) {
+  return props.error ? (
+    <ErrorNote>
+      <p>
+        Could not load {props.what}: {errorText(props.error)}
+      </p>
+      <button type="button" onClick={props.retry}>
+        Try again
+      </button>
+    </ErrorNote>
+  ) : (
+    <p class="muted">Loading {props.what}…</p>
+  );
 }
 
 const WORDS = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' };

@@ -9,22 +9,12 @@
 import type { ComponentChildren } from 'preact';
 import { useId } from 'preact/hooks';
 import type { ActivityDetail, HostTimeline, SourceStep } from '../api';
-import { errorText } from '../api';
-import { Empty, ErrorNote, Link } from '../components';
+import { Empty, Link, NotLoaded, Section } from '../components';
 import { clock, dateTime, secs, span } from '../format';
 import { useApi } from '../load';
 import { journalHref, PAGES } from '../router';
 import { outcomeText } from './activities';
-
-const PHASES: Record<string, string> = {
-  trigger: 'Trigger',
-  decided: 'Count raised',
-  capacity_requested: 'Capacity requested',
-  hosts_running: 'Hosts running',
-  nodes_ready: 'Nomad nodes ready',
-  allocations_placed: 'Allocations placed',
-  allocations_healthy: 'Allocations healthy',
-};
+import { PHASES } from './overview';
 
 export const TIER_WORDS: Record<string, string> = { own: 'own hosts', shared: 'shared pool', warm: 'cloud, warm', cold: 'cloud' };
 
@@ -298,32 +288,13 @@ function Waterfall(props: { a: ActivityDetail }) {
   );
 }
 
-function Section(props: { title: string; testid: string; children?: ComponentChildren }) {
-  const id = useId();
-  return (
-    <section class="panel" aria-labelledby={id} data-testid={props.testid}>
-      <h2 id={id}>{props.title}</h2>
-      {props.children}
-    </section>
-  );
-}
-
 export function ActivityPage(props: { id: string }) {
   const { data: a, error, retry } = useApi<ActivityDetail>('/v1/activities/' + encodeURIComponent(props.id));
   if (a === null) {
     return (
       <>
         <h1>Activity {props.id}</h1>
-        {error ? (
-          <ErrorNote>
-            <p>Could not load the activity: {errorText(error)}</p>
-            <button type="button" onClick={retry}>
-              Try again
-            </button>
-          </ErrorNote>
-        ) : (
-          <p class="muted">Loading the activity…</p>
-        )}
+        <NotLoaded what="the activity" error={error} retry={retry} />
       </>
     );
   }

@@ -8,7 +8,7 @@
 import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import type { CapacityReport, PoolCapacity } from '../api';
 import { ApiError, errorText, request } from '../api';
-import { Empty, ErrorNote } from '../components';
+import { Empty, ErrorNote, NotLoaded } from '../components';
 import { clock, hosts, int, money } from '../format';
 import { bump, canWrite, dataAt, dataVersion, onApiError, token } from '../store';
 import { Loans } from './loans';
@@ -210,16 +210,7 @@ export function Capacity() {
   const { report, error, retry } = usePools();
   let body;
   if (report === null) {
-    body = error ? (
-      <ErrorNote>
-        <p>Could not load the pools' capacity: {errorText(error)}</p>
-        <button type="button" onClick={retry}>
-          Try again
-        </button>
-      </ErrorNote>
-    ) : (
-      <p class="muted">Loading the pools' capacity…</p>
-    );
+    body = <NotLoaded what="the pools' capacity" error={error} retry={retry} />;
   } else if (report.pools.length === 0) {
     body = (
       <Empty>

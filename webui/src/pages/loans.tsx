@@ -13,7 +13,7 @@ import { signal } from '@preact/signals';
 import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import type { ClosedLoan, Loan, LoansPage } from '../api';
 import { ApiError, errorText, request } from '../api';
-import { Empty, ErrorNote, Link } from '../components';
+import { Empty, ErrorNote, Link, NotLoaded } from '../components';
 import { hosts, int, span, when } from '../format';
 import { journalHref } from '../router';
 import { bump, canWrite, dataVersion, now, onApiError, token } from '../store';
@@ -444,16 +444,7 @@ export function Loans() {
     return (
       <section class="loans" aria-labelledby={id} data-testid="loans">
         <h2 id={id}>Lent hosts</h2>
-        {error ? (
-          <ErrorNote>
-            <p>Could not load the loans: {errorText(error)}</p>
-            <button type="button" onClick={retry}>
-              Try again
-            </button>
-          </ErrorNote>
-        ) : (
-          <p class="muted">Loading the loans…</p>
-        )}
+        <NotLoaded what="the loans" error={error} retry={retry} />
       </section>
     );
   }

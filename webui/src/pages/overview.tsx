@@ -11,17 +11,16 @@
 // the stream connected after the summary was read (so nothing falls in
 // between). No reload.
 
-import type { ComponentChildren } from 'preact';
 import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import type { JournalEvent, Overview as OverviewData, OverviewTier, ScaleOut } from '../api';
 import { errorText, request } from '../api';
-import { Empty, ErrorNote, Link } from '../components';
+import { Empty, ErrorNote, Link, NotLoaded, Section } from '../components';
 import { clock, hosts, int, money, span } from '../format';
 import { activityHref, PAGES } from '../router';
 import { dataAt, liveSince, now, onApiError, onJournalEvent, refreshVersion, token } from '../store';
 
 /** The phases of a scale-out in order, in words. */
-const PHASES: Record<string, string> = {
+export const PHASES: Record<string, string> = {
   trigger: 'Trigger',
   decided: 'Count raised',
   capacity_requested: 'Capacity requested',
@@ -274,16 +273,6 @@ function DeadlineBar(props: { so: ScaleOut }) {
   );
 }
 
-function Section(props: { title: string; testid: string; children?: ComponentChildren }) {
-  const id = useId();
-  return (
-    <section class="panel" aria-labelledby={id} data-testid={props.testid}>
-      <h2 id={id}>{props.title}</h2>
-      {props.children}
-    </section>
-  );
-}
-
 export function Overview() {
   const { ov, error, retry } = useOverview();
   // When the data is first on screen (the browser test reads it).
@@ -294,16 +283,7 @@ export function Overview() {
     return (
       <>
         <h1>Overview</h1>
-        {error ? (
-          <ErrorNote>
-            <p>Could not load the overview: {errorText(error)}</p>
-            <button type="button" onClick={retry}>
-              Try again
-            </button>
-          </ErrorNote>
-        ) : (
-          <p class="muted">Loading the overview…</p>
-        )}
+        <NotLoaded what="the overview" error={error} retry={retry} />
       </>
     );
   }
