@@ -562,9 +562,10 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 		got = append(got, h.Tags[internalpool.TagNodeName])
 		c.concern(r.Activity, step.Pool, h.ID)
 	}
-	data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got})
+	fields := map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got}
 	if err != nil && len(hosts) == 0 {
-		data, _ := json.Marshal(map[string]any{"claim": claimID, "pool": step.Pool, "hosts": got, "error": err.Error(), "reason": providers.ErrorKind(err)})
+		fields["error"], fields["reason"] = err.Error(), providers.ErrorKind(err)
+		data, _ := json.Marshal(fields)
 		c.record(ctx, journal.Event{Time: c.now(), Kind: KindClaimFailed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 			Data: data, Message: fmt.Sprintf("borrowing from %s failed: %v", step.Pool, err)})
 		if providers.IsInsufficientCapacity(err) || providers.IsQuota(err) {
@@ -572,6 +573,7 @@ func (a *activity) borrow(ctx context.Context, step pools.Step, round int) (int,
 		}
 		return 0, fmt.Errorf("borrowing from %s: %w", step.Pool, err)
 	}
+	data, _ := json.Marshal(fields)
 	c.record(ctx, journal.Event{Time: c.now(), Kind: KindClaimed, Subject: r.Target.String(), Activity: r.Activity, Actor: "controller",
 		Data: data, Message: fmt.Sprintf("borrowed %d %s from %s: %v", len(hosts), plural(len(hosts), "host", "hosts"), step.Pool, got)})
 	return len(hosts), nil

@@ -427,7 +427,7 @@ func (c *Controller) Start(ctx context.Context, r Request) bool {
 func (c *Controller) holdTarget(t policies.Target, act string) (release func(), busy bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, busy := c.active[t]; busy || (c.surges[t] != nil && c.surges[t].Activity != act) {
+	if _, busy := c.active[t]; busy || c.busyLocked(t, act) {
 		return func() {}, true
 	}
 	c.active[t] = act

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,26 +132,18 @@ func (c *Controller) linkBandwidth(l *pools.Link) bandwidth.Bandwidth {
 // fails keeps the last good value.
 func (c *Controller) trafficOf(ctx context.Context, t policies.Target) bandwidth.Bandwidth {
 	ps := c.cfg.Policies().ForTarget(t)
-	if len(ps) == 0 || ps[0].Traffic == nil {
-		return 0
+	if len(ps) == 0 || ps[0].Traffic == nil || ps[0].Traffic.Query == "" || c.cfg.Traffic == nil {
+		return c.knownTraffic(t)
 	}
-	tr := ps[0].Traffic
-	if tr.Query == "" {
-		return tr.PerAllocation
+	bw, err := c.cfg.Traffic(ctx, ps[0])
+	if err == nil && bw >= 0 {
+		c.links.mu.Lock()
+		c.links.traffic[t] = bw
+		c.links.mu.Unlock()
+		return bw
 	}
-	if c.cfg.Traffic != nil {
-		bw, err := c.cfg.Traffic(ctx, ps[0])
-		if err == nil && bw >= 0 {
-			c.links.mu.Lock()
-			c.links.traffic[t] = bw
-			c.links.mu.Unlock()
-			return bw
-		}
-		c.cfg.Logger.Warn("reading a service's traffic per allocation failed; using the last value", "target", t.String(), "err", err)
-	}
-	c.links.mu.Lock()
-	defer c.links.mu.Unlock()
-	return c.links.traffic[t]
+	c.cfg.Logger.Warn("reading a service's traffic per allocation failed; using the last value", "target", t.String(), "err", err)
+	return c.knownTraffic(t)
 }
 
 // knownTraffic is trafficOf without a query: the fixed figure or the
@@ -241,12 +234,7 @@ func (c *Controller) Links() []LinkView {
 		c.links.mu.Unlock()
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b LinkView) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(out, func(a, b LinkView) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -453,7 +453,12 @@ type endedCycle struct {
 // that ended done forgets it. The first provisioning pass forgets those
 // no longer queued.
 func (c *Controller) RestoreEnded(ctx context.Context, q journal.Querier) error {
-	ended := map[policies.Target]cycle{}
+	// By the group's name, the subject of its events.
+	type endedOf struct {
+		t policies.Target
+		e cycle
+	}
+	ended := map[string]endedOf{}
 	err := journal.Each(ctx, q, journal.Filter{Kind: KindActivityEnded, Since: c.now().Add(-24 * time.Hour)}, func(ev journal.Event) error {
 		var d struct {
 			Outcome string      `json:"outcome"`
@@ -463,22 +468,18 @@ func (c *Controller) RestoreEnded(ctx context.Context, q journal.Querier) error 
 			return nil
 		}
 		if d.Outcome == OutcomeDone || d.Cycle == nil {
-			for t := range ended {
-				if t.String() == ev.Subject {
-					delete(ended, t) // a later cycle of the group ended done
-				}
-			}
+			delete(ended, ev.Subject) // a later cycle of the group ended done
 			return nil
 		}
 		t := d.Cycle.Target
-		ended[t] = cycle{count: d.Cycle.Count, size: d.Cycle.Size, serves: d.Cycle.Serves, outcome: d.Outcome, at: ev.Time}
+		ended[t.String()] = endedOf{t, cycle{count: d.Cycle.Count, size: d.Cycle.Size, serves: d.Cycle.Serves, outcome: d.Outcome, at: ev.Time}}
 		return nil
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for t, e := range ended {
-		if _, ok := c.ended[t]; !ok {
-			c.ended[t] = e
+	for _, x := range ended {
+		if _, ok := c.ended[x.t]; !ok {
+			c.ended[x.t] = x.e
 		}
 	}
 	return err
