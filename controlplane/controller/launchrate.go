@@ -36,38 +36,43 @@ const (
 	launchRateStep  = 0.5
 )
 
-// launchRates holds one bucket per provider (a cloud account and region:
-// pools of the same account share their provider).
+// launchRates holds one account per provider (a cloud account and
+// region: pools of the same account share their provider).
 type launchRates struct {
-	mu      sync.Mutex
-	buckets map[providers.Provider]*rate.Limiter
-	// cut is when each account's rate was last halved; raised is how
-	// much the launches taken at raisedAt raised it.
-	cut      map[providers.Provider]time.Time
-	raisedAt map[providers.Provider]time.Time
-	raised   map[providers.Provider]float64
+	mu       sync.Mutex
+	accounts map[providers.Provider]*launchAccount
 }
 
-func (c *Controller) bucket(p providers.Provider) *rate.Limiter {
+// launchAccount is one account's launch rate: its bucket; when its rate
+// was last halved (zero: never); and how much the launches taken at
+// raisedAt raised it.
+type launchAccount struct {
+	bucket        *rate.Limiter
+	cut, raisedAt time.Time
+	raised        float64
+}
+
+// account returns p's account, at the most rate when new.
+func (c *Controller) account(p providers.Provider) *launchAccount {
 	l := &c.rates
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.buckets == nil {
-		l.buckets = map[providers.Provider]*rate.Limiter{}
+	if l.accounts == nil {
+		l.accounts = map[providers.Provider]*launchAccount{}
 	}
-	b := l.buckets[p]
-	if b == nil {
-		b = rate.NewLimiter(rate.Limit(launchRateMax), launchRateBurst)
-		l.buckets[p] = b
+	a := l.accounts[p]
+	if a == nil {
+		a = &launchAccount{bucket: rate.NewLimiter(rate.Limit(launchRateMax), launchRateBurst)}
+		l.accounts[p] = a
 		c.rateGauge.WithLabelValues(p.Name()).Set(launchRateMax)
 	}
-	return b
+	return a
 }
 
 // waitLaunch takes a launch token of p's account, waiting on the
 // controller's clock, and returns when the launch may be sent.
 func (c *Controller) waitLaunch(ctx context.Context, p providers.Provider) (time.Time, error) {
-	b := c.bucket(p)
+	b := c.account(p).bucket
 	now := c.now()
 	r := b.ReserveN(now, 1)
 	if !r.OK() {
@@ -85,7 +90,8 @@ func (c *Controller) waitLaunch(ctx context.Context, p providers.Provider) (time
 // launched feeds the answer to a launch sent at sent back into p's
 // account's rate.
 func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
-	b := c.bucket(p)
+	a := c.account(p)
+	b := a.bucket
 	l := &c.rates
 	// One lock for the whole update: answers arriving together change the
 	// rate one at a time.
@@ -93,10 +99,9 @@ func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
 	defer l.mu.Unlock()
 	now := c.now()
 	cur := float64(b.Limit())
-	last, cutBefore := l.cut[p]
 	switch {
 	case providers.IsThrottled(err):
-		if cutBefore && sent.Before(last) {
+		if !a.cut.IsZero() && sent.Before(a.cut) {
 			return // sent before the last halving: that halving answered it
 		}
 		// Answers read at the same moment change the rate alike in any
@@ -104,13 +109,10 @@ func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
 		// seed): a halving undoes the raises of launches taken at that
 		// moment, and a launch taken at the moment of a halving raises
 		// nothing.
-		if at, ok := l.raisedAt[p]; ok && at.Equal(now) {
-			cur -= l.raised[p]
+		if a.raisedAt.Equal(now) {
+			cur -= a.raised
 		}
-		if l.cut == nil {
-			l.cut, l.raisedAt, l.raised = map[providers.Provider]time.Time{}, map[providers.Provider]time.Time{}, map[providers.Provider]float64{}
-		}
-		l.cut[p], l.raised[p] = now, 0
+		a.cut, a.raised = now, 0
 		next := math.Max(cur/2, launchRateMin)
 		if after, ok := providers.RetryAfter(err); ok && after > 0 {
 			next = math.Min(next, math.Max(1/after.Seconds(), launchRateMin))
@@ -124,19 +126,16 @@ func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
 		c.rateGauge.WithLabelValues(p.Name()).Set(next)
 		c.cfg.Logger.Warn("the cloud throttled a launch: slowing this account's launches", "provider", p.Name(), "launches_per_second", next, "err", err)
 	case err == nil:
-		if cutBefore && last.Equal(now) {
+		if a.cut.Equal(now) {
 			return
 		}
 		if cur < launchRateMax {
 			next := math.Min(cur+launchRateStep, launchRateMax)
 			b.SetLimitAt(now, rate.Limit(next))
-			if l.raisedAt == nil {
-				l.cut, l.raisedAt, l.raised = map[providers.Provider]time.Time{}, map[providers.Provider]time.Time{}, map[providers.Provider]float64{}
+			if !a.raisedAt.Equal(now) {
+				a.raisedAt, a.raised = now, 0
 			}
-			if at, ok := l.raisedAt[p]; !ok || !at.Equal(now) {
-				l.raisedAt[p], l.raised[p] = now, 0
-			}
-			l.raised[p] += next - cur
+			a.raised += next - cur
 			c.rateGauge.WithLabelValues(p.Name()).Set(next)
 		}
 	}
@@ -144,5 +143,5 @@ func (c *Controller) launched(p providers.Provider, sent time.Time, err error) {
 
 // launchRate is p's account's launches per second now.
 func (c *Controller) launchRate(p providers.Provider) float64 {
-	return float64(c.bucket(p).Limit())
+	return float64(c.account(p).bucket.Limit())
 }
