@@ -398,7 +398,8 @@ func (a *activity) plan(ctx context.Context, nodes []pools.NodeUsage, need int) 
 		// Links count allocations: the group's traffic each, how many a
 		// host takes, and what is behind each link now.
 		in.Traffic, in.PerHost, in.Allocs = c.trafficOf(ctx, r.Target), a.perHost, a.allocs
-		in.Links = c.linkStates(c.cfg.Cluster.Snapshot(), a.booting(nodes), a.perHost, in.Traffic)
+		snap := c.cfg.Cluster.Snapshot()
+		in.Links = c.linkStates(snap, a.booting(snap), a.perHost, in.Traffic)
 	}
 	a.allocs = 0 // a later round plans for need × perHost
 	var skipped []pools.Skip

@@ -242,8 +242,7 @@ func (c *Controller) Links() []LinkView {
 // on them yet: not a Nomad node yet, or a node with no allocation. A link
 // counts each as full (perHost allocations), so a later round or run does
 // not put that work behind the link a second time.
-func (a *activity) booting(nodes []pools.NodeUsage) map[string]int {
-	registered := byInstance(nodes)
+func (a *activity) booting(snap *cluster.Snapshot) map[string]int {
 	a.mu.Lock()
 	hosts := append(slices.Clone(a.rented), a.pending...)
 	a.mu.Unlock()
@@ -253,7 +252,7 @@ func (a *activity) booting(nodes []pools.NodeUsage) map[string]int {
 			continue
 		}
 		seen[h.host.ID] = true
-		if n, ok := registered[h.host.ID]; !ok || n.Allocs == 0 {
+		if n, ok := nodeOfInstance(snap, h.host.ID); !ok || n.Allocs == 0 {
 			out[h.pool.Name]++
 		}
 	}
