@@ -1,13 +1,10 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +12,6 @@ import (
 	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/demand"
 	"github.com/spillwayhq/spillway/controlplane/journal"
-	"github.com/spillwayhq/spillway/policies"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
 	"github.com/spillwayhq/spillway/providers/bootstrap"
@@ -158,26 +154,11 @@ func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, act 
 	left := h.InterruptAt.Sub(now)
 	deadline := min(max(time.Duration(float64(left)*drainShare), time.Second), c.drainDeadline())
 	n, registered := snap.UsageBy(bootstrap.MetaInstance)[h.ID]
-	byTarget := map[policies.Target]int{}
-	var per demand.Size
-	allocs := 0
+	var work hostWork
 	if registered {
-		for _, a := range snap.AllocsOnNode(n.ID) {
-			if a.DesiredStatus != "run" || a.JobType == "system" || (a.ClientStatus != "running" && a.ClientStatus != "pending") {
-				continue
-			}
-			allocs++
-			byTarget[a.Target()]++
-			per.CPUMHz, per.MemoryMB = max(per.CPUMHz, int(a.CPU)), max(per.MemoryMB, int(a.MemoryMB))
-		}
+		work = placedOn(snap, n.ID, func(a *cluster.Alloc) bool { return a.JobType != "system" })
 	}
-	targets := slices.SortedFunc(maps.Keys(byTarget), func(a, b policies.Target) int {
-		return cmp.Or(cmp.Compare(byTarget[b], byTarget[a]), cmp.Compare(a.String(), b.String()))
-	})
-	names := make([]string, 0, len(targets))
-	for _, t := range targets {
-		names = append(names, t.String())
-	}
+	allocs, per, targets, names := work.allocs, work.per, work.targets, work.names
 	data, _ := json.Marshal(map[string]any{"host": h.ID, "node": n.ID, "pool": h.Pool, "borrower": loan.Borrower, "offering": h.Offering,
 		"interrupt_at": h.InterruptAt, "notice_left_seconds": left.Seconds(), "drain_deadline_seconds": deadline.Seconds(),
 		"allocations": allocs, "groups": names})

@@ -125,33 +125,43 @@ func (c *Controller) returnTask(ctx context.Context, snap *cluster.Snapshot, loa
 	return true
 }
 
-// hostWork is what a host runs that must move: its service allocations,
-// by task group, most first, and the largest size among them.
+// hostWork is what a host runs that must move: its allocations, by task
+// group (by; targets most first, names theirs), and the largest size
+// among them.
 type hostWork struct {
 	allocs  int
+	by      map[policies.Target]int
 	targets []policies.Target
 	names   []string
 	per     demand.Size
 }
 
-func workOnHost(s *cluster.Snapshot, node string) hostWork {
-	var w hostWork
-	by := map[policies.Target]int{}
+// placedOn is what node runs or is starting of the allocations keep
+// takes.
+func placedOn(s *cluster.Snapshot, node string, keep func(*cluster.Alloc) bool) hostWork {
+	w := hostWork{by: map[policies.Target]int{}}
 	for _, a := range s.AllocsOnNode(node) {
-		if a.DesiredStatus != "run" || a.JobType == "system" || a.JobType == "sysbatch" || (a.ClientStatus != "running" && a.ClientStatus != "pending") {
+		if a.DesiredStatus != "run" || (a.ClientStatus != "running" && a.ClientStatus != "pending") || !keep(a) {
 			continue
 		}
 		w.allocs++
-		by[a.Target()]++
+		w.by[a.Target()]++
 		w.per.CPUMHz, w.per.MemoryMB = max(w.per.CPUMHz, int(a.CPU)), max(w.per.MemoryMB, int(a.MemoryMB))
 	}
-	w.targets = slices.SortedFunc(maps.Keys(by), func(a, b policies.Target) int {
-		return cmp.Or(cmp.Compare(by[b], by[a]), cmp.Compare(a.String(), b.String()))
+	w.targets = slices.SortedFunc(maps.Keys(w.by), func(a, b policies.Target) int {
+		return cmp.Or(cmp.Compare(w.by[b], w.by[a]), cmp.Compare(a.String(), b.String()))
 	})
+	w.names = make([]string, 0, len(w.targets))
 	for _, t := range w.targets {
 		w.names = append(w.names, t.String())
 	}
 	return w
+}
+
+// workOnHost is what a lent host runs that moves when it is given back:
+// all but system and sysbatch allocations.
+func workOnHost(s *cluster.Snapshot, node string) hostWork {
+	return placedOn(s, node, func(a *cluster.Alloc) bool { return a.JobType != "system" && a.JobType != "sysbatch" })
 }
 
 // returnLoan gives back a borrowed host whose lease ended or whose owner

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -69,17 +68,8 @@ func (s *surge) goal() int { return s.Healthy + s.K }
 // surge raises: a batch job's count is work, not capacity), by target,
 // most first.
 func surgeGroups(s *cluster.Snapshot, node string) ([]policies.Target, map[policies.Target]int) {
-	by := map[policies.Target]int{}
-	for _, a := range s.AllocsOnNode(node) {
-		if a.DesiredStatus != "run" || a.JobType != "service" || (a.ClientStatus != "running" && a.ClientStatus != "pending") {
-			continue
-		}
-		by[a.Target()]++
-	}
-	ts := slices.SortedFunc(maps.Keys(by), func(a, b policies.Target) int {
-		return cmp.Or(cmp.Compare(by[b], by[a]), cmp.Compare(a.String(), b.String()))
-	})
-	return ts, by
+	w := placedOn(s, node, func(a *cluster.Alloc) bool { return a.JobType == "service" })
+	return w.targets, w.by
 }
 
 // verdicts counts a group's allocations as a surge sees them: healthy
