@@ -154,7 +154,7 @@ func (c *Controller) interrupt(ctx context.Context, snap *cluster.Snapshot, act 
 	left := h.InterruptAt.Sub(now)
 	deadline := min(max(time.Duration(float64(left)*drainShare), time.Second), c.drainDeadline())
 	n, registered := snap.UsageBy(bootstrap.MetaInstance)[h.ID]
-	var work hostWork
+	work := hostWork{names: []string{}}
 	if registered {
 		work = placedOn(snap, n.ID, func(a *cluster.Alloc) bool { return a.JobType != "system" })
 	}
