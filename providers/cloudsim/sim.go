@@ -352,6 +352,19 @@ func (s *Simulator) scaled(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * s.cfg.TimeScale)
 }
 
+// startingAt is when an ECS instance goes from Pending to Starting: ECS
+// instances spend the first half of their pending time Pending, the
+// second half Starting.
+func (in *Instance) startingAt() time.Time {
+	return in.LaunchTime.Add(in.runningAt.Sub(in.LaunchTime) / 2)
+}
+
+// interruptible says whether a spot interruption set on the instance
+// still reclaims it: an EC2 instance pending or running, any ECS one.
+func (in *Instance) interruptible() bool {
+	return !in.InterruptAt.IsZero() && (in.State == ec2Pending || in.State == ec2Running || in.Cloud == CloudAlicloud)
+}
+
 // Step moves every instance's lifecycle up to the clock's now and runs the
 // hooks that became due.
 func (s *Simulator) Step() {
@@ -360,9 +373,7 @@ func (s *Simulator) Step() {
 	now := s.clock.Now()
 	for _, id := range s.sortedIDsLocked() {
 		in := s.instances[id]
-		// ECS instances spend the first half of their pending time Pending,
-		// the second half Starting.
-		if in.State == ecsPending && !now.Before(in.LaunchTime.Add(in.runningAt.Sub(in.LaunchTime)/2)) {
+		if in.State == ecsPending && !now.Before(in.startingAt()) {
 			in.State = ecsStarting
 		}
 		switch in.State {
@@ -379,7 +390,7 @@ func (s *Simulator) Step() {
 			in.Booted = true
 			boots = append(boots, in.event())
 		}
-		if !in.InterruptAt.IsZero() && !now.Before(in.InterruptAt) && (in.State == ec2Pending || in.State == ec2Running || in.Cloud == CloudAlicloud) {
+		if in.interruptible() && !now.Before(in.InterruptAt) {
 			ev := s.terminateLocked(in, "Server.SpotInstanceTermination: Spot instance termination")
 			reclaimed = append(reclaimed, ev)
 			if in.Cloud == CloudAlicloud {
@@ -414,7 +425,7 @@ func (s *Simulator) NextEvent() (at time.Time, ok bool) {
 	for _, in := range s.instances {
 		switch in.State {
 		case ecsPending:
-			consider(in.LaunchTime.Add(in.runningAt.Sub(in.LaunchTime) / 2))
+			consider(in.startingAt())
 			consider(in.runningAt)
 		case ec2Pending, ecsStarting:
 			consider(in.runningAt)
@@ -429,7 +440,7 @@ func (s *Simulator) NextEvent() (at time.Time, ok bool) {
 				consider(in.bootAt)
 			}
 		}
-		if !in.InterruptAt.IsZero() && (in.State == ec2Pending || in.State == ec2Running || in.Cloud == CloudAlicloud) {
+		if in.interruptible() {
 			consider(in.InterruptAt)
 		}
 	}
