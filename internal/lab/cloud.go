@@ -921,14 +921,7 @@ func (l *Lab) signalCloudHost(id string, sig syscall.Signal, what string) error 
 	if p == nil {
 		return fmt.Errorf("cloud host %s has no running nomad agent", id)
 	}
-	if ok, _ := p.exited(); ok {
-		return fmt.Errorf("the nomad agent of cloud host %s has exited", id)
-	}
-	if err := syscall.Kill(p.cmd.Process.Pid, sig); err != nil {
-		return fmt.Errorf("signalling the nomad agent of cloud host %s: %w", id, err)
-	}
-	l.progress("cloud host %s: nomad agent %s", id, what)
-	return nil
+	return l.signalAgent(p, "cloud host "+id, sig, what)
 }
 
 // killInstance kills every process marked with the instance until none is

@@ -565,13 +565,18 @@ func (l *Lab) signalHost(name string, sig syscall.Signal, what string) error {
 	if i < 0 || l.Hosts[i].proc == nil {
 		return fmt.Errorf("the lab has no internal host %s", name)
 	}
-	p := l.Hosts[i].proc
+	return l.signalAgent(l.Hosts[i].proc, "host "+name, sig, what)
+}
+
+// signalAgent sends sig to the nomad agent p of host (its words: "host
+// bu-a-1", "cloud host i-0abc") and says what it did to it.
+func (l *Lab) signalAgent(p *process, host string, sig syscall.Signal, what string) error {
 	if ok, _ := p.exited(); ok {
-		return fmt.Errorf("the nomad agent of host %s has exited", name)
+		return fmt.Errorf("the nomad agent of %s has exited", host)
 	}
 	if err := syscall.Kill(p.cmd.Process.Pid, sig); err != nil {
-		return fmt.Errorf("signalling the nomad agent of host %s: %w", name, err)
+		return fmt.Errorf("signalling the nomad agent of %s: %w", host, err)
 	}
-	l.progress("host %s: nomad agent %s", name, what)
+	l.progress("%s: nomad agent %s", host, what)
 	return nil
 }
