@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spillwayhq/spillway/controlplane/cluster"
 	"github.com/spillwayhq/spillway/controlplane/cluster/clustertest"
 	"github.com/spillwayhq/spillway/pools"
 	"github.com/spillwayhq/spillway/providers"
@@ -20,26 +21,14 @@ import (
 func watchHealthy(h *harness) func() int {
 	var mu sync.Mutex
 	low := -1
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			s := h.k.Snapshot()
-			n, _ := verdicts(s, web)
-			mu.Lock()
-			if low < 0 || n < low {
-				low = n
-			}
-			mu.Unlock()
-			select {
-			case <-done:
-				return
-			case <-s.Changed():
-			}
+	h.k.Watch(func(s *cluster.Snapshot) {
+		n, _ := verdicts(s, web)
+		mu.Lock()
+		defer mu.Unlock()
+		if low < 0 || n < low {
+			low = n
 		}
-	}()
-	h.t.Cleanup(func() { close(done); <-stopped })
+	})
 	return func() int {
 		mu.Lock()
 		defer mu.Unlock()

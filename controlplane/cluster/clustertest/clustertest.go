@@ -49,6 +49,31 @@ type Cluster struct {
 	// pending keeps the health verdict of new allocations back until
 	// MarkHealthy (HoldHealth).
 	pending bool
+
+	watchMu sync.Mutex
+	watch   []func(*cluster.Snapshot)
+}
+
+// Update is Static.Update, and shows the snapshot it publishes to every
+// Watch.
+func (c *Cluster) Update(fn func(cur *cluster.Snapshot, e *cluster.Editor)) *cluster.Snapshot {
+	s := c.Static.Update(fn)
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	for _, w := range c.watch {
+		w(s)
+	}
+	return s
+}
+
+// Watch calls fn with the current snapshot and with every snapshot an
+// Update publishes from now on: none is skipped, as a reader of
+// Snapshot after Changed may skip some.
+func (c *Cluster) Watch(fn func(*cluster.Snapshot)) {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	c.watch = append(c.watch, fn)
+	fn(c.Snapshot())
 }
 
 // HoldHealth makes new allocations start running without a health
@@ -67,7 +92,7 @@ func (c *Cluster) HoldHealth() {
 func (c *Cluster) MarkHealthy() {
 	c.record(Call{Op: "health"})
 	yes := true
-	c.Static.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
 		for _, n := range s.Nodes() {
 			for _, a := range s.AllocsOnNode(n.ID) {
 				if a.Healthy == nil && a.ClientStatus == "running" && a.DesiredStatus == "run" {
@@ -156,7 +181,7 @@ func (c *Cluster) AddNode(h Host) {
 	if h.Serves != "" {
 		meta[pools.MetaServes] = h.Serves
 	}
-	c.Static.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
 		e.PutNode(&cluster.Node{ID: h.ID, Name: h.ID, Pool: h.Pool, Meta: meta, Status: "ready", Eligible: true, CPU: h.CPU, MemoryMB: h.MemoryMB})
 	})
 	c.Schedule()
@@ -166,7 +191,7 @@ func (c *Cluster) AddNode(h Host) {
 // On a node that is not ready, allocations are lost, as Nomad marks them
 // once the node misses its heartbeats, and placed again elsewhere.
 func (c *Cluster) SetNodeStatus(id, status string) {
-	c.Static.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
 		if n, ok := cur.Node(id); ok {
 			cp := *n
 			cp.Status = status
@@ -185,7 +210,7 @@ func (c *Cluster) SetNodeStatus(id, status string) {
 
 // RemoveNode removes a node with its allocations and schedules.
 func (c *Cluster) RemoveNode(id string) {
-	c.Static.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
 		for _, a := range s.AllocsOnNode(id) {
 			cp := *a
 			cp.ClientStatus = "lost"
@@ -211,7 +236,7 @@ func (c *Cluster) AddJob(s Service) {
 	if s.Batch {
 		typ = "batch"
 	}
-	c.Static.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
 		e.PutJob(&cluster.Job{Namespace: s.Target.Namespace, ID: s.Target.Job, Type: typ, NodePool: "all",
 			Groups: map[string]*cluster.Group{s.Target.Group: {Name: s.Target.Group, Count: s.Count, PerAlloc: s.Size, Serves: s.Serves}}})
 	})
@@ -222,7 +247,7 @@ func (c *Cluster) AddJob(s Service) {
 // schedules.
 func (c *Cluster) SetCount(t policies.Target, count int) error {
 	var err error
-	c.Static.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(cur *cluster.Snapshot, e *cluster.Editor) {
 		j, ok := cur.Job(t.Namespace, t.Job)
 		if !ok || j.Groups[t.Group] == nil {
 			err = fmt.Errorf("no task group %s: %w", t, cluster.ErrNotFound)
@@ -248,7 +273,7 @@ func (c *Cluster) SetCount(t policies.Target, count int) error {
 func (c *Cluster) Schedule() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.Static.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
 		free := map[string]demand.Size{}
 		var ids []string
 		for _, n := range s.Nodes() {
@@ -378,7 +403,7 @@ func (c *Cluster) Drain(_ context.Context, node string, deadline time.Duration, 
 // finishDrain ends a node's drain: its allocations stop and are placed
 // again elsewhere.
 func (c *Cluster) finishDrain(node string) {
-	c.Static.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
 		n, ok := s.Node(node)
 		if !ok {
 			return
@@ -399,7 +424,7 @@ func (c *Cluster) editNode(id string, fn func(*cluster.Node)) error {
 	if _, ok := c.Snapshot().Node(id); !ok {
 		return fmt.Errorf("node %s: %w", id, cluster.ErrNotFound)
 	}
-	c.Static.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
+	c.Update(func(s *cluster.Snapshot, e *cluster.Editor) {
 		n, ok := s.Node(id)
 		if !ok {
 			return
