@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -650,16 +651,19 @@ func (n *Nomad) editNode(id string, fn func(*nomad.Node)) error {
 // SetNodeMeta implements cluster.Orchestrator.
 func (n *Nomad) SetNodeMeta(_ context.Context, node string, meta map[string]*string) error {
 	return n.editNode(node, func(x *nomad.Node) {
-		if x.Meta == nil {
-			x.Meta = map[string]string{}
+		// A new map: nodes may share theirs (the scenario's own nodes do).
+		m := maps.Clone(x.Meta)
+		if m == nil {
+			m = map[string]string{}
 		}
 		for k, v := range meta {
 			if v == nil {
-				delete(x.Meta, k)
+				delete(m, k)
 			} else {
-				x.Meta[k] = *v
+				m[k] = *v
 			}
 		}
+		x.Meta = m
 	})
 }
 
