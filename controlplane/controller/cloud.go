@@ -137,26 +137,26 @@ type rented struct {
 
 // cloudStates reads what the ladder needs about every cloud pool that has
 // a provider: the hosts it runs now (from the provider, through the
-// ownership tags), their cost and the learnt time-to-ready. A pool whose
+// ownership tags, through a listing the plans begun together share), their
+// cost and the learnt time-to-ready. A pool whose
 // listing fails is reported full, with the reason in skipped.
 func (c *Controller) cloudStates(ctx context.Context) (map[string]pools.CloudState, []pools.Skip) {
 	states := map[string]pools.CloudState{}
 	var skipped []pools.Skip
 	for _, cp := range c.cfg.Pools.CloudPools {
-		p, ok := c.cfg.Clouds[cp.Name]
-		if !ok {
+		if _, ok := c.cfg.Clouds[cp.Name]; !ok {
 			states[cp.Name] = pools.CloudState{Hosts: cp.MaxHosts}
 			skipped = append(skipped, pools.Skip{Tier: pools.TierCold, Pool: cp.Name, Reason: "no credentials for its cloud are configured (clouds in the serve config)"})
 			continue
 		}
-		hosts, err := p.List(ctx, cp.Name)
+		l, err := c.poolListing(ctx, cp.Name, true)
 		if err != nil {
 			states[cp.Name] = pools.CloudState{Hosts: cp.MaxHosts}
 			skipped = append(skipped, pools.Skip{Tier: pools.TierCold, Pool: cp.Name, Reason: "listing its hosts failed: " + err.Error()})
 			continue
 		}
 		st := pools.CloudState{TimeToReady: c.ready.estimate(cp)}
-		for _, h := range hosts {
+		for _, h := range l.hosts {
 			st.Hosts++
 			st.CostPerHour += priceOf(cp, h.Offering)
 		}
@@ -285,6 +285,9 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	pool.UserData = rendered.UserData
 	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
 	c.launched(p, sent, err)
+	if len(hosts) > 0 {
+		c.rentedInto(cp.Name, c.now())
+	}
 	if err != nil && !providers.IsThrottled(err) {
 		// A throttle slows the account (launched), and marks no offering.
 		c.memory.RecordError(cp.Name, c.now(), err, offerings...)
@@ -577,33 +580,53 @@ func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string
 }
 
 // listingFresh is how long a pool's listing of rented hosts serves every
-// activity that follows hosts of the pool. Each follows on every change
-// of the model: without it, a hundred scale-outs in flight listed the
-// pool a hundred times per model change (DescribeInstances of every
-// instance, far past EC2's default 20 a second). A host's state only
-// marks when it ran; its node registering is seen in the model at once.
+// activity that follows hosts of the pool, or plans to rent from it. Each
+// follows on every change of the model, and a hundred scale-outs
+// triggered together plan together: without it, a hundred scale-outs
+// listed the pool a hundred times per model change (DescribeInstances of
+// every instance, far past EC2's default 20 a second), and a hundred
+// plans at once spent the account's whole Describe burst in one moment.
+// A host's state only marks when it ran; its node registering is seen in
+// the model at once.
 const listingFresh = 2 * time.Second
 
-// listings holds each pool's last listing and the one in flight.
+// listings holds each pool's last listing and the one in flight, and
+// when a launch into each pool last got hosts.
 type listings struct {
-	mu    sync.Mutex
-	pools map[string]*listing
+	mu       sync.Mutex
+	pools    map[string]*listing
+	launched map[string]time.Time
 }
 
-// listing is one listing of a pool: done is closed once states and err
-// are set.
+// listing is one listing of a pool: done is closed once hosts, states and
+// err are set.
 type listing struct {
 	at     time.Time
 	done   chan struct{}
+	hosts  []providers.Host
 	states map[string]providers.HostState
 	err    error
 }
 
 // listPool returns the states of the live rented hosts of pool, by
-// instance ID, from a listing begun less than listingFresh ago (waiting
-// for it if it is in flight) or a new one. The map is shared: it must not
-// be changed. A failed listing is not kept.
+// instance ID, from a shared listing (poolListing). The map is shared: it
+// must not be changed.
 func (c *Controller) listPool(ctx context.Context, pool string) (map[string]providers.HostState, error) {
+	l, err := c.poolListing(ctx, pool, false)
+	if err != nil {
+		return nil, err
+	}
+	return l.states, nil
+}
+
+// poolListing returns the live rented hosts of pool from a listing begun
+// less than listingFresh ago (waiting for it if it is in flight) or a new
+// one. For a plan (current), the listing must also have begun after the
+// last launch into the pool that got hosts: a plan counts the pool's
+// hosts against its max_hosts, and must see its own and others' last
+// rentals. The listing is shared: it must not be changed. A failed
+// listing is not kept.
+func (c *Controller) poolListing(ctx context.Context, pool string, current bool) (*listing, error) {
 	l := &c.listings
 	now := c.now()
 	l.mu.Lock()
@@ -611,11 +634,14 @@ func (c *Controller) listPool(ctx context.Context, pool string) (map[string]prov
 		l.pools = map[string]*listing{}
 	}
 	cur := l.pools[pool]
-	if cur != nil && now.Sub(cur.at) < listingFresh {
+	if cur != nil && now.Sub(cur.at) < listingFresh && (!current || cur.at.After(l.launched[pool])) {
 		l.mu.Unlock()
 		select {
 		case <-cur.done:
-			return cur.states, cur.err
+			if cur.err != nil {
+				return nil, cur.err
+			}
+			return cur, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -624,7 +650,7 @@ func (c *Controller) listPool(ctx context.Context, pool string) (map[string]prov
 	l.pools[pool] = cur
 	l.mu.Unlock()
 	live, err := c.cfg.Clouds[pool].List(ctx, pool)
-	cur.states, cur.err = make(map[string]providers.HostState, len(live)), err
+	cur.hosts, cur.states, cur.err = live, make(map[string]providers.HostState, len(live)), err
 	for _, h := range live {
 		cur.states[h.ID] = h.State
 	}
@@ -636,7 +662,24 @@ func (c *Controller) listPool(ctx context.Context, pool string) (map[string]prov
 		l.mu.Unlock()
 	}
 	close(cur.done)
-	return cur.states, cur.err
+	if err != nil {
+		return nil, err
+	}
+	return cur, nil
+}
+
+// rentedInto records that a launch into pool got hosts at: a listing
+// begun before then no longer serves a plan.
+func (c *Controller) rentedInto(pool string, at time.Time) {
+	l := &c.listings
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.launched == nil {
+		l.launched = map[string]time.Time{}
+	}
+	if at.After(l.launched[pool]) {
+		l.launched[pool] = at
+	}
 }
 
 // markServes sets spillway.serves on a rented host's node (a per-pool

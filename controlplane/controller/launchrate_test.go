@@ -68,3 +68,54 @@ func TestAnswersReadTogetherChangeTheRateInAnyOrder(t *testing.T) {
 		t.Fatalf("taken then throttled: %v; throttled then taken: %v; want %v both", rates[0], rates[1], launchRateMax/4)
 	}
 }
+
+// Plans begun together share one listing of a pool (a hundred scale-outs
+// triggered at once listed it a hundred times, and spent the account's
+// whole Describe burst in one moment); a plan never counts from a listing
+// begun before a launch into the pool got hosts, while following does; a
+// listing older than listingFresh serves nobody; a failed one is not kept.
+func TestPlansShareAListingBegunAfterTheLastRental(t *testing.T) {
+	h := newHarness(t, 0)
+	ctx := t.Context()
+	lists := func() int {
+		n := 0
+		for _, pool := range h.aws.ListCalls {
+			if pool == "aws" {
+				n++
+			}
+		}
+		return n
+	}
+	for range 3 {
+		if _, err := h.c.poolListing(ctx, "aws", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := lists(); n != 1 {
+		t.Fatalf("three plans at one moment listed the pool %d times, want once", n)
+	}
+	h.c.rentedInto("aws", h.clock.Now())
+	if _, err := h.c.listPool(ctx, "aws"); err != nil {
+		t.Fatal(err)
+	}
+	if n := lists(); n != 1 {
+		t.Fatalf("following after a rental listed the pool again (%d listings): the listing is fresh for it", n)
+	}
+	if _, err := h.c.poolListing(ctx, "aws", true); err != nil {
+		t.Fatal(err)
+	}
+	if n := lists(); n != 2 {
+		t.Fatalf("a plan after a rental at the listing's moment listed %d times in all, want a second listing", n)
+	}
+	h.clock.Advance(listingFresh)
+	h.aws.NextListErr = errors.New("DescribeInstances: connection reset")
+	if _, err := h.c.listPool(ctx, "aws"); err == nil {
+		t.Fatal("a failed listing after listingFresh was not reported")
+	}
+	if _, err := h.c.poolListing(ctx, "aws", true); err != nil {
+		t.Fatalf("the failed listing was kept: %v", err)
+	}
+	if n := lists(); n != 4 {
+		t.Fatalf("%d listings in all, want 4: a stale listing, then a failed one, serve nobody", n)
+	}
+}

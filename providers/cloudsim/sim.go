@@ -725,6 +725,10 @@ func (s *Simulator) launchLocked(spec launchSpec, n int) []*Instance {
 		*c -= n
 	}
 	out := make([]*Instance, 0, n)
+	// One copy of the user data for the launch's instances: it is never
+	// changed (Instances and the boot hook hand out copies), and a copy
+	// each was most of the simulator's memory at a thousand instances.
+	userData := slices.Clone(spec.userData)
 	for range n {
 		s.seq++
 		pending := s.cfg.Latency.PendingMin
@@ -742,7 +746,7 @@ func (s *Simulator) launchLocked(spec launchSpec, n int) []*Instance {
 			CapacityType: spec.capacityType,
 			ImageID:      spec.imageID,
 			Tags:         copyTags(spec.tags),
-			UserData:     slices.Clone(spec.userData),
+			UserData:     userData,
 			ClientToken:  spec.token,
 			PrivateIP:    fmt.Sprintf("10.%d.%d.%d", 16+s.seq/65536%16, s.seq/256%256, s.seq%256),
 			LaunchTime:   now,
