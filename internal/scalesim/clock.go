@@ -233,6 +233,10 @@ type Quiet struct {
 	// Since is when the process was first seen quiet by the last Wait
 	// that returned true (the first of its quiet reads in a row).
 	Since time.Time
+	// Busy, when set, says that work the scheduler's counts may miss is
+	// in flight (a journal write waiting in a system call): the process
+	// is not quiet then.
+	Busy func() bool
 }
 
 // NewQuiet measures the baseline, before the simulation has started any
@@ -268,7 +272,7 @@ func (q *Quiet) Wait(limit time.Duration) bool {
 	for spins := 0; quiet < quietReads; spins++ {
 		runtime.Gosched()
 		metrics.Read(q.s)
-		if q.s[0].Value.Uint64() <= 1 && q.s[1].Value.Uint64() == 0 && q.s[2].Value.Uint64() <= q.base {
+		if q.s[0].Value.Uint64() <= 1 && q.s[1].Value.Uint64() == 0 && q.s[2].Value.Uint64() <= q.base && (q.Busy == nil || !q.Busy()) {
 			if quiet == 0 {
 				q.Since = time.Now()
 			}

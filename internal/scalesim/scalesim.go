@@ -331,6 +331,9 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		return nil, err
 	}
 	defer db.Close()
+	var writes inFlight
+	quiet.Busy = writes.busy
+	events := countedEvents{db.Events(), &writes}
 	// The retries' jitter comes from the seed, the simulated moment and
 	// the backoff's span, not from a stream drawn in the order retries
 	// arrive: retries side by side at one moment race for a stream, and
@@ -361,14 +364,14 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 		model := cluster.New(cluster.Options{Feed: sn, Clock: clock, Logger: log})
-		ledger, _, err := pools.NewLedger(pctx, db.LedgerStore(), pcfg.Limits(nil))
+		ledger, _, err := pools.NewLedger(pctx, countedLedger{db.LedgerStore(), &writes}, pcfg.Limits(nil))
 		if err != nil {
 			pcancel()
 			return nil, err
 		}
 		c := controller.New(controller.Config{Cluster: model, Orchestrator: sn, Pools: pcfg, Ledger: ledger,
 			Clouds: map[string]providers.Provider{poolName: prov}, Policies: func() *policies.Set { return set },
-			ClusterName: "sim", Journal: db.Events(), Clock: clock, Logger: log})
+			ClusterName: "sim", Journal: events, Clock: clock, Logger: log})
 		done := make(chan struct{}, 2)
 		go func() { model.Run(pctx); done <- struct{}{} }()
 		go func() { c.Run(pctx, 10*time.Second); c.Wait(); done <- struct{}{} }()
@@ -435,6 +438,8 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	quiet.Wait(2 * time.Second)
 	trigger = clock.Now()
 	rec.triggered(trigger)
+	// The burst is one change of the cluster (Nomad.ScaleAll).
+	counts := make([]Count, 0, sc.Groups)
 	for g := range sc.Groups {
 		add := sc.Hosts / sc.Groups
 		if g < sc.Hosts%sc.Groups {
@@ -448,16 +453,10 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 		if sc.Existing > 0 {
 			count = perJob
 		}
-		if err := sn.Scale(ctx, t, count+add, "burst", nil); err != nil {
-			return nil, err
-		}
-		// The control plane takes in each raise before the next, as if
-		// each came in its own request: raised while the control plane
-		// was still reading the ones before, which groups a pass saw
-		// together depended on the goroutines' timing, and a scale-out
-		// now and then waited a poll (the same seed gave other figures
-		// about one run in ten).
-		quiet.Wait(2 * time.Second)
+		counts = append(counts, Count{t, count + add})
+	}
+	if err := sn.ScaleAll(counts); err != nil {
+		return nil, err
 	}
 	restarted := false
 	for placed() < sc.Hosts && clock.Since(trigger) < sc.Horizon && ctx.Err() == nil {
