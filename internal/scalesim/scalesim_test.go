@@ -6,8 +6,10 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Every scenario at +50 hosts, each run twice with the same seed: every
@@ -83,5 +85,22 @@ func TestQuietWithASignalHandlerAndAProfile(t *testing.T) {
 	}
 	if res.Placed != sc.Hosts || res.Forced != 0 {
 		t.Fatalf("placed %d of %d, %d of %d steps forced", res.Placed, sc.Hosts, res.Forced, res.Steps)
+	}
+}
+
+// Work the scheduler's counts may miss (a journal write waiting in a
+// system call) keeps the process from reading as quiet: Wait asks Busy on
+// every quiet read and returns only after quietReads quiet reads in a row
+// with nothing in flight.
+func TestQuietWaitsForWorkInFlight(t *testing.T) {
+	q := NewQuiet()
+	const inFlight = 5
+	var asked atomic.Int32
+	q.Busy = func() bool { return asked.Add(1) <= inFlight }
+	if !q.Wait(10 * time.Second) {
+		t.Fatal("Wait gave up with nothing running")
+	}
+	if n := asked.Load(); n < inFlight+quietReads {
+		t.Fatalf("Wait returned after asking Busy %d times: at least %d (busy %d times, then %d quiet reads)", n, inFlight+quietReads, inFlight, quietReads)
 	}
 }
