@@ -286,7 +286,7 @@ func (c *Controller) launch(ctx context.Context, tl *timeline, cp *pools.CloudPo
 	hosts, err := p.Create(ctx, providers.Claim{ID: claimID, Pool: pool, Count: count, Offerings: offerings})
 	c.launched(p, sent, err)
 	if len(hosts) > 0 {
-		c.rentedInto(cp.Name, c.now())
+		c.poolChanged(cp.Name, c.now())
 	}
 	if err != nil && !providers.IsThrottled(err) {
 		// A throttle slows the account (launched), and marks no offering.
@@ -591,11 +591,11 @@ func (c *Controller) hostStates(ctx context.Context, hosts []*rented) map[string
 const listingFresh = 2 * time.Second
 
 // listings holds each pool's last listing and the one in flight, and
-// when a launch into each pool last got hosts.
+// when Spillway last changed what each pool runs (poolChanged).
 type listings struct {
-	mu       sync.Mutex
-	pools    map[string]*listing
-	launched map[string]time.Time
+	mu      sync.Mutex
+	pools   map[string]*listing
+	changed map[string]time.Time
 }
 
 // listing is one listing of a pool: done is closed once hosts, states and
@@ -621,12 +621,28 @@ func (c *Controller) listPool(ctx context.Context, pool string) (map[string]prov
 
 // poolListing returns the live rented hosts of pool from a listing begun
 // less than listingFresh ago (waiting for it if it is in flight) or a new
-// one. For a plan (current), the listing must also have begun after the
-// last launch into the pool that got hosts: a plan counts the pool's
-// hosts against its max_hosts, and must see its own and others' last
-// rentals. The listing is shared: it must not be changed. A failed
-// listing is not kept.
+// one. For a plan (current), the listing must also have begun after
+// Spillway last changed what the pool runs (poolChanged): a plan counts
+// the pool's hosts against its max_hosts, and must see its own and
+// others' last rentals and terminations. The listing is shared: it must
+// not be changed. A failed listing is not kept, and one its owner gave up
+// (its context ended) is no answer for the others, who list again.
 func (c *Controller) poolListing(ctx context.Context, pool string, current bool) (*listing, error) {
+	for {
+		l, err := c.sharedListing(ctx, pool, current)
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			// The listing's owner gave up (its activity ended, a
+			// reclaim's deadline came): no answer for this caller, who
+			// lists again.
+			continue
+		}
+		return l, err
+	}
+}
+
+// sharedListing is one try of poolListing: the listing in flight or
+// fresh, or a new one begun by this caller.
+func (c *Controller) sharedListing(ctx context.Context, pool string, current bool) (*listing, error) {
 	l := &c.listings
 	now := c.now()
 	l.mu.Lock()
@@ -634,7 +650,7 @@ func (c *Controller) poolListing(ctx context.Context, pool string, current bool)
 		l.pools = map[string]*listing{}
 	}
 	cur := l.pools[pool]
-	if cur != nil && now.Sub(cur.at) < listingFresh && (!current || cur.at.After(l.launched[pool])) {
+	if cur != nil && now.Sub(cur.at) < listingFresh && (!current || cur.at.After(l.changed[pool])) {
 		l.mu.Unlock()
 		select {
 		case <-cur.done:
@@ -668,17 +684,18 @@ func (c *Controller) poolListing(ctx context.Context, pool string, current bool)
 	return cur, nil
 }
 
-// rentedInto records that a launch into pool got hosts at: a listing
-// begun before then no longer serves a plan.
-func (c *Controller) rentedInto(pool string, at time.Time) {
+// poolChanged records that Spillway changed what pool runs at at: a
+// launch got hosts, or a host was terminated. A listing begun before then
+// no longer serves a plan.
+func (c *Controller) poolChanged(pool string, at time.Time) {
 	l := &c.listings
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.launched == nil {
-		l.launched = map[string]time.Time{}
+	if l.changed == nil {
+		l.changed = map[string]time.Time{}
 	}
-	if at.After(l.launched[pool]) {
-		l.launched[pool] = at
+	if at.After(l.changed[pool]) {
+		l.changed[pool] = at
 	}
 }
 
@@ -709,6 +726,7 @@ func (c *Controller) terminate(ctx context.Context, h providers.Host, activity, 
 			Message: fmt.Sprintf("terminating %s failed: %v", h.ID, err)})
 		return fmt.Errorf("terminating %s: %w", h.ID, err)
 	}
+	c.poolChanged(h.Pool, c.now())
 	if _, lent := c.cfg.Ledger.Loan(h.ID); lent {
 		if _, err := c.cfg.Ledger.Return(ctx, h.ID, c.now(), why); err != nil && !errors.Is(err, pools.ErrNotLent) {
 			return fmt.Errorf("closing the ledger entry of %s: %w", h.ID, err)

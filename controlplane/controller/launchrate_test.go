@@ -1,7 +1,10 @@
 package controller
 
 import (
+	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,14 +75,15 @@ func TestAnswersReadTogetherChangeTheRateInAnyOrder(t *testing.T) {
 // Plans begun together share one listing of a pool (a hundred scale-outs
 // triggered at once listed it a hundred times, and spent the account's
 // whole Describe burst in one moment); a plan never counts from a listing
-// begun before a launch into the pool got hosts, while following does; a
-// listing older than listingFresh serves nobody; a failed one is not kept.
+// begun before Spillway changed the pool (a rental, a termination), while
+// following does; a listing older than listingFresh serves nobody; a
+// failed one is not kept.
 func TestPlansShareAListingBegunAfterTheLastRental(t *testing.T) {
 	h := newHarness(t, 0)
 	ctx := t.Context()
 	lists := func() int {
 		n := 0
-		for _, pool := range h.aws.ListCalls {
+		for _, pool := range h.aws.Lists() {
 			if pool == "aws" {
 				n++
 			}
@@ -94,7 +98,7 @@ func TestPlansShareAListingBegunAfterTheLastRental(t *testing.T) {
 	if n := lists(); n != 1 {
 		t.Fatalf("three plans at one moment listed the pool %d times, want once", n)
 	}
-	h.c.rentedInto("aws", h.clock.Now())
+	h.c.poolChanged("aws", h.clock.Now())
 	if _, err := h.c.listPool(ctx, "aws"); err != nil {
 		t.Fatal(err)
 	}
@@ -118,4 +122,61 @@ func TestPlansShareAListingBegunAfterTheLastRental(t *testing.T) {
 	if n := lists(); n != 4 {
 		t.Fatalf("%d listings in all, want 4: a stale listing, then a failed one, serve nobody", n)
 	}
+}
+
+// A listing its owner gave up (its context ended: its activity ended, a
+// reclaim's deadline came) is no answer for the plans waiting on it: they
+// list again, and get the pool's hosts.
+func TestAListingItsOwnerGaveUpIsListedAgain(t *testing.T) {
+	h := newHarness(t, 0)
+	gate := make(chan struct{})
+	h.aws.ListGate = gate
+	owner, cancel := context.WithCancel(t.Context())
+	ownerErr := make(chan error, 1)
+	go func() {
+		_, err := h.c.poolListing(owner, "aws", true)
+		ownerErr <- err
+	}()
+	lists := func() int { return len(h.aws.Lists()) }
+	for lists() < 1 {
+		runtime.Gosched()
+	}
+	waiterErr := make(chan error, 1)
+	go func() {
+		_, err := h.c.poolListing(t.Context(), "aws", true)
+		waiterErr <- err
+	}()
+	// Until the waiter waits on the owner's listing: a goroutine in
+	// sharedListing's select, not in the provider's List.
+	for !waitingOnListing() {
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-ownerErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the owner's listing ended with %v, want its own cancellation", err)
+	}
+	// The waiter lists again: a second List, held at the gate.
+	for lists() < 2 {
+		select {
+		case err := <-waiterErr:
+			t.Fatalf("a plan waiting on a listing its owner gave up got %v, and did not list again", err)
+		default:
+			runtime.Gosched()
+		}
+	}
+	gate <- struct{}{}
+	if err := <-waiterErr; err != nil {
+		t.Fatalf("a plan waiting on a listing its owner gave up got %v, want the pool's hosts", err)
+	}
+}
+
+// waitingOnListing reports whether a goroutine waits on another's listing.
+func waitingOnListing() bool {
+	buf := make([]byte, 1<<20)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "(*Controller).sharedListing") && strings.Contains(g, "[select") && !strings.Contains(g, "(*Provider).List") {
+			return true
+		}
+	}
+	return false
 }

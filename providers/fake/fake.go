@@ -207,6 +207,10 @@ type Provider struct {
 	// Backoff between retries of throttled or lost launch calls.
 	Backoff    time.Duration
 	MaxRetries int
+	// ListGate, when set, holds each List until it receives from it or
+	// the call's context ends (a slow cloud, for tests of what waits on a
+	// listing).
+	ListGate chan struct{}
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -215,6 +219,13 @@ var _ providers.Provider = (*Provider)(nil)
 // credential; only fake.Credential is accepted.
 func New(cloud *Cloud, cluster, credential string) *Provider {
 	return &Provider{cloud: cloud, cluster: cluster, credential: credential, MaxRetries: 5}
+}
+
+// Lists returns the pools List was called for, in order.
+func (p *Provider) Lists() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.ListCalls)
 }
 
 // Reset clears recorded calls and injected errors.
@@ -355,11 +366,19 @@ func (p *Provider) Get(_ context.Context, id string) (providers.Host, error) {
 }
 
 // List implements providers.Provider.
-func (p *Provider) List(_ context.Context, pool string) ([]providers.Host, error) {
+func (p *Provider) List(ctx context.Context, pool string) ([]providers.Host, error) {
 	p.mu.Lock()
 	p.ListCalls = append(p.ListCalls, pool)
 	injected := take(&p.NextListErr)
+	gate := p.ListGate
 	p.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("listing hosts of pool %s: %w", pool, ctx.Err())
+		}
+	}
 	if injected != nil {
 		return nil, injected
 	}
