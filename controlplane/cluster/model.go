@@ -308,10 +308,12 @@ func (m *Model) follow(ctx context.Context) error {
 	}
 	next := b.commit()
 	next.sync = Sync{Live: true, Since: m.opts.Clock.Now()}
-	m.publish(next)
-	m.log.Info("the cluster model is live", "nodes", next.nodes.Len(), "allocations", next.allocs.Len(), "jobs", next.jobs.Len(), "index", next.index)
+	// The probe is armed before the model says it is live: whoever sees
+	// it live (a test stepping a fake clock) knows its ticker is set.
 	p := m.newProbe(ctx)
 	defer p.stop()
+	m.publish(next)
+	m.log.Info("the cluster model is live", "nodes", next.nodes.Len(), "allocations", next.allocs.Len(), "jobs", next.jobs.Len(), "index", next.index)
 	for {
 		select {
 		case <-ctx.Done():
