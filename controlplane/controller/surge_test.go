@@ -198,11 +198,7 @@ func (h *harness) crashAt(p string) func() bool {
 // count again, then lowers it.
 func TestSurgeResumesAfterACrashBeforeTheDrain(t *testing.T) {
 	h := newHarness(t, 1)
-	loan := borrowOne(h)
-	crashed := h.crashAt(FailAfterSurge)
-	h.clock.Advance(loan.Until.Sub(h.clock.Now()))
-	h.until("the term ends after the surge", crashed)
-	h.stop()
+	expireAndCrashAt(h, FailAfterSurge)
 	if g, _ := h.k.Snapshot().Group(web); g.Count != 12 || len(h.k.CallsOf("drain")) != 0 {
 		t.Fatalf("before the restart web's count is %d and %d drains, want 12 and none\n%s", g.Count, len(h.k.CallsOf("drain")), h.dump())
 	}
@@ -228,11 +224,7 @@ func TestSurgeResumesAfterACrashBeforeTheDrain(t *testing.T) {
 // pass takes it up: the next term lowers the count on its own.
 func TestSurgeEndsAfterACrashAfterTheReturn(t *testing.T) {
 	h := newHarness(t, 1)
-	loan := borrowOne(h)
-	crashed := h.crashAt(FailAfterGiveBack)
-	h.clock.Advance(loan.Until.Sub(h.clock.Now()))
-	h.until("the term ends after the return", crashed)
-	h.stop()
+	expireAndCrashAt(h, FailAfterGiveBack)
 	if g, _ := h.k.Snapshot().Group(web); g.Count != 12 {
 		t.Fatalf("before the restart web's count is %d, want 12", g.Count)
 	}
@@ -276,4 +268,15 @@ func TestSurgeWithoutRoomDoesNotHoldUpTheDrain(t *testing.T) {
 	if len(surged) != 1 || len(ret) != 1 || ret[0].Time.Sub(surged[0].Time) > 5*time.Second {
 		t.Fatalf("the drain waited for a surge that had no room\n%s", h.dump())
 	}
+}
+
+// expireAndCrashAt borrows a shared host, lets its lease end, and stops
+// the term at failpoint fp of its return.
+func expireAndCrashAt(h *harness, fp string) {
+	h.t.Helper()
+	loan := borrowOne(h)
+	crashed := h.crashAt(fp)
+	h.clock.Advance(loan.Until.Sub(h.clock.Now()))
+	h.until("the term ends at "+fp, crashed)
+	h.stop()
 }

@@ -493,14 +493,12 @@ func Run(ctx context.Context, sc Scenario, dir string, progress func(done, total
 	res.Placed = placed()
 	res.ClusterNodes = sn.NodeCount()
 	launch := map[string]time.Time{}
-	for _, in := range sim.Instances(cloudsim.CloudAWS) {
-		launch[in.ID] = in.LaunchTime
-	}
-	res.Instances = len(launch)
 	claimOf := map[string]string{}
 	for _, in := range sim.Instances(cloudsim.CloudAWS) {
+		launch[in.ID] = in.LaunchTime
 		claimOf[in.ID] = in.Tags["spillway:claim"]
 	}
+	res.Instances = len(launch)
 	rec.mu.Lock()
 	slot := map[string]time.Duration{}
 	if sc.Throttle {

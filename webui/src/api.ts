@@ -65,15 +65,7 @@ export interface Loan {
 }
 
 /** A loan that ended, with why: returned, lease expired or reclaimed. */
-export interface ClosedLoan {
-  host: string;
-  host_name?: string;
-  tier: string;
-  pool: string;
-  lender: string;
-  borrower: string;
-  since: string;
-  until: string;
+export interface ClosedLoan extends Pick<Loan, 'host' | 'host_name' | 'tier' | 'pool' | 'lender' | 'borrower' | 'since' | 'until'> {
   returned: string;
   reason: string;
 }

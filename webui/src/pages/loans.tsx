@@ -332,6 +332,16 @@ function Parties(props: { lender: string; borrower: string }) {
   );
 }
 
+/** The column of Parties: lender → borrower. */
+function PartiesHeader() {
+  return (
+    <th scope="col">
+      Lender <span aria-hidden="true">→</span>
+      <span class="visually-hidden">, </span> borrower
+    </th>
+  );
+}
+
 function LoanRow(props: { l: Loan; skew: number; terms: NonNullable<LoansPage['shared']>; write: boolean }) {
   const { l, skew, terms, write } = props;
   const noticeMs = terms.reclaim_notice_seconds * 1000;
@@ -392,10 +402,7 @@ function ClosedLoans(props: { closed: ClosedLoan[]; headingId: string }) {
         <thead>
           <tr>
             <th scope="col">Host</th>
-            <th scope="col">
-              Lender <span aria-hidden="true">→</span>
-              <span class="visually-hidden">, </span> borrower
-            </th>
+            <PartiesHeader />
             <th scope="col">Since</th>
             <th scope="col">Lease ended</th>
             <th scope="col">Returned</th>
@@ -492,10 +499,7 @@ export function Loans() {
           <thead>
             <tr>
               <th scope="col">Host</th>
-              <th scope="col">
-              Lender <span aria-hidden="true">→</span>
-              <span class="visually-hidden">, </span> borrower
-            </th>
+              <PartiesHeader />
               <th scope="col">Since</th>
               <th scope="col">Lease ends</th>
               <th scope="col">Reclaim by</th>
